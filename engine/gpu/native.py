@@ -1,0 +1,127 @@
+"""The native backend of the GPU seam: WebGPU through wgpu-py (Vulkan, Metal, D3D12; lavapipe on CPUs)."""
+
+from __future__ import annotations
+
+import wgpu
+
+from . import STORAGE, UNIFORM, AdapterInfo, GpuUnavailable
+
+_USAGE = {
+    STORAGE: wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_DST | wgpu.BufferUsage.COPY_SRC,
+    UNIFORM: wgpu.BufferUsage.UNIFORM | wgpu.BufferUsage.COPY_DST,
+}
+# wgpu-native names two features differently from the WebGPU spec, which is the engine's vocabulary.
+_FEATURE_NAMES = {"shader-f16": "shader-f16", "subgroup": "subgroups", "subgroups": "subgroups"}
+
+
+class NativeRecorder:
+    """Records into one command encoder, opening a compute pass lazily so copies can sit between passes."""
+
+    def __init__(self, device: wgpu.GPUDevice):
+        self.encoder = device.create_command_encoder()
+        self._pass = None
+
+    def dispatch(self, pipeline, bind_group, groups):
+        if self._pass is None:
+            self._pass = self.encoder.begin_compute_pass()
+        self._pass.set_pipeline(pipeline)
+        self._pass.set_bind_group(0, bind_group)
+        self._pass.dispatch_workgroups(*groups)
+
+    def copy(self, src, src_offset, dst, dst_offset, size):
+        self._end_pass()
+        self.encoder.copy_buffer_to_buffer(src, src_offset, dst, dst_offset, size)
+
+    def _end_pass(self):
+        if self._pass is not None:
+            self._pass.end()
+            self._pass = None
+
+    def finish(self):
+        self._end_pass()
+        return self.encoder.finish()
+
+
+class NativeDevice:
+    """A wgpu-py device behind the seam's interface."""
+
+    def __init__(self, adapter: wgpu.GPUAdapter, device: wgpu.GPUDevice, info: AdapterInfo):
+        self.adapter = adapter
+        self.device = device
+        self.info = info
+        self._readback: wgpu.GPUBuffer | None = None
+
+    def create_buffer(self, size, role=STORAGE, label=""):
+        return self.device.create_buffer(size=_round4(max(size, 4)), usage=_USAGE[role], label=label)
+
+    def write_buffer(self, buffer, data, offset=0):
+        view = memoryview(data).cast("B")
+        if len(view) % 4:  # WebGPU copies whole words; pad the tail instead of failing
+            view = memoryview(bytes(view) + bytes(4 - len(view) % 4))
+        self.device.queue.write_buffer(buffer, offset, view)
+
+    def create_pipeline(self, wgsl, entry_point, constants):
+        module = self.device.create_shader_module(code=wgsl)
+        compute = {"module": module, "entry_point": entry_point}
+        if constants:
+            compute["constants"] = dict(constants)
+        return self.device.create_compute_pipeline(layout="auto", compute=compute)
+
+    def create_bind_group(self, pipeline, buffers):
+        entries = []
+        for binding, item in enumerate(buffers):
+            buffer, offset, size = item if isinstance(item, tuple) else (item, 0, item.size)
+            entries.append({"binding": binding, "resource": {"buffer": buffer, "offset": offset, "size": size}})
+        return self.device.create_bind_group(layout=pipeline.get_bind_group_layout(0), entries=entries)
+
+    def recorder(self):
+        return NativeRecorder(self.device)
+
+    def submit(self, recorder):
+        self.device.queue.submit([recorder.finish()])
+
+    async def read_buffer(self, buffer, offset=0, size=None):
+        size = buffer.size - offset if size is None else size
+        staging = self._staging(_round4(size))
+        encoder = self.device.create_command_encoder()
+        encoder.copy_buffer_to_buffer(buffer, offset, staging, 0, _round4(size))
+        self.device.queue.submit([encoder.finish()])
+        await staging.map_async(wgpu.MapMode.READ, 0, _round4(size))
+        try:
+            return memoryview(staging.read_mapped(0, _round4(size)))[:size]
+        finally:
+            staging.unmap()
+
+    def _staging(self, size: int) -> wgpu.GPUBuffer:
+        """One reusable map-readable buffer, grown on demand: read-backs happen once per step."""
+        if self._readback is None or self._readback.size < size:
+            usage = wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST
+            self._readback = self.device.create_buffer(size=max(size, 1 << 16), usage=usage)
+        return self._readback
+
+
+def _round4(n: int) -> int:
+    return (n + 3) & ~3
+
+
+async def open_native_device() -> NativeDevice:
+    """Open the highest-performance adapter wgpu-py finds, with the features the kernels can use."""
+    adapter = await wgpu.gpu.request_adapter_async(power_preference="high-performance")
+    if adapter is None:
+        raise GpuUnavailable("no WebGPU adapter found (install mesa-vulkan-drivers for a CPU device)")
+    wanted = [name for name in adapter.features if name in _FEATURE_NAMES]
+    limits = adapter.limits
+    required_limits = {
+        name: limits[name] for name in ("max-storage-buffer-binding-size", "max-buffer-size") if name in limits
+    }
+    device = await adapter.request_device_async(required_features=wanted, required_limits=required_limits)
+    raw = adapter.info
+    info = AdapterInfo(
+        vendor=raw.get("vendor", ""),
+        device=raw.get("device", ""),
+        is_software=raw.get("adapter_type", "").lower() == "cpu",
+        features=frozenset(_FEATURE_NAMES[name] for name in wanted),
+        max_storage_binding=limits.get("max-storage-buffer-binding-size", 1 << 27),
+        max_buffer_size=limits.get("max-buffer-size", 1 << 28),
+    )
+    return NativeDevice(adapter, device, info)

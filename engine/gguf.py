@@ -178,7 +178,7 @@ class _Cursor:
 def parse_gguf(source: ByteSource) -> GGUFFile:
     """Parse the header of a GGUF held by `source`; tensor bytes are located, not read."""
     cur = _Cursor(source)
-    if source.size < 24 or cur.take(4) != GGUF_MAGIC:
+    if source.read(0, 4) != GGUF_MAGIC:
         raise ModelFileError("not a GGUF file (bad magic); Hearth reads GGUF models, as llama.cpp writes them")
     version = cur.unpack("<I")
     if version not in (2, 3):

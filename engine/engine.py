@@ -1,0 +1,181 @@
+"""The engine: load a model once, then turn chat messages into a stream of tokens and text.
+
+Generation is an async generator because the browser has no blocking GPU calls: each step records
+the forward pass (and sampling dispatches), submits it, and awaits one small read-back.
+"""
+
+from __future__ import annotations
+
+import array
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .chat_template import render
+from .default_model import default_model_path
+from .errors import ContextTooLong
+from .gguf import GGUFFile, open_gguf
+from .gpu import Device, open_device
+from .model import Model, ProgressFn
+from .sampler import Sampler, SamplingOptions, StopMatcher, apply_penalties_cpu, penalty_counts
+from .tokenizer import Tokenizer
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One step of a generation: the token sampled and the text it made printable (may be "")."""
+
+    token_id: int | None
+    text: str
+    finish_reason: str | None = None  # "stop" (EOS or stop string) or "length" on the last chunk
+
+
+class Engine:
+    """A model on a device, with its tokenizer and chat template."""
+
+    def __init__(self, model: Model, tokenizer: Tokenizer, gguf: GGUFFile):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.gguf = gguf
+        self.chat_template = gguf.metadata.get("tokenizer.chat_template")
+        self._cached: list[int] = []  # token ids whose keys and values are in the KV cache, in order
+
+    @classmethod
+    async def load(
+        cls,
+        path: str | Path | None = None,
+        *,
+        gguf: GGUFFile | None = None,
+        device: Device | None = None,
+        n_ctx: int = 2048,
+        progress: ProgressFn | None = None,
+        **model_options: Any,
+    ) -> Engine:
+        """Open the GPU and load a GGUF (the default model when neither `path` nor `gguf` is given)."""
+        gguf = gguf or open_gguf(path or default_model_path())
+        tokenizer = Tokenizer.from_metadata(gguf.metadata)
+        device = device or await open_device()
+        model = Model.load(device, gguf, n_ctx=n_ctx, progress=progress, **model_options)
+        return cls(model, tokenizer, gguf)
+
+    # ---------------------------------------------------------------- prompts
+
+    def chat_prompt(self, messages: list[dict[str, Any]]) -> list[int]:
+        """Token ids of `messages` rendered with the model's own chat template, ready for the answer."""
+        tok = self.tokenizer
+        text = render(
+            self.chat_template,
+            messages,
+            add_generation_prompt=True,
+            bos_token=tok.token_text(tok.bos_id) if tok.bos_id is not None else "",
+            eos_token=tok.token_text(tok.eos_id) if tok.eos_id is not None else "",
+        )
+        ids = tok.encode(text, parse_special=True)
+        # Add BOS only where the template did not already write it (avoids llama.cpp's double-BOS).
+        if tok.add_bos and tok.bos_id is not None and (not ids or ids[0] != tok.bos_id):
+            ids.insert(0, tok.bos_id)
+        return ids
+
+    # ---------------------------------------------------------------- generation
+
+    async def prefill(self, ids: list[int]) -> None:
+        """Bring the KV cache to hold exactly `ids`, reusing the longest prefix already cached."""
+        model = self.model
+        if len(ids) >= model.n_ctx:
+            raise ContextTooLong(
+                f"the prompt has {len(ids)} tokens; this model's context holds {model.n_ctx} "
+                "(including the answer): shorten the conversation"
+            )
+        common = _common_prefix(self._cached, ids)
+        if common == len(ids):  # the last token must run again to produce fresh logits
+            common -= 1
+        model.rewind(common)
+        self._cached = ids[:common]
+        for start in range(common, len(ids), model.max_batch):
+            batch = ids[start : start + model.max_batch]
+            model.forward(batch)
+            self._cached.extend(batch)
+
+    async def logits_all(self, ids: list[int]) -> list[array.array]:
+        """Logits at every position of `ids` from an empty cache (tests compare them with a reference)."""
+        model, vocab = self.model, self.model.config.vocab_size
+        model.rewind(0)
+        self._cached = []
+        rows = []
+        for start in range(0, len(ids), model.max_batch):
+            batch = ids[start : start + model.max_batch]
+            model.forward(batch, all_logits=True)
+            raw = await model.device.read_buffer(model.logits_all, 0, len(batch) * vocab * 4)
+            flat = array.array("f", raw.tobytes())
+            rows.extend(flat[i * vocab : (i + 1) * vocab] for i in range(len(batch)))
+            self._cached.extend(batch)
+        return rows
+
+    async def generate(self, prompt_ids: list[int], options: SamplingOptions | None = None) -> AsyncIterator[Chunk]:
+        """Stream the completion of `prompt_ids`. Closing the generator (aclose) stops it cleanly."""
+        options = options or SamplingOptions()
+        options.validate()
+        tok, model = self.tokenizer, self.model
+        await self.prefill(prompt_ids)
+        sampler = Sampler(options)
+        stops = StopMatcher(options.stop)
+        decoder = tok.stream_decoder()
+        history = list(prompt_ids)
+        for _ in range(options.max_tokens):
+            token = await self._next_token(sampler, options, history)
+            if token in tok.eog_ids:
+                yield Chunk(token, stops.flush() + decoder.flush(), "stop")
+                return
+            history.append(token)
+            text, stopped = stops.feed(decoder.feed(token))
+            if stopped:
+                yield Chunk(token, text, "stop")
+                return
+            if model.n_past + 1 >= model.n_ctx:
+                yield Chunk(token, text + stops.feed(decoder.flush())[0] + stops.flush(), "length")
+                return
+            yield Chunk(token, text)
+            model.forward([token])
+            self._cached.append(token)
+        yield Chunk(None, stops.feed(decoder.flush())[0] + stops.flush(), "length")
+
+    async def _next_token(self, sampler: Sampler, options: SamplingOptions, history: list[int]) -> int:
+        """Sample from the logits the last forward left: argmax on the GPU when greedy, else on the host."""
+        model = self.model
+        penalties = options.repetition_penalty != 1.0 or options.presence_penalty or options.frequency_penalty
+        counts = penalty_counts(history, options.penalty_last_n) if penalties else []
+        if options.greedy:
+            rec = model.device.recorder()
+            if penalties:
+                model.op_penalize.set(
+                    counts, options.repetition_penalty, options.presence_penalty, options.frequency_penalty
+                )
+                model.op_penalize.record(rec, 1)
+            model.op_argmax.record(rec, 1)
+            model.device.submit(rec)
+            raw = await model.device.read_buffer(model.token_out, 0, 4)
+            return raw.cast("I")[0]
+        raw = await model.device.read_buffer(model.logits)
+        logits = array.array("f", raw.tobytes())
+        if penalties:
+            apply_penalties_cpu(
+                logits, counts, options.repetition_penalty, options.presence_penalty, options.frequency_penalty
+            )
+        return sampler.sample(logits)
+
+    async def chat(
+        self, messages: list[dict[str, Any]], options: SamplingOptions | None = None
+    ) -> AsyncIterator[Chunk]:
+        """Stream the assistant's answer to an OpenAI-style message list."""
+        async for chunk in self.generate(self.chat_prompt(messages), options):
+            yield chunk
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

@@ -1,0 +1,255 @@
+"""The llama-family transformer on the GPU: weights, KV cache, activations and the forward pass.
+
+`forward()` records one step's dispatches into a command buffer and submits it; nothing here waits
+on the GPU. Buffers are made once at load time and every kernel's bindings with them, so a step is
+only `set_step` (one small uniform write) plus the recorded dispatches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import kernels as K
+from .config import ModelConfig
+from .errors import ContextTooLong, UnsupportedModel
+from .gguf import GGUFFile, ggml_type_name
+from .gpu import Device
+
+ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total)
+
+
+@dataclass
+class Layer:
+    """One transformer block's weights on the GPU (GGUF names in comments; rows x cols as used)."""
+
+    attn_norm: object  # blk.N.attn_norm (dim,)
+    wq: object  # blk.N.attn_q (q_dim, dim)
+    wk: object  # blk.N.attn_k (kv_dim, dim)
+    wv: object  # blk.N.attn_v (kv_dim, dim)
+    wo: object  # blk.N.attn_output (dim, q_dim)
+    ffn_norm: object  # blk.N.ffn_norm (dim,)
+    w_gate: object  # blk.N.ffn_gate (ffn_dim, dim)
+    w_up: object  # blk.N.ffn_up (ffn_dim, dim)
+    w_down: object  # blk.N.ffn_down (dim, ffn_dim)
+    key_cache: object  # (n_ctx, kv_dim)
+    value_cache: object  # (n_ctx, kv_dim)
+    ops: dict  # name -> kernels.Op, bound to this layer's buffers
+
+
+class Model:
+    """A loaded model: call `forward` with the next tokens, then read logits or the argmax."""
+
+    def __init__(self, device: Device, config: ModelConfig, n_ctx: int, max_batch: int, kernels: K.Kernels):
+        self.device = device
+        self.config = config
+        self.n_ctx = n_ctx
+        self.max_batch = max_batch
+        self.kernels = kernels
+        self.layers: list[Layer] = []
+        self.n_past = 0  # tokens already in the KV cache
+
+    # ---------------------------------------------------------------- loading
+
+    @classmethod
+    def load(
+        cls,
+        device: Device,
+        gguf: GGUFFile,
+        *,
+        n_ctx: int = 2048,
+        max_batch: int = 64,
+        kv_f16: bool = False,
+        variant: str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> Model:
+        """Upload the weights straight from the file's bytes to GPU buffers and bind every kernel."""
+        config = ModelConfig.from_gguf(gguf.metadata, set(gguf.tensors))
+        n_ctx = min(n_ctx, config.context_length)
+        model = cls(device, config, n_ctx, max_batch, K.Kernels(device, variant=variant, kv_f16=kv_f16))
+        uploader = _Uploader(device, gguf, progress)
+        model._make_activations()
+        model._load_globals(uploader)
+        for i in range(config.n_layers):
+            model.layers.append(model._load_layer(uploader, i))
+        return model
+
+    def _make_activations(self) -> None:
+        c, T, d = self.config, self.max_batch, self.device
+        f32 = 4
+        self.ids = d.create_buffer(T * 4, label="ids")  # (T,) u32
+        self.x = d.create_buffer(T * c.dim * f32, label="x")  # (T, dim) residual stream
+        self.xb = d.create_buffer(T * c.dim * f32, label="xb")  # (T, dim) normed / branch output
+        self.q = d.create_buffer(T * c.q_dim * f32, label="q")  # (T, q_dim)
+        self.k = d.create_buffer(T * c.kv_dim * f32, label="k")  # (T, kv_dim)
+        self.v = d.create_buffer(T * c.kv_dim * f32, label="v")  # (T, kv_dim)
+        self.att = d.create_buffer(T * c.q_dim * f32, label="att")  # (T, q_dim) attention output
+        self.hb = d.create_buffer(T * c.ffn_dim * f32, label="hb")  # (T, ffn_dim) gate, then silu(gate)*up
+        self.hb2 = d.create_buffer(T * c.ffn_dim * f32, label="hb2")  # (T, ffn_dim) up
+        self.x_last = d.create_buffer(c.dim * f32, label="x_last")  # (1, dim) last row, normed
+        self.logits = d.create_buffer(c.vocab_size * f32, label="logits")  # (vocab,) of the last row
+        self.logits_all = None  # (T, vocab), made on first use: only tests read every position
+        self.token_out = d.create_buffer(4, label="token_out")  # (1,) u32 argmax
+
+    def _load_globals(self, up: _Uploader) -> None:
+        c, k = self.config, self.kernels
+        self.token_embd, embd_type = up.tensor("token_embd.weight", (c.dim, c.vocab_size))
+        self.output_norm, _ = up.norm("output_norm.weight", c.dim)
+        if c.tied_output:
+            self.output, self.output_type = self.token_embd, embd_type
+        else:
+            self.output, self.output_type = up.tensor("output.weight", (c.dim, c.vocab_size))
+        self.rope_freqs = up.norm("rope_freqs.weight", c.rope_dim // 2)[0] if up.has("rope_freqs.weight") else None
+        self.op_embed = k.embed(self.token_embd, embd_type, c.dim, self.ids, self.x)
+        self.op_final_norm = k.rmsnorm(self.x, self.output_norm, self.xb, c.dim, c.rms_eps)
+        self.op_logits = k.matmul(self.output, self.output_type, c.dim, c.vocab_size, self.x_last, self.logits, 1)
+        self.op_argmax = k.argmax(self.logits, self.token_out, c.vocab_size)
+        self.op_penalize = k.penalize(self.logits, c.vocab_size, max_history=256)
+
+    def _load_layer(self, up: _Uploader, i: int) -> Layer:
+        c, k = self.config, self.kernels
+        p = f"blk.{i}."
+        wq, tq = up.tensor(p + "attn_q.weight", (c.dim, c.q_dim))
+        wk, tk = up.tensor(p + "attn_k.weight", (c.dim, c.kv_dim))
+        wv, tv = up.tensor(p + "attn_v.weight", (c.dim, c.kv_dim))
+        wo, to = up.tensor(p + "attn_output.weight", (c.q_dim, c.dim))
+        w_gate, tg = up.tensor(p + "ffn_gate.weight", (c.dim, c.ffn_dim))
+        w_up, tu = up.tensor(p + "ffn_up.weight", (c.dim, c.ffn_dim))
+        w_down, td = up.tensor(p + "ffn_down.weight", (c.ffn_dim, c.dim))
+        attn_norm, _ = up.norm(p + "attn_norm.weight", c.dim)
+        ffn_norm, _ = up.norm(p + "ffn_norm.weight", c.dim)
+        cache_bytes = k.kv_cache_nbytes(self.n_ctx, c.kv_dim)
+        key_cache = self.device.create_buffer(cache_bytes, label=f"key_cache.{i}")
+        value_cache = self.device.create_buffer(cache_bytes, label=f"value_cache.{i}")
+        T = self.max_batch
+        rope = dict(n_rot=c.rope_dim, theta=c.rope_theta, freq_scale=c.rope_freq_scale, neox=c.rope_neox,
+                    freq_factors=self.rope_freqs)
+        ops = {
+            "attn_norm": k.rmsnorm(self.x, attn_norm, self.xb, c.dim, c.rms_eps),
+            "q": k.matmul(wq, tq, c.dim, c.q_dim, self.xb, self.q, T),
+            "k": k.matmul(wk, tk, c.dim, c.kv_dim, self.xb, self.k, T),
+            "v": k.matmul(wv, tv, c.dim, c.kv_dim, self.xb, self.v, T),
+            "rope_q": k.rope(self.q, c.n_heads, c.head_dim, **rope),
+            "rope_k": k.rope(self.k, c.n_kv_heads, c.head_dim, **rope),
+            "store_kv": k.store_kv(self.k, self.v, key_cache, value_cache, c.kv_dim),
+            "attention": k.attention(self.q, key_cache, value_cache, self.att, c.n_heads, c.n_kv_heads,
+                                     c.head_dim, self.n_ctx, T),
+            "o": k.matmul(wo, to, c.q_dim, c.dim, self.att, self.xb, T),
+            "attn_residual": k.add(self.x, self.xb, c.dim),
+            "ffn_norm": k.rmsnorm(self.x, ffn_norm, self.xb, c.dim, c.rms_eps),
+            "gate": k.matmul(w_gate, tg, c.dim, c.ffn_dim, self.xb, self.hb, T),
+            "up": k.matmul(w_up, tu, c.dim, c.ffn_dim, self.xb, self.hb2, T),
+            "silu_mul": k.silu_mul(self.hb, self.hb2, self.hb, c.ffn_dim),
+            "down": k.matmul(w_down, td, c.ffn_dim, c.dim, self.hb, self.xb, T),
+            "ffn_residual": k.add(self.x, self.xb, c.dim),
+        }
+        if c.qkv_bias:  # Qwen2
+            for name, dst, n in (("q", self.q, c.q_dim), ("k", self.k, c.kv_dim), ("v", self.v, c.kv_dim)):
+                bias, _ = up.norm(p + f"attn_{name}.bias", n)
+                ops[f"{name}_bias"] = k.add_bias(dst, bias, n)
+        return Layer(attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down, key_cache, value_cache, ops)
+
+    # ---------------------------------------------------------------- the forward pass
+
+    _LAYER_ORDER = (
+        "attn_norm", "q", "k", "v", "q_bias", "k_bias", "v_bias", "rope_q", "rope_k", "store_kv",
+        "attention", "o", "attn_residual", "ffn_norm", "gate", "up", "silu_mul", "down", "ffn_residual",
+    )
+
+    def forward(self, tokens: list[int], *, all_logits: bool = False, recorder=None):
+        """Run `tokens` (at most max_batch) at positions n_past.. and leave the last row's logits in
+        `self.logits` (every row's in `self.logits_all` if asked). Records into `recorder` if given,
+        so the caller can append sampling dispatches before one submit; returns the recorder."""
+        T, c = len(tokens), self.config
+        if not 0 < T <= self.max_batch:
+            raise ValueError(f"forward takes 1..{self.max_batch} tokens, got {T}")
+        if self.n_past + T > self.n_ctx:
+            raise ContextTooLong(f"the context holds {self.n_ctx} tokens; this step needs {self.n_past + T}")
+        self.device.write_buffer(self.ids, _u32_bytes(tokens))
+        self.kernels.set_step(self.n_past, T)
+        rec = recorder or self.device.recorder()
+        self.op_embed.record(rec, T)
+        for layer in self.layers:
+            for name in self._LAYER_ORDER:
+                op = layer.ops.get(name)
+                if op is not None:
+                    op.record(rec, T)
+        self.op_final_norm.record(rec, T)
+        if all_logits:
+            self._all_logits_op().record(rec, T)
+        # Only the last position's logits are needed to go on: copy its row out and run the head on it.
+        rec.copy(self.xb, (T - 1) * c.dim * 4, self.x_last, 0, c.dim * 4)
+        self.op_logits.record(rec, 1)
+        self.n_past += T
+        if recorder is None:
+            self.device.submit(rec)
+        return rec
+
+    def _all_logits_op(self):
+        if self.logits_all is None:
+            c = self.config
+            self.logits_all = self.device.create_buffer(self.max_batch * c.vocab_size * 4, label="logits_all")
+            self._op_logits_all = self.kernels.matmul(
+                self.output, self.output_type, c.dim, c.vocab_size, self.xb, self.logits_all, self.max_batch
+            )
+        return self._op_logits_all
+
+    def rewind(self, n_past: int) -> None:
+        """Forget cached positions from `n_past` on (later tokens simply overwrite them)."""
+        self.n_past = max(0, min(n_past, self.n_past))
+
+
+class _Uploader:
+    """Moves tensors from the GGUF's bytes to GPU buffers, checking types and shapes on the way."""
+
+    def __init__(self, device: Device, gguf: GGUFFile, progress: ProgressFn | None):
+        self.device, self.gguf, self.progress = device, gguf, progress
+        self.total = sum(t.nbytes for t in gguf.tensors.values())
+        self.done = 0
+
+    def has(self, name: str) -> bool:
+        return name in self.gguf.tensors
+
+    def tensor(self, name: str, shape: tuple[int, int]):
+        """A matrix weight, uploaded in its own (possibly quantised) type; returns (buffer, ggml type)."""
+        info = self._info(name, shape)
+        if info.type not in K.SUPPORTED_WEIGHT_TYPES:
+            supported = ", ".join(ggml_type_name(t) for t in sorted(K.SUPPORTED_WEIGHT_TYPES))
+            raise UnsupportedModel(
+                f"tensor {name} has type {info.type_name}, which Hearth does not run (supported: {supported})"
+            )
+        return self._upload(info), info.type
+
+    def norm(self, name: str, n: int):
+        """A vector (norm weight, bias, rope factors); kernels read these as f32."""
+        info = self._info(name, (n,))
+        if info.type != K.F32:
+            raise UnsupportedModel(f"tensor {name} has type {info.type_name}; Hearth expects F32 vectors")
+        return self._upload(info), info.type
+
+    def _info(self, name: str, shape: tuple[int, ...]):
+        info = self.gguf.tensors.get(name)
+        if info is None:
+            raise UnsupportedModel(f"the model lacks tensor {name}")
+        if tuple(info.shape) != tuple(shape):
+            raise UnsupportedModel(f"tensor {name} has shape {list(info.shape)}, expected {list(shape)}")
+        if info.nbytes > self.device.info.max_storage_binding:
+            raise UnsupportedModel(
+                f"tensor {name} ({info.nbytes >> 20} MiB) exceeds this GPU's largest binding "
+                f"({self.device.info.max_storage_binding >> 20} MiB)"
+            )
+        return info
+
+    def _upload(self, info):
+        buffer = self.device.create_buffer(info.nbytes, label=info.name)
+        self.device.write_buffer(buffer, self.gguf.view(info.name))
+        self.done += info.nbytes
+        if self.progress:
+            self.progress(self.done, self.total)
+        return buffer
+
+
+def _u32_bytes(values: list[int]) -> bytes:
+    import array
+
+    return array.array("I", values).tobytes()

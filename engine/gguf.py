@@ -180,6 +180,7 @@ def parse_gguf(source: ByteSource) -> GGUFFile:
     cur = _Cursor(source)
     if source.read(0, 4) != GGUF_MAGIC:
         raise ModelFileError("not a GGUF file (bad magic); Hearth reads GGUF models, as llama.cpp writes them")
+    cur.take(4)
     version = cur.unpack("<I")
     if version not in (2, 3):
         raise ModelFileError(f"unsupported GGUF version {version} (Hearth reads versions 2 and 3)")

@@ -16,3 +16,21 @@ def model_path():
 @pytest.fixture(scope="session")
 def model_gguf(model_path):
     return open_gguf(model_path)
+
+
+@pytest.fixture(scope="session")
+def event_loop_session():
+    """One event loop for the session, so one engine (and its GPU device) serves many tests."""
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture(scope="session")
+def engine(event_loop_session, model_gguf):
+    """The default model loaded once on the native device (lavapipe on machines without a GPU)."""
+    from engine.engine import Engine
+
+    return event_loop_session.run_until_complete(Engine.load(gguf=model_gguf, n_ctx=1024))

@@ -1,0 +1,100 @@
+"""`python -m engine` as scripts use it: answer on stdout only, one clear error line otherwise."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.gguf_files import write_gguf
+
+
+def _run(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args], input=stdin, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_generate_answers_on_stdout_only():
+    result = _run("generate", "--temperature", "0", "--max-tokens", "24", "What is the capital of France?")
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout
+    assert "loading model" in result.stderr and "tok/s" in result.stderr
+    assert "loading" not in result.stdout
+
+
+def test_generate_takes_a_messages_file_and_a_system_prompt(tmp_path):
+    messages = [
+        {"role": "user", "content": "My name is Ada."},
+        {"role": "assistant", "content": "Nice to meet you, Ada!"},
+        {"role": "user", "content": "What is my name?"},
+    ]
+    path = tmp_path / "chat.json"
+    path.write_text(json.dumps(messages))
+    result = _run("generate", "--messages", str(path), "--system", "Answer briefly.", "--temperature", "0",
+                  "--max-tokens", "16")
+    assert result.returncode == 0, result.stderr
+    assert "Ada" in result.stdout
+
+
+def _error_of(*args: str) -> str:
+    result = _run(*args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    return result.stderr.strip()
+
+
+def test_missing_model_file(tmp_path):
+    assert "not found" in _error_of("generate", "--model", str(tmp_path / "none.gguf"), "hi")
+
+
+def test_not_a_gguf(tmp_path):
+    (tmp_path / "x.gguf").write_text("hello")
+    assert "not a GGUF" in _error_of("generate", "--model", str(tmp_path / "x.gguf"), "hi")
+
+
+def test_truncated_model(tmp_path, model_path):
+    (tmp_path / "cut.gguf").write_bytes(model_path.read_bytes()[:40_000_000])
+    assert "truncated" in _error_of("generate", "--model", str(tmp_path / "cut.gguf"), "hi")
+
+
+def test_unsupported_architecture_is_named(tmp_path):
+    import numpy as np
+
+    path = write_gguf(tmp_path / "m.gguf", "mamba", {}, {"w": (np.zeros(4, np.float32), 0)})
+    assert "unsupported architecture 'mamba'" in _error_of("generate", "--model", str(path), "hi")
+
+
+def test_unsupported_tensor_type_is_named(tmp_path, model_gguf):
+    import numpy as np
+
+    from engine.gguf import GGML_TYPES
+
+    dim, q4k = 256, 12  # Q4_K packs 256 weights in 144 bytes
+    assert GGML_TYPES[q4k][0] == "Q4_K"
+    meta = {k: v for k, v in model_gguf.metadata.items() if k.startswith(("llama.", "tokenizer."))}
+    meta.update({"llama.block_count": 1, "llama.embedding_length": dim, "llama.feed_forward_length": dim,
+                 "llama.attention.head_count": 1, "llama.attention.head_count_kv": 1,
+                 "llama.rope.dimension_count": dim})
+    n_vocab = len(meta["tokenizer.ggml.tokens"])
+    tensors = {
+        "token_embd.weight": (np.zeros((n_vocab, dim), np.float16), 1),
+        "output_norm.weight": (np.ones(dim, np.float32), 0),
+        "blk.0.attn_q.weight": (np.zeros((dim, 144), np.uint8), q4k),
+    }
+    path = write_gguf(tmp_path / "q4k.gguf", "llama", meta, tensors)
+    err = _error_of("generate", "--model", str(path), "hi")
+    assert "Q4_K" in err and "blk.0.attn_q.weight" in err
+
+
+def test_prompt_longer_than_the_context():
+    err = _error_of("generate", "--n-ctx", "64", "--max-tokens", "4", "word " * 200)
+    assert "context" in err
+
+
+@pytest.mark.parametrize("flag, value", [("--temperature", "-1"), ("--top-p", "0"), ("--max-tokens", "0")])
+def test_bad_sampling_options(flag, value):
+    assert flag.lstrip("-").replace("-", "_") in _error_of("generate", flag, value, "hi")

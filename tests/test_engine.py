@@ -1,0 +1,95 @@
+"""The whole engine on the native device against the float64 numpy reference (tests/reference.py).
+
+The reference's greedy tokens and llama.cpp's (a second opinion: it quantises activations to 8 bits,
+so it parts from the reference where the top two logits are close) are recorded in tests/data/greedy.json
+by scripts/record_greedy.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.errors import ContextTooLong, InvalidRequest
+from engine.sampler import SamplingOptions
+from tests.greedy_cases import compare_greedy, load_greedy_cases
+
+CASES = load_greedy_cases()
+GREEDY = SamplingOptions(temperature=0.0, max_tokens=32)
+
+
+def _collect(loop, agen):
+    async def run():
+        return [chunk async for chunk in agen]
+
+    return loop.run_until_complete(run())
+
+
+def test_logits_at_every_position_match_the_float64_reference(engine, event_loop_session, model_path):
+    from tests.reference import ReferenceModel
+
+    case = next(c for c in CASES if len(c["prompt_ids"]) >= 64)
+    ids = case["prompt_ids"][:64]
+    ours = np.array(event_loop_session.run_until_complete(engine.logits_all(ids)), dtype=np.float64)
+    reference = ReferenceModel(str(model_path))
+    reference.reset()
+    expected = reference.forward(ids, 0)
+    assert ours.shape == expected.shape == (64, engine.model.config.vocab_size)
+    errors = np.abs(ours - expected).max(axis=1) / np.abs(expected).max(axis=1)
+    print(f"max relative logit error over 64 positions: {errors.max():.2e}")
+    assert errors.max() < 1e-3, f"position {errors.argmax()} has relative error {errors.max():.2e}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_chat_prompt_tokens_match_the_recording(engine, case):
+    assert engine.chat_prompt(case["messages"]) == case["prompt_ids"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_greedy_tokens_match_the_reference(engine, event_loop_session, case):
+    chunks = _collect(event_loop_session, engine.generate(case["prompt_ids"], GREEDY))
+    got = [c.token_id for c in chunks if c.token_id is not None]
+    if got and got[-1] in engine.tokenizer.eog_ids:
+        got = got[:-1]  # the reference records its steps without stopping at end-of-generation
+    expected, gaps = case["reference_ids"], case["reference_gaps"]
+    problem = compare_greedy(expected[: len(got) + 1], gaps, got)
+    llama = case["llama_cpp_ids"]
+    parted = next((i for i, (a, b) in enumerate(zip(llama, expected, strict=False)) if a != b), None)
+    if parted is not None:
+        print(f"{case['id']}: llama.cpp parts from the reference at step {parted} (reference gap {gaps[parted]:.3f})")
+    assert problem is None, f"{case['id']}: {problem}"
+    print(f"{case['id']}: {engine.tokenizer.decode(got)!r}")
+
+
+def test_prompt_longer_than_the_context_is_refused(engine, event_loop_session):
+    too_long = [engine.tokenizer.bos_id or 0] * (engine.model.n_ctx + 5)
+    with pytest.raises(ContextTooLong, match="context holds"):
+        _collect(event_loop_session, engine.generate(too_long, GREEDY))
+
+
+def test_bad_sampling_options_are_refused_before_any_work(engine, event_loop_session):
+    with pytest.raises(InvalidRequest):
+        _collect(event_loop_session, engine.generate([1, 2, 3], SamplingOptions(temperature=-1)))
+
+
+def test_same_seed_same_text(engine, event_loop_session):
+    messages = [{"role": "user", "content": "Tell me a short story about a cat."}]
+    options = SamplingOptions(temperature=1.0, seed=1234, max_tokens=12)
+
+    def text(opts):
+        return "".join(c.text for c in _collect(event_loop_session, engine.chat(messages, opts)))
+
+    first = text(options)
+    assert first == text(options)
+    others = {text(SamplingOptions(temperature=1.0, seed=s, max_tokens=12)) for s in (1, 2, 3)}
+    assert len(others | {first}) > 1, "different seeds should give different stories"
+
+
+def test_stop_strings_end_the_answer_before_them(engine, event_loop_session):
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    full = "".join(c.text for c in _collect(event_loop_session, engine.chat(messages, GREEDY)))
+    word = full.split()[2]
+    chunks = _collect(event_loop_session, engine.chat(messages, SamplingOptions(temperature=0, stop=(word,))))
+    text = "".join(c.text for c in chunks)
+    assert chunks[-1].finish_reason == "stop"
+    assert text == full[: full.index(word)]

@@ -1,0 +1,140 @@
+"""The browser backend of the GPU seam: WebGPU through Pyodide's `js` FFI (navigator.gpu).
+
+Mirrors native.py call for call; WebGPU's JS API takes camelCase plain objects, so descriptors are
+converted with `Object.fromEntries`. Weights arrive as JS typed arrays (views of the model's
+ArrayBuffer) and go to `writeBuffer` as they are, never through the wasm heap.
+"""
+
+from __future__ import annotations
+
+import js  # type: ignore[import-not-found]  # exists only on Pyodide
+from pyodide.ffi import to_js  # type: ignore[import-not-found]
+
+from . import STORAGE, UNIFORM, AdapterInfo, GpuUnavailable
+
+# GPUBufferUsage / GPUMapMode flags (numbers from the WebGPU spec).
+_MAP_READ, _COPY_SRC, _COPY_DST, _UNIFORM, _STORAGE = 0x1, 0x4, 0x8, 0x40, 0x80
+_USAGE = {STORAGE: _STORAGE | _COPY_DST | _COPY_SRC, UNIFORM: _UNIFORM | _COPY_DST}
+_FEATURES = ("shader-f16", "subgroups")
+
+
+def _js(value):
+    """A Python dict/list as plain JS objects/arrays, as WebGPU descriptors must be."""
+    return to_js(value, dict_converter=js.Object.fromEntries)
+
+
+class BrowserRecorder:
+    """Records into one GPUCommandEncoder, opening a compute pass lazily (copies sit between passes)."""
+
+    def __init__(self, device):
+        self.encoder = device.createCommandEncoder()
+        self._pass = None
+
+    def dispatch(self, pipeline, bind_group, groups):
+        if self._pass is None:
+            self._pass = self.encoder.beginComputePass()
+        self._pass.setPipeline(pipeline)
+        self._pass.setBindGroup(0, bind_group)
+        self._pass.dispatchWorkgroups(*groups)
+
+    def copy(self, src, src_offset, dst, dst_offset, size):
+        self._end_pass()
+        self.encoder.copyBufferToBuffer(src, src_offset, dst, dst_offset, size)
+
+    def _end_pass(self):
+        if self._pass is not None:
+            self._pass.end()
+            self._pass = None
+
+    def finish(self):
+        self._end_pass()
+        return self.encoder.finish()
+
+
+class BrowserDevice:
+    """A navigator.gpu device behind the seam's interface."""
+
+    def __init__(self, adapter, device, info: AdapterInfo):
+        self.adapter, self.device, self.info = adapter, device, info
+        self._readback = None
+
+    def create_buffer(self, size, role=STORAGE, label=""):
+        return self.device.createBuffer(_js({"size": _round4(max(size, 4)), "usage": _USAGE[role], "label": label}))
+
+    def write_buffer(self, buffer, data, offset=0):
+        if isinstance(data, bytes | bytearray | memoryview):
+            raw = bytes(data)
+            if len(raw) % 4:
+                raw += bytes(4 - len(raw) % 4)
+            data = to_js(memoryview(raw))  # a view of the wasm heap: small host data (ids, params) only
+        self.device.queue.writeBuffer(buffer, offset, data)
+
+    def create_pipeline(self, wgsl, entry_point, constants):
+        module = self.device.createShaderModule(_js({"code": wgsl}))
+        compute = {"module": module, "entryPoint": entry_point}
+        if constants:
+            compute["constants"] = dict(constants)
+        return self.device.createComputePipeline(_js({"layout": "auto", "compute": compute}))
+
+    def create_bind_group(self, pipeline, buffers):
+        entries = []
+        for binding, item in enumerate(buffers):
+            buffer, offset, size = item if isinstance(item, tuple) else (item, 0, item.size)
+            entries.append({"binding": binding, "resource": {"buffer": buffer, "offset": offset, "size": size}})
+        return self.device.createBindGroup(_js({"layout": pipeline.getBindGroupLayout(0), "entries": entries}))
+
+    def recorder(self):
+        return BrowserRecorder(self.device)
+
+    def submit(self, recorder):
+        self.device.queue.submit(_js([recorder.finish()]))
+
+    async def read_buffer(self, buffer, offset=0, size=None):
+        size = buffer.size - offset if size is None else size
+        padded = _round4(size)
+        if self._readback is None or self._readback.size < padded:
+            descriptor = {"size": max(padded, 1 << 16), "usage": _MAP_READ | _COPY_DST}
+            self._readback = self.device.createBuffer(_js(descriptor))
+        staging = self._readback
+        encoder = self.device.createCommandEncoder()
+        encoder.copyBufferToBuffer(buffer, offset, staging, 0, padded)
+        self.device.queue.submit(_js([encoder.finish()]))
+        await staging.mapAsync(_MAP_READ, 0, padded)
+        try:
+            # One bulk copy out of the mapped range: never element by element through the FFI.
+            return memoryview(js.Uint8Array.new(staging.getMappedRange(0, padded)).to_bytes())[:size]
+        finally:
+            staging.unmap()
+
+
+def _round4(n: int) -> int:
+    return (n + 3) & ~3
+
+
+async def open_browser_device() -> BrowserDevice:
+    """Open the browser's WebGPU adapter with the features and limits the kernels can use."""
+    gpu = getattr(js.navigator, "gpu", None)
+    if gpu is None:
+        raise GpuUnavailable("WebGPU is not available in this browser")
+    adapter = await gpu.requestAdapter(_js({"powerPreference": "high-performance"}))
+    if adapter is None:
+        raise GpuUnavailable("WebGPU found no adapter")
+    features = [name for name in _FEATURES if adapter.features.has(name)]
+    limits = adapter.limits
+    required = {
+        "maxStorageBufferBindingSize": limits.maxStorageBufferBindingSize,
+        "maxBufferSize": limits.maxBufferSize,
+    }
+    device = await adapter.requestDevice(_js({"requiredFeatures": features, "requiredLimits": required}))
+    raw = adapter.info
+    description = f"{raw.vendor} {raw.architecture} {raw.device} {raw.description}".lower()
+    info = AdapterInfo(
+        vendor=str(raw.vendor),
+        device=str(raw.device or raw.description),
+        # SwiftShader (Chromium's CPU fallback) and lavapipe behave alike: no barriers in hot loops.
+        is_software=any(name in description for name in ("swiftshader", "llvmpipe", "lavapipe", "cpu")),
+        features=frozenset(features),
+        max_storage_binding=int(limits.maxStorageBufferBindingSize),
+        max_buffer_size=int(limits.maxBufferSize),
+    )
+    return BrowserDevice(adapter, device, info)

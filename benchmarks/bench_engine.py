@@ -1,0 +1,81 @@
+"""Prefill and decode speed of the engine next to llama.cpp on the same GGUF, measured in one run.
+
+Usage: .venv/bin/python benchmarks/bench_engine.py [--model PATH] [--prompt-tokens 128] [--decode-tokens 32]
+       [--threads 2]
+Prints tokens/s for both and the engine/llama.cpp ratio. llama.cpp runs on the CPU with --threads;
+the engine runs on whatever adapter wgpu-py opens (lavapipe, which uses every core, on a machine without a GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+from engine.default_model import default_model_path
+from engine.engine import Engine
+from engine.sampler import SamplingOptions
+
+
+def _prompt_ids(engine: Engine, n: int) -> list[int]:
+    words = "The quick brown fox jumps over the lazy dog while the river runs to the sea. " * (n // 8 + 1)
+    return engine.tokenizer.encode(words)[:n]
+
+
+async def bench_engine(path, n_prompt: int, n_decode: int) -> tuple[float, float, str]:
+    engine = await Engine.load(path, n_ctx=n_prompt + n_decode + 8)
+    ids = _prompt_ids(engine, n_prompt)
+    await engine.generate(ids, SamplingOptions(temperature=0, max_tokens=2)).__anext__()  # warm the pipelines
+    engine._cached = []  # start cold so prefill runs in full
+    start = time.perf_counter()
+    await engine.prefill(ids)
+    await engine.model.device.read_buffer(engine.model.logits, 0, 4)  # wait for the GPU
+    prefill = n_prompt / (time.perf_counter() - start)
+    options = SamplingOptions(temperature=0, max_tokens=n_decode)
+    n, start = 0, None
+    async for chunk in engine.generate(ids, options):
+        if start is None:  # the first token comes from prefill: time decode steps only
+            start = time.perf_counter()
+            continue
+        n += chunk.token_id is not None
+    decode = n / (time.perf_counter() - start)
+    return prefill, decode, engine.model.device.info.device
+
+
+def bench_llama_cpp(path, n_prompt: int, n_decode: int, threads: int) -> tuple[float, float]:
+    from llama_cpp import Llama
+
+    llm = Llama(str(path), n_ctx=n_prompt + n_decode + 8, n_threads=threads, n_batch=512, verbose=False)
+    ids = llm.tokenize(("The quick brown fox jumps over the lazy dog. " * n_prompt).encode())[:n_prompt]
+    llm.eval(ids[:8])  # warm up
+    llm.reset()
+    start = time.perf_counter()
+    llm.eval(ids)
+    prefill = n_prompt / (time.perf_counter() - start)
+    start = time.perf_counter()
+    token = ids[-1]
+    for _ in range(n_decode):
+        llm.eval([token])
+        token = int(llm.scores[llm.n_tokens - 1].argmax())
+    decode = n_decode / (time.perf_counter() - start)
+    return prefill, decode
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--prompt-tokens", type=int, default=128)
+    parser.add_argument("--decode-tokens", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    path = args.model or default_model_path()
+    e_pre, e_dec, device = asyncio.run(bench_engine(path, args.prompt_tokens, args.decode_tokens))
+    l_pre, l_dec = bench_llama_cpp(path, args.prompt_tokens, args.decode_tokens, args.threads)
+    print(f"model: {path}")
+    print(f"engine ({device}): prefill {e_pre:8.1f} tok/s   decode {e_dec:7.1f} tok/s")
+    print(f"llama.cpp ({args.threads} threads): prefill {l_pre:8.1f} tok/s   decode {l_dec:7.1f} tok/s")
+    print(f"engine / llama.cpp:        prefill {e_pre / l_pre:8.3f}x       decode {e_dec / l_dec:7.3f}x")
+
+
+if __name__ == "__main__":
+    main()

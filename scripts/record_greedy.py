@@ -15,6 +15,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 N_STEPS = 32
 N_CTX = 1024  # room for the longest prompt plus N_STEPS
+NUMBER_LIST = re.compile(r"\[\n[-\d.,\s]*\]")  # a list of numbers as json.dumps(indent=...) spreads it
 
 LONG_TEXT = (
     "The lighthouse on the northern cape was built in 1874, after three ships were lost on the reef in a "
@@ -182,7 +184,8 @@ def record(model_path: Path) -> dict:
     """Runs every conversation through the reference and llama.cpp; prints one line each."""
     import llama_cpp
     import numpy as np
-    from reference import ReferenceModel
+
+    from tests.reference import ReferenceModel
 
     prompter = Prompter(model_path)
     t0 = time.perf_counter()
@@ -234,17 +237,26 @@ def record(model_path: Path) -> dict:
     }
 
 
+def to_json(data: dict) -> str:
+    """Indented JSON with each list of numbers on one line, so the file stays readable and diffable."""
+    text = json.dumps(data, indent=1, ensure_ascii=False)
+    # Only lists that open with a raw newline are collapsed: JSON strings never hold one, so no
+    # string content can be touched.
+    # split() leaves "1," "2," "3": joined by spaces they read "1, 2, 3".
+    return NUMBER_LIST.sub(lambda m: "[" + " ".join(m[0][1:-1].split()) + "]", text) + "\n"
+
+
 def main() -> None:
     """Parses arguments, records and writes the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="GGUF file (default: SmolLM2-135M Q4_1)")
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "data" / "greedy.json")
     args = parser.parse_args()
-    # The reference lives with the tests, and the engine's modules are imported from the checkout.
-    sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
+    # The reference lives with the tests (tests.reference), the engine's modules in the checkout.
+    sys.path.insert(0, str(ROOT))
     data = record(args.model or default_model_path())
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    args.out.write_text(to_json(data))
     print(f"wrote {args.out}")
 
 

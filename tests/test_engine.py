@@ -52,7 +52,7 @@ def test_greedy_tokens_match_the_reference(engine, event_loop_session, case):
     if got and got[-1] in engine.tokenizer.eog_ids:
         got = got[:-1]  # the reference records its steps without stopping at end-of-generation
     expected, gaps = case["reference_ids"], case["reference_gaps"]
-    problem = compare_greedy(expected[: len(got) + 1], gaps, got)
+    problem = compare_greedy(expected, gaps, got, stop_ids=engine.tokenizer.eog_ids)
     llama = case["llama_cpp_ids"]
     parted = next((i for i, (a, b) in enumerate(zip(llama, expected, strict=False)) if a != b), None)
     if parted is not None:

@@ -1,0 +1,214 @@
+"""The request host behind the browser extension: one message envelope, one `kind` switch, one queue.
+
+Every message, in and out, is `{"kind": ..., "id": ..., "content": ...}` (plain data). The offscreen
+document's JavaScript hands incoming messages to `Host.receive` and posts whatever `send` is given;
+nothing here imports `js`, so the same host runs (and is tested) natively.
+
+In:  chat {messages, options} · summarize {text, title, options} · stop (id of the request) · status
+Out: progress {stage, done, total} · ready {model, n_ctx, adapter} · chunk {text, token_id} ·
+     part {part, parts} · done {finish_reason, token_ids, n_tokens, seconds, tokens_per_s, parts} ·
+     error {type, message} (id null for load errors) · status {loaded, queued, busy}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any
+
+from .errors import HearthError, InvalidRequest
+from .gpu import GpuUnavailable
+from .sampler import SamplingOptions
+from .summarize import Summarizer
+
+Send = Callable[[dict[str, Any]], None]
+QUEUED_KINDS = ("chat", "summarize")
+_OPTION_NAMES = {f.name for f in fields(SamplingOptions)}
+
+
+def envelope(kind: str, id: Any = None, content: Any = None) -> dict[str, Any]:
+    """The one message shape shared by JavaScript and Python."""
+    return {"kind": kind, "id": id, "content": content}
+
+
+def error_content(error: BaseException) -> dict[str, str]:
+    """An error as the panel shows it: the named type (ContextTooLong, GpuUnavailable, ...) and a message."""
+    if isinstance(error, HearthError | GpuUnavailable):
+        return {"type": type(error).__name__, "message": str(error)}
+    return {"type": "InternalError", "message": f"{type(error).__name__}: {error}"}
+
+
+def sampling_options(raw: dict[str, Any] | None) -> SamplingOptions:
+    """SamplingOptions from a request's plain `options` object, naming any field it does not know."""
+    raw = dict(raw or {})
+    unknown = sorted(set(raw) - _OPTION_NAMES)
+    if unknown:
+        raise InvalidRequest(f"unknown sampling option(s): {', '.join(unknown)}")
+    if isinstance(raw.get("stop"), str):
+        raw["stop"] = (raw["stop"],)
+    elif raw.get("stop") is not None:
+        raw["stop"] = tuple(raw["stop"])
+    options = SamplingOptions(**{k: v for k, v in raw.items() if v is not None})
+    options.validate()
+    return options
+
+
+class Host:
+    """Owns the engine once loaded and serves queued requests one at a time, streaming their chunks."""
+
+    def __init__(self, send: Send, engine: Any = None):
+        self.send = send
+        self.engine = engine
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.stopped: set[Any] = set()
+        self.busy: Any = None  # id of the request being served
+        self._worker: asyncio.Task | None = None
+
+    # ---------------------------------------------------------------- loading
+
+    async def load(self, source: Any, *, n_ctx: int = 2048, device: Any = None) -> bool:
+        """Open the GPU, parse the GGUF held by `source` and upload it; report progress, then ready or error."""
+        from .engine import Engine
+        from .gguf import parse_gguf
+        from .gpu import open_device
+
+        try:
+            self.send(envelope("progress", None, {"stage": "gpu", "done": 0, "total": 1}))
+            device = device or await open_device()
+            gguf = parse_gguf(source)
+            last = [0.0]
+
+            def progress(done: int, total: int) -> None:
+                now = time.monotonic()
+                if now - last[0] > 0.1 or done == total:  # a few messages a second is plenty for a bar
+                    last[0] = now
+                    self.send(envelope("progress", None, {"stage": "weights", "done": done, "total": total}))
+
+            self.engine = await Engine.load(gguf=gguf, device=device, n_ctx=n_ctx, progress=progress)
+        except Exception as e:  # noqa: BLE001 - every load failure is reported to the panel, named
+            if not isinstance(e, HearthError | GpuUnavailable):
+                traceback.print_exc()
+            self.send(envelope("error", None, error_content(e)))
+            return False
+        self.send(envelope("ready", None, self.describe()))
+        return True
+
+    def describe(self) -> dict[str, Any]:
+        """What the panel shows about the loaded model."""
+        engine = self.engine
+        info = engine.model.device.info
+        return {
+            "model": str(engine.gguf.metadata.get("general.name", "model")),
+            "n_ctx": engine.model.n_ctx,
+            "adapter": f"{info.vendor} {info.device}".strip(),
+        }
+
+    # ---------------------------------------------------------------- the kind switch
+
+    def receive(self, message: dict[str, Any]) -> None:
+        """Take one incoming message (never blocks: requests wait in the queue)."""
+        kind, id, content = message.get("kind"), message.get("id"), message.get("content")
+        if kind in QUEUED_KINDS:
+            self.queue.put_nowait(envelope(kind, id, content))
+            if self._worker is None or self._worker.done():
+                self._worker = asyncio.ensure_future(self._serve())
+        elif kind == "stop":
+            self.stopped.add(content if content is not None else id)
+        elif kind == "status":
+            self.send(envelope("status", id, {"loaded": self.engine is not None, "queued": self.queue.qsize(),
+                                              "busy": self.busy}))
+        else:
+            self.send(envelope("error", id, error_content(InvalidRequest(f"unknown message kind {kind!r}"))))
+
+    async def drain(self) -> None:
+        """Wait until every queued request has been served (tests)."""
+        while self._worker is not None and not self._worker.done():
+            await asyncio.shield(self._worker)
+
+    async def _serve(self) -> None:
+        while not self.queue.empty():
+            request = self.queue.get_nowait()
+            id, self.busy = request["id"], request["id"]
+            try:
+                if id in self.stopped:  # stopped while still queued
+                    self.send(envelope("done", id, _stats([], 0.0, "stop")))
+                elif self.engine is None:
+                    raise InvalidRequest("the model is not loaded yet")
+                elif request["kind"] == "chat":
+                    await self._chat(id, request["content"] or {})
+                else:
+                    await self._summarize(id, request["content"] or {})
+            except Exception as e:  # noqa: BLE001 - a failed request must not stop the queue
+                if not isinstance(e, HearthError):
+                    traceback.print_exc()
+                self.send(envelope("error", id, error_content(e)))
+            finally:
+                self.stopped.discard(id)
+                self.busy = None
+
+    # ---------------------------------------------------------------- requests
+
+    async def _chat(self, id: Any, content: dict[str, Any]) -> None:
+        options = sampling_options(content.get("options"))
+        prompt = self.engine.chat_prompt(content.get("messages") or [])
+        _, stats = await self.stream(id, prompt, options)
+        self.send(envelope("done", id, stats))
+
+    async def _summarize(self, id: Any, content: dict[str, Any]) -> None:
+        options = sampling_options(content.get("options"))
+        summarizer = Summarizer(self.engine, chunk_tokens=content.get("chunk_tokens"))
+        text, title = str(content.get("text") or ""), str(content.get("title") or "")
+        if not text.strip():
+            raise InvalidRequest("there is no text to summarise on this page")
+
+        async def part_summary(prompt: list[int], part: int, parts: int) -> str | None:
+            self.send(envelope("part", id, {"part": part, "parts": parts}))
+            answer, stats = await self.stream(id, prompt, summarizer.part_options(options), chunks=False)
+            return None if stats["finish_reason"] == "stop" and id in self.stopped else answer
+
+        final_prompt, parts = await summarizer.prompt(text, title, part_summary)
+        if final_prompt is None:  # stopped between parts
+            self.send(envelope("done", id, _stats([], 0.0, "stop")))
+            return
+        _, stats = await self.stream(id, final_prompt, options)
+        stats["parts"] = parts
+        self.send(envelope("done", id, stats))
+
+    async def stream(self, id: Any, prompt: list[int], options: SamplingOptions, chunks: bool = True):
+        """Generate from `prompt`, sending a chunk per token when `chunks`; stops early when asked.
+        Returns the text and the statistics the `done` message carries."""
+        start = time.monotonic()
+        first = None
+        token_ids: list[int] = []
+        text: list[str] = []
+        finish = "length"
+        generation = self.engine.generate(prompt, options)
+        try:
+            async for chunk in generation:
+                if first is None:
+                    first = time.monotonic()
+                if chunk.token_id is not None and chunk.finish_reason is None:
+                    token_ids.append(chunk.token_id)
+                text.append(chunk.text)
+                if chunks and (chunk.text or chunk.finish_reason is None):
+                    self.send(envelope("chunk", id, {"text": chunk.text, "token_id": chunk.token_id}))
+                if chunk.finish_reason:
+                    finish = chunk.finish_reason
+                if id in self.stopped:
+                    finish = "stop"
+                    break
+        finally:
+            await generation.aclose()
+        stats = _stats(token_ids, time.monotonic() - start, finish, first and time.monotonic() - first)
+        stats["prompt_tokens"] = len(prompt)
+        return "".join(text), stats
+
+
+def _stats(token_ids: list[int], seconds: float, finish: str, decode_seconds: float | None = None) -> dict:
+    # Decode speed counts the tokens after the first: the first one pays for the prompt's prefill.
+    rate = (len(token_ids) - 1) / decode_seconds if decode_seconds and len(token_ids) > 1 else None
+    return {"finish_reason": finish, "token_ids": token_ids, "n_tokens": len(token_ids),
+            "seconds": round(seconds, 3), "tokens_per_s": rate and round(rate, 2)}

@@ -1,0 +1,186 @@
+"""The extension's request host and the chunked summariser, natively, over a scripted engine.
+
+The scripted engine has the real tokenizer and chat template of the default model but answers with
+fixed text, so the queue, the kind switch, stop, errors and the map-reduce plan are tested without a GPU.
+(The real engine behind the host runs in the browser tests, tests/e2e/.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import pytest
+
+from engine.chat_template import render
+from engine.errors import ContextTooLong
+from engine.host import Host, sampling_options
+from engine.summarize import PART_MAX_TOKENS, Summarizer
+from engine.tokenizer import Tokenizer
+
+
+@dataclass(frozen=True)
+class Chunk:
+    token_id: int | None
+    text: str
+    finish_reason: str | None = None
+
+
+class ScriptedEngine:
+    """Real prompts, scripted answers: every answer is `reply` (or `Note <n>` for the n-th summary part)."""
+
+    def __init__(self, gguf, n_ctx=512, reply="Paris is the capital.", step_delay=0.0):
+        self.gguf = gguf
+        self.tokenizer = Tokenizer.from_metadata(gguf.metadata)
+        self.model = type("M", (), {"n_ctx": n_ctx})()
+        self.reply, self.step_delay = reply, step_delay
+        self.prompts: list[str] = []
+
+    def chat_prompt(self, messages):
+        tok = self.tokenizer
+        text = render(self.gguf.metadata["tokenizer.chat_template"], messages, add_generation_prompt=True)
+        return tok.encode(text, parse_special=True)
+
+    async def generate(self, prompt_ids, options):
+        if len(prompt_ids) >= self.model.n_ctx:
+            raise ContextTooLong(f"the prompt has {len(prompt_ids)} tokens")
+        prompt = self.tokenizer.decode(prompt_ids)
+        self.prompts.append(prompt)
+        reply = f"Note {len(self.prompts)}." if "This is part" in prompt else self.reply
+        ids = self.tokenizer.encode(reply, parse_special=False)[: options.max_tokens]
+        for i, token in enumerate(ids):
+            await asyncio.sleep(self.step_delay)
+            yield Chunk(token, self.tokenizer.decode([token]))
+            if i == len(ids) - 1:
+                yield Chunk(0, "", "stop")
+
+
+def run_host(engine, messages_in, until_done=1):
+    """Feed messages to a Host and collect what it sends until `until_done` requests finish."""
+    sent = []
+
+    async def main():
+        host = Host(sent.append, engine=engine)
+        for message in messages_in:
+            host.receive(message)
+            await asyncio.sleep(0)
+        await host.drain()
+
+    asyncio.run(main())
+    return sent
+
+
+def test_chat_streams_chunks_then_done(model_gguf):
+    engine = ScriptedEngine(model_gguf)
+    request = {"kind": "chat", "id": "a", "content": {"messages": [{"role": "user", "content": "Capital of France?"}],
+                                                      "options": {"temperature": 0, "max_tokens": 32}}}
+    sent = run_host(engine, [request])
+    chunks = [m for m in sent if m["kind"] == "chunk"]
+    done = [m for m in sent if m["kind"] == "done"]
+    assert "".join(c["content"]["text"] for c in chunks) == "Paris is the capital."
+    assert len(done) == 1 and done[0]["id"] == "a"
+    assert done[0]["content"]["finish_reason"] == "stop"
+    assert done[0]["content"]["token_ids"] == [c["content"]["token_id"] for c in chunks]
+    assert "Capital of France?" in engine.prompts[0]
+
+
+def test_requests_are_served_one_at_a_time_in_order(model_gguf):
+    engine = ScriptedEngine(model_gguf, step_delay=0.001)
+    msgs = [{"kind": "chat", "id": i, "content": {"messages": [{"role": "user", "content": f"q{i}"}],
+                                                   "options": {"max_tokens": 4}}} for i in range(3)]
+    sent = run_host(engine, msgs)
+    ids = [m["id"] for m in sent if m["kind"] == "chunk"]
+    assert ids == sorted(ids)  # no interleaving: one queue
+    assert [m["id"] for m in sent if m["kind"] == "done"] == [0, 1, 2]
+
+
+def test_stop_halts_generation_and_skips_queued_requests(model_gguf):
+    engine = ScriptedEngine(model_gguf, reply="one two three four five six seven eight nine ten " * 4,
+                            step_delay=0.01)
+    sent = []
+
+    async def main():
+        host = Host(sent.append, engine=engine)
+        for i in ("a", "b"):
+            host.receive({"kind": "chat", "id": i, "content": {"messages": [{"role": "user", "content": "count"}]}})
+        host.receive({"kind": "stop", "id": "b"})  # still queued
+        await asyncio.sleep(0.05)
+        host.receive({"kind": "stop", "id": "a"})  # mid-answer
+        await host.drain()
+
+    asyncio.run(main())
+    done = {m["id"]: m["content"] for m in sent if m["kind"] == "done"}
+    assert done["a"]["finish_reason"] == "stop" and 0 < done["a"]["n_tokens"] < 20
+    assert done["b"] == {**done["b"], "finish_reason": "stop", "n_tokens": 0}
+    assert not [m for m in sent if m["kind"] == "chunk" and m["id"] == "b"]
+
+
+def test_errors_are_named_and_the_queue_goes_on(model_gguf):
+    engine = ScriptedEngine(model_gguf, n_ctx=64)
+    long = {"kind": "chat", "id": "long", "content": {"messages": [{"role": "user", "content": "word " * 200}]}}
+    bad = {"kind": "chat", "id": "bad", "content": {"messages": [], "options": {"temprature": 1}}}
+    ok = {"kind": "chat", "id": "ok", "content": {"messages": [{"role": "user", "content": "hi"}]}}
+    sent = run_host(engine, [long, bad, ok, {"kind": "nonsense", "id": "x"}])
+    errors = {m["id"]: m["content"] for m in sent if m["kind"] == "error"}
+    assert errors["long"]["type"] == "ContextTooLong"
+    assert errors["bad"]["type"] == "InvalidRequest" and "temprature" in errors["bad"]["message"]
+    assert errors["x"]["type"] == "InvalidRequest"
+    assert [m["id"] for m in sent if m["kind"] == "done"] == ["ok"]
+
+
+def test_requests_before_the_model_is_loaded_fail_clearly():
+    sent = run_host(None, [{"kind": "chat", "id": 1, "content": {"messages": [{"role": "user", "content": "x"}]}}])
+    assert sent[-1]["kind"] == "error" and "not loaded" in sent[-1]["content"]["message"]
+
+
+def test_sampling_options_from_plain_data():
+    options = sampling_options({"temperature": 0, "max_tokens": 8, "stop": ["\n"], "seed": None})
+    assert options.greedy and options.max_tokens == 8 and options.stop == ("\n",)
+
+
+def test_short_page_is_summarised_in_one_prompt(model_gguf):
+    engine = ScriptedEngine(model_gguf, n_ctx=2048, reply="A short summary.")
+    request = {"kind": "summarize", "id": "s", "content": {"text": "Otters hold hands while sleeping.",
+                                                           "title": "Otters", "options": {"max_tokens": 64}}}
+    sent = run_host(engine, [request])
+    assert len(engine.prompts) == 1 and "Otters hold hands" in engine.prompts[0]
+    done = [m for m in sent if m["kind"] == "done"][0]["content"]
+    assert done["parts"] == 1 and not [m for m in sent if m["kind"] == "part"]
+
+
+def test_long_page_is_summarised_in_parts_then_combined(model_gguf):
+    engine = ScriptedEngine(model_gguf, n_ctx=512, reply="The combined summary.")
+    paragraphs = [f"Paragraph {i} is about the river town number {i} and its bridges. " * 6 for i in range(30)]
+    text = "\n\n".join(paragraphs)
+    request = {"kind": "summarize", "id": "s", "content": {"text": text, "title": "Towns", "options": {}}}
+    sent = run_host(engine, [request])
+    parts = [m["content"] for m in sent if m["kind"] == "part"]
+    assert len(parts) >= 4 and parts[-1]["part"] == parts[-1]["parts"]
+    # Every part's prompt fits the context with room for its summary, and the page's text is all covered.
+    summarizer = Summarizer(engine)
+    for prompt in engine.prompts[:-1]:
+        assert len(engine.tokenizer.encode(prompt, parse_special=True)) + PART_MAX_TOKENS < 512
+    covered = " ".join(engine.prompts[:-1])
+    assert all(f"Paragraph {i} is about" in covered for i in range(30))
+    final = engine.prompts[-1]
+    assert "Combine them" in final and "Part 1: Note 1." in final
+    assert [m for m in sent if m["kind"] == "done"][0]["content"]["parts"] == len(parts)
+    assert summarizer.part_budget() < 512
+
+
+def test_split_keeps_order_and_budget(model_gguf):
+    engine = ScriptedEngine(model_gguf, n_ctx=512)
+    summarizer = Summarizer(engine)
+    text = "First sentence here. " * 50 + "\n\n" + "averyveryverylongwordwithoutspaces" * 3
+    pieces = summarizer.split(text, 40)
+    assert all(summarizer.count(p) <= 40 + 2 for p in pieces)  # joining units may merge a token or two
+    assert "".join(pieces).replace(" ", "") == text.replace(" ", "").replace("\n", "")
+
+
+@pytest.mark.parametrize("chunk_tokens", [64])
+def test_chunk_tokens_forces_the_chunked_path(model_gguf, chunk_tokens):
+    engine = ScriptedEngine(model_gguf, n_ctx=2048)
+    text = " ".join(f"Sentence {i} of a page that would fit the context." for i in range(40))
+    request = {"kind": "summarize", "id": "s", "content": {"text": text, "chunk_tokens": chunk_tokens}}
+    sent = run_host(engine, [request])
+    assert len([m for m in sent if m["kind"] == "part"]) >= 3

@@ -12,6 +12,9 @@ _USAGE = {
 }
 # wgpu-native names two features differently from the WebGPU spec, which is the engine's vocabulary.
 _FEATURE_NAMES = {"shader-f16": "shader-f16", "subgroup": "subgroups", "subgroups": "subgroups"}
+# Directives the browser's compiler (Tint) requires but naga does not implement yet: naga takes the
+# subgroup builtins without `enable subgroups;` and rejects the directive; it knows no such rule.
+_NAGA_UNSUPPORTED = ("enable subgroups;", "diagnostic(off, subgroup_uniformity);")
 
 
 class NativeRecorder:
@@ -61,6 +64,8 @@ class NativeDevice:
         self.device.queue.write_buffer(buffer, offset, view)
 
     def create_pipeline(self, wgsl, entry_point, constants):
+        for directive in _NAGA_UNSUPPORTED:
+            wgsl = wgsl.replace(directive, "")
         module = self.device.create_shader_module(code=wgsl)
         compute = {"module": module, "entry_point": entry_point}
         if constants:

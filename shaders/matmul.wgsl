@@ -1,0 +1,137 @@
+// Matrix products with weights in their GGUF type; the "scalar" variant, for CPU adapters.
+//
+// Bindings:  0 params: StepParams (matmul: n_tokens bounds the last token tile)
+//            1 w: [N_OUT rows, N_IN] raw GGUF bytes (declared by quant.wgsl, appended to this module)
+//            2 x: [T, N_IN] f32, read as vec4
+//            3 y: [T, N_OUT] f32
+// Formula:   y[t, r] = sum_k W[r, k] * x[t, k]
+// Overrides: WTYPE, N_IN (see quant.wgsl), N_OUT, WG (invocations per workgroup)
+// Entry points; row groups g = wid.x + wid.y * nwg.x (split over x and y past 65535 workgroups):
+//   matvec  T = 1 (decode): one invocation computes MV_ROWS consecutive rows, so each x block it
+//           loads serves them all.                grid (ceil(N_OUT / (MV_ROWS * WG)), 1)
+//   matmul  T > 1 (prefill): one invocation computes MM_ROWS rows x TILE tokens: each block is
+//           dequantised once for TILE tokens.    grid (ceil(N_OUT / (MM_ROWS * WG)), ceil(T / TILE))
+// No barriers, no workgroup memory: lavapipe runs a workgroup as loops over SIMD lanes and pays
+// dearly to switch at a barrier; its loads cost per instruction, so x is loaded once per block
+// and shared by the rows an invocation owns. A row length that is not a multiple of 32 (F32/F16
+// only) ends in a partial block whose missing elements read as zero.
+
+struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
+
+@group(0) @binding(0) var<uniform> params: StepParams;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+override N_OUT: u32;
+override WG: u32 = 64u;
+
+const MV_ROWS = 8u;
+const MM_ROWS = 8u;
+const TILE = 4u;
+
+// Elements 32b..32b+31 of token t's activations; zeros past the row's end.
+fn x_block(t: u32, b: u32) -> array<vec4<f32>, 8> {
+    var xs: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 8u; i++) {
+        let j = b * 8u + i;
+        xs[i] = x[t * (N_IN / 4u) + j];
+        if (N_IN % 32u != 0u) { xs[i] = select(vec4<f32>(0.0), xs[i], j < N_IN / 4u); }
+    }
+    return xs;
+}
+
+// Block b of a row: full blocks, or the zero-padded last one of an F32/F16 row.
+fn weights(row: u32, b: u32) -> array<vec4<f32>, 8> {
+    var q = dequant_block(min(row, N_OUT - 1u), b);
+    if (N_IN % 32u != 0u) {
+        for (var i = 0u; i < 8u; i++) { q[i] = select(vec4<f32>(0.0), q[i], b * 8u + i < N_IN / 4u); }
+    }
+    return q;
+}
+
+fn row_dot(row: u32, b: u32, xs: array<vec4<f32>, 8>) -> f32 {
+    let q = weights(row, b);
+    return dot(q[0], xs[0]) + dot(q[1], xs[1]) + dot(q[2], xs[2]) + dot(q[3], xs[3])
+        + dot(q[4], xs[4]) + dot(q[5], xs[5]) + dot(q[6], xs[6]) + dot(q[7], xs[7]);
+}
+
+// Column c of each matrix is token c of the tile: q * X gives the 4 tokens' dot products at once.
+fn row_tile(row: u32, b: u32, xs: array<mat4x4<f32>, 8>) -> vec4<f32> {
+    let q = weights(row, b);
+    return q[0] * xs[0] + q[1] * xs[1] + q[2] * xs[2] + q[3] * xs[3]
+        + q[4] * xs[4] + q[5] * xs[5] + q[6] * xs[6] + q[7] * xs[7];
+}
+
+fn x_tile(t0: u32, nt: u32, b: u32) -> array<mat4x4<f32>, 8> {
+    // Tokens past the batch repeat its last one: valid memory, results never stored.
+    let a = x_block(t0, b);
+    let c = x_block(t0 + min(1u, nt - 1u), b);
+    let d = x_block(t0 + min(2u, nt - 1u), b);
+    let e = x_block(t0 + min(3u, nt - 1u), b);
+    var xs: array<mat4x4<f32>, 8>;
+    for (var i = 0u; i < 8u; i++) { xs[i] = mat4x4<f32>(a[i], c[i], d[i], e[i]); }
+    return xs;
+}
+
+fn store1(row: u32, v: f32) {
+    if (row < N_OUT) { y[row] = v; }
+}
+
+fn store_tile(row: u32, t0: u32, nt: u32, v: vec4<f32>) {
+    if (row >= N_OUT) { return; }
+    for (var c = 0u; c < nt; c++) { y[(t0 + c) * N_OUT + row] = v[c]; }
+}
+
+@compute @workgroup_size(WG)
+fn matvec(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let r = ((wid.y * nwg.x + wid.x) * WG + lid) * MV_ROWS;
+    if (r >= N_OUT || params.n_tokens == 0u) { return; }
+    var a0 = 0.0; var a1 = 0.0; var a2 = 0.0; var a3 = 0.0;
+    var a4 = 0.0; var a5 = 0.0; var a6 = 0.0; var a7 = 0.0;
+    for (var b = 0u; b < (N_IN + 31u) / 32u; b++) {
+        let xs = x_block(0u, b);
+        a0 += row_dot(r, b, xs);
+        a1 += row_dot(r + 1u, b, xs);
+        a2 += row_dot(r + 2u, b, xs);
+        a3 += row_dot(r + 3u, b, xs);
+        a4 += row_dot(r + 4u, b, xs);
+        a5 += row_dot(r + 5u, b, xs);
+        a6 += row_dot(r + 6u, b, xs);
+        a7 += row_dot(r + 7u, b, xs);
+    }
+    store1(r, a0); store1(r + 1u, a1); store1(r + 2u, a2); store1(r + 3u, a3);
+    store1(r + 4u, a4); store1(r + 5u, a5); store1(r + 6u, a6); store1(r + 7u, a7);
+}
+
+@compute @workgroup_size(WG)
+fn matmul(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let r = ((wid.y * nwg.x + wid.x) * WG + lid) * MM_ROWS;
+    let t0 = wid.z * TILE;
+    if (r >= N_OUT || t0 >= params.n_tokens) { return; }
+    let nt = min(params.n_tokens - t0, TILE);
+    var a0 = vec4<f32>(0.0); var a1 = vec4<f32>(0.0); var a2 = vec4<f32>(0.0); var a3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0); var a5 = vec4<f32>(0.0); var a6 = vec4<f32>(0.0); var a7 = vec4<f32>(0.0);
+    for (var b = 0u; b < (N_IN + 31u) / 32u; b++) {
+        let xs = x_tile(t0, nt, b);
+        a0 += row_tile(r, b, xs);
+        a1 += row_tile(r + 1u, b, xs);
+        a2 += row_tile(r + 2u, b, xs);
+        a3 += row_tile(r + 3u, b, xs);
+        a4 += row_tile(r + 4u, b, xs);
+        a5 += row_tile(r + 5u, b, xs);
+        a6 += row_tile(r + 6u, b, xs);
+        a7 += row_tile(r + 7u, b, xs);
+    }
+    store_tile(r, t0, nt, a0); store_tile(r + 1u, t0, nt, a1);
+    store_tile(r + 2u, t0, nt, a2); store_tile(r + 3u, t0, nt, a3);
+    store_tile(r + 4u, t0, nt, a4); store_tile(r + 5u, t0, nt, a5);
+    store_tile(r + 6u, t0, nt, a6); store_tile(r + 7u, t0, nt, a7);
+}

@@ -1,0 +1,147 @@
+// Weight formats: GGUF tensors read straight from the file's bytes, never expanded in memory.
+//
+// A library, not a kernel: kernels.py appends it to the modules that read weights (matmul*.wgsl,
+// embed.wgsl), since WGSL has no include. It declares the weight binding itself.
+//
+// Bindings:  @binding(1) w: array<vec4<u32>>  one tensor's raw bytes, [rows, N_IN] in its ggml type.
+// Overrides: WTYPE  ggml type id: F32 0, F16 1, Q4_0 2, Q4_1 3, Q8_0 8 (a switch the compiler folds)
+//            N_IN   elements per row (a multiple of 32 for the block types, of 4 for F32/F16)
+// Blocks of 32 weights, low nibbles are elements 0..15 and high nibbles 16..31:
+//   Q4_0 18 bytes {f16 d; u8 qs[16]}         w = d * ((q & 0xF) - 8)
+//   Q4_1 20 bytes {f16 d; f16 m; u8 qs[16]}  w = d * q + m
+//   Q8_0 34 bytes {f16 d; i8 qs[32]}         w = d * q
+// Why vec4<u32>: CPU adapters (lavapipe, SwiftShader) pay per load instruction, nearly not per byte,
+// so a block is fetched as the two or three 16-byte words that cover it, then shifted into place.
+// Q4_0 and Q8_0 blocks sit at any even byte offset, hence the word and half-word shifts below.
+// f16 values are decoded with unpack2x16float, so no shader-f16 feature is needed.
+
+const F32 = 0u;
+const F16 = 1u;
+const Q4_0 = 2u;
+const Q4_1 = 3u;
+const Q8_0 = 8u;
+
+override WTYPE: u32;
+override N_IN: u32;
+
+@group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
+
+// Bytes of one row of N_IN weights.
+fn row_bytes() -> u32 {
+    switch WTYPE {
+        case F32: { return N_IN * 4u; }
+        case F16: { return N_IN * 2u; }
+        case Q4_0: { return N_IN / 32u * 18u; }
+        case Q4_1: { return N_IN / 32u * 20u; }
+        default: { return N_IN / 32u * 34u; }
+    }
+}
+
+// Word-wise shifts across a pair of vec4s: the words starting 1 or 2 words (or 2 bytes) into `a`.
+fn shl1(a: vec4<u32>, b: vec4<u32>) -> vec4<u32> { return vec4<u32>(a.yzw, b.x); }
+fn shl2(a: vec4<u32>, b: vec4<u32>) -> vec4<u32> { return vec4<u32>(a.zw, b.xy); }
+fn half_shift(a: vec4<u32>, b: vec4<u32>) -> vec4<u32> {
+    return (a >> vec4<u32>(16u)) | (shl1(a, b) << vec4<u32>(16u));
+}
+
+// Nibbles of four packed words: elements 4i..4i+3 (low) or 16+4i..16+4i+3 (high) of a Q4 block.
+fn nibbles(q: u32, high: bool) -> vec4<f32> {
+    return vec4<f32>(unpack4xU8(select(q, q >> 4u, high) & 0x0F0F0F0Fu));
+}
+
+// The 32 weights of block `b` of row `row`, in element order (vec4 i holds elements 4i..4i+3).
+fn dequant_block(row: u32, b: u32) -> array<vec4<f32>, 8> {
+    if (WTYPE == F32 || WTYPE == F16) {
+        var out: array<vec4<f32>, 8>;
+        for (var i = 0u; i < 8u; i++) { out[i] = dequant4(row, b * 8u + i); }
+        return out;
+    }
+    return quant_block(row, b);
+}
+
+fn quant_block(row: u32, b: u32) -> array<vec4<f32>, 8> {
+    switch WTYPE {
+        case Q4_0: { return q4_block(row * row_bytes() + b * 18u); }
+        case Q4_1: { return q4_block(row * row_bytes() + b * 20u); }
+        default: { return q8_0_block(row * row_bytes() + b * 34u); }
+    }
+}
+
+// Q4_0 / Q4_1 block at byte offset o (even): two 16-byte loads cover it wherever it starts.
+fn q4_block(o: u32) -> array<vec4<f32>, 8> {
+    let m = o & 15u;
+    var a = w[o >> 4u];
+    var b = w[(o >> 4u) + 1u];
+    let s1 = (m & 4u) != 0u;
+    let s2 = (m & 8u) != 0u;
+    a = select(a, shl1(a, b), s1);
+    b = select(b, shl1(b, b), s1);
+    a = select(a, shl2(a, b), s2);
+    b = select(b, shl2(b, b), s2);
+    // Now a.x holds the block's first byte, or the 2 bytes before it when o % 4 == 2 (Q4_0 only).
+    let odd = (m & 2u) != 0u;
+    var d: f32;
+    var mn = 0.0;
+    var q: vec4<u32>;
+    if (WTYPE == Q4_1) {  // 4-byte aligned: {d, m} then 16 bytes of nibbles
+        let dm = unpack2x16float(a.x);
+        d = dm.x;
+        mn = dm.y;
+        q = shl1(a, b);
+    } else {
+        d = unpack2x16float(select(a.x, a.x >> 16u, odd)).x;
+        mn = -8.0 * d;
+        q = select(half_shift(a, b), shl1(a, b), odd);
+    }
+    return array<vec4<f32>, 8>(
+        d * nibbles(q.x, false) + mn, d * nibbles(q.y, false) + mn,
+        d * nibbles(q.z, false) + mn, d * nibbles(q.w, false) + mn,
+        d * nibbles(q.x, true) + mn, d * nibbles(q.y, true) + mn,
+        d * nibbles(q.z, true) + mn, d * nibbles(q.w, true) + mn,
+    );
+}
+
+// Q8_0 block at byte offset o (even): three 16-byte loads cover its 34 bytes wherever it starts.
+fn q8_0_block(o: u32) -> array<vec4<f32>, 8> {
+    let m = o & 15u;
+    var a = w[o >> 4u];
+    var b = w[(o >> 4u) + 1u];
+    var c = w[(o >> 4u) + 2u];
+    let s1 = (m & 4u) != 0u;
+    let s2 = (m & 8u) != 0u;
+    a = select(a, shl1(a, b), s1);
+    b = select(b, shl1(b, c), s1);
+    c = select(c, shl1(c, c), s1);
+    a = select(a, shl2(a, b), s2);
+    b = select(b, shl2(b, c), s2);
+    c = select(c, shl2(c, c), s2);
+    let odd = (m & 2u) != 0u;  // then d is the high half of a.x and the quants start word-aligned
+    let d = unpack2x16float(select(a.x, a.x >> 16u, odd)).x;
+    let q0 = select(half_shift(a, b), shl1(a, b), odd);
+    let q1 = select(half_shift(b, c), shl1(b, c), odd);
+    return array<vec4<f32>, 8>(
+        d * vec4<f32>(unpack4xI8(q0.x)), d * vec4<f32>(unpack4xI8(q0.y)),
+        d * vec4<f32>(unpack4xI8(q0.z)), d * vec4<f32>(unpack4xI8(q0.w)),
+        d * vec4<f32>(unpack4xI8(q1.x)), d * vec4<f32>(unpack4xI8(q1.y)),
+        d * vec4<f32>(unpack4xI8(q1.z)), d * vec4<f32>(unpack4xI8(q1.w)),
+    );
+}
+
+// Elements 4j..4j+3 of row `row`, one at a time: for F32/F16 blocks and tails, and for embed.
+fn dequant4(row: u32, j: u32) -> vec4<f32> {
+    switch WTYPE {
+        case F32: {  // rows are 16-byte aligned since N_IN % 4 == 0
+            return bitcast<vec4<f32>>(w[(row * N_IN) / 4u + j]);
+        }
+        case F16: {  // four halves: one 8-byte half of a 16-byte word
+            let e = row * N_IN + 4u * j;
+            let v = w[e >> 3u];
+            let pair = select(v.xy, v.zw, (e & 4u) != 0u);
+            return vec4<f32>(unpack2x16float(pair.x), unpack2x16float(pair.y));
+        }
+        default: {
+            var q = quant_block(row, j / 8u);
+            return q[j % 8u];
+        }
+    }
+}

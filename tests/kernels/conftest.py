@@ -1,0 +1,97 @@
+"""Shared fixtures for the kernel tests: one device per session, fresh seeds, poisoned outputs.
+
+Every test draws its inputs from a seed chosen at random for this run (HEARTH_SEED=<n> replays
+one); the seed is printed, so pytest shows it with any failure. Output buffers start as NaN bytes,
+so an element a kernel forgets to write fails the comparison.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+
+import numpy as np
+import pytest
+
+from engine.gpu import open_device
+from engine.kernels import Kernels
+
+POISON = b"\xff"  # 0xFFFFFFFF: a NaN as f32, the largest u32
+
+
+def run(coro):
+    """Run one coroutine of the async-first seam to completion."""
+    return asyncio.run(coro)
+
+
+@pytest.fixture(scope="session")
+def device():
+    return run(open_device())
+
+
+@pytest.fixture(scope="session")
+def kernels_for(device):
+    """kernels_for(variant, kv_f16=False) -> a Kernels, made once per session for each pair."""
+    cache: dict[tuple, Kernels] = {}
+
+    def get(variant: str, kv_f16: bool = False) -> Kernels:
+        if (variant, kv_f16) not in cache:
+            cache[variant, kv_f16] = Kernels(device, variant=variant, kv_f16=kv_f16)
+        return cache[variant, kv_f16]
+
+    return get
+
+
+@pytest.fixture
+def rng():
+    seed = int(os.environ.get("HEARTH_SEED", random.randrange(2**32)))
+    print(f"seed={seed} (rerun with HEARTH_SEED={seed})")
+    return np.random.default_rng(seed)
+
+
+class Gpu:
+    """Small helpers over the seam for tests: upload, poison, run an op, read back."""
+
+    def __init__(self, device):
+        self.device = device
+
+    def upload(self, data) -> object:
+        """A storage buffer holding `data` (a numpy array or bytes)."""
+        raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
+        buffer = self.device.create_buffer(len(raw))
+        self.device.write_buffer(buffer, raw)
+        return buffer
+
+    def poisoned(self, nbytes: int) -> object:
+        """A buffer of nbytes filled with 0xFF bytes (NaN as f32)."""
+        return self.upload(POISON * nbytes)
+
+    def run(self, kernels: Kernels, ops, n_tokens: int, pos: int = 0) -> None:
+        """set_step(pos, n_tokens), then record `ops` into one command buffer and submit it."""
+        kernels.set_step(pos, n_tokens)
+        recorder = self.device.recorder()
+        for op in ops if isinstance(ops, list | tuple) else [ops]:
+            op.record(recorder, n_tokens)
+        self.device.submit(recorder)
+
+    def read(self, buffer, count: int, dtype=np.float32, offset: int = 0) -> np.ndarray:
+        """`count` elements of `dtype` from `buffer`, starting at byte `offset`."""
+        size = count * np.dtype(dtype).itemsize
+        raw = run(self.device.read_buffer(buffer, offset, size))
+        return np.frombuffer(bytes(raw), dtype=dtype).copy()
+
+
+@pytest.fixture(scope="session")
+def gpu(device):
+    return Gpu(device)
+
+
+def assert_close(got: np.ndarray, want: np.ndarray, rtol: float = 1e-4, what: str = "") -> None:
+    """|got - want| <= rtol * max|want| everywhere (the output's scale), and no NaN anywhere."""
+    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    assert np.isfinite(got).all(), f"{what}: {int((~np.isfinite(got)).sum())} non-finite outputs (unwritten?)"
+    scale = max(float(np.abs(want).max(initial=0.0)), 1e-30)
+    err = np.abs(got - want).max(initial=0.0) / scale
+    assert err <= rtol, f"{what}: max error {err:.3g} of the output scale > {rtol:g}"

@@ -1,0 +1,83 @@
+"""Matrix products over every weight type x variant x batch, against gguf's dequantisation."""
+
+from __future__ import annotations
+
+import gguf
+import numpy as np
+import pytest
+
+from engine import kernels as K
+
+from .conftest import assert_close
+
+VARIANTS = ["scalar", "subgroup"]
+TYPES = {
+    K.F32: gguf.GGMLQuantizationType.F32,
+    K.F16: gguf.GGMLQuantizationType.F16,
+    K.Q4_0: gguf.GGMLQuantizationType.Q4_0,
+    K.Q4_1: gguf.GGMLQuantizationType.Q4_1,
+    K.Q8_0: gguf.GGMLQuantizationType.Q8_0,
+}
+
+
+def quantised(rng, wtype: int, n_out: int, n_in: int) -> tuple[bytes, np.ndarray]:
+    """Random weights in ggml type `wtype`: (the GGUF bytes, their float64 dequantisation)."""
+    w = rng.standard_normal((n_out, n_in)).astype(np.float32)
+    if wtype == K.F32:
+        return w.tobytes(), w.astype(np.float64)
+    if wtype == K.F16:
+        return w.astype(np.float16).tobytes(), w.astype(np.float16).astype(np.float64)
+    q = gguf.quants.quantize(w, TYPES[wtype])
+    assert q.nbytes == K.weight_nbytes(wtype, n_out * n_in)
+    return q.tobytes(), gguf.quants.dequantize(q, TYPES[wtype]).astype(np.float64)
+
+
+def check_matmul(gpu, kernels, rng, wtype, n_in, n_out, n_tokens, max_tokens=None):
+    raw, w = quantised(rng, wtype, n_out, n_in)
+    max_tokens = max_tokens or n_tokens
+    x = rng.standard_normal((max_tokens, n_in)).astype(np.float32)
+    y = gpu.poisoned(max_tokens * n_out * 4)
+    op = kernels.matmul(gpu.upload(raw), wtype, n_in, n_out, gpu.upload(x), y, max_tokens)
+    gpu.run(kernels, op, n_tokens)
+    got = gpu.read(y, n_tokens * n_out).reshape(n_tokens, n_out)
+    assert_close(got, x[:n_tokens].astype(np.float64) @ w.T, 1e-4, f"type {wtype} {n_in}->{n_out} T={n_tokens}")
+    if n_tokens < max_tokens:  # rows past the batch stay untouched
+        assert np.isnan(gpu.read(y, n_out, offset=n_tokens * n_out * 4)).all()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("wtype", list(TYPES))
+@pytest.mark.parametrize("n_tokens", [1, 3, 9])
+def test_matmul_types_variants_batches(gpu, kernels_for, rng, variant, wtype, n_tokens):
+    # 7 blocks a row (odd: Q4_0/Q8_0 rows start at alternating alignments); 33 rows (not a multiple
+    # of any workgroup or row group).
+    check_matmul(gpu, kernels_for(variant), rng, wtype, 224, 33, n_tokens)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("wtype", [K.Q4_0, K.Q8_0, K.Q4_1])
+def test_matmul_awkward_shapes(gpu, kernels_for, rng, variant, wtype):
+    for n_in, n_out, n_tokens in [(32, 1, 1), (96, 7, 2), (1056, 4099, 1), (576, 129, 5)]:
+        check_matmul(gpu, kernels_for(variant), rng, wtype, n_in, n_out, n_tokens)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("wtype", [K.F32, K.F16])
+def test_matmul_float_rows_not_whole_blocks(gpu, kernels_for, rng, variant, wtype):
+    for n_in, n_out, n_tokens in [(4, 5, 1), (36, 9, 3), (100, 17, 6)]:
+        check_matmul(gpu, kernels_for(variant), rng, wtype, n_in, n_out, n_tokens)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_matmul_batch_smaller_than_max_tokens(gpu, kernels_for, rng, variant):
+    check_matmul(gpu, kernels_for(variant), rng, K.Q8_0, 64, 19, 5, max_tokens=11)
+    check_matmul(gpu, kernels_for(variant), rng, K.Q4_1, 64, 19, 1, max_tokens=11)
+
+
+def test_weight_nbytes_and_row_checks():
+    assert K.weight_nbytes(K.Q8_0, 64) == 68 and K.weight_nbytes(K.Q4_0, 32) == 18
+    assert K.weight_nbytes(K.Q4_1, 32) == 20 and K.weight_nbytes(K.F16, 3) == 6
+    with pytest.raises(ValueError):
+        K.weight_nbytes(K.Q4_0, 33)
+    with pytest.raises(ValueError):
+        K.weight_nbytes(6, 32)

@@ -97,6 +97,4 @@ class PenaltyOp(Op):
         flat = [v for pair in token_counts for v in pair]
         if flat:
             self.device.write_buffer(self.entries, struct.pack(f"<{len(flat)}I", *flat))
-        self.device.write_buffer(
-            self.settings, struct.pack("<I3f", len(token_counts), repetition, presence, frequency)
-        )
+        self.device.write_buffer(self.settings, struct.pack("<I3f", len(token_counts), repetition, presence, frequency))

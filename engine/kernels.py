@@ -17,7 +17,7 @@ import struct
 from pathlib import Path
 
 from .gpu import UNIFORM
-from .kernel_ops import MatmulOp, Op, Step, cdiv, fixed, split_groups  # noqa: F401 (Op: re-exported)
+from .kernel_ops import MatmulOp, Op, PenaltyOp, Step, cdiv, fixed, split_groups
 
 F32, F16, Q4_0, Q4_1, Q8_0 = 0, 1, 2, 3, 8
 SUPPORTED_WEIGHT_TYPES = frozenset({F32, F16, Q4_0, Q4_1, Q8_0})
@@ -78,6 +78,7 @@ class Kernels:
         self.params = device.create_buffer(16, UNIFORM, label="step_params")
         self._sources: dict[str, str] = {}
         self._pipelines: dict[tuple, object] = {}
+        self._constants: dict[tuple, object] = {}
 
     # ---------------------------------------------------------------- plumbing
 
@@ -131,3 +132,155 @@ class Kernels:
             px, py = split_groups(cdiv(n_out, MM_ROWS * self.wg))
             prefill = self._step("matmul.wgsl", "matmul", c, buffers, lambda n: (px, py, cdiv(n, TILE)))
         return MatmulOp(decode, prefill if max_tokens > 1 else None)
+
+    # ---------------------------------------------------------------- the rest of a layer
+
+    def embed(self, table, wtype: int, dim: int, ids, out) -> Op:
+        """out[t, :] = dequant(table row ids[t]); ids is a u32 buffer of at least n_tokens ids."""
+        _check_row(wtype, dim)
+        c = {"WTYPE": wtype, "N_IN": dim, "WG": self.wg}
+        gx = cdiv(dim // 4, self.wg)
+        return Op(self._step("embed.wgsl", "embed", c, [table, ids, out], lambda n: (gx, n, 1)))
+
+    def rmsnorm(self, x, weight, out, n: int, eps: float) -> Op:
+        """out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight; out must not be x."""
+        _distinct(x, out, "rmsnorm's out")
+        c = {"N": n, "EPS": eps, "WG": self.wg}
+        return Op(self._step("rmsnorm.wgsl", "rmsnorm", c, [x, weight, out], lambda t: (cdiv(t, self.wg), 1, 1)))
+
+    def rope(
+        self,
+        x,
+        n_heads: int,
+        head_dim: int,
+        n_rot: int,
+        theta: float,
+        freq_scale: float,
+        neox: bool,
+        freq_factors=None,
+    ) -> Op:
+        """Rotates the first n_rot dims of each head of x [T, n_heads * head_dim] in place, row t at pos + t."""
+        if n_rot % 2 or not 0 < n_rot <= head_dim:
+            raise ValueError(f"n_rot {n_rot} must be even and at most head_dim {head_dim}")
+        half = n_rot // 2
+        # Rotation speeds in float64 here, rounded once to f32: closer to the textbook than pow() on the GPU.
+        inv_freq = [freq_scale * theta ** (-2 * i / n_rot) for i in range(half)]
+        inv_freq_buffer = self._constant(struct.pack(f"<{half}f", *inv_freq), "rope_inv_freq")
+        if freq_factors is None:  # the shader always divides by a factor: bind ones
+            freq_factors = self._constant(struct.pack(f"<{half}f", *[1.0] * half), "ones")
+        c = {"N_HEADS": n_heads, "HEAD_DIM": head_dim, "N_ROT": n_rot, "NEOX": neox, "WG": self.wg}
+        gx = cdiv(n_heads * half, self.wg)
+        return Op(self._step("rope.wgsl", "rope", c, [x, inv_freq_buffer, freq_factors], lambda t: (gx, t, 1)))
+
+    def kv_cache_nbytes(self, max_ctx: int, kv_dim: int) -> int:
+        """Bytes of one layer's key (or value) cache: max_ctx rows of kv_dim f32, or f16 when kv_f16."""
+        return max_ctx * kv_dim * (2 if self.kv_f16 else 4)
+
+    def store_kv(self, k, v, k_cache, v_cache, kv_dim: int) -> Op:
+        """Cache rows pos + t <- k[t], v[t] (f32, or f16 when kv_f16)."""
+        if kv_dim % 4:
+            raise ValueError(f"kv_dim {kv_dim} must be a multiple of 4")
+        c = {"KV_DIM": kv_dim, "KV_F16": self.kv_f16, "WG": self.wg}
+        gx = cdiv(kv_dim // 4, self.wg)
+        return Op(self._step("kv_cache.wgsl", "store_kv", c, [k, v, k_cache, v_cache], lambda t: (gx, t, 1)))
+
+    def attention(
+        self, q, k_cache, v_cache, out, n_heads: int, n_kv_heads: int, head_dim: int, max_ctx: int, max_tokens: int
+    ) -> Op:
+        """Causal GQA of q [T, n_heads * head_dim] over cache rows 0..pos + t, into out (same shape)."""
+        if n_heads % n_kv_heads or head_dim % 4:
+            raise ValueError(f"{n_heads} heads over {n_kv_heads} KV heads of {head_dim} dims: unsupported")
+        ctx = cdiv(max_ctx, 4) * 4
+        scores = self._scratch(max_tokens * n_heads * ctx * 4, "attention scores")
+        c = {
+            "N_HEADS": n_heads,
+            "N_KV_HEADS": n_kv_heads,
+            "HEAD_DIM": head_dim,
+            "CTX": ctx,
+            "KV_F16": self.kv_f16,
+            "WG": self.wg,
+        }
+        split = max(self.wg, 64)  # position groups of 4 per (t, h) in flight
+        return Op(
+            self._step(
+                "attention.wgsl",
+                "scores",
+                {**c, "SPLIT": split},
+                [q, k_cache, scores],
+                lambda t: (cdiv(split, self.wg), n_heads, t),
+            ),
+            self._step("attention.wgsl", "softmax", c, [scores], lambda t: (cdiv(t * n_heads, self.wg), 1, 1)),
+            self._step(
+                "attention.wgsl", "mix", c, [scores, v_cache, out], lambda t: (cdiv(head_dim // 4, self.wg), n_heads, t)
+            ),
+            owned=(scores,),
+        )
+
+    def silu_mul(self, gate, up, out, n: int) -> Op:
+        """out = silu(gate) * up over [T, n]; out may be gate itself."""
+        if _same(out, gate):
+            return self._elementwise("silu_mul_in_gate", [gate, up], n)
+        _distinct(out, up, "silu_mul's out")
+        return self._elementwise("silu_mul", [gate, up, out], n)
+
+    def add(self, x, y, n: int) -> Op:
+        """x += y over [T, n] (the residual stream)."""
+        _distinct(x, y, "add's y")
+        return self._elementwise("add", [x, y], n)
+
+    def add_bias(self, x, bias, n: int) -> Op:
+        """x[t, :] += bias (Qwen2's QKV biases)."""
+        return self._elementwise("add_bias", [x, bias], n)
+
+    def _elementwise(self, entry: str, buffers: list, n: int) -> Op:
+        gx = cdiv(n, self.wg)
+        return Op(self._step("elementwise.wgsl", entry, {"N": n, "WG": self.wg}, buffers, lambda t: (gx, t, 1)))
+
+    # ---------------------------------------------------------------- sampling
+
+    def argmax(self, logits, out, n: int) -> Op:
+        """out[0] = index of the largest of logits[0:n] (lowest on ties); one row, whatever the batch."""
+        parts = 256
+        partial = self._scratch(parts * 8, "argmax partials")
+        c = {"N": n, "PARTS": parts, "WG": self.wg}
+        return Op(
+            self._step("sampling.wgsl", "argmax_partial", c, [logits, partial], fixed((cdiv(parts, self.wg), 1, 1))),
+            self._step("sampling.wgsl", "argmax_final", {"PARTS": parts}, [partial, out], fixed((1, 1, 1))),
+            owned=(partial,),
+        )
+
+    def penalize(self, logits, n_vocab: int, max_history: int) -> PenaltyOp:
+        """Repetition/presence/frequency penalties on one row of logits; `set` them before recording."""
+        entries = self._scratch(max(max_history, 1) * 8, "penalty entries")
+        settings = self._scratch(16, "penalty settings")  # zero-initialised: count 0, a no-op until set
+        step = self._step(
+            "sampling.wgsl",
+            "penalize",
+            {"WG": self.wg},
+            [logits, entries, settings],
+            fixed((cdiv(max(max_history, 1), self.wg), 1, 1)),
+        )
+        return PenaltyOp(self.device, step, entries, settings, max_history, n_vocab)
+
+    def _constant(self, data: bytes, label: str):
+        """A small read-only buffer, shared by every op that asks for the same bytes."""
+        key = (label, data)
+        if key not in self._constants:
+            buffer = self.device.create_buffer(len(data), label=label)
+            self.device.write_buffer(buffer, data)
+            self._constants[key] = buffer
+        return self._constants[key]
+
+
+def _buffer_of(item):
+    return item[0] if isinstance(item, tuple) else item
+
+
+def _same(a, b) -> bool:
+    return _buffer_of(a) is _buffer_of(b)
+
+
+def _distinct(a, b, what: str) -> None:
+    """WebGPU forbids binding one buffer both writable and again in the same dispatch."""
+    if _same(a, b):
+        raise ValueError(f"{what} must be a different buffer")

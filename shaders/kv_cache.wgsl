@@ -1,0 +1,46 @@
+// Appending this batch's keys and values to the KV cache.
+//
+// Bindings:  0 params: StepParams (token t goes to cache row params.pos + t)
+//            1 k, 2 v: [T, KV_DIM] f32, read as vec4
+//            3 k_cache, 4 v_cache: [max_ctx, KV_DIM] as f32 bits, or (KV_F16) f16 pairs packed in u32
+// Formula:   cache[pos + t, :] = k[t, :] (and v); f16 rounds to nearest even (pack2x16float)
+// Overrides: KV_DIM (a multiple of 4), KV_F16, WG
+// Grid:      (ceil(KV_DIM / 4 / WG), T): one invocation per 4 elements of a row.
+// Packing f16 pairs into u32 words needs no shader-f16 feature (SwiftShader lacks it), and the
+// f32 and f16 caches then share one declaration: a switch on KV_F16 the compiler folds.
+
+struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
+
+@group(0) @binding(0) var<uniform> params: StepParams;
+@group(0) @binding(1) var<storage, read> k: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> v: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> k_cache: array<u32>;
+@group(0) @binding(4) var<storage, read_write> v_cache: array<u32>;
+
+override KV_DIM: u32;
+override KV_F16: bool;
+override WG: u32 = 64u;
+
+@compute @workgroup_size(WG)
+fn store_kv(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let j = gid.x;
+    let t = gid.y;
+    if (j >= KV_DIM / 4u || t >= params.n_tokens) { return; }
+    let src = t * (KV_DIM / 4u) + j;
+    let row = (params.pos + t) * (KV_DIM / 4u) + j;  // in units of 4 elements
+    let kv = k[src];
+    let vv = v[src];
+    if (KV_F16) {
+        k_cache[2u * row] = pack2x16float(kv.xy);
+        k_cache[2u * row + 1u] = pack2x16float(kv.zw);
+        v_cache[2u * row] = pack2x16float(vv.xy);
+        v_cache[2u * row + 1u] = pack2x16float(vv.zw);
+    } else {
+        let kb = bitcast<vec4<u32>>(kv);
+        let vb = bitcast<vec4<u32>>(vv);
+        for (var c = 0u; c < 4u; c++) {
+            k_cache[4u * row + c] = kb[c];
+            v_cache[4u * row + c] = vb[c];
+        }
+    }
+}

@@ -1,0 +1,47 @@
+// Rotary position embedding, in place on the query or key rows.
+//
+// Bindings:  0 params: StepParams (row t has position params.pos + t)
+//            1 x: [T, N_HEADS * HEAD_DIM] f32, rotated in place
+//            2 inv_freq: [N_ROT / 2] f32, freq_scale * theta^(-2i / N_ROT) (made in float64 on the host)
+//            3 factors: [N_ROT / 2] f32, llama3's rope_freqs (ones when the model has none)
+// Formula:   angle = (pos + t) * inv_freq[i] / factors[i]; the pair (a, b) of rotation i becomes
+//            (a cos - b sin, a sin + b cos). Pairs are (2i, 2i+1), or (i, i + N_ROT/2) when NEOX;
+//            dims N_ROT.. of each head stay as they are.
+// Overrides: N_HEADS, HEAD_DIM, N_ROT, NEOX, WG
+// Grid:      (ceil(N_HEADS * N_ROT / 2 / WG), T): one invocation per pair.
+
+struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
+
+@group(0) @binding(0) var<uniform> params: StepParams;
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read> inv_freq: array<f32>;
+@group(0) @binding(3) var<storage, read> factors: array<f32>;
+
+override N_HEADS: u32;
+override HEAD_DIM: u32;
+override N_ROT: u32;
+override NEOX: bool;
+override WG: u32 = 64u;
+
+@compute @workgroup_size(WG)
+fn rope(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let half = N_ROT / 2u;
+    let i = gid.x % half;
+    let h = gid.x / half;
+    let t = gid.y;
+    if (h >= N_HEADS || t >= params.n_tokens) { return; }
+    let angle = f32(params.pos + t) * (inv_freq[i] / factors[i]);
+    // Reduce to [-pi, pi] in two steps (2 pi = 6.28125 + 0.0019353...; k * 6.28125 is exact): GPU
+    // sin and cos lose accuracy fast outside that range, and positions run into the thousands.
+    let k = round(angle * 0.15915494309189535);
+    let r = (angle - k * 6.28125) - k * 0.0019353071795864769;
+    let c = cos(r);
+    let s = sin(r);
+    let base = t * N_HEADS * HEAD_DIM + h * HEAD_DIM;
+    let i0 = base + select(2u * i, i, NEOX);
+    let i1 = base + select(2u * i + 1u, i + half, NEOX);
+    let a = x[i0];
+    let b = x[i1];
+    x[i0] = a * c - b * s;
+    x[i1] = a * s + b * c;
+}

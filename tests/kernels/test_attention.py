@@ -1,0 +1,109 @@
+"""KV-cache writes and causal GQA attention: f32 and f16 caches, a cache holding earlier rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from .conftest import assert_close
+
+
+def reference_attention(q, keys, values, pos, n_heads, n_kv_heads):
+    """q (T, n_heads, hd); keys/values (pos + T, n_kv_heads, hd): the textbook causal GQA, float64."""
+    n_tokens, _, head_dim = q.shape
+    group = n_heads // n_kv_heads
+    out = np.zeros_like(q)
+    for t in range(n_tokens):
+        for h in range(n_heads):
+            k, v = keys[: pos + t + 1, h // group], values[: pos + t + 1, h // group]
+            s = k @ q[t, h] / np.sqrt(head_dim)
+            p = np.exp(s - s.max())
+            out[t, h] = (p / p.sum()) @ v
+    return out
+
+
+def check_attention(gpu, kernels, rng, *, n_heads, n_kv_heads, head_dim, max_ctx, pos, n_tokens, rtol):
+    f16 = kernels.kv_f16
+    kv_dim, max_tokens = n_kv_heads * head_dim, max(n_tokens, 4)
+    store = np.float16 if f16 else np.float32
+    # The cache already holds rows 0..pos-1; every row after is poison the kernels must not read.
+    earlier_k = rng.standard_normal((pos, kv_dim)).astype(store)
+    earlier_v = rng.standard_normal((pos, kv_dim)).astype(store)
+    nbytes = kernels.kv_cache_nbytes(max_ctx, kv_dim)
+    poison = np.frombuffer(b"\xff" * nbytes, dtype=store).reshape(max_ctx, kv_dim).copy()
+    k_cache, v_cache = (
+        gpu.upload(np.concatenate([earlier_k, poison[pos:]])),
+        gpu.upload(np.concatenate([earlier_v, poison[pos:]])),
+    )
+    q = rng.standard_normal((max_tokens, n_heads * head_dim)).astype(np.float32)
+    k = rng.standard_normal((max_tokens, kv_dim)).astype(np.float32)
+    v = rng.standard_normal((max_tokens, kv_dim)).astype(np.float32)
+    out = gpu.poisoned(q.nbytes)
+    ops = [
+        kernels.store_kv(gpu.upload(k), gpu.upload(v), k_cache, v_cache, kv_dim),
+        kernels.attention(gpu.upload(q), k_cache, v_cache, out, n_heads, n_kv_heads, head_dim, max_ctx, max_tokens),
+    ]
+    gpu.run(kernels, ops, n_tokens, pos=pos)
+
+    rows = pos + n_tokens
+    keys = np.concatenate([earlier_k, k[:n_tokens].astype(store)]).astype(np.float64)
+    values = np.concatenate([earlier_v, v[:n_tokens].astype(store)]).astype(np.float64)
+    got_k = gpu.read(k_cache, max_ctx * kv_dim, store).reshape(max_ctx, kv_dim)
+    got_v = gpu.read(v_cache, max_ctx * kv_dim, store).reshape(max_ctx, kv_dim)
+    assert (got_k[:rows] == keys).all() and (got_v[:rows] == values).all(), "cache rows differ"
+    assert np.isnan(got_k[rows:].astype(np.float32)).all(), "cache rows past the batch were written"
+
+    got = gpu.read(out, q.size).reshape(max_tokens, n_heads, head_dim)
+    want = reference_attention(
+        q[:n_tokens].reshape(n_tokens, n_heads, head_dim).astype(np.float64),
+        keys.reshape(rows, n_kv_heads, head_dim),
+        values.reshape(rows, n_kv_heads, head_dim),
+        pos,
+        n_heads,
+        n_kv_heads,
+    )
+    assert_close(got[:n_tokens], want, rtol, f"f16={f16} pos={pos} T={n_tokens}")
+    assert np.isnan(got[n_tokens:]).all()
+
+
+@pytest.mark.parametrize("kv_f16", [False, True])
+@pytest.mark.parametrize("n_tokens,pos", [(1, 0), (1, 13), (3, 0), (9, 21)])
+def test_attention_gqa(gpu, kernels_for, rng, kv_f16, n_tokens, pos):
+    check_attention(
+        gpu,
+        kernels_for("scalar", kv_f16),
+        rng,
+        n_heads=6,
+        n_kv_heads=2,
+        head_dim=12,
+        max_ctx=33,
+        pos=pos,
+        n_tokens=n_tokens,
+        rtol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("kv_f16", [False, True])
+def test_attention_long_context(gpu, kernels_for, rng, kv_f16):
+    # Past 256 positions each scoring invocation loops; 9 heads over 3 KV heads of 64 dims (SmolLM2's).
+    check_attention(
+        gpu,
+        kernels_for("scalar", kv_f16),
+        rng,
+        n_heads=9,
+        n_kv_heads=3,
+        head_dim=64,
+        max_ctx=701,
+        pos=690,
+        n_tokens=3,
+        rtol=1e-5,
+    )
+
+
+def test_attention_multi_head_attention_one_kv_head(gpu, kernels_for, rng):
+    check_attention(
+        gpu, kernels_for("scalar"), rng, n_heads=7, n_kv_heads=7, head_dim=4, max_ctx=10, pos=2, n_tokens=7, rtol=1e-5
+    )
+    check_attention(
+        gpu, kernels_for("scalar"), rng, n_heads=4, n_kv_heads=1, head_dim=8, max_ctx=9, pos=4, n_tokens=5, rtol=1e-5
+    )

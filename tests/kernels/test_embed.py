@@ -1,0 +1,28 @@
+"""Embedding lookups over every weight type x variant x batch, against gguf's dequantisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine import kernels as K
+
+from .conftest import assert_close
+from .test_matmul import TYPES, VARIANTS, quantised
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("wtype", list(TYPES))
+@pytest.mark.parametrize("n_tokens", [1, 3, 9])
+def test_embed(gpu, kernels_for, rng, variant, wtype, n_tokens):
+    n_vocab, dim, max_tokens = 37, (36 if wtype in (K.F32, K.F16) else 224), 11
+    raw, table = quantised(rng, wtype, n_vocab, dim)
+    ids = rng.integers(0, n_vocab, max_tokens).astype(np.uint32)
+    ids[-1] = n_vocab - 1  # the table's last row, whose block may end the buffer
+    ids = np.roll(ids, n_tokens - 1)
+    out = gpu.poisoned(max_tokens * dim * 4)
+    kernels = kernels_for(variant)
+    gpu.run(kernels, kernels.embed(gpu.upload(raw), wtype, dim, gpu.upload(ids), out), n_tokens)
+    got = gpu.read(out, max_tokens * dim).reshape(max_tokens, dim)
+    assert_close(got[:n_tokens], table[ids[:n_tokens]], 1e-6, f"type {wtype}")
+    assert np.isnan(got[n_tokens:]).all(), "rows past the batch were written"

@@ -1,0 +1,84 @@
+"""RoPE in both pair layouts, partial rotation, linear scaling and llama3 factors, against the reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.reference import rope
+
+from .conftest import assert_close
+
+
+def check_rope(gpu, kernels, rng, *, n_heads, head_dim, n_rot, neox, pos, n_tokens, freq_scale, factors, rtol):
+    theta = 10000.0
+    x = rng.standard_normal((n_tokens, n_heads * head_dim)).astype(np.float32)
+    buffer = gpu.upload(x)
+    factor_buffer = None
+    inv_freq = freq_scale * theta ** (-np.arange(0, n_rot, 2, dtype=np.float64) / n_rot)
+    if factors:
+        f = rng.uniform(1.0, 8.0, n_rot // 2).astype(np.float32)
+        factor_buffer = gpu.upload(f)
+        inv_freq = inv_freq / f.astype(np.float64)
+    op = kernels.rope(buffer, n_heads, head_dim, n_rot, theta, freq_scale, neox, factor_buffer)
+    gpu.run(kernels, op, n_tokens, pos=pos)
+    got = gpu.read(buffer, x.size).reshape(n_tokens, n_heads, head_dim)
+    positions = np.arange(pos, pos + n_tokens, dtype=np.float64)
+    want = rope(x.reshape(n_tokens, n_heads, head_dim).astype(np.float64), positions, inv_freq, neox)
+    assert_close(got, want, rtol, f"neox={neox} n_rot={n_rot} pos={pos}")
+
+
+@pytest.mark.parametrize("neox", [False, True])
+@pytest.mark.parametrize("n_rot", [16, 10])
+@pytest.mark.parametrize("n_tokens,pos", [(1, 0), (3, 37), (9, 5)])
+def test_rope(gpu, kernels_for, rng, neox, n_rot, n_tokens, pos):
+    check_rope(
+        gpu,
+        kernels_for("scalar"),
+        rng,
+        n_heads=3,
+        head_dim=16,
+        n_rot=n_rot,
+        neox=neox,
+        pos=pos,
+        n_tokens=n_tokens,
+        freq_scale=1.0,
+        factors=False,
+        rtol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("neox", [False, True])
+def test_rope_scaled_with_factors(gpu, kernels_for, rng, neox):
+    check_rope(
+        gpu,
+        kernels_for("scalar"),
+        rng,
+        n_heads=7,
+        head_dim=64,
+        n_rot=64,
+        neox=neox,
+        pos=100,
+        n_tokens=5,
+        freq_scale=0.25,
+        factors=True,
+        rtol=1e-5,
+    )
+
+
+def test_rope_far_positions(gpu, kernels_for, rng):
+    # The angle itself is an f32 product (as in llama.cpp): ~1e-7 relative, so ~1e-3 rad at 10^4.
+    check_rope(
+        gpu,
+        kernels_for("scalar"),
+        rng,
+        n_heads=2,
+        head_dim=32,
+        n_rot=32,
+        neox=False,
+        pos=8000,
+        n_tokens=2,
+        freq_scale=1.0,
+        factors=False,
+        rtol=5e-3,
+    )

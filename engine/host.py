@@ -65,6 +65,7 @@ class Host:
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.stopped: set[Any] = set()
         self.busy: Any = None  # id of the request being served
+        self.load_error: str | None = None  # why the model failed to load; requests then fail with it
         self._worker: asyncio.Task | None = None
 
     # ---------------------------------------------------------------- loading
@@ -91,9 +92,12 @@ class Host:
         except Exception as e:  # noqa: BLE001 - every load failure is reported to the panel, named
             if not isinstance(e, HearthError | GpuUnavailable):
                 traceback.print_exc()
+            self.load_error = error_content(e)["message"]
             self.send(envelope("error", None, error_content(e)))
+            self._kick()
             return False
         self.send(envelope("ready", None, self.describe()))
+        self._kick()
         return True
 
     def describe(self) -> dict[str, Any]:
@@ -113,8 +117,7 @@ class Host:
         kind, id, content = message.get("kind"), message.get("id"), message.get("content")
         if kind in QUEUED_KINDS:
             self.queue.put_nowait(envelope(kind, id, content))
-            if self._worker is None or self._worker.done():
-                self._worker = asyncio.ensure_future(self._serve())
+            self._kick()
         elif kind == "stop":
             self.stopped.add(content if content is not None else id)
         elif kind == "status":
@@ -122,6 +125,13 @@ class Host:
                                               "busy": self.busy}))
         else:
             self.send(envelope("error", id, error_content(InvalidRequest(f"unknown message kind {kind!r}"))))
+
+    def _kick(self) -> None:
+        """Serve the queue, unless the model is still loading (requests wait for it)."""
+        if self.engine is None and self.load_error is None:
+            return
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.ensure_future(self._serve())
 
     async def drain(self) -> None:
         """Wait until every queued request has been served (tests)."""
@@ -134,9 +144,9 @@ class Host:
             id, self.busy = request["id"], request["id"]
             try:
                 if id in self.stopped:  # stopped while still queued
-                    self.send(envelope("done", id, _stats([], 0.0, "stop")))
+                    self.send(envelope("done", id, _stats([], 0.0, "stop", stopped=True)))
                 elif self.engine is None:
-                    raise InvalidRequest("the model is not loaded yet")
+                    raise InvalidRequest(f"the model failed to load: {self.load_error}")
                 elif request["kind"] == "chat":
                     await self._chat(id, request["content"] or {})
                 else:
@@ -167,11 +177,11 @@ class Host:
         async def part_summary(prompt: list[int], part: int, parts: int) -> str | None:
             self.send(envelope("part", id, {"part": part, "parts": parts}))
             answer, stats = await self.stream(id, prompt, summarizer.part_options(options), chunks=False)
-            return None if stats["finish_reason"] == "stop" and id in self.stopped else answer
+            return None if stats["stopped"] else answer
 
         final_prompt, parts = await summarizer.prompt(text, title, part_summary)
         if final_prompt is None:  # stopped between parts
-            self.send(envelope("done", id, _stats([], 0.0, "stop")))
+            self.send(envelope("done", id, _stats([], 0.0, "stop", stopped=True)))
             return
         _, stats = await self.stream(id, final_prompt, options)
         stats["parts"] = parts
@@ -184,7 +194,7 @@ class Host:
         first = None
         token_ids: list[int] = []
         text: list[str] = []
-        finish = "length"
+        finish, stopped = "length", False
         generation = self.engine.generate(prompt, options)
         try:
             async for chunk in generation:
@@ -197,18 +207,19 @@ class Host:
                     self.send(envelope("chunk", id, {"text": chunk.text, "token_id": chunk.token_id}))
                 if chunk.finish_reason:
                     finish = chunk.finish_reason
-                if id in self.stopped:
-                    finish = "stop"
+                if id in self.stopped and not chunk.finish_reason:
+                    finish, stopped = "stop", True
                     break
         finally:
             await generation.aclose()
-        stats = _stats(token_ids, time.monotonic() - start, finish, first and time.monotonic() - first)
+        stats = _stats(token_ids, time.monotonic() - start, finish, first and time.monotonic() - first, stopped)
         stats["prompt_tokens"] = len(prompt)
         return "".join(text), stats
 
 
-def _stats(token_ids: list[int], seconds: float, finish: str, decode_seconds: float | None = None) -> dict:
+def _stats(token_ids: list[int], seconds: float, finish: str, decode_seconds: float | None = None,
+           stopped: bool = False) -> dict:
     # Decode speed counts the tokens after the first: the first one pays for the prompt's prefill.
     rate = (len(token_ids) - 1) / decode_seconds if decode_seconds and len(token_ids) > 1 else None
     return {"finish_reason": finish, "token_ids": token_ids, "n_tokens": len(token_ids),
-            "seconds": round(seconds, 3), "tokens_per_s": rate and round(rate, 2)}
+            "seconds": round(seconds, 3), "tokens_per_s": rate and round(rate, 2), "stopped": stopped}

@@ -128,9 +128,26 @@ def test_errors_are_named_and_the_queue_goes_on(model_gguf):
     assert [m["id"] for m in sent if m["kind"] == "done"] == ["ok"]
 
 
-def test_requests_before_the_model_is_loaded_fail_clearly():
-    sent = run_host(None, [{"kind": "chat", "id": 1, "content": {"messages": [{"role": "user", "content": "x"}]}}])
-    assert sent[-1]["kind"] == "error" and "not loaded" in sent[-1]["content"]["message"]
+def test_requests_wait_for_the_load_and_fail_clearly_when_it_fails():
+    from engine.gguf import BytesSource
+
+    class NoGpu:  # a device that opened, holding a file that is not GGUF
+        info = None
+
+    sent = []
+
+    async def main():
+        host = Host(sent.append)
+        host.receive({"kind": "chat", "id": 1, "content": {"messages": [{"role": "user", "content": "x"}]}})
+        await asyncio.sleep(0.01)
+        assert sent == []  # waiting for the model
+        assert not await host.load(BytesSource(b"not a model"), device=NoGpu())
+        await host.drain()
+
+    asyncio.run(main())
+    assert [m["kind"] for m in sent] == ["progress", "error", "error"]
+    assert sent[1]["id"] is None and sent[1]["content"]["type"] == "ModelFileError"
+    assert sent[2]["id"] == 1 and "failed to load" in sent[2]["content"]["message"]
 
 
 def test_sampling_options_from_plain_data():

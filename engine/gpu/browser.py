@@ -8,7 +8,7 @@ ArrayBuffer) and go to `writeBuffer` as they are, never through the wasm heap.
 from __future__ import annotations
 
 import js  # type: ignore[import-not-found]  # exists only on Pyodide
-from pyodide.ffi import to_js  # type: ignore[import-not-found]
+from pyodide.ffi import create_proxy, to_js  # type: ignore[import-not-found]
 
 from . import STORAGE, UNIFORM, AdapterInfo, GpuUnavailable
 
@@ -66,7 +66,11 @@ class BrowserDevice:
             raw = bytes(data)
             if len(raw) % 4:
                 raw += bytes(4 - len(raw) % 4)
-            data = to_js(memoryview(raw))  # a view of the wasm heap: small host data (ids, params) only
+            data = to_js(memoryview(raw))  # a copy out of the wasm heap: small host data (ids, params) only
+        elif data.byteLength % 4:  # a JS view of the model whose length is not whole words: pad a copy
+            padded = js.Uint8Array.new(_round4(data.byteLength))
+            padded.set(data)
+            data = padded
         self.device.queue.writeBuffer(buffer, offset, data)
 
     def create_pipeline(self, wgsl, entry_point, constants):
@@ -111,6 +115,31 @@ def _round4(n: int) -> int:
     return (n + 3) & ~3
 
 
+class ArrayBufferSource:
+    """The model's bytes in a JS ArrayBuffer (gguf.ByteSource): the header is copied into Python, tensors
+    are handed to `write_buffer` as Uint8Array views, so weights never enter the wasm heap."""
+
+    def __init__(self, buffer):
+        self.buffer = buffer
+        self.size = int(buffer.byteLength)
+
+    def read(self, offset: int, n: int) -> bytes:
+        n = max(0, min(n, self.size - offset))
+        return js.Uint8Array.new(self.buffer, offset, n).to_bytes()
+
+    def view(self, offset: int, n: int):
+        return js.Uint8Array.new(self.buffer, offset, n)
+
+
+def _report_gpu_errors(device) -> None:
+    """WebGPU reports validation errors and device loss asynchronously: surface them in the console."""
+
+    def on_error(event):
+        js.console.error(f"WebGPU error: {event.error.message}")
+
+    device.addEventListener("uncapturederror", create_proxy(on_error))
+
+
 async def open_browser_device() -> BrowserDevice:
     """Open the browser's WebGPU adapter with the features and limits the kernels can use."""
     gpu = getattr(js.navigator, "gpu", None)
@@ -126,6 +155,7 @@ async def open_browser_device() -> BrowserDevice:
         "maxBufferSize": limits.maxBufferSize,
     }
     device = await adapter.requestDevice(_js({"requiredFeatures": features, "requiredLimits": required}))
+    _report_gpu_errors(device)
     raw = adapter.info
     description = f"{raw.vendor} {raw.architecture} {raw.device} {raw.description}".lower()
     info = AdapterInfo(

@@ -1,0 +1,89 @@
+// Hearth's service worker: owns the offscreen document's life, the context menu and the side panel,
+// and routes messages. MV3 kills it when idle, so it keeps nothing that matters: a pending summary
+// waits in chrome.storage.session for the panel to pick up.
+//
+// Messages are the envelope {kind, id, content} plus `target` ("worker" | "offscreen" | "panel"),
+// which only the JavaScript reads.
+
+const OFFSCREEN_URL = "offscreen.html";
+const MENU = { page: "hearth-summarize-page", selection: "hearth-summarize-selection" };
+
+let creating = null; // one createDocument at a time: a second call would fail
+
+async function ensureOffscreen() {
+  const contexts = await chrome.runtime.getContexts({ contextTypes: ["OFFSCREEN_DOCUMENT"] });
+  if (contexts.length) return;
+  creating ??= chrome.offscreen
+    .createDocument({
+      url: OFFSCREEN_URL,
+      reasons: ["WORKERS"],
+      justification: "Runs the Python engine (Pyodide) and its WebGPU model in the background.",
+    })
+    .finally(() => (creating = null));
+  await creating;
+}
+
+chrome.runtime.onInstalled.addListener(() => {
+  chrome.contextMenus.removeAll(() => {
+    chrome.contextMenus.create({ id: MENU.page, title: "Summarize page", contexts: ["page"] });
+    chrome.contextMenus.create({ id: MENU.selection, title: "Summarize selection", contexts: ["selection"] });
+  });
+});
+
+chrome.sidePanel.setPanelBehavior({ openPanelOnActionClick: true }).catch(() => {});
+
+chrome.runtime.onMessage.addListener((message) => {
+  // Everything for the offscreen document passes here first, so the document exists when it arrives.
+  if (message?.target === "worker") {
+    ensureOffscreen()
+      .then(() => chrome.runtime.sendMessage({ ...message, target: "offscreen" }))
+      .catch((error) => reportError(message.id, error));
+  }
+  return false; // never answer: replies to the offscreen document's messages are its own
+});
+
+function reportError(id, error) {
+  const content = { type: "ExtensionError", message: String(error?.message ?? error) };
+  chrome.runtime.sendMessage({ target: "panel", kind: "error", id, content }).catch(() => {});
+}
+
+// ---------------------------------------------------------------- summaries from the context menu
+
+chrome.contextMenus.onClicked.addListener((info, tab) => {
+  if (info.menuItemId !== MENU.page && info.menuItemId !== MENU.selection) return;
+  // sidePanel.open needs the click's user gesture: call it before anything is awaited.
+  chrome.sidePanel.open({ windowId: tab.windowId }).catch(() => {});
+  summarize(info, tab).catch((error) => reportError(null, error));
+});
+
+async function summarize(info, tab) {
+  const selection = info.menuItemId === MENU.selection;
+  ensureOffscreen(); // start loading the model while the page is read
+  const [{ result }] = await chrome.scripting.executeScript({
+    target: { tabId: tab.id },
+    func: readableText,
+    args: [selection],
+  });
+  const text = (selection && !result.text ? info.selectionText : result.text) ?? "";
+  const pending = { id: crypto.randomUUID(), source: selection ? "selection" : "page", title: result.title,
+                    url: result.url, text, at: Date.now() };
+  await chrome.storage.session.set({ pendingSummary: pending });
+}
+
+// Runs in the page: the selection, or the page's readable text without menus, scripts and forms.
+function readableText(selectionOnly) {
+  const out = { title: document.title, url: location.href, text: "" };
+  if (selectionOnly) {
+    out.text = String(window.getSelection() ?? "").trim();
+    return out;
+  }
+  const root = (document.querySelector("article, main, [role=main]") ?? document.body).cloneNode(true);
+  const noise = "script, style, noscript, template, svg, canvas, iframe, nav, header, footer, aside, form, "
+    + "button, select, [role=navigation], [role=banner], [role=contentinfo], [aria-hidden=true], [hidden]";
+  root.querySelectorAll(noise).forEach((el) => el.remove());
+  // innerText of a detached node has no layout: textContent with block breaks kept by hand.
+  root.querySelectorAll("p, div, li, h1, h2, h3, h4, h5, h6, br, tr, pre, blockquote, section")
+    .forEach((el) => el.append("\n"));
+  out.text = root.textContent.replace(/[ \t\u00a0]+/g, " ").replace(/\s*\n\s*/g, "\n").trim();
+  return out;
+}

@@ -61,20 +61,25 @@ def _messages(args: argparse.Namespace) -> list[dict]:
 
 
 class ProgressBar:
-    """A one-line load progress bar on stderr."""
+    """A one-line load progress bar on stderr (a single summary line when stderr is not a terminal)."""
 
     def __init__(self, label: str = "loading model"):
         self.label, self.start, self.last = label, time.monotonic(), -1
+        self.live = sys.stderr.isatty()
 
     def __call__(self, done: int, total: int) -> None:
         percent = 100 * done // max(total, 1)
         if percent == self.last:
             return
         self.last = percent
-        bar = "#" * (percent // 4)
-        print(f"\r{self.label} [{bar:<25}] {percent:3d}% {done >> 20}/{total >> 20} MiB", end="", file=sys.stderr)
+        if self.live:
+            bar = "#" * (percent // 4)
+            line = f"\r{self.label} [{bar:<25}] {percent:3d}% {done >> 20}/{total >> 20} MiB"
+            print(line, end="", file=sys.stderr, flush=True)
         if done >= total:
-            print(f" ({time.monotonic() - self.start:.1f} s)", file=sys.stderr)
+            elapsed = time.monotonic() - self.start
+            prefix = "" if self.live else f"{self.label}: {total >> 20} MiB"
+            print(f"{prefix} ({elapsed:.1f} s)", file=sys.stderr)
 
 
 async def _load(args: argparse.Namespace):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .chat_template import render
+from .config import ModelConfig
 from .default_model import default_model_path
 from .errors import ContextTooLong
 from .gguf import GGUFFile, open_gguf
@@ -54,6 +55,7 @@ class Engine:
     ) -> Engine:
         """Open the GPU and load a GGUF (the default model when neither `path` nor `gguf` is given)."""
         gguf = gguf or open_gguf(path or default_model_path())
+        ModelConfig.from_gguf(gguf.metadata, set(gguf.tensors))  # name an unsupported model before any work
         tokenizer = Tokenizer.from_metadata(gguf.metadata)
         device = device or await open_device()
         model = Model.load(device, gguf, n_ctx=n_ctx, progress=progress, **model_options)

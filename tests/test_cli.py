@@ -25,7 +25,9 @@ def test_generate_answers_on_stdout_only():
     assert "loading" not in result.stdout
 
 
-def test_generate_takes_a_messages_file_and_a_system_prompt(tmp_path):
+def test_generate_takes_a_messages_file_and_a_system_prompt(tmp_path, engine, event_loop_session):
+    from engine.sampler import SamplingOptions
+
     messages = [
         {"role": "user", "content": "My name is Ada."},
         {"role": "assistant", "content": "Nice to meet you, Ada!"},
@@ -36,7 +38,13 @@ def test_generate_takes_a_messages_file_and_a_system_prompt(tmp_path):
     result = _run("generate", "--messages", str(path), "--system", "Answer briefly.", "--temperature", "0",
                   "--max-tokens", "16")
     assert result.returncode == 0, result.stderr
-    assert "Ada" in result.stdout
+
+    async def expected():
+        conversation = [{"role": "system", "content": "Answer briefly."}, *messages]
+        options = SamplingOptions(temperature=0, max_tokens=16)
+        return "".join([chunk.text async for chunk in engine.chat(conversation, options)])
+
+    assert result.stdout == event_loop_session.run_until_complete(expected()) + "\n"
 
 
 def _error_of(*args: str) -> str:

@@ -30,7 +30,7 @@ _LIBRARIES = {
     "matmul_subgroup.wgsl": ("matmul.wgsl", "quant.wgsl"),
     "embed.wgsl": ("quant.wgsl",),
 }
-MV_ROWS, MM_ROWS, TILE = 8, 8, 4  # rows and tokens an invocation of matmul.wgsl owns (its constants)
+MV_ROWS, MM_ROWS, TILE = 8, 16, 4  # rows and tokens an invocation of matmul.wgsl owns (its constants)
 SG_ROWS, SG_TILE = 4, 4  # rows a workgroup and tokens a subgroup owns in matmul_subgroup.wgsl
 
 
@@ -145,8 +145,8 @@ class Kernels:
     def rmsnorm(self, x, weight, out, n: int, eps: float) -> Op:
         """out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight; out must not be x."""
         _distinct(x, out, "rmsnorm's out")
-        c = {"N": n, "EPS": eps, "WG": self.wg}
-        return Op(self._step("rmsnorm.wgsl", "rmsnorm", c, [x, weight, out], lambda t: (cdiv(t, self.wg), 1, 1)))
+        c, entry = {"N": n, "EPS": eps, "WG": self.wg}, "rmsnorm4" if n % 4 == 0 else "rmsnorm"
+        return Op(self._step("rmsnorm.wgsl", entry, c, [x, weight, out], lambda t: (cdiv(t, self.wg), 1, 1)))
 
     def rope(
         self,
@@ -188,30 +188,29 @@ class Kernels:
         self, q, k_cache, v_cache, out, n_heads: int, n_kv_heads: int, head_dim: int, max_ctx: int, max_tokens: int
     ) -> Op:
         """Causal GQA of q [T, n_heads * head_dim] over cache rows 0..pos + t, into out (same shape)."""
-        if n_heads % n_kv_heads or head_dim % 4:
+        if n_heads % n_kv_heads or head_dim % 8:
             raise ValueError(f"{n_heads} heads over {n_kv_heads} KV heads of {head_dim} dims: unsupported")
         ctx = cdiv(max_ctx, 4) * 4
         scores = self._scratch(max_tokens * n_heads * ctx * 4, "attention scores")
-        c = {
-            "N_HEADS": n_heads,
-            "N_KV_HEADS": n_kv_heads,
-            "HEAD_DIM": head_dim,
-            "CTX": ctx,
-            "KV_F16": self.kv_f16,
-            "WG": self.wg,
-        }
-        split = max(self.wg, 64)  # position groups of 4 per (t, h) in flight
+        c = {"N_HEADS": n_heads, "N_KV_HEADS": n_kv_heads, "HEAD_DIM": head_dim, "CTX": ctx, "KV_F16": self.kv_f16}
+        chunks = n_kv_heads * cdiv(n_heads // n_kv_heads, 4)  # up to 4 query heads per invocation
+        split = 64  # groups of 4 positions scored at once per (token, chunk)
+        wg, mix_wg = self.wg, min(self.wg, head_dim // 8)
         return Op(
             self._step(
                 "attention.wgsl",
                 "scores",
-                {**c, "SPLIT": split},
+                {**c, "SPLIT": split, "WG": wg},
                 [q, k_cache, scores],
-                lambda t: (cdiv(split, self.wg), n_heads, t),
+                lambda t: (cdiv(split, wg), chunks, t),
             ),
-            self._step("attention.wgsl", "softmax", c, [scores], lambda t: (cdiv(t * n_heads, self.wg), 1, 1)),
+            self._step("attention.wgsl", "softmax", {**c, "WG": wg}, [scores], lambda t: (cdiv(t * n_heads, wg), 1, 1)),
             self._step(
-                "attention.wgsl", "mix", c, [scores, v_cache, out], lambda t: (cdiv(head_dim // 4, self.wg), n_heads, t)
+                "attention.wgsl",
+                "mix",
+                {**c, "WG": mix_wg},
+                [scores, v_cache, out],
+                lambda t: (cdiv(head_dim // 8, mix_wg), chunks, t),
             ),
             owned=(scores,),
         )
@@ -233,8 +232,13 @@ class Kernels:
         return self._elementwise("add_bias", [x, bias], n)
 
     def _elementwise(self, entry: str, buffers: list, n: int) -> Op:
-        gx = cdiv(n, self.wg)
-        return Op(self._step("elementwise.wgsl", entry, {"N": n, "WG": self.wg}, buffers, lambda t: (gx, t, 1)))
+        if n % 4 == 0:  # vec4 loads: 4x fewer load instructions, which CPU adapters pay for
+            entry, n_invocations = entry + "4", n // 4
+        else:
+            n_invocations = n
+        wg = 64  # rows are long: no need for lavapipe's narrow workgroups here
+        gx = cdiv(n_invocations, wg)
+        return Op(self._step("elementwise.wgsl", entry, {"N": n, "WG": wg}, buffers, lambda t: (gx, t, 1)))
 
     # ---------------------------------------------------------------- sampling
 

@@ -1,22 +1,23 @@
 // Causal grouped-query attention over the KV cache: three barrier-free dispatches.
 //
 // Query t of the batch sits at position p = params.pos + t and sees cache rows 0..p; query head h
-// reads KV head h / (N_HEADS / N_KV_HEADS). Scores live in a scratch S [T, N_HEADS, CTX] f32 owned
-// by the op (CTX = max_ctx rounded up to 4, read as vec4: 4 positions a load).
-// The caches are [max_ctx, KV_DIM] as f32 bits, or (KV_F16) f16 pairs packed in u32 (kv_cache.wgsl),
-// read 16 bytes at a time.
+// reads KV head h / GROUP (GROUP = N_HEADS / N_KV_HEADS). Scores live in a scratch S [T, N_HEADS,
+// CTX] f32 owned by the op (CTX = max_ctx rounded up to 4, read as vec4: 4 positions a load).
+// The caches are [max_ctx, KV_DIM] as f32 bits, or (KV_F16) f16 pairs packed in u32 (kv_cache.wgsl).
+// Loads are what CPU adapters pay for, so an invocation takes up to 4 query heads of one KV group
+// (a "chunk") and reuses each key or value row it loads for all of them.
 //
-// Entry points; all bind params at 0:
+// Entry points; all bind params at 0; y = kv head * CHUNKS + chunk (CHUNKS = ceil(GROUP / 4)):
 //   scores   1 q [T, N_HEADS * HEAD_DIM] f32, 2 k_cache, 3 S
 //            S[t, h, s] = q[t, h, :] . k[s, kvh, :] / sqrt(HEAD_DIM) for s <= p; -3e38 for the rest
-//            of the last 4. grid (SPLIT / WG, N_HEADS, T): invocation i scores positions 4i..4i+3,
-//            then 4(i + SPLIT).., so the grid need not know p (set per step in params)
+//            of the last 4. grid (SPLIT / WG, N_KV_HEADS * CHUNKS, T): invocation i scores positions
+//            4i..4i+3, then 4(i + SPLIT).., so the grid need not know p (set per step in params)
 //   softmax  1 S: S[t, h, 0..p] = softmax(S[t, h, 0..p]), zeros after p in its last 4
 //            grid (ceil(T * N_HEADS / WG), 1, 1): an invocation per row, two passes (running max)
 //   mix      1 S, 2 v_cache, 3 out [T, N_HEADS * HEAD_DIM] f32
 //            out[t, h, d] = sum_{s <= p} S[t, h, s] * v[s, kvh, d]
-//            grid (ceil(HEAD_DIM / 4 / WG), N_HEADS, T): an invocation per 4 dims of a head
-// Overrides: N_HEADS, N_KV_HEADS, HEAD_DIM (multiple of 4), CTX, KV_F16, SPLIT, WG
+//            grid (ceil(HEAD_DIM / 8 / WG), N_KV_HEADS * CHUNKS, T): an invocation per 8 dims
+// Overrides: N_HEADS, N_KV_HEADS, HEAD_DIM (multiple of 8), CTX, KV_F16, SPLIT, WG
 
 struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 
@@ -42,28 +43,61 @@ override WG: u32 = 64u;
 
 const MASKED = -3.0e38;  // finite, so a running max that starts here never meets inf - inf
 
-// Four cache elements e..e+3 (e a multiple of 4) as f32.
-fn unpack4(word: vec4<u32>, e: u32) -> vec4<f32> {
-    if (KV_F16) {
-        let pair = select(word.xy, word.zw, (e & 4u) != 0u);
-        return vec4<f32>(unpack2x16float(pair.x), unpack2x16float(pair.y));
-    }
-    return bitcast<vec4<f32>>(word);
+// A chunk of up to 4 query heads sharing KV head `kv`: its first head and how many it holds.
+struct Chunk { kv: u32, h0: u32, n: u32 }
+
+fn chunk(y: u32) -> Chunk {
+    let group = N_HEADS / N_KV_HEADS;
+    let chunks = (group + 3u) / 4u;
+    let kv = y / chunks;
+    let c = y % chunks;
+    return Chunk(kv, kv * group + 4u * c, min(group - 4u * c, 4u));
 }
 
-fn k4(e: u32) -> vec4<f32> { return unpack4(k_cache[e >> select(2u, 3u, KV_F16)], e); }
-fn v4(e: u32) -> vec4<f32> { return unpack4(v_cache[e >> select(2u, 3u, KV_F16)], e); }
+// Cache elements e..e+7 (e a multiple of 8) as two vec4: one 16-byte load for f16, two for f32.
+fn unpack8(lo: vec4<u32>, hi: vec4<u32>) -> array<vec4<f32>, 2> {
+    if (KV_F16) {
+        return array<vec4<f32>, 2>(
+            vec4<f32>(unpack2x16float(lo.x), unpack2x16float(lo.y)),
+            vec4<f32>(unpack2x16float(lo.z), unpack2x16float(lo.w)),
+        );
+    }
+    return array<vec4<f32>, 2>(bitcast<vec4<f32>>(lo), bitcast<vec4<f32>>(hi));
+}
+
+fn k8(e: u32) -> array<vec4<f32>, 2> {
+    if (KV_F16) { return unpack8(k_cache[e / 8u], vec4<u32>()); }
+    return unpack8(k_cache[e / 4u], k_cache[e / 4u + 1u]);
+}
+
+fn v8(e: u32) -> array<vec4<f32>, 2> {
+    if (KV_F16) { return unpack8(v_cache[e / 8u], vec4<u32>()); }
+    return unpack8(v_cache[e / 4u], v_cache[e / 4u + 1u]);
+}
+
+// Query head h0 + i of token t, dims d..d+7; heads past the chunk repeat its last (never stored).
+fn q8(t: u32, ch: Chunk, i: u32, d: u32) -> array<vec4<f32>, 2> {
+    let o = ((t * N_HEADS + ch.h0 + min(i, ch.n - 1u)) * HEAD_DIM + d) / 4u;
+    return array<vec4<f32>, 2>(q[o], q[o + 1u]);
+}
+
+// Scores of one query head (dims d..d+7) against 4 key rows.
+fn dots(qv: array<vec4<f32>, 2>, k0: array<vec4<f32>, 2>, k1: array<vec4<f32>, 2>,
+        k2: array<vec4<f32>, 2>, k3: array<vec4<f32>, 2>) -> vec4<f32> {
+    return vec4<f32>(
+        dot(qv[0], k0[0]) + dot(qv[1], k0[1]), dot(qv[0], k1[0]) + dot(qv[1], k1[1]),
+        dot(qv[0], k2[0]) + dot(qv[1], k2[1]), dot(qv[0], k3[0]) + dot(qv[1], k3[1]),
+    );
+}
 
 @compute @workgroup_size(WG)
 fn scores(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let h = gid.y;
     let t = gid.z;
     if (t >= params.n_tokens) { return; }
+    let ch = chunk(gid.y);
     let last = params.pos + t;
+    let col = ch.kv * HEAD_DIM;
     let kv_dim = N_KV_HEADS * HEAD_DIM;
-    let col = (h / (N_HEADS / N_KV_HEADS)) * HEAD_DIM;
-    let q_row = (t * N_HEADS + h) * (HEAD_DIM / 4u);
-    let s_row = (t * N_HEADS + h) * (CTX / 4u);
     let scale = inverseSqrt(f32(HEAD_DIM));
     for (var g = gid.x; 4u * g <= last; g += SPLIT) {
         let s = 4u * g;
@@ -72,13 +106,26 @@ fn scores(@builtin(global_invocation_id) gid: vec3<u32>) {
         let e1 = min(s + 1u, last) * kv_dim + col;
         let e2 = min(s + 2u, last) * kv_dim + col;
         let e3 = min(s + 3u, last) * kv_dim + col;
-        var acc = vec4<f32>(0.0);
-        for (var d = 0u; d < HEAD_DIM; d += 4u) {
-            let qv = q[q_row + d / 4u];
-            acc += vec4<f32>(dot(qv, k4(e0 + d)), dot(qv, k4(e1 + d)), dot(qv, k4(e2 + d)), dot(qv, k4(e3 + d)));
+        var a0 = vec4<f32>(0.0);
+        var a1 = vec4<f32>(0.0);
+        var a2 = vec4<f32>(0.0);
+        var a3 = vec4<f32>(0.0);
+        for (var d = 0u; d < HEAD_DIM; d += 8u) {
+            let k0 = k8(e0 + d);
+            let k1 = k8(e1 + d);
+            let k2 = k8(e2 + d);
+            let k3 = k8(e3 + d);
+            a0 += dots(q8(t, ch, 0u, d), k0, k1, k2, k3);
+            if (ch.n > 1u) { a1 += dots(q8(t, ch, 1u, d), k0, k1, k2, k3); }
+            if (ch.n > 2u) { a2 += dots(q8(t, ch, 2u, d), k0, k1, k2, k3); }
+            if (ch.n > 3u) { a3 += dots(q8(t, ch, 3u, d), k0, k1, k2, k3); }
         }
         let visible = vec4<u32>(s, s + 1u, s + 2u, s + 3u) <= vec4<u32>(last);
-        scores_out[s_row + g] = select(vec4<f32>(MASKED), acc * scale, visible);
+        let row = (t * N_HEADS + ch.h0) * (CTX / 4u) + g;
+        scores_out[row] = select(vec4<f32>(MASKED), a0 * scale, visible);
+        if (ch.n > 1u) { scores_out[row + CTX / 4u] = select(vec4<f32>(MASKED), a1 * scale, visible); }
+        if (ch.n > 2u) { scores_out[row + 2u * CTX / 4u] = select(vec4<f32>(MASKED), a2 * scale, visible); }
+        if (ch.n > 3u) { scores_out[row + 3u * CTX / 4u] = select(vec4<f32>(MASKED), a3 * scale, visible); }
     }
 }
 
@@ -98,26 +145,49 @@ fn softmax(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let inv = 1.0 / l;
     for (var g = 0u; g < groups; g++) {
-        probs[base + g] = exp(probs[base + g] - m) * inv;  // masked entries underflow to 0
+        // Masked entries underflow to 0. So do subnormals, on purpose: CPU adapters keep them, and
+        // each one would slow the FMAs of mix that meet it ~100-fold.
+        let p = exp(probs[base + g] - m) * inv;
+        probs[base + g] = select(p, vec4<f32>(0.0), p < vec4<f32>(1.1754944e-38));
     }
+}
+
+// Adds 4 positions' value rows (dims d..d+7), weighted by p, to acc.
+fn weigh(acc: ptr<function, array<vec4<f32>, 2>>, p: vec4<f32>, v0: array<vec4<f32>, 2>,
+         v1: array<vec4<f32>, 2>, v2: array<vec4<f32>, 2>, v3: array<vec4<f32>, 2>) {
+    (*acc)[0] += p.x * v0[0] + p.y * v1[0] + p.z * v2[0] + p.w * v3[0];
+    (*acc)[1] += p.x * v0[1] + p.y * v1[1] + p.z * v2[1] + p.w * v3[1];
 }
 
 @compute @workgroup_size(WG)
 fn mix(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let d = 4u * gid.x;
-    let h = gid.y;
+    let d = 8u * gid.x;
     let t = gid.z;
     if (d >= HEAD_DIM || t >= params.n_tokens) { return; }
+    let ch = chunk(gid.y);
     let last = params.pos + t;
     let kv_dim = N_KV_HEADS * HEAD_DIM;
-    let col = (h / (N_HEADS / N_KV_HEADS)) * HEAD_DIM + d;
-    let s_row = (t * N_HEADS + h) * (CTX / 4u);
-    var acc = vec4<f32>(0.0);
+    let col = ch.kv * HEAD_DIM + d;
+    let row = (t * N_HEADS + ch.h0) * (CTX / 4u);  // head h0 + i's scores start i * CTX / 4 later
+    var a0: array<vec4<f32>, 2>;
+    var a1: array<vec4<f32>, 2>;
+    var a2: array<vec4<f32>, 2>;
+    var a3: array<vec4<f32>, 2>;
     for (var g = 0u; 4u * g <= last; g++) {
-        let p = weights[s_row + g];  // zero past `last`; those rows re-read row `last`
-        let s = 4u * g;
-        acc += p.x * v4(min(s, last) * kv_dim + col) + p.y * v4(min(s + 1u, last) * kv_dim + col)
-            + p.z * v4(min(s + 2u, last) * kv_dim + col) + p.w * v4(min(s + 3u, last) * kv_dim + col);
+        let s = 4u * g;  // probabilities past `last` are zero; their rows re-read row `last`
+        let v0 = v8(min(s, last) * kv_dim + col);
+        let v1 = v8(min(s + 1u, last) * kv_dim + col);
+        let v2 = v8(min(s + 2u, last) * kv_dim + col);
+        let v3 = v8(min(s + 3u, last) * kv_dim + col);
+        weigh(&a0, weights[row + g], v0, v1, v2, v3);
+        if (ch.n > 1u) { weigh(&a1, weights[row + CTX / 4u + g], v0, v1, v2, v3); }
+        if (ch.n > 2u) { weigh(&a2, weights[row + 2u * CTX / 4u + g], v0, v1, v2, v3); }
+        if (ch.n > 3u) { weigh(&a3, weights[row + 3u * CTX / 4u + g], v0, v1, v2, v3); }
     }
-    out[(t * N_HEADS + h) * (HEAD_DIM / 4u) + gid.x] = acc;
+    let o = ((t * N_HEADS + ch.h0) * HEAD_DIM + d) / 4u;  // head h0 + i's output is i * HEAD_DIM / 4 later
+    out[o] = a0[0];
+    out[o + 1u] = a0[1];
+    if (ch.n > 1u) { out[o + HEAD_DIM / 4u] = a1[0]; out[o + HEAD_DIM / 4u + 1u] = a1[1]; }
+    if (ch.n > 2u) { out[o + HEAD_DIM / 2u] = a2[0]; out[o + HEAD_DIM / 2u + 1u] = a2[1]; }
+    if (ch.n > 3u) { out[o + 3u * HEAD_DIM / 4u] = a3[0]; out[o + 3u * HEAD_DIM / 4u + 1u] = a3[1]; }
 }

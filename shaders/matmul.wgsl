@@ -26,7 +26,7 @@ override N_OUT: u32;
 override WG: u32 = 64u;
 
 const MV_ROWS = 8u;
-const MM_ROWS = 8u;
+const MM_ROWS = 16u;
 const TILE = 4u;
 
 // Elements 32b..32b+31 of token t's activations; zeros past the row's end.
@@ -119,6 +119,8 @@ fn matmul(
     let nt = min(params.n_tokens - t0, TILE);
     var a0 = vec4<f32>(0.0); var a1 = vec4<f32>(0.0); var a2 = vec4<f32>(0.0); var a3 = vec4<f32>(0.0);
     var a4 = vec4<f32>(0.0); var a5 = vec4<f32>(0.0); var a6 = vec4<f32>(0.0); var a7 = vec4<f32>(0.0);
+    var a8 = vec4<f32>(0.0); var a9 = vec4<f32>(0.0); var a10 = vec4<f32>(0.0); var a11 = vec4<f32>(0.0);
+    var a12 = vec4<f32>(0.0); var a13 = vec4<f32>(0.0); var a14 = vec4<f32>(0.0); var a15 = vec4<f32>(0.0);
     for (var b = 0u; b < (N_IN + 31u) / 32u; b++) {
         let xs = x_tile(t0, nt, b);
         a0 += row_tile(r, b, xs);
@@ -129,9 +131,21 @@ fn matmul(
         a5 += row_tile(r + 5u, b, xs);
         a6 += row_tile(r + 6u, b, xs);
         a7 += row_tile(r + 7u, b, xs);
+        a8 += row_tile(r + 8u, b, xs);
+        a9 += row_tile(r + 9u, b, xs);
+        a10 += row_tile(r + 10u, b, xs);
+        a11 += row_tile(r + 11u, b, xs);
+        a12 += row_tile(r + 12u, b, xs);
+        a13 += row_tile(r + 13u, b, xs);
+        a14 += row_tile(r + 14u, b, xs);
+        a15 += row_tile(r + 15u, b, xs);
     }
     store_tile(r, t0, nt, a0); store_tile(r + 1u, t0, nt, a1);
     store_tile(r + 2u, t0, nt, a2); store_tile(r + 3u, t0, nt, a3);
     store_tile(r + 4u, t0, nt, a4); store_tile(r + 5u, t0, nt, a5);
     store_tile(r + 6u, t0, nt, a6); store_tile(r + 7u, t0, nt, a7);
+    store_tile(r + 8u, t0, nt, a8); store_tile(r + 9u, t0, nt, a9);
+    store_tile(r + 10u, t0, nt, a10); store_tile(r + 11u, t0, nt, a11);
+    store_tile(r + 12u, t0, nt, a12); store_tile(r + 13u, t0, nt, a13);
+    store_tile(r + 14u, t0, nt, a14); store_tile(r + 15u, t0, nt, a15);
 }

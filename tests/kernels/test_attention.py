@@ -69,41 +69,27 @@ def check_attention(gpu, kernels, rng, *, n_heads, n_kv_heads, head_dim, max_ctx
 @pytest.mark.parametrize("kv_f16", [False, True])
 @pytest.mark.parametrize("n_tokens,pos", [(1, 0), (1, 13), (3, 0), (9, 21)])
 def test_attention_gqa(gpu, kernels_for, rng, kv_f16, n_tokens, pos):
-    check_attention(
-        gpu,
-        kernels_for("scalar", kv_f16),
-        rng,
-        n_heads=6,
-        n_kv_heads=2,
-        head_dim=12,
-        max_ctx=33,
-        pos=pos,
-        n_tokens=n_tokens,
-        rtol=1e-5,
-    )
+    # Groups of 5 query heads per KV head: a chunk of 4 and a chunk of 1 per group.
+    shape = dict(n_heads=10, n_kv_heads=2, head_dim=16, max_ctx=33)
+    check_attention(gpu, kernels_for("scalar", kv_f16), rng, **shape, pos=pos, n_tokens=n_tokens, rtol=1e-5)
 
 
 @pytest.mark.parametrize("kv_f16", [False, True])
 def test_attention_long_context(gpu, kernels_for, rng, kv_f16):
     # Past 256 positions each scoring invocation loops; 9 heads over 3 KV heads of 64 dims (SmolLM2's).
-    check_attention(
-        gpu,
-        kernels_for("scalar", kv_f16),
-        rng,
-        n_heads=9,
-        n_kv_heads=3,
-        head_dim=64,
-        max_ctx=701,
-        pos=690,
-        n_tokens=3,
-        rtol=1e-5,
-    )
+    shape = dict(n_heads=9, n_kv_heads=3, head_dim=64, max_ctx=701)
+    check_attention(gpu, kernels_for("scalar", kv_f16), rng, **shape, pos=690, n_tokens=3, rtol=1e-5)
 
 
-def test_attention_multi_head_attention_one_kv_head(gpu, kernels_for, rng):
-    check_attention(
-        gpu, kernels_for("scalar"), rng, n_heads=7, n_kv_heads=7, head_dim=4, max_ctx=10, pos=2, n_tokens=7, rtol=1e-5
-    )
-    check_attention(
-        gpu, kernels_for("scalar"), rng, n_heads=4, n_kv_heads=1, head_dim=8, max_ctx=9, pos=4, n_tokens=5, rtol=1e-5
-    )
+@pytest.mark.parametrize("n_heads,n_kv_heads", [(7, 7), (4, 1), (6, 2)])
+def test_attention_head_groupings(gpu, kernels_for, rng, n_heads, n_kv_heads):
+    shape = dict(n_heads=n_heads, n_kv_heads=n_kv_heads, head_dim=8, max_ctx=10)
+    check_attention(gpu, kernels_for("scalar"), rng, **shape, pos=3, n_tokens=7, rtol=1e-5)
+
+
+def test_attention_refuses_odd_shapes(gpu, kernels_for):
+    kernels, b = kernels_for("scalar"), gpu.poisoned(64)
+    with pytest.raises(ValueError):
+        kernels.attention(b, b, b, gpu.poisoned(64), 6, 4, 8, 8, 1)  # heads not a multiple of KV heads
+    with pytest.raises(ValueError):
+        kernels.attention(b, b, b, gpu.poisoned(64), 2, 1, 12, 8, 1)  # head_dim not a multiple of 8

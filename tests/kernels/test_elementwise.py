@@ -7,7 +7,7 @@ import pytest
 
 from .conftest import assert_close
 
-SIZES = [(1, 1), (7, 3), (33, 9), (4099, 2)]
+SIZES = [(1, 1), (7, 3), (33, 9), (4099, 2), (36, 5), (1536, 3)]  # odd and vec4 widths
 
 
 def silu(x):

@@ -81,3 +81,11 @@ def test_weight_nbytes_and_row_checks():
         K.weight_nbytes(K.Q4_0, 33)
     with pytest.raises(ValueError):
         K.weight_nbytes(6, 32)
+
+
+def test_row_constants_match_the_shaders():
+    # kernels.py sizes the grids with these; the shaders unroll their loops by them.
+    text = K.load_shader("matmul.wgsl")
+    for name in ("MV_ROWS", "MM_ROWS", "TILE"):
+        assert f"const {name} = {getattr(K, name)}u;" in text, name
+    assert K.SG_TILE == K.TILE  # matmul_subgroup.wgsl tiles tokens with matmul.wgsl's TILE

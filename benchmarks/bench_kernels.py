@@ -50,7 +50,8 @@ def time_numpy(w: np.ndarray, x: np.ndarray, rounds: int) -> float:
 
 
 def line(label: str, seconds: float, nbytes: int, flops: int) -> str:
-    return f"  {label:<22} {seconds * 1e6:9.0f} us  {nbytes / seconds / 1e9:7.2f} GB/s  {flops / seconds / 1e9:8.2f} GFLOP/s"
+    rates = f"{nbytes / seconds / 1e9:7.2f} GB/s  {flops / seconds / 1e9:8.2f} GFLOP/s"
+    return f"  {label:<22} {seconds * 1e6:9.0f} us  {rates}"
 
 
 async def main(n_tokens: int, rounds: int, variants: list[str]) -> None:

@@ -79,6 +79,7 @@ class Kernels:
         self._sources: dict[str, str] = {}
         self._pipelines: dict[tuple, object] = {}
         self._constants: dict[tuple, object] = {}
+        self._padded: dict[tuple, tuple] = {}
 
     # ---------------------------------------------------------------- plumbing
 
@@ -116,7 +117,7 @@ class Kernels:
         """y[t, r] = sum_k W[r, k] x[t, k]; W is n_out rows of n_in weights in ggml type `wtype`."""
         _check_row(wtype, n_in)
         c = {"WTYPE": wtype, "N_IN": n_in, "N_OUT": n_out}
-        buffers = [w, x, y]
+        buffers = [self._whole_vec4s(w), x, y]
         if self.variant == "subgroup":
             wg = 32 * SG_ROWS  # one row per subgroup of 32; other subgroup sizes loop or idle
             c = {**c, "WG": wg, "ROWS": SG_ROWS}
@@ -140,7 +141,7 @@ class Kernels:
         _check_row(wtype, dim)
         c = {"WTYPE": wtype, "N_IN": dim, "WG": self.wg}
         gx = cdiv(dim // 4, self.wg)
-        return Op(self._step("embed.wgsl", "embed", c, [table, ids, out], lambda n: (gx, n, 1)))
+        return Op(self._step("embed.wgsl", "embed", c, [self._whole_vec4s(table), ids, out], lambda n: (gx, n, 1)))
 
     def rmsnorm(self, x, weight, out, n: int, eps: float) -> Op:
         """out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight; out must not be x."""
@@ -265,6 +266,22 @@ class Kernels:
             fixed((cdiv(max(max_history, 1), self.wg), 1, 1)),
         )
         return PenaltyOp(self.device, step, entries, settings, max_history, n_vocab)
+
+    def _whole_vec4s(self, weights):
+        """`weights`, or a copy padded to whole 16-byte words: shaders read them as array<vec4<u32>>,
+        whose length is the binding's size // 16, and a GPU with bounds checks (NVIDIA's, not
+        lavapipe's) clamps a read of the partial last word. Real tensors are multiples of 16 bytes."""
+        buffer, offset, size = weights if isinstance(weights, tuple) else (weights, 0, weights.size)
+        if size % 16 == 0:
+            return weights
+        key = (id(buffer), offset, size)
+        if key not in self._padded:
+            padded = self._scratch(cdiv(size, 16) * 16, "padded weights")
+            recorder = self.device.recorder()
+            recorder.copy(buffer, offset, padded, 0, cdiv(size, 4) * 4)
+            self.device.submit(recorder)
+            self._padded[key] = (buffer, padded)  # holding `buffer` keeps its id from being reused
+        return self._padded[key][1]
 
     def _constant(self, data: bytes, label: str):
         """A small read-only buffer, shared by every op that asks for the same bytes."""

@@ -41,7 +41,8 @@ fn beats(v: f32, i: u32, best: f32, best_i: u32) -> bool {
 @compute @workgroup_size(WG)
 fn argmax_partial(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (gid.x >= PARTS || params.n_tokens == 0u) { return; }
-    var best = bitcast<f32>(0xFF800000u);  // -inf
+    // Finite, far below any logit, not -inf: Tint (Chrome) rejects a constant -inf such as bitcast<f32>(0xFF800000u).
+    var best = -3.0e38;
     var best_i = NONE;
     for (var i = gid.x; i < N; i += PARTS) {
         let v = logits[i];
@@ -52,7 +53,7 @@ fn argmax_partial(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 @compute @workgroup_size(1)
 fn argmax_final() {
-    var best = bitcast<f32>(0xFF800000u);
+    var best = -3.0e38;
     var best_i = NONE;
     for (var p = 0u; p < PARTS; p++) {
         let e = partial[p];

@@ -214,6 +214,7 @@ class Host:
             await generation.aclose()
         stats = _stats(token_ids, time.monotonic() - start, finish, first and time.monotonic() - first, stopped)
         stats["prompt_tokens"] = len(prompt)
+        stats["prompt_seconds"] = round((first or time.monotonic()) - start, 3)  # prefill and the first token
         return "".join(text), stats
 
 

@@ -36,6 +36,7 @@ chrome.runtime.onMessage.addListener((message) => {
 async function main() {
   post(progressMessage("pyodide", 0, 1));
   const pyodide = await loadPyodide({ indexURL: chrome.runtime.getURL("pyodide/") });
+  globalThis.pyodide = pyodide; // for DevTools (and tests that reach this document over CDP)
   const build = await (await fetch("build.json")).json();
   post(progressMessage("packages", 0, 1));
   await pyodide.loadPackage(build.wheels.map((name) => chrome.runtime.getURL(`wheels/${name}`)), {

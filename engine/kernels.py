@@ -7,8 +7,10 @@ so one command buffer serves any position, and grids depend only on n_tokens.
 
 Variants, chosen by adapter: "scalar" kernels never use barriers or workgroup memory and give each
 invocation whole rows (CPU adapters such as lavapipe and SwiftShader run workgroups as loops over
-SIMD lanes and pay heavily at barriers); "subgroup" matrix products give each row to a subgroup and
-reduce with subgroupAdd (real GPUs). The other ops are barrier-free in both variants.
+SIMD lanes, pay heavily at barriers, and pay per load instruction); "subgroup" decode products give
+4 rows to a subgroup whose lanes split the blocks and reduce with subgroupAdd (real GPUs). Batched
+products (prefill) are register-tiled and need no reduction, so both variants share them, as they
+share the other ops, which are barrier-free everywhere.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ _LIBRARIES = {
     "embed.wgsl": ("quant.wgsl",),
 }
 MV_ROWS, MM_ROWS, TILE = 8, 16, 4  # rows and tokens an invocation of matmul.wgsl owns (its constants)
-SG_ROWS, SG_TILE = 4, 4  # rows a workgroup and tokens a subgroup owns in matmul_subgroup.wgsl
+SG_ROWS = 16  # rows a workgroup owns in matmul_subgroup.wgsl (4 per subgroup)
 
 
 def weight_nbytes(wtype: int, n_elements: int) -> int:
@@ -118,20 +120,16 @@ class Kernels:
         _check_row(wtype, n_in)
         c = {"WTYPE": wtype, "N_IN": n_in, "N_OUT": n_out}
         buffers = [self._whole_vec4s(w), x, y]
-        if self.variant == "subgroup":
-            wg = 32 * SG_ROWS  # one row per subgroup of 32; other subgroup sizes loop or idle
-            c = {**c, "WG": wg, "ROWS": SG_ROWS}
+        wg = self.wg
+        px, py = split_groups(cdiv(n_out, MM_ROWS * wg))
+        prefill = self._step("matmul.wgsl", "matmul", {**c, "WG": wg}, buffers, lambda n: (px, py, cdiv(n, TILE)))
+        if self.variant == "subgroup":  # 4 rows per subgroup of 32
             gx, gy = split_groups(cdiv(n_out, SG_ROWS))
-            decode = self._step("matmul_subgroup.wgsl", "matvec_subgroup", c, buffers, fixed((gx, gy, 1)))
-            prefill = self._step(
-                "matmul_subgroup.wgsl", "matmul_subgroup", c, buffers, lambda n: (gx, gy, cdiv(n, SG_TILE))
-            )
+            sc = {**c, "WG": 8 * SG_ROWS, "ROWS": SG_ROWS}
+            decode = self._step("matmul_subgroup.wgsl", "matvec_subgroup", sc, buffers, fixed((gx, gy, 1)))
         else:
-            c = {**c, "WG": self.wg}
-            gx, gy = split_groups(cdiv(n_out, MV_ROWS * self.wg))
-            decode = self._step("matmul.wgsl", "matvec", c, buffers, fixed((gx, gy, 1)))
-            px, py = split_groups(cdiv(n_out, MM_ROWS * self.wg))
-            prefill = self._step("matmul.wgsl", "matmul", c, buffers, lambda n: (px, py, cdiv(n, TILE)))
+            gx, gy = split_groups(cdiv(n_out, MV_ROWS * wg))
+            decode = self._step("matmul.wgsl", "matvec", {**c, "WG": wg}, buffers, fixed((gx, gy, 1)))
         return MatmulOp(decode, prefill if max_tokens > 1 else None)
 
     # ---------------------------------------------------------------- the rest of a layer

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import gguf
 import numpy as np
 import pytest
 
+from engine import kernel_ops
 from engine import kernels as K
 
 from .conftest import assert_close
@@ -88,3 +91,31 @@ def test_row_constants_match_the_shaders():
     text = K.load_shader("matmul.wgsl")
     for name in ("MV_ROWS", "MM_ROWS", "TILE"):
         assert f"const {name} = {getattr(K, name)}u;" in text, name
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_matmul_grid_split_over_two_dimensions(gpu, kernels_for, rng, variant, monkeypatch):
+    # Past 65535 workgroups a grid folds into x and y; a tiny limit exercises the folding.
+    monkeypatch.setattr(kernel_ops, "MAX_GROUPS", 4)
+    assert kernel_ops.split_groups(10) == (4, 3) and kernel_ops.split_groups(4) == (4, 1)
+    kernels = K.Kernels(kernels_for(variant).device, variant=variant)  # fresh ops under the small limit
+    n_out = 600 if variant == "scalar" else 200  # 10 (scalar) or 13 (subgroup) decode workgroups
+    check_matmul(gpu, kernels, rng, K.Q8_0, 64, n_out, 1)
+    check_matmul(gpu, kernels, rng, K.Q4_1, 64, n_out, 7)
+
+
+def test_variant_choice(device):
+    info = device.info
+    assert K.Kernels(device).variant == (
+        "subgroup" if not info.is_software and "subgroups" in info.features else "scalar"
+    )
+    with pytest.raises(ValueError):
+        K.Kernels(device, variant="tiled")
+
+    class NoSubgroups:
+        info = replace(device.info, features=frozenset(), is_software=False)
+        create_buffer = device.create_buffer
+
+    assert K.Kernels(NoSubgroups()).variant == "scalar"
+    with pytest.raises(ValueError):
+        K.Kernels(NoSubgroups(), variant="subgroup")

@@ -168,7 +168,7 @@ class Kernels:
         if freq_factors is None:  # the shader always divides by a factor: bind ones
             freq_factors = self._constant(struct.pack(f"<{half}f", *[1.0] * half), "ones")
         c = {"N_HEADS": n_heads, "HEAD_DIM": head_dim, "N_ROT": n_rot, "NEOX": neox, "WG": self.wg}
-        gx = cdiv(n_heads * half, self.wg)
+        gx = cdiv(half, self.wg)
         return Op(self._step("rope.wgsl", "rope", c, [x, inv_freq_buffer, freq_factors], lambda t: (gx, t, 1)))
 
     def kv_cache_nbytes(self, max_ctx: int, kv_dim: int) -> int:

@@ -1,4 +1,4 @@
-// Matrix products with weights in their GGUF type; the "scalar" variant, for CPU adapters.
+// Matrix products with weights in their GGUF type, barrier-free: one invocation owns whole rows.
 //
 // Bindings:  0 params: StepParams (matmul: n_tokens bounds the last token tile)
 //            1 w: [N_OUT rows, N_IN] raw GGUF bytes (declared by quant.wgsl, appended to this module)
@@ -6,15 +6,17 @@
 //            3 y: [T, N_OUT] f32
 // Formula:   y[t, r] = sum_k W[r, k] * x[t, k]
 // Overrides: WTYPE, N_IN (see quant.wgsl), N_OUT, WG (invocations per workgroup)
-// Entry points; row groups g = wid.x + wid.y * nwg.x (split over x and y past 65535 workgroups):
-//   matvec  T = 1 (decode): one invocation computes MV_ROWS consecutive rows, so each x block it
-//           loads serves them all.                grid (ceil(N_OUT / (MV_ROWS * WG)), 1)
-//   matmul  T > 1 (prefill): one invocation computes MM_ROWS rows x TILE tokens: each block is
-//           dequantised once for TILE tokens.    grid (ceil(N_OUT / (MM_ROWS * WG)), ceil(T / TILE))
-// No barriers, no workgroup memory: lavapipe runs a workgroup as loops over SIMD lanes and pays
-// dearly to switch at a barrier; its loads cost per instruction, so x is loaded once per block
-// and shared by the rows an invocation owns. A row length that is not a multiple of 32 (F32/F16
-// only) ends in a partial block whose missing elements read as zero.
+// Entry points; row groups g = wid.y * nwg.x + wid.x (folded over x and y past 65535 workgroups):
+//   matvec  T = 1 (decode, the "scalar" variant): an invocation computes MV_ROWS consecutive rows,
+//           so each x block it loads serves them all.   grid (ceil(N_OUT / (MV_ROWS * WG)), 1)
+//   matmul  T > 1 (prefill, both variants): an invocation computes MM_ROWS rows x TILE tokens in
+//           registers, so each block is dequantised once for TILE tokens and each x block loaded
+//           once for MM_ROWS rows.    grid (ceil(N_OUT / (MM_ROWS * WG)), ceil(T / TILE)) as (x*y, z)
+// Why: lavapipe runs a workgroup as loops over SIMD lanes, pays dearly to switch at a barrier and
+// pays per load instruction (16 bytes cost about what 4 do). The row and token counts are unrolled
+// by hand (a0..a15): indexing a local array by a loop counter made lavapipe ~1.5x slower. A row length
+// that is not a multiple of 32 (F32/F16 only) ends in a partial block whose missing elements read
+// as zero.
 
 struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 

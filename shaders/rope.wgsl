@@ -8,7 +8,8 @@
 //            (a cos - b sin, a sin + b cos). Pairs are (2i, 2i+1), or (i, i + N_ROT/2) when NEOX;
 //            dims N_ROT.. of each head stay as they are.
 // Overrides: N_HEADS, HEAD_DIM, N_ROT, NEOX, WG
-// Grid:      (ceil(N_HEADS * N_ROT / 2 / WG), T): one invocation per pair.
+// Grid:      (ceil(N_ROT / 2 / WG), T): one invocation per rotation i of a token, for every head
+//            (one angle, one sin and cos, for N_HEADS pairs).
 
 struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 
@@ -26,10 +27,9 @@ override WG: u32 = 64u;
 @compute @workgroup_size(WG)
 fn rope(@builtin(global_invocation_id) gid: vec3<u32>) {
     let half = N_ROT / 2u;
-    let i = gid.x % half;
-    let h = gid.x / half;
+    let i = gid.x;
     let t = gid.y;
-    if (h >= N_HEADS || t >= params.n_tokens) { return; }
+    if (i >= half || t >= params.n_tokens) { return; }
     let angle = f32(params.pos + t) * (inv_freq[i] / factors[i]);
     // Reduce to [-pi, pi] in two steps (2 pi = 6.28125 + 0.0019353...; k * 6.28125 is exact): GPU
     // sin and cos lose accuracy fast outside that range, and positions run into the thousands.
@@ -37,11 +37,13 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r = (angle - k * 6.28125) - k * 0.0019353071795864769;
     let c = cos(r);
     let s = sin(r);
-    let base = t * N_HEADS * HEAD_DIM + h * HEAD_DIM;
-    let i0 = base + select(2u * i, i, NEOX);
-    let i1 = base + select(2u * i + 1u, i + half, NEOX);
-    let a = x[i0];
-    let b = x[i1];
-    x[i0] = a * c - b * s;
-    x[i1] = a * s + b * c;
+    for (var h = 0u; h < N_HEADS; h++) {
+        let base = (t * N_HEADS + h) * HEAD_DIM;
+        let i0 = base + select(2u * i, i, NEOX);
+        let i1 = base + select(2u * i + 1u, i + half, NEOX);
+        let a = x[i0];
+        let b = x[i1];
+        x[i0] = a * c - b * s;
+        x[i1] = a * s + b * c;
+    }
 }

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from weakref import WeakKeyDictionary
 
 from .gpu import UNIFORM
 from .kernel_ops import MatmulOp, Op, PenaltyOp, Step, cdiv, fixed, split_groups
@@ -32,6 +33,9 @@ _LIBRARIES = {
     "matmul_subgroup.wgsl": ("matmul.wgsl", "quant.wgsl"),
     "embed.wgsl": ("quant.wgsl",),
 }
+# Compiled pipelines per device, shared by every Kernels on it: CPU adapters take up to a second
+# to compile one matmul specialisation.
+_PIPELINES: WeakKeyDictionary = WeakKeyDictionary()
 MV_ROWS, MM_ROWS, TILE = 8, 16, 4  # rows and tokens an invocation of matmul.wgsl owns (its constants)
 SG_ROWS = 16  # rows a workgroup owns in matmul_subgroup.wgsl (4 per subgroup)
 
@@ -79,7 +83,7 @@ class Kernels:
         self.wg = 8 if info.is_software else 64
         self.params = device.create_buffer(16, UNIFORM, label="step_params")
         self._sources: dict[str, str] = {}
-        self._pipelines: dict[tuple, object] = {}
+        self._pipelines: dict[tuple, object] = _PIPELINES.setdefault(device, {})
         self._constants: dict[tuple, object] = {}
         self._padded: dict[tuple, tuple] = {}
 
@@ -120,9 +124,11 @@ class Kernels:
         _check_row(wtype, n_in)
         c = {"WTYPE": wtype, "N_IN": n_in, "N_OUT": n_out}
         buffers = [self._whole_vec4s(w), x, y]
-        wg = self.wg
-        px, py = split_groups(cdiv(n_out, MM_ROWS * wg))
-        prefill = self._step("matmul.wgsl", "matmul", {**c, "WG": wg}, buffers, lambda n: (px, py, cdiv(n, TILE)))
+        wg, prefill = self.wg, None
+        if max_tokens > 1:
+            px, py = split_groups(cdiv(n_out, MM_ROWS * wg))
+            grid = lambda n: (px, py, cdiv(n, TILE))  # noqa: E731
+            prefill = self._step("matmul.wgsl", "matmul", {**c, "WG": wg}, buffers, grid)
         if self.variant == "subgroup":  # 4 rows per subgroup of 32
             gx, gy = split_groups(cdiv(n_out, SG_ROWS))
             sc = {**c, "WG": 8 * SG_ROWS, "ROWS": SG_ROWS}
@@ -130,7 +136,7 @@ class Kernels:
         else:
             gx, gy = split_groups(cdiv(n_out, MV_ROWS * wg))
             decode = self._step("matmul.wgsl", "matvec", {**c, "WG": wg}, buffers, fixed((gx, gy, 1)))
-        return MatmulOp(decode, prefill if max_tokens > 1 else None)
+        return MatmulOp(decode, prefill)
 
     # ---------------------------------------------------------------- the rest of a layer
 

@@ -51,7 +51,8 @@ fn nibbles(q: u32, high: bool) -> vec4<f32> {
 
 // The 32 weights of block `b` of row `row`, in element order (vec4 i holds elements 4i..4i+3).
 fn dequant_block(row: u32, b: u32) -> array<vec4<f32>, 8> {
-    if (WTYPE == F32 || WTYPE == F16) {
+    if (WTYPE == F16) { return f16_block(row * N_IN + 32u * b); }
+    if (WTYPE == F32) {
         var out: array<vec4<f32>, 8>;
         for (var i = 0u; i < 8u; i++) { out[i] = dequant4(row, b * 8u + i); }
         return out;
@@ -65,6 +66,29 @@ fn quant_block(row: u32, b: u32) -> array<vec4<f32>, 8> {
         case Q4_1: { return q4_block(row * row_bytes() + b * 20u); }
         default: { return q8_0_block(row * row_bytes() + b * 34u); }
     }
+}
+
+// 32 f16 weights from element e (a multiple of 4, so 8-byte aligned): five 16-byte loads and a
+// shift by 8 bytes when e is not 16-byte aligned. Past the row's end (a partial last block) the
+// values belong to the next row; matmul masks them.
+fn f16_block(e: u32) -> array<vec4<f32>, 8> {
+    let v = e / 8u;
+    let shift = (e & 4u) != 0u;
+    let a0 = w[v];
+    let a1 = w[v + 1u];
+    let a2 = w[v + 2u];
+    let a3 = w[v + 3u];
+    let a4 = w[v + 4u];
+    let q0 = select(a0, shl2(a0, a1), shift);
+    let q1 = select(a1, shl2(a1, a2), shift);
+    let q2 = select(a2, shl2(a2, a3), shift);
+    let q3 = select(a3, shl2(a3, a4), shift);
+    return array<vec4<f32>, 8>(
+        vec4<f32>(unpack2x16float(q0.x), unpack2x16float(q0.y)), vec4<f32>(unpack2x16float(q0.z), unpack2x16float(q0.w)),
+        vec4<f32>(unpack2x16float(q1.x), unpack2x16float(q1.y)), vec4<f32>(unpack2x16float(q1.z), unpack2x16float(q1.w)),
+        vec4<f32>(unpack2x16float(q2.x), unpack2x16float(q2.y)), vec4<f32>(unpack2x16float(q2.z), unpack2x16float(q2.w)),
+        vec4<f32>(unpack2x16float(q3.x), unpack2x16float(q3.y)), vec4<f32>(unpack2x16float(q3.z), unpack2x16float(q3.w)),
+    );
 }
 
 // Q4_0 / Q4_1 block at byte offset o (even): two 16-byte loads cover it wherever it starts.

@@ -62,7 +62,18 @@ def check_attention(gpu, kernels, rng, *, n_heads, n_kv_heads, head_dim, max_ctx
         n_heads,
         n_kv_heads,
     )
+    # Against the cache's own (rounded) contents the kernels are as exact as f32 allows ...
     assert_close(got[:n_tokens], want, rtol, f"f16={f16} pos={pos} T={n_tokens}")
+    if f16:  # ... and an f16 cache stays close to attention over the f32 keys and values.
+        exact = reference_attention(
+            q[:n_tokens].reshape(n_tokens, n_heads, head_dim).astype(np.float64),
+            np.concatenate([earlier_k, k[:n_tokens]]).astype(np.float64).reshape(rows, n_kv_heads, head_dim),
+            np.concatenate([earlier_v, v[:n_tokens]]).astype(np.float64).reshape(rows, n_kv_heads, head_dim),
+            pos,
+            n_heads,
+            n_kv_heads,
+        )
+        assert_close(got[:n_tokens], exact, 5e-3, "f16 cache against f32 keys and values")
     assert np.isnan(got[n_tokens:]).all()
 
 

@@ -3,14 +3,15 @@
 // A library, not a kernel: kernels.py appends it to the modules that read weights (matmul*.wgsl,
 // embed.wgsl), since WGSL has no include. It declares the weight binding itself.
 //
-// Bindings:  @binding(1) w: array<vec4<u32>>  one tensor's raw bytes, [rows, N_IN] in its ggml type.
+// Bindings:  @binding(1) w: array<vec4<u32>>  one tensor's raw bytes, [rows, N_IN] in its ggml type,
+//            in a binding of whole 16-byte words (kernels.py pads a tensor that ends mid-word).
 // Overrides: WTYPE  ggml type id: F32 0, F16 1, Q4_0 2, Q4_1 3, Q8_0 8 (a switch the compiler folds)
 //            N_IN   elements per row (a multiple of 32 for the block types, of 4 for F32/F16)
 // Blocks of 32 weights, low nibbles are elements 0..15 and high nibbles 16..31:
 //   Q4_0 18 bytes {f16 d; u8 qs[16]}         w = d * ((q & 0xF) - 8)
 //   Q4_1 20 bytes {f16 d; f16 m; u8 qs[16]}  w = d * q + m
 //   Q8_0 34 bytes {f16 d; i8 qs[32]}         w = d * q
-// Why vec4<u32>: CPU adapters (lavapipe, SwiftShader) pay per load instruction, nearly not per byte,
+// Why vec4<u32>: CPU adapters (lavapipe, SwiftShader) pay mostly per load instruction, not per byte,
 // so a block is fetched as the two or three 16-byte words that cover it, then shifted into place.
 // Q4_0 and Q8_0 blocks sit at any even byte offset, hence the word and half-word shifts below.
 // f16 values are decoded with unpack2x16float, so no shader-f16 feature is needed.

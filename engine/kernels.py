@@ -200,7 +200,7 @@ class Kernels:
         c = {"N_HEADS": n_heads, "N_KV_HEADS": n_kv_heads, "HEAD_DIM": head_dim, "CTX": ctx, "KV_F16": self.kv_f16}
         chunks = n_kv_heads * cdiv(n_heads // n_kv_heads, 4)  # up to 4 query heads per invocation
         split = 64  # groups of 4 positions scored at once per (token, chunk)
-        wg, mix_wg = self.wg, min(self.wg, head_dim // 8)
+        wg, sum_wg = self.wg, min(self.wg, head_dim // 8)
         return Op(
             self._step(
                 "attention.wgsl",
@@ -212,10 +212,10 @@ class Kernels:
             self._step("attention.wgsl", "softmax", {**c, "WG": wg}, [scores], lambda t: (cdiv(t * n_heads, wg), 1, 1)),
             self._step(
                 "attention.wgsl",
-                "mix",
-                {**c, "WG": mix_wg},
+                "weighted_sum",
+                {**c, "WG": sum_wg},
                 [scores, v_cache, out],
-                lambda t: (cdiv(head_dim // 8, mix_wg), chunks, t),
+                lambda t: (cdiv(head_dim // 8, sum_wg), chunks, t),
             ),
             owned=(scores,),
         )

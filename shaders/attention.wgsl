@@ -14,7 +14,7 @@
 //            4i..4i+3, then 4(i + SPLIT).., so the grid need not know p (set per step in params)
 //   softmax  1 S: S[t, h, 0..p] = softmax(S[t, h, 0..p]), zeros after p in its last 4
 //            grid (ceil(T * N_HEADS / WG), 1, 1): an invocation per row, two passes (running max)
-//   mix      1 S, 2 v_cache, 3 out [T, N_HEADS * HEAD_DIM] f32
+//   weighted_sum  1 S, 2 v_cache, 3 out [T, N_HEADS * HEAD_DIM] f32
 //            out[t, h, d] = sum_{s <= p} S[t, h, s] * v[s, kvh, d]
 //            grid (ceil(HEAD_DIM / 8 / WG), N_KV_HEADS * CHUNKS, T): an invocation per 8 dims
 // Overrides: N_HEADS, N_KV_HEADS, HEAD_DIM (multiple of 8), CTX, KV_F16, SPLIT, WG
@@ -28,7 +28,7 @@ struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 @group(0) @binding(3) var<storage, read_write> scores_out: array<vec4<f32>>;
 // softmax
 @group(0) @binding(1) var<storage, read_write> probs: array<vec4<f32>>;
-// mix
+// weighted_sum
 @group(0) @binding(1) var<storage, read> weights: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> v_cache: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
@@ -146,7 +146,7 @@ fn softmax(@builtin(global_invocation_id) gid: vec3<u32>) {
     let inv = 1.0 / l;
     for (var g = 0u; g < groups; g++) {
         // Masked entries underflow to 0. So do subnormals, on purpose: CPU adapters keep them, and
-        // each one would slow the FMAs of mix that meet it ~100-fold.
+        // each one would slow the FMAs of weighted_sum that meet it ~100-fold.
         let p = exp(probs[base + g] - m) * inv;
         probs[base + g] = select(p, vec4<f32>(0.0), p < vec4<f32>(1.1754944e-38));
     }
@@ -160,7 +160,7 @@ fn weigh(acc: ptr<function, array<vec4<f32>, 2>>, p: vec4<f32>, v0: array<vec4<f
 }
 
 @compute @workgroup_size(WG)
-fn mix(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn weighted_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
     let d = 8u * gid.x;
     let t = gid.z;
     if (d >= HEAD_DIM || t >= params.n_tokens) { return; }

@@ -1,0 +1,134 @@
+"""Every pipeline Kernels builds also compiles in Chromium's WebGPU (Tint, on SwiftShader).
+
+naga (wgpu-py) and Tint (the browser) accept slightly different WGSL: Tint requires
+`enable subgroups;` and checks subgroup uniformity; naga rejects the former. A stand-in device
+records what Kernels asks for, for both variants and every weight type; Chromium then compiles
+each module and pipeline with the same text and constants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from engine import kernels as K
+from engine.gpu import AdapterInfo
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--enable-unsafe-webgpu",
+    "--enable-unsafe-swiftshader",
+]
+
+
+@dataclass
+class FakeBuffer:
+    size: int
+
+
+class RecordingDevice:
+    """Just enough of the seam for Kernels to build ops; remembers each pipeline it is asked for."""
+
+    info = AdapterInfo("test", "recorder", False, frozenset({"subgroups", "shader-f16"}), 1 << 30, 1 << 31)
+
+    def __init__(self):
+        self.pipelines: dict[tuple, dict] = {}
+
+    def create_buffer(self, size, role="storage", label=""):
+        return FakeBuffer(size)
+
+    def write_buffer(self, buffer, data, offset=0):
+        pass
+
+    def create_pipeline(self, wgsl, entry_point, constants):
+        key = (entry_point, tuple(sorted(constants.items())))
+        self.pipelines[key] = {"code": wgsl, "entry": entry_point, "constants": dict(constants)}
+        return key
+
+    def create_bind_group(self, pipeline, buffers):
+        return None
+
+    def recorder(self):
+        return self
+
+    def copy(self, *args):
+        pass
+
+    def submit(self, recorder):
+        pass
+
+
+def every_pipeline() -> list[dict]:
+    device = RecordingDevice()
+    b = FakeBuffer(1 << 16)
+    for variant in K.VARIANTS:
+        for kv_f16 in (False, True):
+            k = K.Kernels(device, variant=variant, kv_f16=kv_f16)
+            for wtype in sorted(K.SUPPORTED_WEIGHT_TYPES):
+                k.matmul(b, wtype, 64, 7, b, b, 9)
+                k.embed(b, wtype, 64, b, b)
+            k.matmul(b, K.F16, 36, 7, b, b, 9)  # a partial last block
+            k.rmsnorm(b, b, FakeBuffer(64), 64, 1e-5)
+            k.rmsnorm(b, b, FakeBuffer(64), 7, 1e-5)
+            k.rope(b, 4, 16, 8, 10000.0, 0.5, True)
+            k.store_kv(b, b, b, b, 32)
+            k.attention(b, b, b, FakeBuffer(64), 6, 2, 16, 33, 4)
+            for n in (64, 7):
+                k.silu_mul(b, FakeBuffer(64), FakeBuffer(64), n)
+                k.silu_mul(b, FakeBuffer(64), b, n)
+                k.add(b, FakeBuffer(64), n)
+                k.add_bias(b, FakeBuffer(64), n)
+            k.argmax(b, FakeBuffer(64), 1000)
+            k.penalize(b, 1000, 64)
+    return list(device.pipelines.values())
+
+
+COMPILE_ALL = """async (pipelines) => {
+  const adapter = await navigator.gpu.requestAdapter();
+  if (!adapter) return ["no WebGPU adapter"];
+  const features = [...adapter.features].filter(f => f === "subgroups" || f === "shader-f16");
+  const device = await adapter.requestDevice({requiredFeatures: features});
+  const problems = [];
+  for (const p of pipelines) {
+    device.pushErrorScope("validation");
+    const module = device.createShaderModule({code: p.code});
+    const info = await module.getCompilationInfo();
+    for (const m of info.messages) {
+      if (m.type !== "info") problems.push(`${p.entry}: ${m.type} at ${m.lineNum}:${m.linePos}: ${m.message}`);
+    }
+    try {
+      const compute = {module, entryPoint: p.entry, constants: p.constants};
+      await device.createComputePipelineAsync({layout: "auto", compute});
+    } catch (e) { problems.push(`${p.entry}: ${e.message}`); }
+    const error = await device.popErrorScope();
+    if (error) problems.push(`${p.entry}: ${error.message}`);
+  }
+  return problems;
+}"""
+
+
+def test_every_pipeline_compiles_in_chromium(tmp_path):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    pipelines = every_pipeline()
+    assert len(pipelines) > 30
+    page_file = tmp_path / "blank.html"  # WebGPU needs a secure context: file:// is one
+    page_file.write_text("<html><body></body></html>")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            page = browser.new_page()
+            page.goto(page_file.as_uri())
+            problems = page.evaluate(COMPILE_ALL, pipelines)
+        finally:
+            browser.close()
+    assert problems == [], "\n".join(problems)

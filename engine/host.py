@@ -169,14 +169,14 @@ class Host:
 
     async def _summarize(self, id: Any, content: dict[str, Any]) -> None:
         options = sampling_options(content.get("options"))
-        summarizer = Summarizer(self.engine, chunk_tokens=content.get("chunk_tokens"))
+        summarizer = Summarizer(self.engine, options, chunk_tokens=content.get("chunk_tokens"))
         text, title = str(content.get("text") or ""), str(content.get("title") or "")
         if not text.strip():
             raise InvalidRequest("there is no text to summarise on this page")
 
         async def part_summary(prompt: list[int], part: int, parts: int) -> str | None:
             self.send(envelope("part", id, {"part": part, "parts": parts}))
-            answer, stats = await self.stream(id, prompt, summarizer.part_options(options), chunks=False)
+            answer, stats = await self.stream(id, prompt, summarizer.part_options, chunks=False)
             return None if stats["stopped"] else answer
 
         final_prompt, parts = await summarizer.prompt(text, title, part_summary)

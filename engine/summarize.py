@@ -47,14 +47,13 @@ def combine_messages(notes: list[str], title: str) -> list[dict[str, str]]:
 class Summarizer:
     """Plans the prompts of a summary: one prompt when the text fits, else parts and a combining prompt."""
 
-    def __init__(self, engine: Any, chunk_tokens: int | None = None):
+    def __init__(self, engine: Any, options: SamplingOptions, chunk_tokens: int | None = None):
         self.engine = engine
         self.n_ctx = engine.model.n_ctx
+        self.answer_tokens = min(options.max_tokens, self.n_ctx // 4)  # room kept for the final summary
+        # Each part's summary is short: the request's sampling, with at most PART_MAX_TOKENS.
+        self.part_options = dataclasses.replace(options, max_tokens=min(options.max_tokens, PART_MAX_TOKENS))
         self.chunk_tokens = chunk_tokens  # a smaller part size than the context allows (tests, slow devices)
-
-    def part_options(self, options: SamplingOptions) -> SamplingOptions:
-        """The request's sampling options with the short answer length of a part."""
-        return dataclasses.replace(options, max_tokens=min(options.max_tokens, PART_MAX_TOKENS))
 
     def count(self, text: str) -> int:
         """Tokens of `text` as plain text (page text never becomes special tokens when counted)."""
@@ -65,16 +64,16 @@ class Summarizer:
         ids = self.engine.chat_prompt(messages)
         return ids if len(ids) + answer_tokens < self.n_ctx else None
 
-    async def prompt(self, text: str, title: str, part_summary: PartSummary, answer_tokens: int = 256):
+    async def prompt(self, text: str, title: str, part_summary: PartSummary):
         """The final prompt's ids and the number of parts (1: the text fitted); (None, n) if a part was stopped."""
-        answer_tokens = min(answer_tokens, self.n_ctx // 4)
+        answer_tokens = self.answer_tokens
         if self.chunk_tokens is None or self.count(text) <= self.chunk_tokens:
             ids = self.fits(single_messages(text, title), answer_tokens)
             if ids is not None:
                 return ids, 1
         notes, total = [text], 0
         for _ in range(MAX_ROUNDS):
-            pieces = self.split("\n\n".join(notes), self.part_budget())
+            pieces = self.split("\n\n".join(notes), self.part_budget(title))
             total += len(pieces)
             notes = []
             for i, piece in enumerate(pieces, 1):
@@ -91,10 +90,10 @@ class Summarizer:
             notes.pop()
         return self.engine.chat_prompt(combine_messages(notes, title)), total
 
-    def part_budget(self) -> int:
+    def part_budget(self, title: str = "") -> int:
         """Tokens of page text one part's prompt can carry."""
-        overhead = len(self.engine.chat_prompt(part_messages("", "", 99, 99))) + 32  # title and numbers
-        budget = self.n_ctx - overhead - PART_MAX_TOKENS - 1
+        overhead = len(self.engine.chat_prompt(part_messages("", title, 99, 99))) + 8  # joins between units
+        budget = self.n_ctx - overhead - self.part_options.max_tokens - 1
         return max(16, min(budget, self.chunk_tokens or budget))
 
     def split(self, text: str, budget: int) -> list[str]:

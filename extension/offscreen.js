@@ -3,7 +3,7 @@
 // Messages are the envelope {kind, id, content} plus `target`, which only the JavaScript reads.
 import { loadPyodide } from "./pyodide/pyodide.mjs";
 
-const N_CTX = 2048;
+const N_CTX = Number(new URLSearchParams(location.search).get("n_ctx")) || 2048; // set by the service worker
 const ENGINE_DIR = "/home/pyodide/hearth"; // engine/ and shaders/ side by side, as engine.kernels expects
 
 let receive = null; // Python's Host.receive (JSON in), once the engine is unpacked

@@ -13,9 +13,12 @@ let creating = null; // one createDocument at a time: a second call would fail
 async function ensureOffscreen() {
   const contexts = await chrome.runtime.getContexts({ contextTypes: ["OFFSCREEN_DOCUMENT"] });
   if (contexts.length) return;
+  // The engine's settings travel in the URL: the offscreen document cannot read chrome.storage.
+  const { engine } = await chrome.storage.local.get("engine");
+  const query = new URLSearchParams({ n_ctx: String(engine?.n_ctx ?? 2048) });
   creating ??= chrome.offscreen
     .createDocument({
-      url: OFFSCREEN_URL,
+      url: `${OFFSCREEN_URL}?${query}`,
       reasons: ["WORKERS"],
       justification: "Runs the Python engine (Pyodide) and its WebGPU model in the background.",
     })
@@ -33,8 +36,12 @@ chrome.runtime.onInstalled.addListener(() => {
 chrome.sidePanel.setPanelBehavior({ openPanelOnActionClick: true }).catch(() => {});
 
 chrome.runtime.onMessage.addListener((message) => {
-  // Everything for the offscreen document passes here first, so the document exists when it arrives.
-  if (message?.target === "worker") {
+  if (message?.target !== "worker") return false;
+  if (message.kind === "reload") {
+    // New engine settings: start a fresh offscreen document (and so a fresh model load).
+    chrome.offscreen.closeDocument().catch(() => {}).then(ensureOffscreen).catch((e) => reportError(null, e));
+  } else {
+    // Everything for the offscreen document passes here first, so the document exists when it arrives.
     ensureOffscreen()
       .then(() => chrome.runtime.sendMessage({ ...message, target: "offscreen" }))
       .catch((error) => reportError(message.id, error));

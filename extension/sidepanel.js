@@ -8,6 +8,7 @@ const DEFAULTS = { system: "You are a helpful assistant.", temperature: 0.7, top
                    max_tokens: 512, seed: null };
 const STAGES = { start: "Starting the engine", pyodide: "Starting Python (Pyodide)", packages: "Installing packages",
                  download: "Reading the model", gpu: "Opening WebGPU", weights: "Uploading weights to the GPU" };
+const DEFAULT_N_CTX = 2048;
 const openedAt = performance.now();
 
 const state = {
@@ -263,12 +264,13 @@ function save() {
 }
 
 async function restore() {
-  const stored = await chrome.storage.local.get(["conversations", "currentId", "settings"]);
+  const stored = await chrome.storage.local.get(["conversations", "currentId", "settings", "engine"]);
   state.conversations = stored.conversations ?? {};
   state.settings = { ...DEFAULTS, ...(stored.settings ?? {}) };
   state.currentId = stored.currentId in state.conversations ? stored.currentId : null;
   current();
   for (const key of Object.keys(DEFAULTS)) $(key).value = state.settings[key] ?? "";
+  $("n_ctx").value = stored.engine?.n_ctx ?? DEFAULT_N_CTX;
 }
 
 const num = (value) => (value === "" || value === null ? null : Number(value));
@@ -313,6 +315,15 @@ function wire() {
       save();
     });
   }
+  $("n_ctx").addEventListener("change", async () => {
+    const n_ctx = Math.round(num($("n_ctx").value) || DEFAULT_N_CTX);
+    await chrome.storage.local.set({ engine: { n_ctx } });
+    if (state.active) finish({ error: "Stopped: the model is reloading." });
+    $("load").hidden = false;
+    $("alert").hidden = true;
+    document.body.dataset.state = "loading";
+    send("reload");
+  });
   $("settings-reset").addEventListener("click", () => {
     state.settings = { ...DEFAULTS };
     for (const key of Object.keys(DEFAULTS)) $(key).value = state.settings[key] ?? "";

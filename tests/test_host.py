@@ -174,7 +174,7 @@ def test_long_page_is_summarised_in_parts_then_combined(model_gguf):
     parts = [m["content"] for m in sent if m["kind"] == "part"]
     assert len(parts) >= 4 and parts[-1]["part"] == parts[-1]["parts"]
     # Every part's prompt fits the context with room for its summary, and the page's text is all covered.
-    summarizer = Summarizer(engine)
+    summarizer = Summarizer(engine, sampling_options({}))
     for prompt in engine.prompts[:-1]:
         assert len(engine.tokenizer.encode(prompt, parse_special=True)) + PART_MAX_TOKENS < 512
     covered = " ".join(engine.prompts[:-1])
@@ -187,7 +187,7 @@ def test_long_page_is_summarised_in_parts_then_combined(model_gguf):
 
 def test_split_keeps_order_and_budget(model_gguf):
     engine = ScriptedEngine(model_gguf, n_ctx=512)
-    summarizer = Summarizer(engine)
+    summarizer = Summarizer(engine, sampling_options({}))
     text = "First sentence here. " * 50 + "\n\n" + "averyveryverylongwordwithoutspaces" * 3
     pieces = summarizer.split(text, 40)
     assert all(summarizer.count(p) <= 40 + 2 for p in pieces)  # joining units may merge a token or two

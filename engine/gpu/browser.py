@@ -8,7 +8,7 @@ ArrayBuffer) and go to `writeBuffer` as they are, never through the wasm heap.
 from __future__ import annotations
 
 import js  # type: ignore[import-not-found]  # exists only on Pyodide
-from pyodide.ffi import create_proxy, to_js  # type: ignore[import-not-found]
+from pyodide.ffi import create_proxy, jsnull, to_js  # type: ignore[import-not-found]
 
 from . import STORAGE, UNIFORM, AdapterInfo, GpuUnavailable
 
@@ -142,12 +142,13 @@ def _report_gpu_errors(device) -> None:
 
 async def open_browser_device() -> BrowserDevice:
     """Open the browser's WebGPU adapter with the features and limits the kernels can use."""
+    # JS null arrives as `jsnull` (not None) in Pyodide 314; undefined as None.
     gpu = getattr(js.navigator, "gpu", None)
-    if gpu is None:
+    if gpu is None or gpu is jsnull:
         raise GpuUnavailable("WebGPU is not available in this browser")
     adapter = await gpu.requestAdapter(_js({"powerPreference": "high-performance"}))
-    if adapter is None:
-        raise GpuUnavailable("WebGPU found no adapter")
+    if adapter is None or adapter is jsnull:
+        raise GpuUnavailable("WebGPU found no adapter (is WebGPU enabled? see chrome://gpu)")
     features = [name for name in _FEATURES if adapter.features.has(name)]
     limits = adapter.limits
     required = {
@@ -160,7 +161,7 @@ async def open_browser_device() -> BrowserDevice:
     description = f"{raw.vendor} {raw.architecture} {raw.device} {raw.description}".lower()
     info = AdapterInfo(
         vendor=str(raw.vendor),
-        device=str(raw.device or raw.description),
+        device=str(raw.device or raw.description or raw.architecture),
         # SwiftShader (Chromium's CPU fallback) and lavapipe behave alike: no barriers in hot loops.
         is_software=any(name in description for name in ("swiftshader", "llvmpipe", "lavapipe", "cpu")),
         features=frozenset(features),

@@ -1,0 +1,228 @@
+"""Browser tests of the extension: Debian's Chromium, headless, WebGPU on SwiftShader, the built extension.
+
+One browser and one loaded model serve the whole session (loading takes ~10 s and SwiftShader is slow:
+prompts stay short and answers small). The engine runs with a 256-token context so that a short
+fixture page is "longer than the context" and goes through the chunked summary.
+Screenshots go to artifacts/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import re
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = Path(__file__).resolve().parent / "pages"
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+N_CTX = 256
+# Checked on this machine kind (shared/DESIGN.md): quiet, no first-run UI, no background traffic.
+FLAGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-first-run", "--disable-quic"]
+WEBGPU = ["--enable-unsafe-webgpu", "--enable-unsafe-swiftshader"]
+LOAD_TIMEOUT_MS = 240_000
+ANSWER_TIMEOUT_MS = 240_000
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "e2e: browser tests of the extension (Chromium + Playwright)")
+    config.addinivalue_line("markers", "last: runs after every other test (it audits the whole session)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
+            item.add_marker(pytest.mark.e2e)
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)  # stable: others keep their order
+
+
+# ---------------------------------------------------------------- the extension and a local site
+
+
+@pytest.fixture(scope="session")
+def extension(tmp_path_factory) -> Path:
+    """The extension, built by build.py (pinned inputs come from the download cache after the first run)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing (scripts/setup.sh installs Debian's chromium)")
+    out = tmp_path_factory.mktemp("build") / "extension"
+    run = subprocess.run([sys.executable, str(ROOT / "build.py"), "--out", str(out)], capture_output=True, text=True)
+    if run.returncode:
+        pytest.fail(f"build.py failed:\n{run.stderr[-3000:]}", pytrace=False)
+    return out
+
+
+@dataclass
+class Site:
+    """Fixture pages served on 127.0.0.1; `requests` lists every path asked for."""
+
+    port: int
+    requests: list[str] = field(default_factory=list)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{name}"
+
+
+@pytest.fixture(scope="session")
+def site():
+    requests: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            requests.append(self.path)
+
+    handler = functools.partial(Handler, directory=str(PAGES))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield Site(server.server_address[1], requests)
+    server.shutdown()
+
+
+# ---------------------------------------------------------------- browsers
+
+
+@dataclass
+class Browser:
+    """A Chromium with the extension loaded, and its network log."""
+
+    context: object
+    extension_id: str
+    worker: object
+    netlog: Path
+
+    def url(self, page: str) -> str:
+        return f"chrome-extension://{self.extension_id}/{page}"
+
+    def open_panel(self):
+        """The side panel, opened as an extension page (sidePanel.open needs a real user gesture)."""
+        page = self.context.new_page()
+        page.goto(self.url("sidepanel.html"))
+        return page
+
+
+@pytest.fixture(scope="session")
+def playwright():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        yield p
+
+
+NETLOGS: list[Path] = []  # every browser's network log, for the audit at the end
+
+
+def launch(playwright, extension: Path, tmp: Path, webgpu: bool = True) -> Browser:
+    """Chromium with only our extension, a fresh profile and a network log."""
+    netlog = tmp / "netlog.json"
+    NETLOGS.append(netlog)
+    args = FLAGS + (WEBGPU if webgpu else []) + [
+        f"--disable-extensions-except={extension}", f"--load-extension={extension}", f"--log-net-log={netlog}"]
+    context = playwright.chromium.launch_persistent_context(
+        str(tmp / "profile"), executable_path=CHROMIUM, headless=True, args=args, viewport={"width": 480, "height": 720}
+    )
+    worker = context.service_workers[0] if context.service_workers else context.wait_for_event("serviceworker")
+    return Browser(context, worker.url.split("/")[2], worker, netlog)
+
+
+@pytest.fixture(scope="session")
+def browser(playwright, extension, tmp_path_factory):
+    b = launch(playwright, extension, tmp_path_factory.mktemp("chromium"))
+    # A small context before the engine starts (the worker passes it to the offscreen document).
+    b.worker.evaluate("n => chrome.storage.local.set({engine: {n_ctx: n}})", N_CTX)
+    yield b
+    b.context.close()
+
+
+class Panel:
+    """The session's side panel page (tests may close and reopen it)."""
+
+    def __init__(self, browser: Browser):
+        self.browser = browser
+        self.page = browser.open_panel()
+        self.page.wait_for_selector("body:not([data-state=loading])", timeout=LOAD_TIMEOUT_MS)
+        self.ready_ms = int(self.page.evaluate("document.body.dataset.readyMs || -1"))
+
+    def reopen(self):
+        self.page.close()
+        self.page = self.browser.open_panel()
+        self.page.wait_for_selector("body[data-state=ready]", timeout=LOAD_TIMEOUT_MS)
+
+    def settings(self, **values):
+        """Set sampling settings through the panel's own inputs."""
+        page = self.page
+        if page.is_hidden("#settings"):
+            page.click("#settings-toggle")
+        for name, value in values.items():
+            page.fill(f"#{name}", str(value))
+            page.dispatch_event(f"#{name}", "change")
+        page.click("#settings-toggle")
+
+    def ask(self, text: str):
+        self.page.fill("#prompt", text)
+        self.page.click("#send")
+        self.page.wait_for_selector("body[data-state=generating]", timeout=10_000)
+
+    def wait_answer(self):
+        self.page.wait_for_selector("body[data-state=ready]", timeout=ANSWER_TIMEOUT_MS)
+        return self.last_answer()
+
+    def last_answer(self) -> dict:
+        return self.page.evaluate("""() => {
+            const el = [...document.querySelectorAll('.message.assistant')].at(-1);
+            return el && {text: el.querySelector('.body').innerText, note: el.querySelector('.note').innerText};
+        }""")
+
+    def storage(self) -> dict:
+        return self.page.evaluate("chrome.storage.local.get(null)")
+
+    def conversation(self) -> dict:
+        stored = self.storage()
+        return stored["conversations"][stored["currentId"]]
+
+    def screenshot(self, name: str):
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / name))
+
+
+@pytest.fixture(scope="session")
+def panel(browser):
+    return Panel(browser)
+
+
+# ---------------------------------------------------------------- the network audit
+
+
+def requested_hosts(netlog: Path) -> set[str]:
+    """Every host the browser tried to reach (URLs of requests and sockets, DNS look-ups) in a network log.
+
+    Chromium writes one event per line and closes the JSON only at exit, so lines are read as they are."""
+    text = netlog.read_text(errors="replace") if netlog.exists() else ""
+    hosts = set()
+    for url in re.findall(r'"(?:url|original_url|new_location)":"([^"]+)"', text):
+        m = re.match(r"(?:https?|wss?|ftp)://(\[[^\]]+\]|[^/:?#]+)", url)
+        if m:
+            hosts.add(m.group(1))
+    for field_name in ("host", "hostname"):
+        hosts.update(re.findall(rf'"{field_name}":"([^":/]+)(?::\d+)?"', text))
+    return hosts
+
+
+def load_json_lines(netlog: Path) -> list[dict]:
+    """Events of a (possibly unfinished) network log (tests that want more than the hosts)."""
+    events = []
+    for line in netlog.read_text(errors="replace").splitlines():
+        line = line.strip().rstrip(",")
+        if line.startswith('{"params"') or line.startswith('{"phase"') or line.startswith('{"source"'):
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return events

@@ -3,6 +3,8 @@
 Every test draws its inputs from a seed chosen at random for this run (HEARTH_SEED=<n> replays
 one); the seed is printed, so pytest shows it with any failure. Output buffers start as NaN bytes,
 so an element a kernel forgets to write fails the comparison.
+The adapter is whatever wgpu-py opens (lavapipe here); Chromium's SwiftShader, the browser's CPU
+WebGPU, runs the same suite with VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json.
 """
 
 from __future__ import annotations

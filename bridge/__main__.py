@@ -1,0 +1,73 @@
+"""`python -m bridge [--port N] [--native] [--launch-browser [--headless]]`: serve the model on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from .hub import Hub
+from .security import default_token_file, ensure_token, extension_origin
+from .server import DEFAULT_PORT, BridgeServer, PortTaken
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bridge", description=__doc__.splitlines()[0].split(": ")[-1])
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT})")
+    parser.add_argument("--native", action="store_true",
+                        help="serve from the native engine while no browser provider is connected")  # fmt: skip
+    parser.add_argument("--model", type=Path, help="GGUF for --native (default: SmolLM2-135M-Instruct Q4_1)")
+    parser.add_argument("--n-ctx", type=int, default=2048, help="context size for --native (tokens)")
+    parser.add_argument("--token-file", type=Path, default=None,
+                        help="where the client token is kept (default: $HEARTH_BRIDGE_TOKEN_FILE or "
+                             "~/.config/hearth/bridge-token)")  # fmt: skip
+    parser.add_argument("--launch-browser", action="store_true",
+                        help="build the extension if needed and start Chromium with it (a fresh profile)")  # fmt: skip
+    parser.add_argument("--headless", action="store_true", help="with --launch-browser: no window")
+    return parser
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    token_file = args.token_file or default_token_file()
+    hub = Hub()
+    server = BridgeServer(hub, ensure_token(token_file), extension_origin(), args.port)
+    await server.start()
+    print(f"Hearth bridge on ws://127.0.0.1:{server.port} (OpenAI API: http://127.0.0.1:{server.port}/v1)",
+          file=sys.stderr)  # fmt: skip
+    print(f"token file: {token_file}", file=sys.stderr)
+    browser = None
+    try:
+        if args.native:
+            from .native import load_engine, native_provider
+
+            print("loading the native engine...", file=sys.stderr)
+            hub.add_provider(native_provider(hub, await load_engine(args.model, args.n_ctx)))
+            print(f"native engine ready: {hub.model_name()}", file=sys.stderr)
+        if args.launch_browser:
+            from .launch import launch_browser
+
+            browser = await launch_browser(headless=args.headless)
+        else:
+            print("waiting for the Hearth extension to connect (Ctrl-C to stop)", file=sys.stderr)
+        await asyncio.Future()  # serve until interrupted
+    finally:
+        if browser is not None:
+            await browser.stop()
+        await server.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return asyncio.run(_serve(args))
+    except PortTaken as e:
+        print(f"bridge: {e.strerror}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""The bridge's core: requests from many clients, one model provider, fair turns (transports live in server.py).
+
+A provider is anything that takes engine/host.py's input messages and answers with its output messages:
+the extension's offscreen document over a websocket, or the native engine's Host in this process. The hub
+gives a provider one request at a time (so the queue and its fairness live here, not in the provider's FIFO),
+routes what comes back to that request's own event queue, and fails requests promptly when their provider goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from engine.api import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    HostDone,
+    HostError,
+    HostReady,
+    ModelCard,
+    ModelList,
+    ProviderFrame,
+    frame,
+)
+
+from .convert import ApiError, Reply, host_chat, host_error, model_id
+from .fair_queue import FairQueue
+
+MAX_QUEUED_PER_CLIENT = 64
+_ids = itertools.count(1)
+
+
+@dataclass(eq=False)
+class Provider:
+    """A model provider as the hub sees it: how to send it a message, and what it is doing."""
+
+    name: str  # for messages: "browser extension", "native engine"
+    send: Callable[[dict[str, Any]], None]
+    native: bool = False  # the in-process engine, used only while no other provider is connected
+    info: HostReady | None = None  # from its `ready` message
+    load_error: str | None = None
+    current: Request | None = None  # the one request it is serving
+
+
+@dataclass(eq=False)
+class Request:
+    """One chat completion on its way through the hub; its events arrive in `events`, in order."""
+
+    key: Hashable  # the client, for fair turns
+    body: ChatCompletionRequest
+    content: dict[str, Any]  # the host's `chat` content
+    id: str = field(default_factory=lambda: f"req-{next(_ids)}")
+    events: asyncio.Queue = field(default_factory=asyncio.Queue)  # ("chunk"|"done"|"error", payload)
+    provider: Provider | None = None
+    finished: bool = False
+
+
+class Hub:
+    """Queues requests fairly across clients and hands them, one at a time, to the active provider."""
+
+    def __init__(self) -> None:
+        self.providers: list[Provider] = []
+        self.queue: FairQueue[Request] = FairQueue()
+
+    # ---------------------------------------------------------------- providers
+
+    def active(self) -> Provider | None:
+        """The provider new requests go to: a connected one (the extension) before the native engine."""
+        return min(self.providers, key=lambda p: p.native, default=None)
+
+    def add_provider(self, provider: Provider) -> None:
+        self.providers.append(provider)
+        self._dispatch()
+
+    def remove_provider(self, provider: Provider, why: str) -> None:
+        """The provider went away: fail what it was serving (and everything queued, if none is left)."""
+        if provider not in self.providers:
+            return
+        self.providers.remove(provider)
+        if provider.current is not None:
+            self._finish(provider.current, ApiError(503, f"the model provider ({provider.name}) {why}",
+                                                    type="server_error", code="provider_disconnected"))
+        if self.active() is None:
+            for request in self.queue.drain():
+                self._finish(request, _no_provider())
+        self._dispatch()
+
+    def on_message(self, provider: Provider, message: dict[str, Any]) -> None:
+        """One message from a provider (engine/host.py's output)."""
+        try:
+            parsed = ProviderFrame.validate_python(message)
+        except ValidationError:
+            return  # a message the bridge does not read (or a bad one): nothing to route
+        request = provider.current
+        if parsed.kind == "ready":
+            provider.info, provider.load_error = parsed.content, None
+        elif parsed.kind == "error" and parsed.id is None:
+            provider.load_error = parsed.content.message  # the host fails queued requests with it
+        elif request is None or parsed.id != request.id:
+            return  # late news of a request already failed or cancelled
+        elif parsed.kind == "chunk":
+            request.events.put_nowait(("chunk", parsed.content))
+        elif parsed.kind in ("done", "error"):
+            provider.current = None
+            self._finish(request, parsed.content)
+            self._dispatch()
+
+    # ---------------------------------------------------------------- requests
+
+    def submit(self, key: Hashable, body: ChatCompletionRequest) -> Request:
+        """Queue a request from client `key`; ApiError when no provider is connected or the client has too many."""
+        content = host_chat(body)
+        if self.active() is None:
+            raise _no_provider()
+        if self.queue.count(key) >= MAX_QUEUED_PER_CLIENT:
+            raise ApiError(429, f"more than {MAX_QUEUED_PER_CLIENT} requests of this client are waiting",
+                           type="rate_limit_error", code="too_many_requests")  # fmt: skip
+        request = Request(key, body, content)
+        self.queue.push(key, request)
+        self._dispatch()
+        return request
+
+    def cancel(self, request: Request) -> None:
+        """The client is gone or asked to stop: drop the request, or stop its generation (freeing the model)."""
+        if request.finished:
+            return
+        if self.queue.remove(request.key, request):
+            self._finish(request, ApiError(400, "the request was cancelled", code="cancelled"))
+        elif request.provider is not None and request.provider.current is request:
+            request.provider.send(frame("stop", request.id))
+            request.finished = True  # its `done` still frees the provider
+
+    def _dispatch(self) -> None:
+        provider = self.active()
+        while provider is not None and provider.current is None and (request := self.queue.pop()) is not None:
+            request.provider = provider
+            provider.current = request
+            provider.send(frame("chat", request.id, request.content))
+
+    def _finish(self, request: Request, outcome: HostDone | HostError | ApiError) -> None:
+        if request.finished:
+            return
+        request.finished = True
+        if isinstance(outcome, HostDone):
+            request.events.put_nowait(("done", outcome))
+        else:
+            request.events.put_nowait(("error", host_error(outcome) if isinstance(outcome, HostError) else outcome))
+
+    # ---------------------------------------------------------------- what clients see
+
+    def model_name(self, provider: Provider | None = None) -> str:
+        provider = provider or self.active()
+        return model_id(provider.info.model) if provider and provider.info else "hearth"
+
+    def models(self) -> ModelList:
+        return ModelList(data=[ModelCard(id=self.model_name())] if self.active() else [])
+
+    async def replies(self, request: Request) -> AsyncIterator[ChatCompletionChunk | ChatCompletion]:
+        """The request's OpenAI chunks as they stream (role first, usage last if asked), then the whole
+        ChatCompletion. Raises ApiError when the request fails."""
+        reply = None
+        while True:
+            kind, payload = await request.events.get()
+            if kind == "error":
+                raise payload
+            if reply is None:
+                reply = Reply(model=self.model_name(request.provider))
+                yield reply.first()
+            if kind == "chunk":
+                if chunk := reply.chunk(payload.text):
+                    yield chunk
+                continue
+            yield reply.last(payload)
+            if request.body.stream_options and request.body.stream_options.include_usage:
+                yield reply.usage_chunk(payload)
+            yield reply.completion(payload)
+            return
+
+
+def _no_provider() -> ApiError:
+    return ApiError(503, "no model provider is connected: open the Hearth extension in the browser (it connects "
+                    "by itself), or start the bridge with --native", type="server_error", code="no_provider")

@@ -1,0 +1,28 @@
+"""The native provider: engine/host.py's Host over the native engine, in the bridge's own process.
+
+The same Host runs in the extension's offscreen document, so both providers answer with the same
+messages; here they go straight to the hub instead of over a websocket.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.host import Host, envelope
+
+from .hub import Hub, Provider
+
+
+def native_provider(hub: Hub, engine: Any) -> Provider:
+    """A provider serving `engine` (loaded) through a Host; add it with `hub.add_provider`."""
+    provider = Provider(name="native engine", send=lambda message: host.receive(message), native=True)
+    host = Host(lambda message: hub.on_message(provider, message), engine=engine)
+    hub.on_message(provider, envelope("ready", None, host.describe()))
+    return provider
+
+
+async def load_engine(path: str | None, n_ctx: int, progress=None) -> Any:
+    """The native engine, loaded once (the default model when `path` is None)."""
+    from engine.engine import Engine
+
+    return await Engine.load(path, n_ctx=n_ctx, progress=progress)

@@ -47,7 +47,14 @@ fn half_shift(a: vec4<u32>, b: vec4<u32>) -> vec4<u32> {
 
 // Nibbles of four packed words: elements 4i..4i+3 (low) or 16+4i..16+4i+3 (high) of a Q4 block.
 fn nibbles(q: u32, high: bool) -> vec4<f32> {
-    return vec4<f32>(unpack4xU8(select(q, q >> 4u, high) & 0x0F0F0F0Fu));
+    let shifts = select(vec4<u32>(0u, 8u, 16u, 24u), vec4<u32>(4u, 12u, 20u, 28u), high);
+    return vec4<f32>((vec4<u32>(q) >> shifts) & vec4<u32>(0xFu));
+}
+
+// Four signed bytes of q as f32 (unpack4xI8 by shifts: SwiftShader emulates that built-in slowly).
+fn int8s(q: u32) -> vec4<f32> {
+    let v = bitcast<i32>(q);
+    return vec4<f32>(vec4<i32>(v << 24u, v << 16u, v << 8u, v) >> vec4<u32>(24u));
 }
 
 // The 32 weights of block `b` of row `row`, in element order (vec4 i holds elements 4i..4i+3).
@@ -145,10 +152,10 @@ fn q8_0_block(o: u32) -> array<vec4<f32>, 8> {
     let q0 = select(half_shift(a, b), shl1(a, b), odd);
     let q1 = select(half_shift(b, c), shl1(b, c), odd);
     return array<vec4<f32>, 8>(
-        d * vec4<f32>(unpack4xI8(q0.x)), d * vec4<f32>(unpack4xI8(q0.y)),
-        d * vec4<f32>(unpack4xI8(q0.z)), d * vec4<f32>(unpack4xI8(q0.w)),
-        d * vec4<f32>(unpack4xI8(q1.x)), d * vec4<f32>(unpack4xI8(q1.y)),
-        d * vec4<f32>(unpack4xI8(q1.z)), d * vec4<f32>(unpack4xI8(q1.w)),
+        d * int8s(q0.x), d * int8s(q0.y),
+        d * int8s(q0.z), d * int8s(q0.w),
+        d * int8s(q1.x), d * int8s(q1.y),
+        d * int8s(q1.z), d * int8s(q1.w),
     );
 }
 

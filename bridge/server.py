@@ -265,6 +265,7 @@ class _Connection(ServerConnection):
         if _is_upgrade(head[:end]):
             return super().data_received(head)
         self.http = asyncio.StreamReader(limit=MAX_HEAD_BYTES)
+        self.http.set_transport(self.transport)  # it pauses reading while unread data piles up
         self.http.feed_data(head)
         self.http_task = self.loop.create_task(self.bridge.serve_http(self))
         return None
@@ -298,7 +299,7 @@ def _hello(message: str | bytes) -> Hello | None:
 def _frame_id(message: str | bytes) -> Any:
     """The `id` of a frame that failed validation, when it has a usable one (so the client can match the error)."""
     try:
-        data = json.loads(message) if len(message) <= MAX_REQUEST_BYTES else None
+        data = json.loads(message)  # at most MAX_FRAME_BYTES: websockets refuses larger frames
     except (ValueError, RecursionError):
         return None
     id = data.get("id") if isinstance(data, dict) else None
@@ -346,6 +347,8 @@ async def _read_body(conn: _Connection, headers: Headers) -> bytes:
     if len(set(length)) != 1 or not length[0].isdigit():
         raise ApiError(411, "a request body needs one valid Content-Length header", code="length_required")
     if int(length[0]) > MAX_REQUEST_BYTES:
+        if int(length[0]) <= MAX_FRAME_BYTES:  # read it away, so the client is listening when the answer comes
+            await asyncio.wait_for(conn.http.readexactly(int(length[0])), HEAD_TIMEOUT)
         raise ApiError(413, f"a request body may hold at most {MAX_REQUEST_BYTES} bytes, this one has {length[0]}",
                        code="request_too_large")  # fmt: skip
     return await asyncio.wait_for(conn.http.readexactly(int(length[0])), HEAD_TIMEOUT)

@@ -1,0 +1,117 @@
+"""Round trips through a real bridge to the native engine: bridge.Client over the websocket, and the official
+`openai` package over the HTTP surface; the text and the usage must be what the engine itself gives."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import subprocess
+import sys
+
+import openai
+import pytest
+
+import bridge as hearth_bridge
+from bridge.native import native_provider
+from bridge.security import ensure_token, extension_id, read_token
+from engine.sampler import SamplingOptions
+
+MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+MAX_TOKENS = 6  # decode on lavapipe is ~8 tokens/s
+
+
+@pytest.fixture(scope="module")
+def native(bridge, engine):
+    """The bridge serving the session's engine (loaded once for the whole test run)."""
+
+    async def add():
+        bridge.hub.add_provider(native_provider(bridge.hub, engine))
+
+    bridge.call(add())
+    return bridge
+
+
+@pytest.fixture(scope="module")
+def expected(engine, event_loop_session):
+    """The engine's own greedy answer: (text, prompt tokens, completion tokens)."""
+
+    async def run():
+        chunks = [c async for c in engine.chat(MESSAGES, SamplingOptions(temperature=0, max_tokens=MAX_TOKENS))]
+        tokens = [c for c in chunks if c.token_id is not None and c.finish_reason is None]
+        return "".join(c.text for c in chunks), len(engine.chat_prompt(MESSAGES)), len(tokens)
+
+    return event_loop_session.run_until_complete(run())
+
+
+def test_client_round_trips(native, expected):
+    text, prompt_tokens, completion_tokens = expected
+    with hearth_bridge.Client(native.url) as client:  # the token comes from the token file by itself
+        models = client.models.list()
+        assert [m.id for m in models.data] == [native.hub.model_name()]
+        answer = client.chat.completions.create(model=models.data[0].id, messages=MESSAGES, temperature=0,
+                                                max_tokens=MAX_TOKENS)  # fmt: skip
+        assert answer.choices[0].message.content == text
+        assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (prompt_tokens, completion_tokens)
+        stream = client.chat.completions.create(model="any", messages=MESSAGES, temperature=0, max_tokens=MAX_TOKENS,
+                                                stream=True, stream_options={"include_usage": True})  # fmt: skip
+        chunks = list(stream)
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text
+        assert chunks[-1].usage.total_tokens == prompt_tokens + completion_tokens
+        assert stream.completion.choices[0].message.content == text
+
+
+def test_async_client_and_engine_errors(native, engine):
+    async def main():
+        async with hearth_bridge.AsyncClient(native.url) as client:
+            long = [{"role": "user", "content": "word " * (engine.model.n_ctx + 10)}]
+            with pytest.raises(hearth_bridge.BadRequestError) as too_long:
+                await client.chat.completions.create(model="hearth", messages=long, max_tokens=1)
+            assert too_long.value.code == "context_length_exceeded"
+            answer = await client.chat.completions.create(model="hearth", messages=MESSAGES, max_tokens=2, seed=7)
+            assert answer.usage.completion_tokens == 2
+
+    asyncio.run(main())
+
+
+def test_openai_package_over_http(native, expected):
+    text, prompt_tokens, completion_tokens = expected
+    client = openai.OpenAI(base_url=f"{native.http}/v1", api_key=read_token(native.token_file), max_retries=0)
+    assert [m.id for m in client.models.list().data] == [native.hub.model_name()]
+    answer = client.chat.completions.create(model="hearth", messages=MESSAGES, temperature=0, max_tokens=MAX_TOKENS)
+    assert answer.choices[0].message.content == text
+    assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (prompt_tokens, completion_tokens)
+    stream = client.chat.completions.create(model="hearth", messages=MESSAGES, temperature=0, max_tokens=MAX_TOKENS,
+                                            stream=True, stream_options={"include_usage": True})  # fmt: skip
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == text
+    assert chunks[-1].usage.completion_tokens == completion_tokens
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(model="hearth", messages=MESSAGES, temperature=5)
+    assert bad.value.code == "invalid_value" and bad.value.param == "temperature"
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{native.http}/v1", api_key="wrong", max_retries=0).models.list()
+
+
+def test_token_file_is_private_and_stable(tmp_path):
+    path = tmp_path / "hearth" / "bridge-token"
+    token = ensure_token(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert ensure_token(path) == token == read_token(path)  # a restart keeps a private token
+    os.chmod(path, 0o644)
+    assert ensure_token(path) != token and stat.S_IMODE(path.stat().st_mode) == 0o600  # a leaked one is replaced
+    with pytest.raises(hearth_bridge.client.APIConnectionError):  # no bridge there
+        hearth_bridge.Client("ws://127.0.0.1:9", token_file=path).models.list()
+
+
+def test_extension_id_follows_the_pinned_key():
+    assert len(extension_id()) == 32 and set(extension_id()) <= set("abcdefghijklmnop")
+
+
+def test_cli_says_when_the_port_is_taken(native, tmp_path):
+    env = {**os.environ, "HEARTH_BRIDGE_TOKEN_FILE": str(tmp_path / "token")}
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    run = subprocess.run([sys.executable, "-m", "bridge", "--port", str(native.server.port)], env=env, cwd=root,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 2
+    assert f"port {native.server.port} on 127.0.0.1 is taken" in run.stderr

@@ -224,3 +224,42 @@ def _stats(token_ids: list[int], seconds: float, finish: str, decode_seconds: fl
     rate = (len(token_ids) - 1) / decode_seconds if decode_seconds and len(token_ids) > 1 else None
     return {"finish_reason": finish, "token_ids": token_ids, "n_tokens": len(token_ids),
             "seconds": round(seconds, 3), "tokens_per_s": rate and round(rate, 2), "stopped": stopped}
+
+
+class SharedClient:
+    """A second client of the same Host (the bridge, next to the side panel): its requests' replies go to
+    its own `send`, load news (id null) to both, everything else still to the host's first `send`."""
+
+    def __init__(self, host: Host, send: Send):
+        self.host, self.send, self.ids = host, send, set()
+        self._first = host.send
+        host.send = self._route
+
+    def _route(self, message: dict[str, Any]) -> None:
+        id = message.get("id")
+        if id is None:
+            self._first(message)
+            self.send(message)
+        elif id in self.ids:
+            if message.get("kind") in ("done", "error"):
+                self.ids.discard(id)
+            self.send(message)
+        else:
+            self._first(message)
+
+    def receive(self, message: dict[str, Any]) -> None:
+        """One message from this client; a `hello` (it connected) is answered with where loading stands."""
+        if message.get("kind") == "hello":
+            if self.host.engine is not None:
+                self.send(envelope("ready", None, self.host.describe()))
+            elif self.host.load_error is not None:
+                self.send(envelope("error", None, {"type": "LoadError", "message": self.host.load_error}))
+            return
+        if message.get("kind") in QUEUED_KINDS:
+            self.ids.add(message.get("id"))
+        self.host.receive(message)
+
+    def gone(self) -> None:
+        """The client disconnected: stop its requests, so the model is free for the others."""
+        for id in list(self.ids):
+            self.host.receive(envelope("stop", id))

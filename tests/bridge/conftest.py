@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 from bridge.hub import Hub
 from bridge.security import ensure_token, extension_origin
 from bridge.server import BridgeServer
-from engine.host import Host
+from engine.host import Host, SharedClient
 
 
 class BridgeThread:
@@ -113,16 +113,16 @@ class EchoProvider:
         headers = {"Authorization": f"Bearer {self.bridge.token}"}
         self.ws = await connect(self.bridge.url, additional_headers=headers)
         await self.ws.send(json.dumps({"kind": "hello", "id": None, "content": {"role": "provider"}}))
-        hello = json.loads(await self.ws.recv())
-        assert hello["kind"] == "hello", hello
         self.task = asyncio.create_task(self._run())
         while not any(not p.native for p in self.bridge.hub.providers):
             await asyncio.sleep(0.001)
 
     async def _run(self) -> None:
+        # As extension/bridge_link.js does: the Host has a first client (the panel; here nobody), and the
+        # bridge shares it through SharedClient, greeting it with `hello`.
         outbox: asyncio.Queue = asyncio.Queue()
-        host = Host(outbox.put_nowait, engine=self.engine)
-        outbox.put_nowait({"kind": "ready", "id": None, "content": host.describe()})
+        host = Host(lambda message: None, engine=self.engine)
+        link = SharedClient(host, outbox.put_nowait)
 
         async def pump():
             while True:
@@ -131,8 +131,9 @@ class EchoProvider:
         pumping = asyncio.create_task(pump())
         try:
             async for message in self.ws:
-                host.receive(json.loads(message))
+                link.receive(json.loads(message))
         finally:
+            link.gone()
             pumping.cancel()
             if host._worker is not None:  # the document is gone, and its engine with it
                 host._worker.cancel()

@@ -34,3 +34,9 @@ def engine(event_loop_session, model_gguf):
     from engine.engine import Engine
 
     return event_loop_session.run_until_complete(Engine.load(gguf=model_gguf, n_ctx=1024))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the browser tests last: Playwright's sync API keeps an event loop running in the main thread
+    while its session fixtures live, and the native tests drive their own asyncio loops."""
+    items.sort(key=lambda item: "e2e" in item.path.parts)

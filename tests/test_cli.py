@@ -106,3 +106,13 @@ def test_prompt_longer_than_the_context():
 @pytest.mark.parametrize("flag, value", [("--temperature", "-1"), ("--top-p", "0"), ("--max-tokens", "0")])
 def test_bad_sampling_options(flag, value):
     assert flag.lstrip("-").replace("-", "_") in _error_of("generate", flag, value, "hi")
+
+
+def test_chat_keeps_the_conversation_and_resets():
+    script = "My name is Ada.\n/reset\nWhat is the capital of France?\n"
+    result = _run("chat", "--temperature", "0", "--max-tokens", "12", stdin=script)
+    assert result.returncode == 0, result.stderr
+    assert "loading model" in result.stderr and "/reset starts over" in result.stderr
+    answers = [line for line in result.stdout.split("> ") if line.strip()]
+    assert len(answers) == 2, result.stdout
+    assert "Paris" in answers[1]

@@ -29,6 +29,11 @@ N_CTX = 256
 FLAGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--no-first-run", "--disable-quic"]
 WEBGPU = ["--enable-unsafe-webgpu", "--enable-unsafe-swiftshader"]
+# Chromium's own services (sign-in's ListAccounts, the updater, spelling dictionaries) still try Google with
+# the flags above. A proxy on a closed local port keeps them on this machine (no DNS either: the proxy would
+# resolve); 127.0.0.1 bypasses proxies, so the fixture site is reached directly. The audit tells the browser's
+# own attempts apart from the requests pages and the extension make (those carry an origin).
+OFFLINE = ["--proxy-server=http://127.0.0.1:9"]
 LOAD_TIMEOUT_MS = 240_000
 ANSWER_TIMEOUT_MS = 240_000
 
@@ -123,7 +128,7 @@ def launch(playwright, extension: Path, tmp: Path, webgpu: bool = True) -> Brows
     """Chromium with only our extension, a fresh profile and a network log."""
     netlog = tmp / "netlog.json"
     NETLOGS.append(netlog)
-    args = FLAGS + (WEBGPU if webgpu else []) + [
+    args = FLAGS + OFFLINE + (WEBGPU if webgpu else []) + [
         f"--disable-extensions-except={extension}", f"--load-extension={extension}", f"--log-net-log={netlog}"]
     context = playwright.chromium.launch_persistent_context(
         str(tmp / "profile"), executable_path=CHROMIUM, headless=True, args=args, viewport={"width": 480, "height": 720}
@@ -166,9 +171,11 @@ class Panel:
         page.click("#settings-toggle")
 
     def ask(self, text: str):
+        answers = self.page.locator(".message.assistant")
+        n = answers.count()
         self.page.fill("#prompt", text)
         self.page.click("#send")
-        self.page.wait_for_selector("body[data-state=generating]", timeout=10_000)
+        answers.nth(n).wait_for(state="attached", timeout=10_000)  # (a quick error may end it at once)
 
     def wait_answer(self):
         self.page.wait_for_selector("body[data-state=ready]", timeout=ANSWER_TIMEOUT_MS)
@@ -200,29 +207,50 @@ def panel(browser):
 # ---------------------------------------------------------------- the network audit
 
 
-def requested_hosts(netlog: Path) -> set[str]:
-    """Every host the browser tried to reach (URLs of requests and sockets, DNS look-ups) in a network log.
+def read_netlog(path: Path) -> list[tuple[str, dict, int]]:
+    """(event type name, params, source id) of every event in a Chromium network log.
 
-    Chromium writes one event per line and closes the JSON only at exit, so lines are read as they are."""
-    text = netlog.read_text(errors="replace") if netlog.exists() else ""
-    hosts = set()
-    for url in re.findall(r'"(?:url|original_url|new_location)":"([^"]+)"', text):
-        m = re.match(r"(?:https?|wss?|ftp)://(\[[^\]]+\]|[^/:?#]+)", url)
-        if m:
-            hosts.add(m.group(1))
-    for field_name in ("host", "hostname"):
-        hosts.update(re.findall(rf'"{field_name}":"([^":/]+)(?::\d+)?"', text))
-    return hosts
+    A running browser has not closed the JSON yet: its events are complete lines, so the list is closed here."""
+    text = path.read_text(errors="replace")
+    try:
+        log = json.loads(text)
+    except json.JSONDecodeError:
+        log = json.loads(text.rstrip().rstrip(",") + "]}")
+    names = {number: name for name, number in log["constants"]["logEventTypes"].items()}
+    return [(names.get(e["type"], str(e["type"])), e.get("params") or {}, e["source"]["id"]) for e in log["events"]]
 
 
-def load_json_lines(netlog: Path) -> list[dict]:
-    """Events of a (possibly unfinished) network log (tests that want more than the hosts)."""
-    events = []
-    for line in netlog.read_text(errors="replace").splitlines():
-        line = line.strip().rstrip(",")
-        if line.startswith('{"params"') or line.startswith('{"phase"') or line.startswith('{"source"'):
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-    return events
+@dataclass
+class NetworkAudit:
+    """What a browser asked of the network: requests made by pages and the extension (they carry an origin),
+    requests the browser made for itself (no origin: sign-in, updates, dictionaries), and the remote
+    addresses that sockets sent bytes to."""
+
+    by_origin: list[tuple[str, str]] = field(default_factory=list)  # (initiator, url)
+    by_browser: list[str] = field(default_factory=list)  # urls
+    sent_to: set[str] = field(default_factory=set)  # "ip:port" that received bytes
+
+
+def audit(path: Path) -> NetworkAudit:
+    result = NetworkAudit()
+    address: dict[int, str] = {}
+    sending: set[int] = set()
+    for kind, params, source in read_netlog(path):
+        if kind == "URL_REQUEST_START_JOB" and "url" in params:
+            initiator = params.get("initiator")
+            if initiator in (None, "not an origin"):
+                result.by_browser.append(params["url"])
+            else:
+                result.by_origin.append((initiator, params["url"]))
+        elif kind in ("TCP_CONNECT", "TCP_CONNECT_ATTEMPT", "UDP_CONNECT", "SOCKET_CONNECT"):
+            if params.get("remote_address") or params.get("address"):
+                address[source] = params.get("remote_address") or params["address"]
+        elif kind in ("SOCKET_BYTES_SENT", "UDP_BYTES_SENT"):
+            sending.add(source)
+    result.sent_to = {address.get(source, "unknown") for source in sending}
+    return result
+
+
+def host_of(url: str) -> str:
+    m = re.match(r"[a-z-]+://(\[[^\]]+\]|[^/:?#]+)", url)
+    return m.group(1) if m else ""

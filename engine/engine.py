@@ -124,8 +124,9 @@ class Engine:
         stops = StopMatcher(options.stop)
         decoder = tok.stream_decoder()
         history = list(prompt_ids)
+        pending: list[int] = []  # the token sampled last, to run in the same submit as the next sampling
         for _ in range(options.max_tokens):
-            token = await self._next_token(sampler, options, history)
+            token = await self._next_token(pending, sampler, options, history)
             if token in tok.eog_ids:
                 yield Chunk(token, stops.flush() + decoder.flush(), "stop")
                 return
@@ -138,17 +139,22 @@ class Engine:
                 yield Chunk(token, text + stops.feed(decoder.flush())[0] + stops.flush(), "length")
                 return
             yield Chunk(token, text)
-            model.forward([token])
-            self._cached.append(token)
+            pending = [token]
         yield Chunk(None, stops.feed(decoder.flush())[0] + stops.flush(), "length")
 
-    async def _next_token(self, sampler: Sampler, options: SamplingOptions, history: list[int]) -> int:
-        """Sample from the logits the last forward left: argmax on the GPU when greedy, else on the host."""
+    async def _next_token(
+        self, pending: list[int], sampler: Sampler, options: SamplingOptions, history: list[int]
+    ) -> int:
+        """Run `pending` tokens, then sample from the logits: argmax on the GPU when greedy, else on the
+        host. One submit and one read-back a step."""
         model = self.model
         penalties = options.repetition_penalty != 1.0 or options.presence_penalty or options.frequency_penalty
         counts = penalty_counts(history, options.penalty_last_n) if penalties else []
+        rec = model.device.recorder()
+        if pending:
+            model.forward(pending, recorder=rec)
+            self._cached.extend(pending)
         if options.greedy:
-            rec = model.device.recorder()
             if penalties:
                 model.op_penalize.set(
                     counts, options.repetition_penalty, options.presence_penalty, options.frequency_penalty
@@ -158,6 +164,7 @@ class Engine:
             model.device.submit(rec)
             raw = await model.device.read_buffer(model.token_out, 0, 4)
             return raw.cast("I")[0]
+        model.device.submit(rec)
         raw = await model.device.read_buffer(model.logits)
         logits = array.array("f", raw.tobytes())
         if penalties:

@@ -104,7 +104,8 @@ class Model:
         self.op_final_norm = k.rmsnorm(self.x, self.output_norm, self.xb, c.dim, c.rms_eps)
         self.op_logits = k.matmul(self.output, self.output_type, c.dim, c.vocab_size, self.x_last, self.logits, 1)
         self.op_argmax = k.argmax(self.logits, self.token_out, c.vocab_size)
-        self.op_penalize = k.penalize(self.logits, c.vocab_size, max_history=256)
+        # Distinct tokens in any penalty window are at most the context, so the window always fits.
+        self.op_penalize = k.penalize(self.logits, c.vocab_size, max_history=self.n_ctx)
 
     def _load_layer(self, up: _Uploader, i: int) -> Layer:
         c, k = self.config, self.kernels

@@ -93,3 +93,13 @@ def test_stop_strings_end_the_answer_before_them(engine, event_loop_session):
     text = "".join(c.text for c in chunks)
     assert chunks[-1].finish_reason == "stop"
     assert text == full[: full.index(word)]
+
+
+def test_greedy_with_penalties_over_the_whole_history(engine, event_loop_session):
+    prompt = list(range(1000, 1400))  # 400 distinct tokens: more than any fixed-size penalty table
+    plain = _collect(event_loop_session, engine.generate(prompt, SamplingOptions(temperature=0, max_tokens=8)))
+    options = SamplingOptions(temperature=0, max_tokens=8, repetition_penalty=1.5, penalty_last_n=-1)
+    penalized = _collect(event_loop_session, engine.generate(prompt, options))
+    ids = [c.token_id for c in penalized if c.token_id is not None]
+    assert len(ids) > 1
+    assert ids != [c.token_id for c in plain if c.token_id is not None], "a strong penalty must change the text"

@@ -44,7 +44,9 @@ function onLoadMessage(kind, content) {
     const seconds = ((performance.now() - openedAt) / 1000).toFixed(1);
     document.body.dataset.readyMs = String(Math.round(performance.now() - openedAt));
     $("load").hidden = true;
-    $("prompt").placeholder = `Ask ${content.model} anything… (ready in ${seconds} s on ${content.adapter})`;
+    $("prompt").placeholder = `Ask ${content.model} anything… (Enter to send, Shift+Enter for a new line)`;
+    const waited = seconds >= 0.5 ? ` in ${seconds} s` : ""; // (already loaded when this panel opened)
+    $("speed").textContent = `Model ready${waited} · ${content.adapter} · ${content.n_ctx}-token context`;
     if (!state.active) document.body.dataset.state = "ready";
   } else if (kind === "error") {
     $("load").hidden = true;

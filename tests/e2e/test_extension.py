@@ -155,7 +155,10 @@ HOSTILE = """Here is the answer **in bold**.
 
 <img src=x onerror="window.__pwned = 'img'"> <script>window.__pwned = 'script'</script>
 <iframe src="javascript:parent.__pwned = 'iframe'"></iframe> <svg onload="window.__pwned = 'svg'"></svg>
-<a href="#" onclick="window.__pwned = 'a'">click me</a> [a link](javascript:window.__pwned='link')
+<a href="#" onclick="window.__pwned = 'a'">click me</a>
+
+Inline <img src=y onerror="window.__pwned = 'inline'"> and [a link](javascript:window.__pwned='link').
+
 ![tracker](http://127.0.0.1:{port}/pixel.png)
 
 ```html
@@ -169,7 +172,7 @@ def test_hostile_model_output_is_shown_as_text_and_never_runs(panel, site):
     panel.page.evaluate(
         """async (content) => {
             const id = 'hostile';
-            const { conversations } = await chrome.storage.local.get('conversations');
+            const conversations = (await chrome.storage.local.get('conversations')).conversations ?? {};
             conversations[id] = { id, title: 'Hostile', updated: Date.now(), messages: [
                 { role: 'user', content: 'Say something nasty.' }, { role: 'assistant', content } ] };
             await chrome.storage.local.set({ conversations, currentId: id });
@@ -188,7 +191,8 @@ def test_hostile_model_output_is_shown_as_text_and_never_runs(panel, site):
     handlers = body.evaluate("el => [...el.querySelectorAll('*')].flatMap(e => [...e.attributes].map(a => a.name))")
     assert not [name for name in handlers if name.startswith("on")]
     hrefs = body.evaluate("el => [...el.querySelectorAll('a')].map(a => a.getAttribute('href'))")
-    assert not [h for h in hrefs if h and h.lower().startswith("javascript")]
+    assert hrefs and not [h for h in hrefs if h and h.lower().startswith("javascript")]
+    body.locator("a", has_text="a link").click()  # a link without its javascript: href does nothing
     text = body.inner_text()
     assert '<img src=x onerror="window.__pwned = \'img\'">' in text  # shown literally, as text
     assert "/pixel.png" not in site.requests  # markdown images are not fetched
@@ -197,7 +201,7 @@ def test_hostile_model_output_is_shown_as_text_and_never_runs(panel, site):
 
 
 @pytest.mark.last
-def test_no_request_leaves_the_extension_and_127_0_0_1():
+def test_no_request_leaves_the_extension_and_127_0_0_1(site):
     assert NETLOGS, "no browser ran"
     for netlog in NETLOGS:
         seen = audit(netlog)
@@ -209,7 +213,7 @@ def test_no_request_leaves_the_extension_and_127_0_0_1():
         own = sorted({host_of(url) for url in seen.by_browser} - {"127.0.0.1"})
         print(f"\n{netlog.parent.name}: {len(seen.by_origin)} requests from pages and the extension, all to "
               f"127.0.0.1; Chromium's own attempts (no origin, refused by the local proxy): {own}")
-    # The log does see page requests: the fixture pages were fetched from 127.0.0.1 with an origin or by navigation.
-    main = audit(NETLOGS[0])
-    assert any(host_of(url) == "127.0.0.1" for url in main.by_browser + [u for _, u in main.by_origin])
+    if site.requests:  # the log does see requests: the fixture pages fetched from 127.0.0.1 are in it
+        main = audit(NETLOGS[0])
+        assert any(host_of(url) == "127.0.0.1" for url in main.by_browser + [u for _, u in main.by_origin])
     assert ARTIFACTS.exists()

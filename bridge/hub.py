@@ -105,7 +105,8 @@ class Hub:
         elif request is None or parsed.id != request.id:
             return  # late news of a request already failed or cancelled
         elif parsed.kind == "chunk":
-            request.events.put_nowait(("chunk", parsed.content))
+            if not request.finished:  # (a cancelled request streams on until the provider sees its stop)
+                request.events.put_nowait(("chunk", parsed.content))
         elif parsed.kind in ("done", "error"):
             provider.current = None
             self._finish(request, parsed.content)

@@ -33,6 +33,7 @@ MAX_REQUEST_BYTES = 1 << 20  # one frame, or one HTTP body; larger ones get `req
 MAX_FRAME_BYTES = 8 * MAX_REQUEST_BYTES  # past this websockets closes the connection (1009) unread
 MAX_HEAD_BYTES = 16 << 10
 HEAD_TIMEOUT = 10.0  # seconds for a request head, a body, or a websocket's hello
+WELCOME = {"server": "hearth-bridge", "max_request_bytes": MAX_REQUEST_BYTES}  # the bridge's hello
 log = logging.getLogger("bridge")
 
 
@@ -111,7 +112,7 @@ class BridgeServer:
     async def _serve_client(self, ws: ServerConnection, first: str | bytes | None) -> None:
         live: dict[Any, tuple[Any, asyncio.Task]] = {}  # frame id -> (request, its streaming task)
         send = partial(_send_frame, ws)
-        await send("hello", None, {"server": "hearth-bridge", "max_request_bytes": MAX_REQUEST_BYTES})
+        await send("hello", None, WELCOME)
         try:
             if first is not None:
                 await self._client_frame(ws, first, live)
@@ -135,7 +136,7 @@ class BridgeServer:
             skip = 2 if loc[:2] == ("chat", "content") else min(len(loc), 1)
             return await send("error", _frame_id(message), validation_error(e, skip, "frame").response())
         if parsed.kind == "hello":
-            return await send("hello", parsed.id, {"server": "hearth-bridge", "max_request_bytes": MAX_REQUEST_BYTES})
+            return await send("hello", parsed.id, WELCOME)
         if parsed.kind == "models":
             return await send("models", parsed.id, self.hub.models())
         if parsed.kind == "stop":
@@ -179,13 +180,13 @@ class BridgeServer:
         name = "browser extension" if origin == self.origin else f"provider at {ws.remote_address[0]}"
         provider = Provider(name=name, send=outbox.put_nowait)
         writer = asyncio.create_task(_pump(ws, outbox))
-        await ws.send(json.dumps(frame("hello", None, {"server": "hearth-bridge"})))
+        await ws.send(json.dumps(frame("hello", None, WELCOME)))
         self.hub.add_provider(provider)
         try:
             async for message in ws:
                 try:
-                    data = json.loads(message) if len(message) <= MAX_FRAME_BYTES else None
-                except ValueError:
+                    data = json.loads(message)
+                except (ValueError, RecursionError):
                     continue
                 if isinstance(data, dict):
                     self.hub.on_message(provider, data)
@@ -206,6 +207,8 @@ class BridgeServer:
             _write_json(conn, e.status, e.response().model_dump_json())
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass
+        except Exception:  # a bug: this connection fails, the bridge goes on
+            log.exception("HTTP request failed")
         finally:
             conn.transport.close()
 

@@ -15,7 +15,7 @@ import bridge as hearth_bridge
 from bridge import AsyncClient
 from bridge.fair_queue import FairQueue
 
-from .conftest import EchoEngine, EchoProvider
+from .harness import EchoEngine, EchoProvider
 
 
 def ask(client: AsyncClient, text: str, **options):

@@ -123,6 +123,8 @@ class Host:
         elif kind == "status":
             self.send(envelope("status", id, {"loaded": self.engine is not None, "queued": self.queue.qsize(),
                                               "busy": self.busy}))
+        elif id is None:  # nobody to answer, and an id-null error would read as a failed model load
+            print(f"hearth host: ignored a message of unknown kind {kind!r}")
         else:
             self.send(envelope("error", id, error_content(InvalidRequest(f"unknown message kind {kind!r}"))))
 

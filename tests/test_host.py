@@ -120,12 +120,14 @@ def test_errors_are_named_and_the_queue_goes_on(model_gguf):
     long = {"kind": "chat", "id": "long", "content": {"messages": [{"role": "user", "content": "word " * 200}]}}
     bad = {"kind": "chat", "id": "bad", "content": {"messages": [], "options": {"temprature": 1}}}
     ok = {"kind": "chat", "id": "ok", "content": {"messages": [{"role": "user", "content": "hi"}]}}
-    sent = run_host(engine, [long, bad, ok, {"kind": "nonsense", "id": "x"}])
+    stray = {"kind": "error", "id": None, "content": {"message": "a notice from elsewhere"}}
+    sent = run_host(engine, [long, bad, ok, {"kind": "nonsense", "id": "x"}, stray])
     errors = {m["id"]: m["content"] for m in sent if m["kind"] == "error"}
     assert errors["long"]["type"] == "ContextTooLong"
     assert errors["bad"]["type"] == "InvalidRequest" and "temprature" in errors["bad"]["message"]
     assert errors["x"]["type"] == "InvalidRequest"
     assert [m["id"] for m in sent if m["kind"] == "done"] == ["ok"]
+    assert not [m for m in sent if m["id"] is None]  # a stray id-less message is not a load failure
 
 
 def test_requests_wait_for_the_load_and_fail_clearly_when_it_fails():

@@ -72,6 +72,17 @@ def test_greedy_tokens_match_the_native_engine(panel):
     assert browser_ids and browser_ids == native_ids
 
 
+def test_regenerate_redoes_the_last_answer(panel):
+    before = panel.conversation()["messages"]
+    panel.page.click("#regenerate")
+    panel.page.locator(".message.assistant.streaming").wait_for(state="attached", timeout=10_000)
+    answer = panel.wait_answer()
+    after = panel.conversation()["messages"]
+    assert len(after) == len(before)  # the answer was replaced, not added
+    assert after[-1]["stats"]["token_ids"] == before[-1]["stats"]["token_ids"]  # greedy: the same again
+    assert "Paris" in answer["text"]
+
+
 def test_stop_halts_generation(panel):
     panel.settings(max_tokens=200)
     panel.ask("Write a long story about a brave dragon and a small village.")
@@ -104,10 +115,15 @@ def test_history_survives_closing_and_reopening_the_panel(panel):
     assert "What is the capital of France?" in shown
     assert "Paris" in shown
     assert panel.conversation()["id"] == before["id"]
-    assert panel.page.locator("#history option").count() >= 1
+    conversations = panel.page.locator("#history option").count()
+    panel.page.click("#new-chat")
+    assert panel.page.locator("#messages .message").count() == 0
+    assert panel.page.locator("#history option").count() == conversations + 1
+    panel.page.select_option("#history", before["id"])  # and back to the earlier one
+    assert "What is the capital of France?" in panel.page.inner_text("#messages")
 
 
-def _summarize(browser, panel, url: str, title: str, menu: str = "hearth-summarize-page"):
+def _click_menu(browser, url: str, menu: str) -> None:
     """Fire the context menu's real listener on the tab showing `url` (a headless right-click sends none)."""
     browser.worker.evaluate(
         """async ([url, menu]) => {
@@ -116,6 +132,11 @@ def _summarize(browser, panel, url: str, title: str, menu: str = "hearth-summari
         }""",
         [url, menu],
     )
+
+
+def _summarize(browser, panel, url: str, title: str):
+    """Summarize the page at `url` from the context menu; the finished answer."""
+    _click_menu(browser, url, "hearth-summarize-page")
     panel.page.locator(f".message.user:has-text('{title}') + .message.assistant").wait_for(timeout=30_000)
     return panel.wait_answer()
 
@@ -137,6 +158,23 @@ def test_summarize_page_streams_a_summary_of_that_page(browser, panel, site):
     text = answer["text"].lower()
     assert any(word in text for word in ("lighthouse", "varnholm", "ingrid", "museum", "keeper")), answer["text"]
     assert "summarised in" not in answer["note"]
+
+
+def test_summarize_selection_takes_only_the_selected_text(browser, panel, site):
+    tab = browser.context.new_page()
+    tab.goto(site.url("article.html"))
+    tab.evaluate("""() => {
+        const p = document.querySelectorAll('article p')[1];
+        getSelection().selectAllChildren(p);
+    }""")
+    _click_menu(browser, site.url("article.html"), "hearth-summarize-selection")
+    panel.page.locator(".message.user:has-text('the selection on') + .message.assistant").wait_for(timeout=30_000)
+    panel.page.click("#stop")  # the request is what this test is about, not the answer
+    panel.wait_answer()
+    tab.close()
+    request = panel.conversation()["messages"][0]["request"]
+    assert request["text"].startswith("Its keeper, Ingrid Solberg")
+    assert "granite island" not in request["text"]  # the first paragraph was not selected
 
 
 def test_long_page_is_summarised_in_parts(browser, panel, site):

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .sampler import SamplingOptions
+from .tokenizer import CONTROL
 
 SYSTEM = "You are a helpful assistant. You write short, faithful summaries of the text you are given."
 PART_MAX_TOKENS = 96  # each part's summary: a few sentences, so that many of them fit the combining prompt
@@ -54,6 +55,14 @@ class Summarizer:
         # Each part's summary is short: the request's sampling, with at most PART_MAX_TOKENS.
         self.part_options = dataclasses.replace(options, max_tokens=min(options.max_tokens, PART_MAX_TOKENS))
         self.chunk_tokens = chunk_tokens  # a smaller part size than the context allows (tests, slow devices)
+        tok = engine.tokenizer
+        controls = sorted({t for t, kind in zip(tok.tokens, tok.token_types, strict=True) if kind == CONTROL and t},
+                          key=len, reverse=True)
+        self._controls = re.compile("|".join(map(re.escape, controls))) if controls else None
+
+    def clean(self, text: str) -> str:
+        """Page text without the model's control-token strings: a page must not write "<|im_start|>system"."""
+        return self._controls.sub("", text) if self._controls else text
 
     def count(self, text: str) -> int:
         """Tokens of `text` as plain text (page text never becomes special tokens when counted)."""
@@ -66,6 +75,7 @@ class Summarizer:
 
     async def prompt(self, text: str, title: str, part_summary: PartSummary):
         """The final prompt's ids and the number of parts (1: the text fitted); (None, n) if a part was stopped."""
+        text, title = self.clean(text), self.clean(title)
         answer_tokens = self.answer_tokens
         if self.chunk_tokens is None or self.count(text) <= self.chunk_tokens:
             ids = self.fits(single_messages(text, title), answer_tokens)

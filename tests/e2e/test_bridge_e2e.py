@@ -1,0 +1,115 @@
+"""The bridge end to end: a Python client -> bridge -> the extension's offscreen document -> a streamed answer.
+
+The bridge runs on its default port, the one extension/bridge_link.js connects to; the offscreen document
+finds it within its back-off (at most 4 s). Greedy answers must be the native engine's, token for token;
+a document that dies mid-answer must fail the client's stream within 2 s, and the next request succeeds
+once the document is back. A page on 127.0.0.1 cannot open a websocket to the bridge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+
+import pytest
+
+import bridge as hearth_bridge
+from bridge.server import DEFAULT_PORT
+from tests.bridge.harness import BridgeThread
+
+from .conftest import LOAD_TIMEOUT_MS, N_CTX
+
+MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+MAX_TOKENS = 12
+
+
+@pytest.fixture(scope="module")
+def bridge(tmp_path_factory):
+    try:
+        running = BridgeThread(tmp_path_factory.mktemp("bridge") / "token", port=DEFAULT_PORT)
+    except OSError as e:
+        pytest.fail(f"the bridge's default port {DEFAULT_PORT} is taken: {e}", pytrace=False)
+    yield running
+    running.close()
+
+
+def wait_for_provider(bridge, timeout: float = LOAD_TIMEOUT_MS / 1000) -> None:
+    """Until the extension is connected and its model loaded (its `ready` reached the bridge)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        provider = bridge.hub.active()
+        if provider is not None and provider.info is not None:
+            assert provider.name == "browser extension", provider.name
+            return
+        time.sleep(0.1)
+    pytest.fail("the extension never connected to the bridge as its provider", pytrace=False)
+
+
+def native_greedy(messages: list[dict], max_tokens: int) -> tuple[str, int]:
+    """The native engine's greedy answer (text, tokens), in a thread of its own."""
+    from engine.engine import Engine
+    from engine.sampler import SamplingOptions
+
+    async def run():
+        engine = await Engine.load(n_ctx=N_CTX)
+        chunks = [c async for c in engine.chat(messages, SamplingOptions(temperature=0, max_tokens=max_tokens))]
+        return "".join(c.text for c in chunks), sum(c.token_id is not None and c.finish_reason is None for c in chunks)
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, run()).result()
+
+
+def test_a_script_gets_the_browser_models_greedy_answer(bridge, panel):
+    wait_for_provider(bridge)
+    with hearth_bridge.Client(bridge.url, token_file=bridge.token_file) as client:
+        stream = client.chat.completions.create(model="hearth", messages=MESSAGES, temperature=0, max_tokens=MAX_TOKENS,
+                                                stream=True)  # fmt: skip
+        pieces = [chunk.choices[0].delta.content or "" for chunk in stream]
+    text, n_tokens = native_greedy(MESSAGES, MAX_TOKENS)
+    assert len([p for p in pieces if p]) >= 2, f"the answer did not stream: {pieces}"
+    assert "".join(pieces) == text
+    assert stream.completion.usage.completion_tokens == n_tokens
+    print(f"\nbridge -> extension: {''.join(pieces)!r}")
+
+
+def test_a_dying_document_fails_the_stream_fast_and_the_next_request_succeeds(bridge, browser, panel):
+    wait_for_provider(bridge)
+    with hearth_bridge.Client(bridge.url, token_file=bridge.token_file) as client:
+        story = [{"role": "user", "content": "Write a long story about a dragon who learns to cook."}]
+        stream = client.chat.completions.create(model="hearth", messages=story, temperature=0.7, max_tokens=200,
+                                                seed=1, stream=True)  # fmt: skip
+        next(stream), next(stream)  # mid-answer
+        killed = time.monotonic()
+        browser.worker.evaluate("chrome.offscreen.closeDocument()")
+        with pytest.raises(hearth_bridge.InternalServerError) as failed:
+            for _ in stream:
+                pass
+        seconds = time.monotonic() - killed
+        assert failed.value.code == "provider_disconnected", failed.value
+        assert seconds < 2, f"the client heard of it after {seconds:.1f} s"
+        print(f"\noffscreen document closed mid-stream: the client's error came after {seconds:.2f} s")
+
+        while browser.worker.evaluate("chrome.runtime.getContexts({contextTypes: ['OFFSCREEN_DOCUMENT']})"):
+            time.sleep(0.05)  # wholly gone, so that the panel's request makes a new one
+        panel.reopen()  # the panel asks for the document again; it loads the model and reconnects
+        wait_for_provider(bridge)
+        answer = client.chat.completions.create(model="hearth", messages=MESSAGES, temperature=0, max_tokens=4)
+        assert answer.choices[0].message.content and answer.usage.completion_tokens >= 1
+
+
+def test_a_page_on_127_0_0_1_cannot_open_the_bridge(bridge, browser, site):
+    page = browser.context.new_page()
+    page.goto(site.url("article.html"))
+    outcome = page.evaluate(
+        """url => new Promise(resolve => {
+            const ws = new WebSocket(url);
+            ws.onopen = () => resolve("open");
+            ws.onerror = () => resolve("refused");
+            setTimeout(() => resolve("timeout"), 5000);
+        })""",
+        f"ws://127.0.0.1:{DEFAULT_PORT}",
+    )
+    page.close()
+    assert outcome == "refused"
+    assert bridge.hub.active() is None or bridge.hub.active().name == "browser extension"

@@ -119,22 +119,35 @@ class Kernels:
 
     # ---------------------------------------------------------------- matrix products
 
-    def matmul(self, w, wtype: int, n_in: int, n_out: int, x, y, max_tokens: int) -> Op:
-        """y[t, r] = sum_k W[r, k] x[t, k]; W is n_out rows of n_in weights in ggml type `wtype`."""
+    def matmul(
+        self, w, wtype: int, n_in: int, n_out: int, x, y, max_tokens: int, *,
+        glu: bool = False, accumulate: bool = False, y_stride: int = 0, y_col: int = 0,
+    ) -> Op:
+        """y[t, r] = sum_k W[r, k] x[t, k]; W is n_out rows of n_in weights in ggml type `wtype`.
+
+        glu: W is 2 * n_out rows (gate, then up) and y = silu(gate x) * (up x). accumulate: y +=.
+        y_stride, y_col: y's rows are y_stride wide (0: n_out) and this product fills columns y_col..
+        """
         _check_row(wtype, n_in)
+        if accumulate:
+            _distinct(x, y, "an accumulating matmul's y")
         c = {"WTYPE": wtype, "N_IN": n_in, "N_OUT": n_out}
+        for name, value, default in (("GLU", glu, False), ("ACCUMULATE", accumulate, False),
+                                     ("Y_STRIDE", y_stride, 0), ("Y_COL", y_col, 0)):
+            if value != default:  # only what differs, so plain products keep their pipelines
+                c[name] = value
         buffers = [self._whole_vec4s(w), x, y]
-        wg, prefill = self.wg, None
+        wg, prefill, per_row = self.wg, None, 2 if glu else 1  # GLU: two weight rows per output
         if max_tokens > 1:
-            px, py = split_groups(cdiv(n_out, MM_ROWS * wg))
+            px, py = split_groups(cdiv(n_out * per_row, MM_ROWS * wg))
             grid = lambda n: (px, py, cdiv(n, TILE))  # noqa: E731
             prefill = self._step("matmul.wgsl", "matmul", {**c, "WG": wg}, buffers, grid)
         if self.variant == "subgroup":  # 4 rows per subgroup of 32
-            gx, gy = split_groups(cdiv(n_out, SG_ROWS))
+            gx, gy = split_groups(cdiv(n_out * per_row, SG_ROWS))
             sc = {**c, "WG": 8 * SG_ROWS, "ROWS": SG_ROWS}
             decode = self._step("matmul_subgroup.wgsl", "matvec_subgroup", sc, buffers, fixed((gx, gy, 1)))
         else:
-            gx, gy = split_groups(cdiv(n_out, MV_ROWS * wg))
+            gx, gy = split_groups(cdiv(n_out * per_row, MV_ROWS * wg))
             decode = self._step("matmul.wgsl", "matvec", {**c, "WG": wg}, buffers, fixed((gx, gy, 1)))
         return MatmulOp(decode, prefill)
 
@@ -163,8 +176,11 @@ class Kernels:
         freq_scale: float,
         neox: bool,
         freq_factors=None,
+        row: int = 0,
     ) -> Op:
-        """Rotates the first n_rot dims of each head of x [T, n_heads * head_dim] in place, row t at pos + t."""
+        """Rotates the first n_rot dims of each head of x [T, n_heads * head_dim] in place, row t at pos + t.
+
+        row: x's rows are this wide (0: n_heads * head_dim), the heads leading each."""
         if n_rot % 2 or not 0 < n_rot <= head_dim:
             raise ValueError(f"n_rot {n_rot} must be even and at most head_dim {head_dim}")
         half = n_rot // 2
@@ -174,6 +190,8 @@ class Kernels:
         if freq_factors is None:  # the shader always divides by a factor: bind ones
             freq_factors = self._constant(struct.pack(f"<{half}f", *[1.0] * half), "ones")
         c = {"N_HEADS": n_heads, "HEAD_DIM": head_dim, "N_ROT": n_rot, "NEOX": neox, "WG": self.wg}
+        if row:
+            c["ROW"] = row
         gx = cdiv(half, self.wg)
         return Op(self._step("rope.wgsl", "rope", c, [x, inv_freq_buffer, freq_factors], lambda t: (gx, t, 1)))
 
@@ -181,19 +199,27 @@ class Kernels:
         """Bytes of one layer's key (or value) cache: max_ctx rows of kv_dim f32, or f16 when kv_f16."""
         return max_ctx * kv_dim * (2 if self.kv_f16 else 4)
 
-    def store_kv(self, k, v, k_cache, v_cache, kv_dim: int) -> Op:
-        """Cache rows pos + t <- k[t], v[t] (f32, or f16 when kv_f16)."""
-        if kv_dim % 4:
-            raise ValueError(f"kv_dim {kv_dim} must be a multiple of 4")
+    def store_kv(self, k, v, k_cache, v_cache, kv_dim: int, src_row: int = 0, k_col: int = 0, v_col: int = 0) -> Op:
+        """Cache rows pos + t <- k[t], v[t] (f32, or f16 when kv_f16).
+
+        src_row, k_col, v_col: k and v are rows src_row wide (0: kv_dim) holding keys from column k_col
+        and values from v_col (the model passes its q | k | v buffer as both)."""
+        if kv_dim % 4 or src_row % 4 or k_col % 4 or v_col % 4:
+            raise ValueError(f"kv_dim {kv_dim}, src_row {src_row} and columns {k_col}, {v_col}: not multiples of 4")
         c = {"KV_DIM": kv_dim, "KV_F16": self.kv_f16, "WG": self.wg}
+        if src_row:
+            c.update(SRC_ROW=src_row, K_COL=k_col, V_COL=v_col)
         gx = cdiv(kv_dim // 4, self.wg)
         return Op(self._step("kv_cache.wgsl", "store_kv", c, [k, v, k_cache, v_cache], lambda t: (gx, t, 1)))
 
     def attention(
-        self, q, k_cache, v_cache, out, n_heads: int, n_kv_heads: int, head_dim: int, max_ctx: int, max_tokens: int
+        self, q, k_cache, v_cache, out, n_heads: int, n_kv_heads: int, head_dim: int, max_ctx: int, max_tokens: int,
+        q_row: int = 0,
     ) -> Op:
-        """Causal GQA of q [T, n_heads * head_dim] over cache rows 0..pos + t, into out (same shape)."""
-        if n_heads % n_kv_heads or head_dim % 8:
+        """Causal GQA of q [T, n_heads * head_dim] over cache rows 0..pos + t, into out (same shape).
+
+        q_row: q's rows are this wide (0: n_heads * head_dim), the query heads leading each."""
+        if n_heads % n_kv_heads or head_dim % 8 or q_row % 4:
             raise ValueError(f"{n_heads} heads over {n_kv_heads} KV heads of {head_dim} dims: unsupported")
         ctx = cdiv(max_ctx, 4) * 4
         scores = self._scratch(max_tokens * n_heads * ctx * 4, "attention scores")
@@ -205,7 +231,7 @@ class Kernels:
             self._step(
                 "attention.wgsl",
                 "scores",
-                {**c, "SPLIT": split, "WG": wg},
+                {**c, "SPLIT": split, "WG": wg, **({"Q_ROW": q_row} if q_row else {})},
                 [q, k_cache, scores],
                 lambda t: (cdiv(split, wg), chunks, t),
             ),

@@ -24,13 +24,10 @@ class Layer:
     """One transformer block's weights on the GPU (GGUF names in comments; rows x cols as used)."""
 
     attn_norm: object  # blk.N.attn_norm (dim,)
-    wq: object  # blk.N.attn_q (q_dim, dim)
-    wk: object  # blk.N.attn_k (kv_dim, dim)
-    wv: object  # blk.N.attn_v (kv_dim, dim)
+    wqkv: tuple  # blk.N.attn_q, attn_k, attn_v stacked (qkv_dim, dim) in one buffer, or three buffers
     wo: object  # blk.N.attn_output (dim, q_dim)
     ffn_norm: object  # blk.N.ffn_norm (dim,)
-    w_gate: object  # blk.N.ffn_gate (ffn_dim, dim)
-    w_up: object  # blk.N.ffn_up (ffn_dim, dim)
+    w_gate_up: tuple  # blk.N.ffn_gate, ffn_up stacked (2 * ffn_dim, dim) in one buffer, or two buffers
     w_down: object  # blk.N.ffn_down (dim, ffn_dim)
     key_cache: object  # (n_ctx, kv_dim)
     value_cache: object  # (n_ctx, kv_dim)
@@ -80,12 +77,11 @@ class Model:
         self.ids = d.create_buffer(T * 4, label="ids")  # (T,) u32
         self.x = d.create_buffer(T * c.dim * f32, label="x")  # (T, dim) residual stream
         self.xb = d.create_buffer(T * c.dim * f32, label="xb")  # (T, dim) normed / branch output
-        self.q = d.create_buffer(T * c.q_dim * f32, label="q")  # (T, q_dim)
-        self.k = d.create_buffer(T * c.kv_dim * f32, label="k")  # (T, kv_dim)
-        self.v = d.create_buffer(T * c.kv_dim * f32, label="v")  # (T, kv_dim)
+        self.qkv_dim = c.q_dim + 2 * c.kv_dim
+        self.qkv = d.create_buffer(T * self.qkv_dim * f32, label="qkv")  # (T, q_dim | kv_dim | kv_dim)
         self.att = d.create_buffer(T * c.q_dim * f32, label="att")  # (T, q_dim) attention output
         self.hb = d.create_buffer(T * c.ffn_dim * f32, label="hb")  # (T, ffn_dim) gate, then silu(gate)*up
-        self.hb2 = d.create_buffer(T * c.ffn_dim * f32, label="hb2")  # (T, ffn_dim) up
+        self.hb2 = None  # (T, ffn_dim) up, made only when gate and up differ in type
         self.x_last = d.create_buffer(c.dim * f32, label="x_last")  # (1, dim) last row, normed
         self.logits = d.create_buffer(c.vocab_size * f32, label="logits")  # (vocab,) of the last row
         self.logits_all = None  # (T, vocab), made on first use: only tests read every position
@@ -108,53 +104,72 @@ class Model:
         self.op_penalize = k.penalize(self.logits, c.vocab_size, max_history=self.n_ctx)
 
     def _load_layer(self, up: _Uploader, i: int) -> Layer:
-        c, k = self.config, self.kernels
+        c, k, T = self.config, self.kernels, self.max_batch
         p = f"blk.{i}."
-        wq, tq = up.tensor(p + "attn_q.weight", (c.dim, c.q_dim))
-        wk, tk = up.tensor(p + "attn_k.weight", (c.dim, c.kv_dim))
-        wv, tv = up.tensor(p + "attn_v.weight", (c.dim, c.kv_dim))
+        # q, k and v (and gate and up) in one buffer each, so one dispatch makes them all.
+        wqkv = up.stacked([p + f"attn_{n}.weight" for n in "qkv"], c.dim, [c.q_dim, c.kv_dim, c.kv_dim])
+        w_gate_up = up.stacked([p + "ffn_gate.weight", p + "ffn_up.weight"], c.dim, [c.ffn_dim, c.ffn_dim])
         wo, to = up.tensor(p + "attn_output.weight", (c.q_dim, c.dim))
-        w_gate, tg = up.tensor(p + "ffn_gate.weight", (c.dim, c.ffn_dim))
-        w_up, tu = up.tensor(p + "ffn_up.weight", (c.dim, c.ffn_dim))
         w_down, td = up.tensor(p + "ffn_down.weight", (c.ffn_dim, c.dim))
         attn_norm, _ = up.norm(p + "attn_norm.weight", c.dim)
         ffn_norm, _ = up.norm(p + "ffn_norm.weight", c.dim)
         cache_bytes = k.kv_cache_nbytes(self.n_ctx, c.kv_dim)
         key_cache = self.device.create_buffer(cache_bytes, label=f"key_cache.{i}")
         value_cache = self.device.create_buffer(cache_bytes, label=f"value_cache.{i}")
-        T = self.max_batch
         rope = dict(n_rot=c.rope_dim, theta=c.rope_theta, freq_scale=c.rope_freq_scale, neox=c.rope_neox,
                     freq_factors=self.rope_freqs)
+        row, kv_col = self.qkv_dim, c.q_dim  # keys from column q_dim of each qkv row, values after them
         ops = {
             "attn_norm": k.rmsnorm(self.x, attn_norm, self.xb, c.dim, c.rms_eps),
-            "q": k.matmul(wq, tq, c.dim, c.q_dim, self.xb, self.q, T),
-            "k": k.matmul(wk, tk, c.dim, c.kv_dim, self.xb, self.k, T),
-            "v": k.matmul(wv, tv, c.dim, c.kv_dim, self.xb, self.v, T),
-            "rope_q": k.rope(self.q, c.n_heads, c.head_dim, **rope),
-            "rope_k": k.rope(self.k, c.n_kv_heads, c.head_dim, **rope),
-            "store_kv": k.store_kv(self.k, self.v, key_cache, value_cache, c.kv_dim),
-            "attention": k.attention(self.q, key_cache, value_cache, self.att, c.n_heads, c.n_kv_heads,
-                                     c.head_dim, self.n_ctx, T),
-            "o": k.matmul(wo, to, c.q_dim, c.dim, self.att, self.xb, T),
-            "attn_residual": k.add(self.x, self.xb, c.dim),
+            **self._qkv_ops(wqkv),
+            "rope": k.rope(self.qkv, c.n_heads + c.n_kv_heads, c.head_dim, row=row, **rope),  # q's and k's heads
+            "store_kv": k.store_kv(self.qkv, self.qkv, key_cache, value_cache, c.kv_dim,
+                                   src_row=row, k_col=kv_col, v_col=kv_col + c.kv_dim),
+            "attention": k.attention(self.qkv, key_cache, value_cache, self.att, c.n_heads, c.n_kv_heads,
+                                     c.head_dim, self.n_ctx, T, q_row=row),
+            "o": k.matmul(wo, to, c.q_dim, c.dim, self.att, self.x, T, accumulate=True),  # x += wo att
             "ffn_norm": k.rmsnorm(self.x, ffn_norm, self.xb, c.dim, c.rms_eps),
-            "gate": k.matmul(w_gate, tg, c.dim, c.ffn_dim, self.xb, self.hb, T),
-            "up": k.matmul(w_up, tu, c.dim, c.ffn_dim, self.xb, self.hb2, T),
-            "silu_mul": k.silu_mul(self.hb, self.hb2, self.hb, c.ffn_dim),
-            "down": k.matmul(w_down, td, c.ffn_dim, c.dim, self.hb, self.xb, T),
-            "ffn_residual": k.add(self.x, self.xb, c.dim),
+            **self._gate_up_ops(w_gate_up),
+            "down": k.matmul(w_down, td, c.ffn_dim, c.dim, self.hb, self.x, T, accumulate=True),  # x += w_down hb
         }
         if c.qkv_bias:  # Qwen2
-            for name, dst, n in (("q", self.q, c.q_dim), ("k", self.k, c.kv_dim), ("v", self.v, c.kv_dim)):
-                bias, _ = up.norm(p + f"attn_{name}.bias", n)
-                ops[f"{name}_bias"] = k.add_bias(dst, bias, n)
-        return Layer(attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down, key_cache, value_cache, ops)
+            bias = up.stacked_norms([p + f"attn_{n}.bias" for n in "qkv"], [c.q_dim, c.kv_dim, c.kv_dim])
+            ops["qkv_bias"] = k.add_bias(self.qkv, bias, self.qkv_dim)
+        return Layer(attn_norm, wqkv, wo, ffn_norm, w_gate_up, w_down, key_cache, value_cache, ops)
+
+    def _qkv_ops(self, wqkv: tuple) -> dict:
+        """qkv[t] = (wq | wk | wv) xb[t]: one product over the stacked weights, or one per weight."""
+        c, k, T = self.config, self.kernels, self.max_batch
+        if len(wqkv) == 2:  # (buffer, type)
+            return {"qkv": k.matmul(*wqkv, c.dim, self.qkv_dim, self.xb, self.qkv, T)}
+        cols = (0, c.q_dim, c.q_dim + c.kv_dim)
+        return {
+            name: k.matmul(w, t, c.dim, n, self.xb, self.qkv, T, y_stride=self.qkv_dim, y_col=col)
+            for name, (w, t), n, col in zip("qkv", wqkv, (c.q_dim, c.kv_dim, c.kv_dim), cols, strict=True)
+        }
+
+    def _gate_up_ops(self, w_gate_up: tuple) -> dict:
+        """hb = silu(w_gate xb) * (w_up xb): one GLU product over the stacked weights, or three ops."""
+        c, k, T = self.config, self.kernels, self.max_batch
+        if len(w_gate_up) == 2:  # (buffer, type)
+            return {"gate_up": k.matmul(*w_gate_up, c.dim, c.ffn_dim, self.xb, self.hb, T, glu=True)}
+        (wg, tg), (wu, tu) = w_gate_up
+        if self.hb2 is None:
+            self.hb2 = self.device.create_buffer(T * c.ffn_dim * 4, label="hb2")
+        return {
+            "gate": k.matmul(wg, tg, c.dim, c.ffn_dim, self.xb, self.hb, T),
+            "up": k.matmul(wu, tu, c.dim, c.ffn_dim, self.xb, self.hb2, T),
+            "silu_mul": k.silu_mul(self.hb, self.hb2, self.hb, c.ffn_dim),
+        }
 
     # ---------------------------------------------------------------- the forward pass
 
+    # 11 dispatches a layer (attention is 3). q, k, v and gate, up, silu_mul are there instead of
+    # qkv and gate_up only when those weights differ in type (one buffer holds one type); qkv_bias
+    # only for Qwen2. The residual adds are inside o and down (they accumulate into x).
     _LAYER_ORDER = (
-        "attn_norm", "q", "k", "v", "q_bias", "k_bias", "v_bias", "rope_q", "rope_k", "store_kv",
-        "attention", "o", "attn_residual", "ffn_norm", "gate", "up", "silu_mul", "down", "ffn_residual",
+        "attn_norm", "qkv", "q", "k", "v", "qkv_bias", "rope", "store_kv", "attention", "o",
+        "ffn_norm", "gate_up", "gate", "up", "silu_mul", "down",
     )
 
     def forward(self, tokens: list[int], *, all_logits: bool = False, recorder=None):
@@ -214,12 +229,34 @@ class _Uploader:
     def tensor(self, name: str, shape: tuple[int, int]):
         """A matrix weight, uploaded in its own (possibly quantised) type; returns (buffer, ggml type)."""
         info = self._info(name, shape)
+        self._check_type(info)
+        return self._upload(info), info.type
+
+    def _check_type(self, info) -> None:
         if info.type not in K.SUPPORTED_WEIGHT_TYPES:
             supported = ", ".join(ggml_type_name(t) for t in sorted(K.SUPPORTED_WEIGHT_TYPES))
             raise UnsupportedModel(
-                f"tensor {name} has type {info.type_name}, which Hearth does not run (supported: {supported})"
+                f"tensor {info.name} has type {info.type_name}, which Hearth does not run (supported: {supported})"
             )
-        return self._upload(info), info.type
+
+    def stacked(self, names: list[str], n_in: int, rows: list[int]) -> tuple:
+        """Matrices of n_in columns stacked row-wise in one buffer: (buffer, ggml type); or, when their
+        types differ (or a part would start off a 4-byte boundary), ((buffer, type), ...) one each."""
+        infos = []
+        for name, n in zip(names, rows, strict=True):  # each checked in turn: errors name the first bad one
+            infos.append(self._info(name, (n_in, n)))
+            self._check_type(infos[-1])
+        if len({info.type for info in infos}) > 1 or any(info.nbytes % 4 for info in infos[:-1]):
+            return tuple(self.tensor(name, (n_in, n)) for name, n in zip(names, rows, strict=True))
+        return self._upload_all(infos, infos[0].name + " stacked"), infos[0].type
+
+    def stacked_norms(self, names: list[str], sizes: list[int]):
+        """F32 vectors one after another in one buffer (Qwen2's q, k and v biases)."""
+        infos = [self._info(name, (n,)) for name, n in zip(names, sizes, strict=True)]
+        for info in infos:
+            if info.type != K.F32:
+                raise UnsupportedModel(f"tensor {info.name} has type {info.type_name}; Hearth expects F32 vectors")
+        return self._upload_all(infos, infos[0].name + " stacked")
 
     def norm(self, name: str, n: int):
         """A vector (norm weight, bias, rope factors); kernels read these as f32."""
@@ -242,11 +279,23 @@ class _Uploader:
         return info
 
     def _upload(self, info):
-        buffer = self.device.create_buffer(info.nbytes, label=info.name)
-        self.device.write_buffer(buffer, self.gguf.view(info.name))
-        self.done += info.nbytes
-        if self.progress:
-            self.progress(self.done, self.total)
+        return self._upload_all([info], info.name)
+
+    def _upload_all(self, infos: list, label: str):
+        total = sum(info.nbytes for info in infos)
+        if total > self.device.info.max_storage_binding:
+            raise UnsupportedModel(
+                f"{label} ({total >> 20} MiB) exceeds this GPU's largest binding "
+                f"({self.device.info.max_storage_binding >> 20} MiB)"
+            )
+        buffer = self.device.create_buffer(total, label=label)
+        offset = 0
+        for info in infos:
+            self.device.write_buffer(buffer, self.gguf.view(info.name), offset)
+            offset += info.nbytes
+            self.done += info.nbytes
+            if self.progress:
+                self.progress(self.done, self.total)
         return buffer
 
 

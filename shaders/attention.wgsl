@@ -8,7 +8,7 @@
 // (a "chunk") and reuses each key or value row it loads for all of them.
 //
 // Entry points; all bind params at 0; y = kv head * CHUNKS + chunk (CHUNKS = ceil(GROUP / 4)):
-//   scores   1 q [T, N_HEADS * HEAD_DIM] f32, 2 k_cache, 3 S
+//   scores   1 q [T, Q_ROW] f32 (query heads lead each row), 2 k_cache, 3 S
 //            S[t, h, s] = q[t, h, :] . k[s, kvh, :] / sqrt(HEAD_DIM) for s <= p; -3e38 for the rest
 //            of the last 4. grid (SPLIT / WG, N_KV_HEADS * CHUNKS, T): invocation i scores positions
 //            4i..4i+3, then 4(i + SPLIT).., so the grid need not know p (set per step in params)
@@ -17,7 +17,8 @@
 //   weighted_sum  1 S, 2 v_cache, 3 out [T, N_HEADS * HEAD_DIM] f32
 //            out[t, h, d] = sum_{s <= p} S[t, h, s] * v[s, kvh, d]
 //            grid (ceil(HEAD_DIM / 8 / WG), N_KV_HEADS * CHUNKS, T): an invocation per 8 dims
-// Overrides: N_HEADS, N_KV_HEADS, HEAD_DIM (multiple of 8), CTX, KV_F16, SPLIT, WG
+// Overrides: N_HEADS, N_KV_HEADS, HEAD_DIM (multiple of 8), CTX, KV_F16, SPLIT, WG,
+//            Q_ROW (0: N_HEADS * HEAD_DIM; a multiple of 4)
 
 struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 
@@ -40,6 +41,7 @@ override CTX: u32;
 override KV_F16: bool;
 override SPLIT: u32 = 64u;
 override WG: u32 = 64u;
+override Q_ROW: u32 = 0u;
 
 const MASKED = -3.0e38;  // finite, so a running max that starts here never meets inf - inf
 
@@ -77,7 +79,7 @@ fn v8(e: u32) -> array<vec4<f32>, 2> {
 
 // Query head h0 + i of token t, dims d..d+7; heads past the chunk repeat its last (never stored).
 fn q8(t: u32, ch: Chunk, i: u32, d: u32) -> array<vec4<f32>, 2> {
-    let o = ((t * N_HEADS + ch.h0 + min(i, ch.n - 1u)) * HEAD_DIM + d) / 4u;
+    let o = (t * select(Q_ROW, N_HEADS * HEAD_DIM, Q_ROW == 0u) + (ch.h0 + min(i, ch.n - 1u)) * HEAD_DIM + d) / 4u;
     return array<vec4<f32>, 2>(q[o], q[o + 1u]);
 }
 

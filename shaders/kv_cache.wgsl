@@ -1,10 +1,11 @@
 // Appending this batch's keys and values to the KV cache.
 //
 // Bindings:  0 params: StepParams (token t goes to cache row params.pos + t)
-//            1 k, 2 v: [T, KV_DIM] f32, read as vec4
+//            1 k, 2 v: [T, KV_DIM] f32, read as vec4; or (SRC_ROW > 0) both the model's [T, SRC_ROW]
+//              q | k | v buffer, keys in columns K_COL.., values in V_COL.. (multiples of 4)
 //            3 k_cache, 4 v_cache: [max_ctx, KV_DIM] as f32 bits, or (KV_F16) f16 pairs packed in u32
 // Formula:   cache[pos + t, :] = k[t, :] (and v); f16 rounds to nearest even (pack2x16float)
-// Overrides: KV_DIM (a multiple of 4), KV_F16, WG
+// Overrides: KV_DIM (a multiple of 4), KV_F16, SRC_ROW (0: KV_DIM), K_COL, V_COL, WG
 // Grid:      (ceil(KV_DIM / 4 / WG), T): one invocation per 4 elements of a row.
 // Packing f16 pairs into u32 words needs no shader-f16 feature (SwiftShader lacks it), and the
 // f32 and f16 caches then share one declaration: a switch on KV_F16 the compiler folds.
@@ -19,6 +20,9 @@ struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 
 override KV_DIM: u32;
 override KV_F16: bool;
+override SRC_ROW: u32 = 0u;
+override K_COL: u32 = 0u;
+override V_COL: u32 = 0u;
 override WG: u32 = 64u;
 
 @compute @workgroup_size(WG)
@@ -26,10 +30,10 @@ fn store_kv(@builtin(global_invocation_id) gid: vec3<u32>) {
     let j = gid.x;
     let t = gid.y;
     if (j >= KV_DIM / 4u || t >= params.n_tokens) { return; }
-    let src = t * (KV_DIM / 4u) + j;
+    let src = t * select(SRC_ROW, KV_DIM, SRC_ROW == 0u) / 4u + j;
     let row = (params.pos + t) * (KV_DIM / 4u) + j;  // in units of 4 elements
-    let kv = k[src];
-    let vv = v[src];
+    let kv = k[src + K_COL / 4u];
+    let vv = v[src + V_COL / 4u];
     if (KV_F16) {
         k_cache[2u * row] = pack2x16float(kv.xy);
         k_cache[2u * row + 1u] = pack2x16float(kv.zw);

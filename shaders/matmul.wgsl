@@ -3,20 +3,27 @@
 // Bindings:  0 params: StepParams (matmul: n_tokens bounds the last token tile)
 //            1 w: [N_OUT rows, N_IN] raw GGUF bytes (declared by quant.wgsl, appended to this module)
 //            2 x: [T, N_IN] f32, read as vec4
-//            3 y: [T, N_OUT] f32
+//            3 y: [T, N_OUT] f32, or rows of Y_STRIDE with this product in columns Y_COL..
 // Formula:   y[t, r] = sum_k W[r, k] * x[t, k]
-// Overrides: WTYPE, N_IN (see quant.wgsl), N_OUT, WG (invocations per workgroup)
+//            ACCUMULATE: y[t, r] += sum_k ... (a residual add folded into the product)
+//            GLU: W holds 2 * N_OUT rows, gate rows then up rows (stacked at load time), and
+//            y[t, r] = swiglu(gate[r] . x[t], up[r] . x[t]): SwiGLU's three products in one dispatch
+// Overrides: WTYPE, N_IN (see quant.wgsl), N_OUT, WG (invocations per workgroup), GLU, ACCUMULATE,
+//            Y_STRIDE (0: N_OUT), Y_COL (0)
 // Entry points; row groups g = wid.y * nwg.x + wid.x (folded over x and y past 65535 workgroups):
-//   matvec  T = 1 (decode, the "scalar" variant): an invocation computes MV_ROWS consecutive rows,
-//           so each x block it loads serves them all.   grid (ceil(N_OUT / (MV_ROWS * WG)), 1)
+//   matvec  T = 1 (decode, the "scalar" variant): an invocation computes MV_ROWS consecutive rows
+//           (GLU: MV_ROWS / 2 outputs from as many gate and up rows), so each x block it loads
+//           serves them all.   grid (ceil(N_OUT / (MV_ROWS * WG)), 1), twice as many with GLU
 //   matmul  T > 1 (prefill, both variants): an invocation computes MM_ROWS rows x TILE tokens in
 //           registers, so each block is dequantised once for TILE tokens and each x block loaded
-//           once for MM_ROWS rows.    grid (ceil(N_OUT / (MM_ROWS * WG)), ceil(T / TILE)) as (x*y, z)
+//           once for MM_ROWS rows.    grid (ceil(N_OUT / (MM_ROWS * WG)), ceil(T / TILE)) as (x*y, z),
+//           twice as many row groups with GLU
 // Why: lavapipe runs a workgroup as loops over SIMD lanes, pays dearly to switch at a barrier and
 // pays per load instruction (16 bytes cost about what 4 do). The row and token counts are unrolled
 // by hand (a0..a15): indexing a local array by a loop counter made lavapipe ~1.5x slower. A row length
 // that is not a multiple of 32 (F32/F16 only) ends in a partial block whose missing elements read
-// as zero.
+// as zero. SwiGLU's results are flushed to zero below f32's smallest normal (see elementwise.wgsl:
+// CPU adapters are ~100x slower on the FMAs that meet a subnormal).
 
 struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 
@@ -26,6 +33,10 @@ struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 
 override N_OUT: u32;
 override WG: u32 = 64u;
+override GLU: bool = false;
+override ACCUMULATE: bool = false;
+override Y_STRIDE: u32 = 0u;
+override Y_COL: u32 = 0u;
 
 const MV_ROWS = 8u;
 const MM_ROWS = 16u;
@@ -42,9 +53,17 @@ fn x_block(t: u32, b: u32) -> array<vec4<f32>, 8> {
     return xs;
 }
 
+// Weight row of accumulator j of an invocation's n whose outputs start at row r: r + j, or with
+// GLU gate rows r.. (j < n / 2) and up rows N_OUT + r.. (clamped to the matrix: never stored).
+fn wrow(r: u32, j: u32, n: u32) -> u32 {
+    if (!GLU) { return r + j; }
+    let h = n / 2u;
+    return min(r + j % h, N_OUT - 1u) + (j / h) * N_OUT;
+}
+
 // Block b of a row: full blocks, or the zero-padded last one of an F32/F16 row.
 fn weights(row: u32, b: u32) -> array<vec4<f32>, 8> {
-    var q = dequant_block(min(row, N_OUT - 1u), b);
+    var q = dequant_block(min(row, select(N_OUT, 2u * N_OUT, GLU) - 1u), b);
     if (N_IN % 32u != 0u) {
         for (var i = 0u; i < 8u; i++) { q[i] = select(vec4<f32>(0.0), q[i], b * 8u + i < N_IN / 4u); }
     }
@@ -75,13 +94,25 @@ fn x_tile(t0: u32, nt: u32, b: u32) -> array<mat4x4<f32>, 8> {
     return xs;
 }
 
+const SMALLEST_NORMAL = 1.1754944e-38;
+
+fn swiglu(g: vec4<f32>, u: vec4<f32>) -> vec4<f32> {
+    let v = g / (1.0 + exp(-g)) * u;
+    return select(v, vec4<f32>(0.0), abs(v) < vec4<f32>(SMALLEST_NORMAL));
+}
+
+fn put(t: u32, row: u32, v: f32) {
+    let i = t * select(Y_STRIDE, N_OUT, Y_STRIDE == 0u) + Y_COL + row;
+    if (ACCUMULATE) { y[i] += v; } else { y[i] = v; }
+}
+
 fn store1(row: u32, v: f32) {
-    if (row < N_OUT) { y[row] = v; }
+    if (row < N_OUT) { put(0u, row, v); }
 }
 
 fn store_tile(row: u32, t0: u32, nt: u32, v: vec4<f32>) {
     if (row >= N_OUT) { return; }
-    for (var c = 0u; c < nt; c++) { y[(t0 + c) * N_OUT + row] = v[c]; }
+    for (var c = 0u; c < nt; c++) { put(t0 + c, row, v[c]); }
 }
 
 @compute @workgroup_size(WG)
@@ -90,20 +121,25 @@ fn matvec(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let r = ((wid.y * nwg.x + wid.x) * WG + lid) * MV_ROWS;
+    let r = ((wid.y * nwg.x + wid.x) * WG + lid) * select(MV_ROWS, MV_ROWS / 2u, GLU);
     if (r >= N_OUT || params.n_tokens == 0u) { return; }
     var a0 = 0.0; var a1 = 0.0; var a2 = 0.0; var a3 = 0.0;
     var a4 = 0.0; var a5 = 0.0; var a6 = 0.0; var a7 = 0.0;
     for (var b = 0u; b < (N_IN + 31u) / 32u; b++) {
         let xs = x_block(0u, b);
-        a0 += row_dot(r, b, xs);
-        a1 += row_dot(r + 1u, b, xs);
-        a2 += row_dot(r + 2u, b, xs);
-        a3 += row_dot(r + 3u, b, xs);
-        a4 += row_dot(r + 4u, b, xs);
-        a5 += row_dot(r + 5u, b, xs);
-        a6 += row_dot(r + 6u, b, xs);
-        a7 += row_dot(r + 7u, b, xs);
+        a0 += row_dot(wrow(r, 0u, MV_ROWS), b, xs);
+        a1 += row_dot(wrow(r, 1u, MV_ROWS), b, xs);
+        a2 += row_dot(wrow(r, 2u, MV_ROWS), b, xs);
+        a3 += row_dot(wrow(r, 3u, MV_ROWS), b, xs);
+        a4 += row_dot(wrow(r, 4u, MV_ROWS), b, xs);
+        a5 += row_dot(wrow(r, 5u, MV_ROWS), b, xs);
+        a6 += row_dot(wrow(r, 6u, MV_ROWS), b, xs);
+        a7 += row_dot(wrow(r, 7u, MV_ROWS), b, xs);
+    }
+    if (GLU) {
+        let o = swiglu(vec4<f32>(a0, a1, a2, a3), vec4<f32>(a4, a5, a6, a7));
+        store1(r, o.x); store1(r + 1u, o.y); store1(r + 2u, o.z); store1(r + 3u, o.w);
+        return;
     }
     store1(r, a0); store1(r + 1u, a1); store1(r + 2u, a2); store1(r + 3u, a3);
     store1(r + 4u, a4); store1(r + 5u, a5); store1(r + 6u, a6); store1(r + 7u, a7);
@@ -115,7 +151,7 @@ fn matmul(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let r = ((wid.y * nwg.x + wid.x) * WG + lid) * MM_ROWS;
+    let r = ((wid.y * nwg.x + wid.x) * WG + lid) * select(MM_ROWS, MM_ROWS / 2u, GLU);
     let t0 = wid.z * TILE;
     if (r >= N_OUT || t0 >= params.n_tokens) { return; }
     let nt = min(params.n_tokens - t0, TILE);
@@ -125,22 +161,29 @@ fn matmul(
     var a12 = vec4<f32>(0.0); var a13 = vec4<f32>(0.0); var a14 = vec4<f32>(0.0); var a15 = vec4<f32>(0.0);
     for (var b = 0u; b < (N_IN + 31u) / 32u; b++) {
         let xs = x_tile(t0, nt, b);
-        a0 += row_tile(r, b, xs);
-        a1 += row_tile(r + 1u, b, xs);
-        a2 += row_tile(r + 2u, b, xs);
-        a3 += row_tile(r + 3u, b, xs);
-        a4 += row_tile(r + 4u, b, xs);
-        a5 += row_tile(r + 5u, b, xs);
-        a6 += row_tile(r + 6u, b, xs);
-        a7 += row_tile(r + 7u, b, xs);
-        a8 += row_tile(r + 8u, b, xs);
-        a9 += row_tile(r + 9u, b, xs);
-        a10 += row_tile(r + 10u, b, xs);
-        a11 += row_tile(r + 11u, b, xs);
-        a12 += row_tile(r + 12u, b, xs);
-        a13 += row_tile(r + 13u, b, xs);
-        a14 += row_tile(r + 14u, b, xs);
-        a15 += row_tile(r + 15u, b, xs);
+        a0 += row_tile(wrow(r, 0u, MM_ROWS), b, xs);
+        a1 += row_tile(wrow(r, 1u, MM_ROWS), b, xs);
+        a2 += row_tile(wrow(r, 2u, MM_ROWS), b, xs);
+        a3 += row_tile(wrow(r, 3u, MM_ROWS), b, xs);
+        a4 += row_tile(wrow(r, 4u, MM_ROWS), b, xs);
+        a5 += row_tile(wrow(r, 5u, MM_ROWS), b, xs);
+        a6 += row_tile(wrow(r, 6u, MM_ROWS), b, xs);
+        a7 += row_tile(wrow(r, 7u, MM_ROWS), b, xs);
+        a8 += row_tile(wrow(r, 8u, MM_ROWS), b, xs);
+        a9 += row_tile(wrow(r, 9u, MM_ROWS), b, xs);
+        a10 += row_tile(wrow(r, 10u, MM_ROWS), b, xs);
+        a11 += row_tile(wrow(r, 11u, MM_ROWS), b, xs);
+        a12 += row_tile(wrow(r, 12u, MM_ROWS), b, xs);
+        a13 += row_tile(wrow(r, 13u, MM_ROWS), b, xs);
+        a14 += row_tile(wrow(r, 14u, MM_ROWS), b, xs);
+        a15 += row_tile(wrow(r, 15u, MM_ROWS), b, xs);
+    }
+    if (GLU) {
+        store_tile(r, t0, nt, swiglu(a0, a8)); store_tile(r + 1u, t0, nt, swiglu(a1, a9));
+        store_tile(r + 2u, t0, nt, swiglu(a2, a10)); store_tile(r + 3u, t0, nt, swiglu(a3, a11));
+        store_tile(r + 4u, t0, nt, swiglu(a4, a12)); store_tile(r + 5u, t0, nt, swiglu(a5, a13));
+        store_tile(r + 6u, t0, nt, swiglu(a6, a14)); store_tile(r + 7u, t0, nt, swiglu(a7, a15));
+        return;
     }
     store_tile(r, t0, nt, a0); store_tile(r + 1u, t0, nt, a1);
     store_tile(r + 2u, t0, nt, a2); store_tile(r + 3u, t0, nt, a3);

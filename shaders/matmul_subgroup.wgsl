@@ -10,10 +10,11 @@ diagnostic(off, subgroup_uniformity);
 // bindings, overrides and helpers (x_block, row_dot, store1) are theirs.
 // Bindings:  0 params, 1 w [N_OUT, N_IN] GGUF bytes, 2 x [1, N_IN] f32, 3 y [1, N_OUT] f32
 // Formula:   y[r] = sum_k W[r, k] * x[k]; lane l of a subgroup takes blocks l, l + sg, ... of its
-//            4 rows, loading each x block once for the 4
+//            4 rows, loading each x block once for the 4 (GLU: 2 gate and 2 up rows give 2 outputs;
+//            ACCUMULATE, Y_STRIDE, Y_COL as in matmul.wgsl)
 // Overrides: WTYPE, N_IN, N_OUT, WG (invocations per workgroup), ROWS (rows per workgroup, a
 //            multiple of 4)
-// Grid:      (ceil(N_OUT / ROWS) as gx*gy, 1, 1); g = wid.y * nwg.x + wid.x
+// Grid:      (ceil(N_OUT / ROWS) as gx*gy, 1, 1), twice as many with GLU; g = wid.y * nwg.x + wid.x
 // Subgroup s of a workgroup is taken to be invocations s*sg .. s*sg + sg-1 (as drivers lay them
 // out); it takes rows 4s.., 4(s + n_sg).. < ROWS, so any subgroup size gives the right answer:
 // with WG = 8 * ROWS, subgroups of 32 own 4 rows each.
@@ -31,15 +32,20 @@ fn matvec_subgroup(
     if (params.n_tokens == 0u) { return; }
     let g = wid.y * nwg.x + wid.x;
     for (var i = 4u * (lid / sg); i < ROWS; i += 4u * max(WG / sg, 1u)) {
-        let r = g * ROWS + i;
+        let r = select(g * ROWS + i, (g * ROWS + i) / 2u, GLU);  // the first output row
         if (r >= N_OUT) { break; }
         var acc = vec4<f32>(0.0);
         for (var b = lane; b < (N_IN + 31u) / 32u; b += sg) {
             let xs = x_block(0u, b);
-            acc += vec4<f32>(row_dot(r, b, xs), row_dot(r + 1u, b, xs), row_dot(r + 2u, b, xs), row_dot(r + 3u, b, xs));
+            acc += vec4<f32>(row_dot(wrow(r, 0u, 4u), b, xs), row_dot(wrow(r, 1u, 4u), b, xs),
+                             row_dot(wrow(r, 2u, 4u), b, xs), row_dot(wrow(r, 3u, 4u), b, xs));
         }
         let total = subgroupAdd(acc);
-        if (lane == 0u) {
+        if (lane == 0u && GLU) {
+            let o = swiglu(total.xyxy, total.zwzw);
+            store1(r, o.x);
+            store1(r + 1u, o.y);
+        } else if (lane == 0u) {
             store1(r, total.x);
             store1(r + 1u, total.y);
             store1(r + 2u, total.z);

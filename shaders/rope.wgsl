@@ -1,13 +1,14 @@
 // Rotary position embedding, in place on the query or key rows.
 //
 // Bindings:  0 params: StepParams (row t has position params.pos + t)
-//            1 x: [T, N_HEADS * HEAD_DIM] f32, rotated in place
+//            1 x: [T, ROW] f32 whose first N_HEADS * HEAD_DIM columns are rotated in place (the model
+//              rotates q's and k's heads together: they lead each row of its [T, q | k | v] buffer)
 //            2 inv_freq: [N_ROT / 2] f32, freq_scale * theta^(-2i / N_ROT) (made in float64 on the host)
 //            3 factors: [N_ROT / 2] f32, llama3's rope_freqs (ones when the model has none)
 // Formula:   angle = (pos + t) * inv_freq[i] / factors[i]; the pair (a, b) of rotation i becomes
 //            (a cos - b sin, a sin + b cos). Pairs are (2i, 2i+1), or (i, i + N_ROT/2) when NEOX;
 //            dims N_ROT.. of each head stay as they are.
-// Overrides: N_HEADS, HEAD_DIM, N_ROT, NEOX, WG
+// Overrides: N_HEADS, HEAD_DIM, N_ROT, NEOX, ROW (0: N_HEADS * HEAD_DIM), WG
 // Grid:      (ceil(N_ROT / 2 / WG), T): one invocation per rotation i of a token, for every head
 //            (one angle, one sin and cos, for N_HEADS pairs).
 
@@ -22,6 +23,7 @@ override N_HEADS: u32;
 override HEAD_DIM: u32;
 override N_ROT: u32;
 override NEOX: bool;
+override ROW: u32 = 0u;
 override WG: u32 = 64u;
 
 // (sin a, cos a) to ~1e-7 for any a >= 0 a position can make. Built-in sin and cos may be far
@@ -52,7 +54,7 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>) {
     let s = sc.x;
     let c = sc.y;
     for (var h = 0u; h < N_HEADS; h++) {
-        let base = (t * N_HEADS + h) * HEAD_DIM;
+        let base = t * select(ROW, N_HEADS * HEAD_DIM, ROW == 0u) + h * HEAD_DIM;
         let i0 = base + select(2u * i, i, NEOX);
         let i1 = base + select(2u * i + 1u, i + half, NEOX);
         let a = x[i0];

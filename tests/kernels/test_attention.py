@@ -22,7 +22,8 @@ def reference_attention(q, keys, values, pos, n_heads, n_kv_heads):
     return out
 
 
-def check_attention(gpu, kernels, rng, *, n_heads, n_kv_heads, head_dim, max_ctx, pos, n_tokens, rtol):
+def check_attention(gpu, kernels, rng, *, n_heads, n_kv_heads, head_dim, max_ctx, pos, n_tokens, rtol, packed=False):
+    """packed: q, k and v as the model holds them, one [T, q | k | v] buffer."""
     f16 = kernels.kv_f16
     kv_dim, max_tokens = n_kv_heads * head_dim, max(n_tokens, 4)
     store = np.float16 if f16 else np.float32
@@ -39,10 +40,19 @@ def check_attention(gpu, kernels, rng, *, n_heads, n_kv_heads, head_dim, max_ctx
     k = rng.standard_normal((max_tokens, kv_dim)).astype(np.float32)
     v = rng.standard_normal((max_tokens, kv_dim)).astype(np.float32)
     out = gpu.poisoned(q.nbytes)
-    ops = [
-        kernels.store_kv(gpu.upload(k), gpu.upload(v), k_cache, v_cache, kv_dim),
-        kernels.attention(gpu.upload(q), k_cache, v_cache, out, n_heads, n_kv_heads, head_dim, max_ctx, max_tokens),
-    ]
+    if packed:
+        q_dim = n_heads * head_dim
+        qkv = gpu.upload(np.concatenate([q, k, v], axis=1))
+        row = q_dim + 2 * kv_dim
+        ops = [
+            kernels.store_kv(qkv, qkv, k_cache, v_cache, kv_dim, src_row=row, k_col=q_dim, v_col=q_dim + kv_dim),
+            kernels.attention(qkv, k_cache, v_cache, out, n_heads, n_kv_heads, head_dim, max_ctx, max_tokens, row),
+        ]
+    else:
+        ops = [
+            kernels.store_kv(gpu.upload(k), gpu.upload(v), k_cache, v_cache, kv_dim),
+            kernels.attention(gpu.upload(q), k_cache, v_cache, out, n_heads, n_kv_heads, head_dim, max_ctx, max_tokens),
+        ]
     gpu.run(kernels, ops, n_tokens, pos=pos)
 
     rows = pos + n_tokens
@@ -90,6 +100,14 @@ def test_attention_long_context(gpu, kernels_for, rng, kv_f16):
     # Past 256 positions each scoring invocation loops; 9 heads over 3 KV heads of 64 dims (SmolLM2's).
     shape = dict(n_heads=9, n_kv_heads=3, head_dim=64, max_ctx=701)
     check_attention(gpu, kernels_for("scalar", kv_f16), rng, **shape, pos=690, n_tokens=3, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kv_f16", [False, True])
+@pytest.mark.parametrize("n_tokens,pos", [(1, 5), (6, 0)])
+def test_attention_over_a_packed_qkv_buffer(gpu, kernels_for, rng, kv_f16, n_tokens, pos):
+    shape = dict(n_heads=6, n_kv_heads=2, head_dim=16, max_ctx=17)
+    check_attention(gpu, kernels_for("scalar", kv_f16), rng, **shape, pos=pos, n_tokens=n_tokens, rtol=1e-5,
+                    packed=True)
 
 
 @pytest.mark.parametrize("n_heads,n_kv_heads", [(7, 7), (4, 1), (6, 2)])

@@ -74,13 +74,19 @@ def every_pipeline() -> list[dict]:
             k = K.Kernels(device, variant=variant, kv_f16=kv_f16)
             for wtype in sorted(K.SUPPORTED_WEIGHT_TYPES):
                 k.matmul(b, wtype, 64, 7, b, b, 9)
+                k.matmul(b, wtype, 64, 7, b, b, 9, glu=True)
+                k.matmul(b, wtype, 64, 7, b, FakeBuffer(64), 9, accumulate=True)
+                k.matmul(b, wtype, 64, 7, b, b, 9, y_stride=12, y_col=4)
                 k.embed(b, wtype, 64, b, b)
             k.matmul(b, K.F16, 36, 7, b, b, 9)  # a partial last block
             k.rmsnorm(b, b, FakeBuffer(64), 64, 1e-5)
             k.rmsnorm(b, b, FakeBuffer(64), 7, 1e-5)
             k.rope(b, 4, 16, 8, 10000.0, 0.5, True)
+            k.rope(b, 4, 16, 16, 10000.0, 1.0, False, row=96)
             k.store_kv(b, b, b, b, 32)
+            k.store_kv(b, b, b, b, 32, src_row=160, k_col=96, v_col=128)
             k.attention(b, b, b, FakeBuffer(64), 6, 2, 16, 33, 4)
+            k.attention(b, b, b, FakeBuffer(64), 6, 2, 16, 33, 4, q_row=160)
             for n in (64, 7):
                 k.silu_mul(b, FakeBuffer(64), FakeBuffer(64), n)
                 k.silu_mul(b, FakeBuffer(64), b, n)

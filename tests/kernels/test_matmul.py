@@ -119,3 +119,65 @@ def test_variant_choice(device):
     assert K.Kernels(NoSubgroups()).variant == "scalar"
     with pytest.raises(ValueError):
         K.Kernels(NoSubgroups(), variant="subgroup")
+
+
+def swiglu(g: np.ndarray, u: np.ndarray) -> np.ndarray:
+    return g / (1.0 + np.exp(-g)) * u
+
+
+def check_matmul_mode(gpu, kernels, rng, wtype, n_in, n_out, n_tokens, *, glu=False, accumulate=False, y_col=None):
+    """A fused product against numpy: GLU (gate and up rows stacked), accumulate (y +=), or columns
+    y_col.. of wider rows (the other columns stay poisoned)."""
+    raw, w = quantised(rng, wtype, 2 * n_out if glu else n_out, n_in)
+    max_tokens = n_tokens + 2
+    stride = n_out + 5 if y_col is not None else n_out
+    x = rng.standard_normal((max_tokens, n_in)).astype(np.float32)
+    if accumulate:
+        y0 = rng.standard_normal((max_tokens, stride)).astype(np.float32)
+        y = gpu.upload(y0)
+    else:
+        y0 = np.full((max_tokens, stride), np.nan, dtype=np.float32)
+        y = gpu.poisoned(y0.nbytes)
+    op = kernels.matmul(gpu.upload(raw), wtype, n_in, n_out, gpu.upload(x), y, max_tokens, glu=glu,
+                        accumulate=accumulate, y_stride=stride if y_col is not None else 0, y_col=y_col or 0)
+    gpu.run(kernels, op, n_tokens)
+    got = gpu.read(y, max_tokens * stride).reshape(max_tokens, stride)
+    product = x[:n_tokens].astype(np.float64) @ w.T
+    if glu:
+        product = swiglu(product[:, :n_out], product[:, n_out:])
+    cols = slice(y_col or 0, (y_col or 0) + n_out)
+    want = product + (y0[:n_tokens, cols] if accumulate else 0.0)
+    what = f"type {wtype} {n_in}->{n_out} T={n_tokens} glu={glu} accumulate={accumulate} y_col={y_col}"
+    assert_close(got[:n_tokens, cols], want, 1e-4, what)
+    untouched = np.ones(got.shape, dtype=bool)
+    untouched[:n_tokens, cols] = False
+    np.testing.assert_array_equal(got[untouched], y0[untouched], what)  # NaN == NaN here
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("wtype", [K.Q4_0, K.Q4_1, K.Q8_0, K.F16])
+@pytest.mark.parametrize("n_tokens", [1, 6])
+def test_matmul_glu(gpu, kernels_for, rng, variant, wtype, n_tokens):
+    for n_in, n_out in [(224, 33), (64, 3), (96, 130)]:
+        check_matmul_mode(gpu, kernels_for(variant), rng, wtype, n_in, n_out, n_tokens, glu=True)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("wtype", [K.Q4_1, K.Q8_0, K.F32])
+@pytest.mark.parametrize("n_tokens", [1, 5])
+def test_matmul_accumulate(gpu, kernels_for, rng, variant, wtype, n_tokens):
+    for n_in, n_out in [(224, 33), (96, 7)]:
+        check_matmul_mode(gpu, kernels_for(variant), rng, wtype, n_in, n_out, n_tokens, accumulate=True)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("n_tokens", [1, 7])
+def test_matmul_into_columns_of_wider_rows(gpu, kernels_for, rng, variant, n_tokens):
+    check_matmul_mode(gpu, kernels_for(variant), rng, K.Q4_1, 64, 19, n_tokens, y_col=3)
+    check_matmul_mode(gpu, kernels_for(variant), rng, K.Q8_0, 96, 9, n_tokens, y_col=0, accumulate=True)
+
+
+def test_accumulate_needs_a_distinct_y(gpu, kernels_for):
+    b = gpu.poisoned(64 * 4)
+    with pytest.raises(ValueError):
+        kernels_for("scalar").matmul(b, K.F32, 4, 4, b, b, 1, accumulate=True)

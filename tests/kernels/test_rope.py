@@ -10,19 +10,25 @@ from tests.reference import rope
 from .conftest import assert_close
 
 
-def check_rope(gpu, kernels, rng, *, n_heads, head_dim, n_rot, neox, pos, n_tokens, freq_scale, factors, rtol):
+def check_rope(gpu, kernels, rng, *, n_heads, head_dim, n_rot, neox, pos, n_tokens, freq_scale, factors, rtol,
+               extra=0):
+    """extra: rows carry this many more columns after the heads, which must stay as they are."""
     theta = 10000.0
-    x = rng.standard_normal((n_tokens, n_heads * head_dim)).astype(np.float32)
-    buffer = gpu.upload(x)
+    wide = rng.standard_normal((n_tokens, n_heads * head_dim + extra)).astype(np.float32)
+    x = wide[:, : n_heads * head_dim]
+    buffer = gpu.upload(wide)
     factor_buffer = None
     inv_freq = freq_scale * theta ** (-np.arange(0, n_rot, 2, dtype=np.float64) / n_rot)
     if factors:
         f = rng.uniform(1.0, 8.0, n_rot // 2).astype(np.float32)
         factor_buffer = gpu.upload(f)
         inv_freq = inv_freq / f.astype(np.float64)
-    op = kernels.rope(buffer, n_heads, head_dim, n_rot, theta, freq_scale, neox, factor_buffer)
+    row = n_heads * head_dim + extra if extra else 0
+    op = kernels.rope(buffer, n_heads, head_dim, n_rot, theta, freq_scale, neox, factor_buffer, row=row)
     gpu.run(kernels, op, n_tokens, pos=pos)
-    got = gpu.read(buffer, x.size).reshape(n_tokens, n_heads, head_dim)
+    got_wide = gpu.read(buffer, wide.size).reshape(wide.shape)
+    np.testing.assert_array_equal(got_wide[:, n_heads * head_dim :], wide[:, n_heads * head_dim :])
+    got = got_wide[:, : n_heads * head_dim].reshape(n_tokens, n_heads, head_dim)
     positions = np.arange(pos, pos + n_tokens, dtype=np.float64)
     want = rope(x.reshape(n_tokens, n_heads, head_dim).astype(np.float64), positions, inv_freq, neox)
     assert_close(got, want, rtol, f"neox={neox} n_rot={n_rot} pos={pos}")
@@ -81,4 +87,24 @@ def test_rope_far_positions(gpu, kernels_for, rng):
         freq_scale=1.0,
         factors=False,
         rtol=5e-3,
+    )
+
+
+@pytest.mark.parametrize("neox", [False, True])
+def test_rope_heads_leading_wider_rows(gpu, kernels_for, rng, neox):
+    # The model rotates q's and k's heads of its [T, q | k | v] rows in one dispatch.
+    check_rope(
+        gpu,
+        kernels_for("scalar"),
+        rng,
+        n_heads=5,
+        head_dim=16,
+        n_rot=16,
+        neox=neox,
+        pos=7,
+        n_tokens=4,
+        freq_scale=1.0,
+        factors=False,
+        rtol=1e-5,
+        extra=24,
     )

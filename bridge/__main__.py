@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from pathlib import Path
 
@@ -29,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)  # as Ctrl-C does
     token_file = args.token_file or default_token_file()
     hub = Hub()
     server = BridgeServer(hub, ensure_token(token_file), extension_origin(), args.port)
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     except PortTaken as e:
         print(f"bridge: {e.strerror}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         return 0
 
 

@@ -59,7 +59,7 @@ async def launch_browser(headless: bool = False) -> Browser:
     executable = next(filter(None, map(shutil.which, CHROMIUM)), None)
     if executable is None:
         raise FileNotFoundError(f"no Chromium found (looked for {', '.join(CHROMIUM)}): apt-get install chromium")
-    extension = build_if_needed()
+    extension = await asyncio.to_thread(build_if_needed)  # the bridge keeps answering meanwhile
     profile = Path(tempfile.mkdtemp(prefix="hearth-chromium-"))
     headless = headless or not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     args = [executable, *FLAGS, f"--user-data-dir={profile}", f"--disable-extensions-except={extension}",

@@ -354,6 +354,8 @@ async def _read_body(conn: _Connection, headers: Headers) -> bytes:
             await asyncio.wait_for(conn.http.readexactly(int(length[0])), HEAD_TIMEOUT)
         raise ApiError(413, f"a request body may hold at most {MAX_REQUEST_BYTES} bytes, this one has {length[0]}",
                        code="request_too_large")  # fmt: skip
+    if headers.get("Expect", "").lower() == "100-continue":  # curl asks so before bodies over 1 KiB
+        conn.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     return await asyncio.wait_for(conn.http.readexactly(int(length[0])), HEAD_TIMEOUT)
 
 

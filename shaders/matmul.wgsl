@@ -61,23 +61,51 @@ fn wrow(r: u32, j: u32, n: u32) -> u32 {
     return min(r + j % h, N_OUT - 1u) + (j / h) * N_OUT;
 }
 
+fn clamp_row(row: u32) -> u32 { return min(row, select(N_OUT, 2u * N_OUT, GLU) - 1u); }
+
+fn is_quant() -> bool { return WTYPE == Q4_0 || WTYPE == Q4_1 || WTYPE == Q8_0; }
+
 // Block b of a row: full blocks, or the zero-padded last one of an F32/F16 row.
 fn weights(row: u32, b: u32) -> array<vec4<f32>, 8> {
-    var q = dequant_block(min(row, select(N_OUT, 2u * N_OUT, GLU) - 1u), b);
+    var q = dequant_block(clamp_row(row), b);
     if (N_IN % 32u != 0u) {
         for (var i = 0u; i < 8u; i++) { q[i] = select(vec4<f32>(0.0), q[i], b * 8u + i < N_IN / 4u); }
     }
     return q;
 }
 
-fn row_dot(row: u32, b: u32, xs: array<vec4<f32>, 8>) -> f32 {
+// The sum of a block of x (per token for a tile): quantised blocks add m * sum(x) once.
+fn block_sum(xs: array<vec4<f32>, 8>) -> f32 {
+    return dot((xs[0] + xs[1]) + (xs[2] + xs[3]) + (xs[4] + xs[5]) + (xs[6] + xs[7]), vec4<f32>(1.0));
+}
+
+fn tile_sum(xs: array<mat4x4<f32>, 8>) -> vec4<f32> {
+    let s = (xs[0] + xs[1]) + (xs[2] + xs[3]) + (xs[4] + xs[5]) + (xs[6] + xs[7]);
+    return vec4<f32>(1.0) * s;
+}
+
+fn row_dot(row: u32, b: u32, xs: array<vec4<f32>, 8>, xsum: f32) -> f32 {
+    if (is_quant()) {
+        let p = quant_parts(clamp_row(row), b);
+        let q = p.q;
+        let s = dot(q[0], xs[0]) + dot(q[1], xs[1]) + dot(q[2], xs[2]) + dot(q[3], xs[3])
+            + dot(q[4], xs[4]) + dot(q[5], xs[5]) + dot(q[6], xs[6]) + dot(q[7], xs[7]);
+        return p.d * s + p.m * xsum;
+    }
     let q = weights(row, b);
     return dot(q[0], xs[0]) + dot(q[1], xs[1]) + dot(q[2], xs[2]) + dot(q[3], xs[3])
         + dot(q[4], xs[4]) + dot(q[5], xs[5]) + dot(q[6], xs[6]) + dot(q[7], xs[7]);
 }
 
 // Column c of each matrix is token c of the tile: q * X gives the 4 tokens' dot products at once.
-fn row_tile(row: u32, b: u32, xs: array<mat4x4<f32>, 8>) -> vec4<f32> {
+fn row_tile(row: u32, b: u32, xs: array<mat4x4<f32>, 8>, xsum: vec4<f32>) -> vec4<f32> {
+    if (is_quant()) {
+        let p = quant_parts(clamp_row(row), b);
+        let q = p.q;
+        let s = q[0] * xs[0] + q[1] * xs[1] + q[2] * xs[2] + q[3] * xs[3]
+            + q[4] * xs[4] + q[5] * xs[5] + q[6] * xs[6] + q[7] * xs[7];
+        return p.d * s + p.m * xsum;
+    }
     let q = weights(row, b);
     return q[0] * xs[0] + q[1] * xs[1] + q[2] * xs[2] + q[3] * xs[3]
         + q[4] * xs[4] + q[5] * xs[5] + q[6] * xs[6] + q[7] * xs[7];
@@ -127,14 +155,15 @@ fn matvec(
     var a4 = 0.0; var a5 = 0.0; var a6 = 0.0; var a7 = 0.0;
     for (var b = 0u; b < (N_IN + 31u) / 32u; b++) {
         let xs = x_block(0u, b);
-        a0 += row_dot(wrow(r, 0u, MV_ROWS), b, xs);
-        a1 += row_dot(wrow(r, 1u, MV_ROWS), b, xs);
-        a2 += row_dot(wrow(r, 2u, MV_ROWS), b, xs);
-        a3 += row_dot(wrow(r, 3u, MV_ROWS), b, xs);
-        a4 += row_dot(wrow(r, 4u, MV_ROWS), b, xs);
-        a5 += row_dot(wrow(r, 5u, MV_ROWS), b, xs);
-        a6 += row_dot(wrow(r, 6u, MV_ROWS), b, xs);
-        a7 += row_dot(wrow(r, 7u, MV_ROWS), b, xs);
+        let xsum = block_sum(xs);
+        a0 += row_dot(wrow(r, 0u, MV_ROWS), b, xs, xsum);
+        a1 += row_dot(wrow(r, 1u, MV_ROWS), b, xs, xsum);
+        a2 += row_dot(wrow(r, 2u, MV_ROWS), b, xs, xsum);
+        a3 += row_dot(wrow(r, 3u, MV_ROWS), b, xs, xsum);
+        a4 += row_dot(wrow(r, 4u, MV_ROWS), b, xs, xsum);
+        a5 += row_dot(wrow(r, 5u, MV_ROWS), b, xs, xsum);
+        a6 += row_dot(wrow(r, 6u, MV_ROWS), b, xs, xsum);
+        a7 += row_dot(wrow(r, 7u, MV_ROWS), b, xs, xsum);
     }
     if (GLU) {
         let o = swiglu(vec4<f32>(a0, a1, a2, a3), vec4<f32>(a4, a5, a6, a7));
@@ -161,22 +190,23 @@ fn matmul(
     var a12 = vec4<f32>(0.0); var a13 = vec4<f32>(0.0); var a14 = vec4<f32>(0.0); var a15 = vec4<f32>(0.0);
     for (var b = 0u; b < (N_IN + 31u) / 32u; b++) {
         let xs = x_tile(t0, nt, b);
-        a0 += row_tile(wrow(r, 0u, MM_ROWS), b, xs);
-        a1 += row_tile(wrow(r, 1u, MM_ROWS), b, xs);
-        a2 += row_tile(wrow(r, 2u, MM_ROWS), b, xs);
-        a3 += row_tile(wrow(r, 3u, MM_ROWS), b, xs);
-        a4 += row_tile(wrow(r, 4u, MM_ROWS), b, xs);
-        a5 += row_tile(wrow(r, 5u, MM_ROWS), b, xs);
-        a6 += row_tile(wrow(r, 6u, MM_ROWS), b, xs);
-        a7 += row_tile(wrow(r, 7u, MM_ROWS), b, xs);
-        a8 += row_tile(wrow(r, 8u, MM_ROWS), b, xs);
-        a9 += row_tile(wrow(r, 9u, MM_ROWS), b, xs);
-        a10 += row_tile(wrow(r, 10u, MM_ROWS), b, xs);
-        a11 += row_tile(wrow(r, 11u, MM_ROWS), b, xs);
-        a12 += row_tile(wrow(r, 12u, MM_ROWS), b, xs);
-        a13 += row_tile(wrow(r, 13u, MM_ROWS), b, xs);
-        a14 += row_tile(wrow(r, 14u, MM_ROWS), b, xs);
-        a15 += row_tile(wrow(r, 15u, MM_ROWS), b, xs);
+        let xsum = tile_sum(xs);
+        a0 += row_tile(wrow(r, 0u, MM_ROWS), b, xs, xsum);
+        a1 += row_tile(wrow(r, 1u, MM_ROWS), b, xs, xsum);
+        a2 += row_tile(wrow(r, 2u, MM_ROWS), b, xs, xsum);
+        a3 += row_tile(wrow(r, 3u, MM_ROWS), b, xs, xsum);
+        a4 += row_tile(wrow(r, 4u, MM_ROWS), b, xs, xsum);
+        a5 += row_tile(wrow(r, 5u, MM_ROWS), b, xs, xsum);
+        a6 += row_tile(wrow(r, 6u, MM_ROWS), b, xs, xsum);
+        a7 += row_tile(wrow(r, 7u, MM_ROWS), b, xs, xsum);
+        a8 += row_tile(wrow(r, 8u, MM_ROWS), b, xs, xsum);
+        a9 += row_tile(wrow(r, 9u, MM_ROWS), b, xs, xsum);
+        a10 += row_tile(wrow(r, 10u, MM_ROWS), b, xs, xsum);
+        a11 += row_tile(wrow(r, 11u, MM_ROWS), b, xs, xsum);
+        a12 += row_tile(wrow(r, 12u, MM_ROWS), b, xs, xsum);
+        a13 += row_tile(wrow(r, 13u, MM_ROWS), b, xs, xsum);
+        a14 += row_tile(wrow(r, 14u, MM_ROWS), b, xs, xsum);
+        a15 += row_tile(wrow(r, 15u, MM_ROWS), b, xs, xsum);
     }
     if (GLU) {
         store_tile(r, t0, nt, swiglu(a0, a8)); store_tile(r + 1u, t0, nt, swiglu(a1, a9));

@@ -37,8 +37,9 @@ fn matvec_subgroup(
         var acc = vec4<f32>(0.0);
         for (var b = lane; b < (N_IN + 31u) / 32u; b += sg) {
             let xs = x_block(0u, b);
-            acc += vec4<f32>(row_dot(wrow(r, 0u, 4u), b, xs), row_dot(wrow(r, 1u, 4u), b, xs),
-                             row_dot(wrow(r, 2u, 4u), b, xs), row_dot(wrow(r, 3u, 4u), b, xs));
+            let xsum = block_sum(xs);
+            acc += vec4<f32>(row_dot(wrow(r, 0u, 4u), b, xs, xsum), row_dot(wrow(r, 1u, 4u), b, xs, xsum),
+                             row_dot(wrow(r, 2u, 4u), b, xs, xsum), row_dot(wrow(r, 3u, 4u), b, xs, xsum));
         }
         let total = subgroupAdd(acc);
         if (lane == 0u && GLU) {

@@ -69,6 +69,18 @@ fn dequant_block(row: u32, b: u32) -> array<vec4<f32>, 8> {
 }
 
 fn quant_block(row: u32, b: u32) -> array<vec4<f32>, 8> {
+    let p = quant_parts(row, b);
+    return array<vec4<f32>, 8>(
+        p.d * p.q[0] + p.m, p.d * p.q[1] + p.m, p.d * p.q[2] + p.m, p.d * p.q[3] + p.m,
+        p.d * p.q[4] + p.m, p.d * p.q[5] + p.m, p.d * p.q[6] + p.m, p.d * p.q[7] + p.m,
+    );
+}
+
+// A block as its integer quants and scales: weight i = d * q[i] + m (m = -8d for Q4_0, 0 for Q8_0).
+// Products take d and m out of the sum (d * (q . x) + m * sum(x)): two multiplies a block, not 32.
+struct QuantParts { q: array<vec4<f32>, 8>, d: f32, m: f32 }
+
+fn quant_parts(row: u32, b: u32) -> QuantParts {
     switch WTYPE {
         case Q4_0: { return q4_block(row * row_bytes() + b * 18u); }
         case Q4_1: { return q4_block(row * row_bytes() + b * 20u); }
@@ -100,7 +112,7 @@ fn f16_block(e: u32) -> array<vec4<f32>, 8> {
 }
 
 // Q4_0 / Q4_1 block at byte offset o (even): two 16-byte loads cover it wherever it starts.
-fn q4_block(o: u32) -> array<vec4<f32>, 8> {
+fn q4_block(o: u32) -> QuantParts {
     let m = o & 15u;
     var a = w[o >> 4u];
     var b = w[(o >> 4u) + 1u];
@@ -125,16 +137,15 @@ fn q4_block(o: u32) -> array<vec4<f32>, 8> {
         mn = -8.0 * d;
         q = select(half_shift(a, b), shl1(a, b), odd);
     }
-    return array<vec4<f32>, 8>(
-        d * nibbles(q.x, false) + mn, d * nibbles(q.y, false) + mn,
-        d * nibbles(q.z, false) + mn, d * nibbles(q.w, false) + mn,
-        d * nibbles(q.x, true) + mn, d * nibbles(q.y, true) + mn,
-        d * nibbles(q.z, true) + mn, d * nibbles(q.w, true) + mn,
+    let quants = array<vec4<f32>, 8>(
+        nibbles(q.x, false), nibbles(q.y, false), nibbles(q.z, false), nibbles(q.w, false),
+        nibbles(q.x, true), nibbles(q.y, true), nibbles(q.z, true), nibbles(q.w, true),
     );
+    return QuantParts(quants, d, mn);
 }
 
 // Q8_0 block at byte offset o (even): three 16-byte loads cover its 34 bytes wherever it starts.
-fn q8_0_block(o: u32) -> array<vec4<f32>, 8> {
+fn q8_0_block(o: u32) -> QuantParts {
     let m = o & 15u;
     var a = w[o >> 4u];
     var b = w[(o >> 4u) + 1u];
@@ -151,12 +162,11 @@ fn q8_0_block(o: u32) -> array<vec4<f32>, 8> {
     let d = unpack2x16float(select(a.x, a.x >> 16u, odd)).x;
     let q0 = select(half_shift(a, b), shl1(a, b), odd);
     let q1 = select(half_shift(b, c), shl1(b, c), odd);
-    return array<vec4<f32>, 8>(
-        d * int8s(q0.x), d * int8s(q0.y),
-        d * int8s(q0.z), d * int8s(q0.w),
-        d * int8s(q1.x), d * int8s(q1.y),
-        d * int8s(q1.z), d * int8s(q1.w),
+    let quants = array<vec4<f32>, 8>(
+        int8s(q0.x), int8s(q0.y), int8s(q0.z), int8s(q0.w),
+        int8s(q1.x), int8s(q1.y), int8s(q1.z), int8s(q1.w),
     );
+    return QuantParts(quants, d, 0.0);
 }
 
 // Elements 4j..4j+3 of row `row`, one at a time: for F32/F16 blocks and tails, and for embed.

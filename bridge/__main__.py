@@ -26,6 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--launch-browser", action="store_true",
                         help="build the extension if needed and start Chromium with it (a fresh profile)")  # fmt: skip
     parser.add_argument("--headless", action="store_true", help="with --launch-browser: no window")
+    parser.add_argument("--ask", metavar="TEXT",
+                        help="once the model is ready, ask TEXT through the bridge (greedy) and print the answer "
+                             "as it streams; then keep serving")  # fmt: skip
     return parser
 
 
@@ -52,12 +55,35 @@ async def _serve(args: argparse.Namespace) -> int:
             browser = await launch_browser(headless=args.headless)
         else:
             print("waiting for the Hearth extension to connect (Ctrl-C to stop)", file=sys.stderr)
+        if args.ask:
+            await _ask(hub, server, args.ask)
         await asyncio.Future()  # serve until interrupted
     finally:
         if browser is not None:
             await browser.stop()
         await server.close()
     return 0
+
+
+async def _ask(hub: Hub, server: BridgeServer, text: str) -> None:
+    """One sample request through the bridge's own websocket, as any script would send it."""
+    from .client import APIError, AsyncClient
+
+    print("waiting for the model (the extension loads it once)...", file=sys.stderr)
+    while (provider := hub.active()) is None or provider.info is None:
+        await asyncio.sleep(0.2)
+    print(f"asking {provider.name}: {text}", file=sys.stderr)
+    messages = [{"role": "user", "content": text}]
+    try:
+        async with AsyncClient(f"ws://127.0.0.1:{server.port}", token=server.token) as client:
+            stream = await client.chat.completions.create(model=hub.model_name(), messages=messages, temperature=0,
+                                                          max_tokens=128, stream=True)  # fmt: skip
+            async for chunk in stream:
+                print(chunk.choices[0].delta.content or "", end="", flush=True)
+        print(flush=True)
+    except APIError as e:
+        print(f"\nbridge: the sample request failed: {e}", file=sys.stderr)
+    print("serving until Ctrl-C", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -50,23 +49,12 @@ class ApiError(Exception):
 # ---------------------------------------------------------------- requests
 
 
-def parse_request(data: bytes | str | dict[str, Any]) -> ChatCompletionRequest:
-    """A validated request from JSON text or already-decoded data; ApiError names what is wrong."""
-    if isinstance(data, bytes | str):
-        data = parse_json(data)
+def parse_request(body: bytes | str) -> ChatCompletionRequest:
+    """A validated request from a JSON body; ApiError names what is wrong (bad JSON included)."""
     try:
-        request = ChatCompletionRequest.model_validate(data, strict=True)
+        return ChatCompletionRequest.model_validate_json(body)
     except ValidationError as e:
         raise validation_error(e) from None
-    return request
-
-
-def parse_json(data: bytes | str) -> Any:
-    """Decoded JSON, or ApiError(400, invalid_json)."""
-    try:
-        return json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise ApiError(400, f"the body is not valid JSON: {e}", code="invalid_json") from None
 
 
 def validation_error(error: ValidationError, skip: int = 0, what: str = "body") -> ApiError:

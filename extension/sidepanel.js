@@ -319,11 +319,12 @@ function wire() {
   }
   $("n_ctx").addEventListener("change", async () => {
     const n_ctx = Math.round(num($("n_ctx").value) || DEFAULT_N_CTX);
-    await chrome.storage.local.set({ engine: { n_ctx } });
     if (state.active) finish({ error: "Stopped: the model is reloading." });
     $("load").hidden = false;
     $("alert").hidden = true;
+    $("speed").textContent = "";
     document.body.dataset.state = "loading";
+    await chrome.storage.local.set({ engine: { n_ctx } });
     send("reload");
   });
   $("settings-reset").addEventListener("click", () => {

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from .conftest import ARTIFACTS, N_CTX, NETLOGS, audit, host_of
+from .conftest import ARTIFACTS, LOAD_TIMEOUT_MS, N_CTX, NETLOGS, audit, host_of
 
 GREEDY = {"temperature": 0, "max_tokens": 12}
 
@@ -236,6 +236,13 @@ def test_hostile_model_output_is_shown_as_text_and_never_runs(panel, site):
     assert "/pixel.png" not in site.requests  # markdown images are not fetched
     assert not errors
     panel.screenshot("hostile-output.png")
+
+
+def test_changing_the_context_size_reloads_the_model(panel):
+    for n_ctx in (N_CTX + 64, N_CTX):  # and back, for whatever runs next
+        panel.settings(n_ctx=n_ctx)
+        panel.page.wait_for_selector("body[data-state=ready]", timeout=LOAD_TIMEOUT_MS)
+        assert f"{n_ctx}-token context" in panel.page.inner_text("#speed")
 
 
 @pytest.mark.last

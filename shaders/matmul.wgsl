@@ -75,11 +75,15 @@ fn weights(row: u32, b: u32) -> array<vec4<f32>, 8> {
 }
 
 // The sum of a block of x (per token for a tile): quantised blocks add m * sum(x) once.
+fn has_offset() -> bool { return WTYPE == Q4_0 || WTYPE == Q4_1; }  // Q8_0's m is 0
+
 fn block_sum(xs: array<vec4<f32>, 8>) -> f32 {
+    if (!has_offset()) { return 0.0; }
     return dot((xs[0] + xs[1]) + (xs[2] + xs[3]) + (xs[4] + xs[5]) + (xs[6] + xs[7]), vec4<f32>(1.0));
 }
 
 fn tile_sum(xs: array<mat4x4<f32>, 8>) -> vec4<f32> {
+    if (!has_offset()) { return vec4<f32>(0.0); }
     let s = (xs[0] + xs[1]) + (xs[2] + xs[3]) + (xs[4] + xs[5]) + (xs[6] + xs[7]);
     return vec4<f32>(1.0) * s;
 }
@@ -90,6 +94,7 @@ fn row_dot(row: u32, b: u32, xs: array<vec4<f32>, 8>, xsum: f32) -> f32 {
         let q = p.q;
         let s = dot(q[0], xs[0]) + dot(q[1], xs[1]) + dot(q[2], xs[2]) + dot(q[3], xs[3])
             + dot(q[4], xs[4]) + dot(q[5], xs[5]) + dot(q[6], xs[6]) + dot(q[7], xs[7]);
+        if (!has_offset()) { return p.d * s; }
         return p.d * s + p.m * xsum;
     }
     let q = weights(row, b);
@@ -104,6 +109,7 @@ fn row_tile(row: u32, b: u32, xs: array<mat4x4<f32>, 8>, xsum: vec4<f32>) -> vec
         let q = p.q;
         let s = q[0] * xs[0] + q[1] * xs[1] + q[2] * xs[2] + q[3] * xs[3]
             + q[4] * xs[4] + q[5] * xs[5] + q[6] * xs[6] + q[7] * xs[7];
+        if (!has_offset()) { return p.d * s; }
         return p.d * s + p.m * xsum;
     }
     let q = weights(row, b);

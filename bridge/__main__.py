@@ -34,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
 
 async def _serve(args: argparse.Namespace) -> int:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)  # as Ctrl-C does
+    if args.launch_browser and args.port != DEFAULT_PORT:
+        print(f"bridge: the extension connects to port {DEFAULT_PORT} only: --launch-browser needs that port",
+              file=sys.stderr)  # fmt: skip
+        return 2
     token_file = args.token_file or default_token_file()
     hub = Hub()
     server = BridgeServer(hub, ensure_token(token_file), extension_origin(), args.port)
@@ -53,6 +57,8 @@ async def _serve(args: argparse.Namespace) -> int:
             from .launch import launch_browser
 
             browser = await launch_browser(headless=args.headless)
+        elif server.port != DEFAULT_PORT:
+            print(f"(the extension connects to port {DEFAULT_PORT} only: here only --native serves)", file=sys.stderr)
         else:
             print("waiting for the Hearth extension to connect (Ctrl-C to stop)", file=sys.stderr)
         if args.ask:

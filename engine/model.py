@@ -140,7 +140,7 @@ class Model:
     def _qkv_ops(self, wqkv: tuple) -> dict:
         """qkv[t] = (wq | wk | wv) xb[t]: one product over the stacked weights, or one per weight."""
         c, k, T = self.config, self.kernels, self.max_batch
-        if len(wqkv) == 2:  # (buffer, type)
+        if isinstance(wqkv[1], int):  # (buffer, type), not ((buffer, type), ...)
             return {"qkv": k.matmul(*wqkv, c.dim, self.qkv_dim, self.xb, self.qkv, T)}
         cols = (0, c.q_dim, c.q_dim + c.kv_dim)
         return {
@@ -151,7 +151,7 @@ class Model:
     def _gate_up_ops(self, w_gate_up: tuple) -> dict:
         """hb = silu(w_gate xb) * (w_up xb): one GLU product over the stacked weights, or three ops."""
         c, k, T = self.config, self.kernels, self.max_batch
-        if len(w_gate_up) == 2:  # (buffer, type)
+        if isinstance(w_gate_up[1], int):  # (buffer, type), not ((buffer, type), (buffer, type))
             return {"gate_up": k.matmul(*w_gate_up, c.dim, c.ffn_dim, self.xb, self.hb, T, glu=True)}
         (wg, tg), (wu, tu) = w_gate_up
         if self.hb2 is None:

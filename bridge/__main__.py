@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .hub import Hub
+from .hub import Hub, Provider
 from .security import default_token_file, ensure_token, extension_origin
 from .server import DEFAULT_PORT, BridgeServer, PortTaken
+
+if TYPE_CHECKING:
+    from .launch import Browser
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,7 +30,10 @@ def _parser() -> argparse.ArgumentParser:
                              "~/.config/hearth/bridge-token)")  # fmt: skip
     parser.add_argument("--launch-browser", action="store_true",
                         help="build the extension if needed and start Chromium with it (a fresh profile)")  # fmt: skip
-    parser.add_argument("--headless", action="store_true", help="with --launch-browser: no window")
+    parser.add_argument("--headless", action="store_true",
+                        help="with --launch-browser: no window (the default where there is no display)")  # fmt: skip
+    parser.add_argument("--extension", type=Path, metavar="DIR",
+                        help="with --launch-browser: this built extension instead of dist/extension")  # fmt: skip
     parser.add_argument("--ask", metavar="TEXT",
                         help="once the model is ready, ask TEXT through the bridge (greedy) and print the answer "
                              "as it streams; then keep serving")  # fmt: skip
@@ -56,13 +64,14 @@ async def _serve(args: argparse.Namespace) -> int:
         if args.launch_browser:
             from .launch import launch_browser
 
-            browser = await launch_browser(headless=args.headless)
+            browser = await launch_browser(headless=args.headless, extension=args.extension)
+            asyncio.create_task(_open_chat_when_ready(hub, browser))
         elif server.port != DEFAULT_PORT:
             print(f"(the extension connects to port {DEFAULT_PORT} only: here only --native serves)", file=sys.stderr)
         else:
             print("waiting for the Hearth extension to connect (Ctrl-C to stop)", file=sys.stderr)
         if args.ask:
-            await _ask(hub, server, args.ask)
+            await _ask(hub, server, args.ask, browser)
         await asyncio.Future()  # serve until interrupted
     finally:
         if browser is not None:
@@ -71,13 +80,29 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _ask(hub: Hub, server: BridgeServer, text: str) -> None:
+async def _ready_provider(hub: Hub, browser: Browser | None) -> Provider | None:
+    """The provider once it has said which model it serves; None if the launched browser exits first."""
+    while (provider := hub.active()) is None or provider.info is None:
+        if browser is not None and browser.process.returncode is not None:
+            print(f"bridge: Chromium exited (status {browser.process.returncode}) before the extension connected",
+                  file=sys.stderr)  # fmt: skip
+            return None
+        await asyncio.sleep(0.2)
+    return provider
+
+
+async def _open_chat_when_ready(hub: Hub, browser: Browser) -> None:
+    if await _ready_provider(hub, browser) is not None:
+        await browser.open_chat()
+
+
+async def _ask(hub: Hub, server: BridgeServer, text: str, browser: Browser | None) -> None:
     """One sample request through the bridge's own websocket, as any script would send it."""
     from .client import APIError, AsyncClient
 
     print("waiting for the model (the extension loads it once)...", file=sys.stderr)
-    while (provider := hub.active()) is None or provider.info is None:
-        await asyncio.sleep(0.2)
+    if (provider := await _ready_provider(hub, browser)) is None:
+        return
     print(f"asking {provider.name}: {text}", file=sys.stderr)
     messages = [{"role": "user", "content": text}]
     try:
@@ -98,6 +123,12 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_serve(args))
     except PortTaken as e:
         print(f"bridge: {e.strerror}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:  # --launch-browser: no Chromium, or no built extension
+        print(f"bridge: {e}", file=sys.stderr)
+        return 2
+    except subprocess.CalledProcessError:  # build.py said why on stderr
+        print("bridge: building the extension failed (see above)", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, asyncio.CancelledError):
         return 0

@@ -1,8 +1,10 @@
 """`python -m bridge --launch-browser`: build the extension if needed and start Chromium with it.
 
 A fresh profile, the WebGPU flags the browser tests use (shared/DESIGN.md), headless where there is no
-display. Chromium opens the extension's panel as its first tab, which makes the service worker start the
-offscreen document: that loads the model and connects to the bridge as its provider.
+display. The extension's service worker finds the bridge already listening when it is installed and starts the
+offscreen document, which loads the model and connects to the bridge as its provider. The chat page is not a
+start URL: Chromium opens start URLs before it registers a command-line extension, and blocks them
+(ERR_BLOCKED_BY_CLIENT); with a window, `open_chat` opens it once the extension has connected.
 """
 
 from __future__ import annotations
@@ -29,6 +31,18 @@ FLAGS = ["--disable-background-networking", "--disable-component-update", "--dis
 class Browser:
     process: asyncio.subprocess.Process
     profile: Path
+    executable: str
+    headless: bool
+
+    async def open_chat(self) -> None:
+        """The chat page in a tab of the running browser (a second invocation on the same profile hands its
+        URL to the first); nothing headless, where no one would see it."""
+        if self.headless or self.process.returncode is not None:
+            return
+        opener = await asyncio.create_subprocess_exec(
+            self.executable, f"--user-data-dir={self.profile}", f"chrome-extension://{extension_id()}/sidepanel.html",
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        await opener.wait()
 
     async def stop(self) -> None:
         if self.process.returncode is None:
@@ -54,12 +68,16 @@ def _files(path: Path):
     return [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
 
 
-async def launch_browser(headless: bool = False) -> Browser:
-    """Chromium with only the Hearth extension, on a throwaway profile."""
+async def launch_browser(headless: bool = False, extension: Path | None = None) -> Browser:
+    """Chromium with only the Hearth extension (`extension`, else dist/extension built when stale), on a
+    throwaway profile."""
     executable = next(filter(None, map(shutil.which, CHROMIUM)), None)
     if executable is None:
         raise FileNotFoundError(f"no Chromium found (looked for {', '.join(CHROMIUM)}): apt-get install chromium")
-    extension = await asyncio.to_thread(build_if_needed)  # the bridge keeps answering meanwhile
+    if extension is None:
+        extension = await asyncio.to_thread(build_if_needed)  # the bridge keeps answering meanwhile
+    elif not (extension / "manifest.json").is_file():
+        raise FileNotFoundError(f"{extension} is not a built extension (no manifest.json): run build.py --out DIR")
     profile = Path(tempfile.mkdtemp(prefix="hearth-chromium-"))
     headless = headless or not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     args = [executable, *FLAGS, f"--user-data-dir={profile}", f"--disable-extensions-except={extension}",
@@ -68,8 +86,7 @@ async def launch_browser(headless: bool = False) -> Browser:
         args.append("--headless=new")
     if os.geteuid() == 0:
         args.append("--no-sandbox")  # Chromium refuses to run as root with its sandbox
-    args.append(f"chrome-extension://{extension_id()}/sidepanel.html")
     process = await asyncio.create_subprocess_exec(*args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     print(f"Chromium started ({'headless' if headless else 'with a window'}); the extension loads the model "
           "and connects by itself", file=sys.stderr)  # fmt: skip
-    return Browser(process, profile)
+    return Browser(process, profile, executable, headless)

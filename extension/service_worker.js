@@ -7,6 +7,7 @@
 
 const OFFSCREEN_URL = "offscreen.html";
 const MENU = { page: "hearth-summarize-page", selection: "hearth-summarize-selection" };
+const BRIDGE_MODELS = "http://127.0.0.1:8741/v1/models"; // bridge.server.DEFAULT_PORT, as in bridge_link.js
 
 let creating = null; // one createDocument at a time: a second call would fail
 
@@ -31,7 +32,21 @@ chrome.runtime.onInstalled.addListener(() => {
     chrome.contextMenus.create({ id: MENU.page, title: "Summarize page", contexts: ["page"] });
     chrome.contextMenus.create({ id: MENU.selection, title: "Summarize selection", contexts: ["selection"] });
   });
+  serveWaitingBridge();
 });
+chrome.runtime.onStartup.addListener(serveWaitingBridge);
+
+// A local bridge (`python -m bridge`) already listening when the browser starts gets its model at once; otherwise
+// the offscreen document, which is what connects to the bridge, would start only when the panel first opens.
+// The probe is one request to 127.0.0.1: when nothing listens, nothing is loaded.
+async function serveWaitingBridge() {
+  try {
+    await fetch(BRIDGE_MODELS, { signal: AbortSignal.timeout(3000) });
+  } catch {
+    return; // no bridge: the model loads when the panel asks for it
+  }
+  await ensureOffscreen().catch((error) => reportError(null, error));
+}
 
 chrome.sidePanel.setPanelBehavior({ openPanelOnActionClick: true }).catch(() => {});
 

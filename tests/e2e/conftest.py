@@ -40,14 +40,22 @@ ANSWER_TIMEOUT_MS = 240_000
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "e2e: browser tests of the extension (Chromium + Playwright)")
+    config.addinivalue_line("markers", "first: runs before the other browser tests (it needs no other browser running)")
     config.addinivalue_line("markers", "last: runs after every other test (it audits the whole session)")
 
 
 def pytest_collection_modifyitems(config, items):
+    here = Path(__file__).parent
     for item in items:
-        if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
+        if Path(str(item.fspath)).is_relative_to(here):
             item.add_marker(pytest.mark.e2e)
-    items.sort(key=lambda item: item.get_closest_marker("last") is not None)  # stable: others keep their order
+
+    def place(item) -> int:  # the other tests, then the browser tests with `first` and `last` at their ends
+        if item.get_closest_marker("e2e") is None:
+            return 0
+        return 1 if item.get_closest_marker("first") else 3 if item.get_closest_marker("last") else 2
+
+    items.sort(key=place)  # stable: the others keep their order
 
 
 # ---------------------------------------------------------------- the extension and a local site

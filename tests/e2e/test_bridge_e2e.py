@@ -25,7 +25,9 @@ MAX_TOKENS = 12
 
 
 @pytest.fixture(scope="module")
-def bridge(tmp_path_factory):
+def bridge(browser, tmp_path_factory):
+    # After the browser: its service worker looks for a bridge once, when installed, and would start the engine
+    # before the session's small context is set.
     try:
         running = BridgeThread(tmp_path_factory.mktemp("bridge") / "token", port=DEFAULT_PORT)
     except OSError as e:

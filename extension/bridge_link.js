@@ -3,7 +3,9 @@
 // The bridge sends engine/host.py's own input messages (chat, stop); engine.host.SharedClient gives the
 // bridge its share of the same Host the side panel uses, so the model stays loaded once.
 // The bridge knows this document by its Origin (chrome-extension://<id>), which web pages cannot forge.
-const BRIDGE_URL = "ws://127.0.0.1:8741"; // bridge.server.DEFAULT_PORT
+// Its port is a panel setting that the service worker passes in this document's URL.
+const BRIDGE_PORT = Number(new URLSearchParams(location.search).get("bridge_port")) || 8741; // DEFAULT_PORT
+const BRIDGE_URL = `ws://127.0.0.1:${BRIDGE_PORT}`;
 const BACKOFF_MS = [250, 500, 1000, 2000, 4000]; // then 4 s between tries, for as long as it takes
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -7,7 +7,7 @@
 
 const OFFSCREEN_URL = "offscreen.html";
 const MENU = { page: "hearth-summarize-page", selection: "hearth-summarize-selection" };
-const BRIDGE_MODELS = "http://127.0.0.1:8741/v1/models"; // bridge.server.DEFAULT_PORT, as in bridge_link.js
+const DEFAULT_BRIDGE_PORT = 8741; // bridge.server.DEFAULT_PORT; the panel's settings may change it
 
 let creating = null; // one createDocument at a time: a second call would fail
 
@@ -15,8 +15,8 @@ async function ensureOffscreen() {
   const contexts = await chrome.runtime.getContexts({ contextTypes: ["OFFSCREEN_DOCUMENT"] });
   if (contexts.length) return;
   // The engine's settings travel in the URL: the offscreen document cannot read chrome.storage.
-  const { engine } = await chrome.storage.local.get("engine");
-  const query = new URLSearchParams({ n_ctx: String(engine?.n_ctx ?? 2048) });
+  const engine = await engineSettings();
+  const query = new URLSearchParams({ n_ctx: String(engine.n_ctx ?? 2048), bridge_port: String(engine.bridge_port) });
   creating ??= chrome.offscreen
     .createDocument({
       url: `${OFFSCREEN_URL}?${query}`,
@@ -25,6 +25,11 @@ async function ensureOffscreen() {
     })
     .finally(() => (creating = null));
   await creating;
+}
+
+async function engineSettings() {
+  const { engine } = await chrome.storage.local.get("engine");
+  return { bridge_port: DEFAULT_BRIDGE_PORT, ...engine };
 }
 
 chrome.runtime.onInstalled.addListener(() => {
@@ -40,8 +45,9 @@ chrome.runtime.onStartup.addListener(serveWaitingBridge);
 // the offscreen document, which is what connects to the bridge, would start only when the panel first opens.
 // The probe is one request to 127.0.0.1: when nothing listens, nothing is loaded.
 async function serveWaitingBridge() {
+  const { bridge_port } = await engineSettings();
   try {
-    await fetch(BRIDGE_MODELS, { signal: AbortSignal.timeout(3000) });
+    await fetch(`http://127.0.0.1:${bridge_port}/v1/models`, { signal: AbortSignal.timeout(3000) });
   } catch {
     return; // no bridge: the model loads when the panel asks for it
   }

@@ -8,7 +8,7 @@ const DEFAULTS = { system: "You are a helpful assistant.", temperature: 0.7, top
                    max_tokens: 512, seed: null };
 const STAGES = { start: "Starting the engine", pyodide: "Starting Python (Pyodide)", packages: "Installing packages",
                  download: "Reading the model", gpu: "Opening WebGPU", weights: "Uploading weights to the GPU" };
-const DEFAULT_N_CTX = 2048;
+const ENGINE_DEFAULTS = { n_ctx: 2048, bridge_port: 8741 }; // settings that take a model reload
 const openedAt = performance.now();
 
 const state = {
@@ -272,10 +272,30 @@ async function restore() {
   state.currentId = stored.currentId in state.conversations ? stored.currentId : null;
   current();
   for (const key of Object.keys(DEFAULTS)) $(key).value = state.settings[key] ?? "";
-  $("n_ctx").value = stored.engine?.n_ctx ?? DEFAULT_N_CTX;
+  for (const key of Object.keys(ENGINE_DEFAULTS)) $(key).value = stored.engine?.[key] ?? ENGINE_DEFAULTS[key];
 }
 
 const num = (value) => (value === "" || value === null ? null : Number(value));
+
+// The engine's own settings reach the offscreen document in its URL: a change starts a fresh one.
+// A value out of its input's range keeps the one in use.
+async function reloadEngine() {
+  const { engine: before } = await chrome.storage.local.get("engine");
+  const engine = { ...ENGINE_DEFAULTS, ...before };
+  for (const key of Object.keys(ENGINE_DEFAULTS)) {
+    const value = Math.round(num($(key).value) ?? NaN);
+    if (value >= Number($(key).min) && value <= Number($(key).max)) engine[key] = value;
+    $(key).value = engine[key];
+  }
+  if (Object.keys(ENGINE_DEFAULTS).every((key) => engine[key] === (before ?? ENGINE_DEFAULTS)[key])) return;
+  if (state.active) finish({ error: "Stopped: the model is reloading." });
+  $("load").hidden = false;
+  $("alert").hidden = true;
+  $("speed").textContent = "";
+  document.body.dataset.state = "loading";
+  await chrome.storage.local.set({ engine });
+  send("reload");
+}
 
 // ---------------------------------------------------------------- wiring
 
@@ -317,16 +337,7 @@ function wire() {
       save();
     });
   }
-  $("n_ctx").addEventListener("change", async () => {
-    const n_ctx = Math.round(num($("n_ctx").value) || DEFAULT_N_CTX);
-    if (state.active) finish({ error: "Stopped: the model is reloading." });
-    $("load").hidden = false;
-    $("alert").hidden = true;
-    $("speed").textContent = "";
-    document.body.dataset.state = "loading";
-    await chrome.storage.local.set({ engine: { n_ctx } });
-    send("reload");
-  });
+  for (const key of Object.keys(ENGINE_DEFAULTS)) $(key).addEventListener("change", reloadEngine);
   $("settings-reset").addEventListener("click", () => {
     state.settings = { ...DEFAULTS };
     for (const key of Object.keys(DEFAULTS)) $(key).value = state.settings[key] ?? "";

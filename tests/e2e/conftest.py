@@ -12,6 +12,7 @@ import functools
 import http.server
 import json
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -40,22 +41,14 @@ ANSWER_TIMEOUT_MS = 240_000
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "e2e: browser tests of the extension (Chromium + Playwright)")
-    config.addinivalue_line("markers", "first: runs before the other browser tests (it needs no other browser running)")
     config.addinivalue_line("markers", "last: runs after every other test (it audits the whole session)")
 
 
 def pytest_collection_modifyitems(config, items):
-    here = Path(__file__).parent
     for item in items:
-        if Path(str(item.fspath)).is_relative_to(here):
+        if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
             item.add_marker(pytest.mark.e2e)
-
-    def place(item) -> int:  # the other tests, then the browser tests with `first` and `last` at their ends
-        if item.get_closest_marker("e2e") is None:
-            return 0
-        return 1 if item.get_closest_marker("first") else 3 if item.get_closest_marker("last") else 2
-
-    items.sort(key=place)  # stable: the others keep their order
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)  # stable: others keep their order
 
 
 # ---------------------------------------------------------------- the extension and a local site
@@ -110,6 +103,7 @@ class Browser:
     extension_id: str
     worker: object
     netlog: Path
+    bridge_port: int = 8741  # the extension's setting (bridge.server.DEFAULT_PORT unless changed)
 
     def url(self, page: str) -> str:
         return f"chrome-extension://{self.extension_id}/{page}"
@@ -145,11 +139,19 @@ def launch(playwright, extension: Path, tmp: Path, webgpu: bool = True) -> Brows
     return Browser(context, worker.url.split("/")[2], worker, netlog)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def browser(playwright, extension, tmp_path_factory):
     b = launch(playwright, extension, tmp_path_factory.mktemp("chromium"))
-    # A small context before the engine starts (the worker passes it to the offscreen document).
-    b.worker.evaluate("n => chrome.storage.local.set({engine: {n_ctx: n}})", N_CTX)
+    # A small context before the engine starts (the worker passes it to the offscreen document), and a bridge
+    # port of the session's own, so the browser tests leave the default port to `python -m bridge`.
+    b.bridge_port = free_port()
+    b.worker.evaluate("e => chrome.storage.local.set({engine: e})", {"n_ctx": N_CTX, "bridge_port": b.bridge_port})
     yield b
     b.context.close()
 

@@ -1,7 +1,8 @@
 """The bridge end to end: a Python client -> bridge -> the extension's offscreen document -> a streamed answer.
 
-The bridge runs on its default port, the one extension/bridge_link.js connects to; the offscreen document
-finds it within its back-off (at most 4 s). Greedy answers must be the native engine's, token for token;
+The bridge runs on the port the session's browser has in its extension settings (the panel's "Bridge port",
+which the service worker passes to the offscreen document); the document finds it within its back-off
+(at most 4 s). Greedy answers must be the native engine's, token for token;
 a document that dies mid-answer must fail the client's stream within 2 s, and the next request succeeds
 once the document is back. A page on 127.0.0.1 cannot open a websocket to the bridge.
 """
@@ -15,10 +16,9 @@ import time
 import pytest
 
 import bridge as hearth_bridge
-from bridge.server import DEFAULT_PORT
 from tests.bridge.harness import BridgeThread
 
-from .conftest import LOAD_TIMEOUT_MS, N_CTX
+from .conftest import LOAD_TIMEOUT_MS, N_CTX, free_port
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 MAX_TOKENS = 12
@@ -26,12 +26,8 @@ MAX_TOKENS = 12
 
 @pytest.fixture(scope="module")
 def bridge(browser, tmp_path_factory):
-    # After the browser: its service worker looks for a bridge once, when installed, and would start the engine
-    # before the session's small context is set.
-    try:
-        running = BridgeThread(tmp_path_factory.mktemp("bridge") / "token", port=DEFAULT_PORT)
-    except OSError as e:
-        pytest.fail(f"the bridge's default port {DEFAULT_PORT} is taken: {e}", pytrace=False)
+    """A bridge on the port set in the session browser's extension (see conftest.browser)."""
+    running = BridgeThread(tmp_path_factory.mktemp("bridge") / "token", port=browser.bridge_port)
     yield running
     running.close()
 
@@ -100,6 +96,31 @@ def test_a_dying_document_fails_the_stream_fast_and_the_next_request_succeeds(br
         assert answer.choices[0].message.content and answer.usage.completion_tokens >= 1
 
 
+def test_the_panels_bridge_port_moves_the_extension_to_another_bridge(bridge, browser, panel, tmp_path):
+    other = BridgeThread(tmp_path / "token", port=free_port())
+    try:
+        panel.settings(bridge_port=other.server.port)  # reloads the model, then connects there
+        panel.page.wait_for_selector("body[data-state=ready]", timeout=LOAD_TIMEOUT_MS)
+        wait_for_provider(other)
+        assert bridge.hub.active() is None, "the extension still serves the old port"
+        with hearth_bridge.Client(other.url, token_file=other.token_file) as client:
+            answer = client.chat.completions.create(model="hearth", messages=MESSAGES, temperature=0, max_tokens=4)
+        assert answer.choices[0].message.content
+
+        panel.settings(bridge_port=80)  # out of range (1024-65535): the port in use stays, nothing reloads
+        kept = "p => document.querySelector('#bridge_port').value === p"
+        panel.page.wait_for_function(kept, arg=str(other.server.port))
+        assert panel.page.get_attribute("body", "data-state") == "ready"
+        assert other.hub.active() is not None
+    finally:
+        panel.settings(bridge_port=bridge.server.port)  # back, for what runs next
+        panel.page.wait_for_selector("body[data-state=ready]", timeout=LOAD_TIMEOUT_MS)
+        other.close()
+    wait_for_provider(bridge)
+    assert browser.worker.evaluate("chrome.storage.local.get('engine')")["engine"] == {
+        "n_ctx": N_CTX, "bridge_port": bridge.server.port}  # fmt: skip
+
+
 def test_a_page_on_127_0_0_1_cannot_open_the_bridge(bridge, browser, site):
     page = browser.context.new_page()
     page.goto(site.url("article.html"))
@@ -110,7 +131,7 @@ def test_a_page_on_127_0_0_1_cannot_open_the_bridge(bridge, browser, site):
             ws.onerror = () => resolve("refused");
             setTimeout(() => resolve("timeout"), 5000);
         })""",
-        f"ws://127.0.0.1:{DEFAULT_PORT}",
+        bridge.url,
     )
     page.close()
     assert outcome == "refused"

@@ -3,8 +3,7 @@
 The bridge starts, launches Chromium with the built extension on a throwaway profile, the extension finds the
 bridge by itself (no page is opened), the sample question is answered through the bridge and printed as it
 streams, and the bridge keeps serving other scripts until it is stopped, taking its browser down with it.
-It runs before the other browser tests (marker `first`): they keep a browser whose extension would otherwise
-answer this bridge's port as well.
+It needs the default port free (the session's browser tests use a port of their own).
 """
 
 from __future__ import annotations
@@ -68,7 +67,6 @@ def launched_browsers() -> list[int]:
     return pids
 
 
-@pytest.mark.first
 def test_one_command_serves_the_browser_model_until_stopped(extension, tmp_path):
     token_file = tmp_path / "token"
     command = [sys.executable, "-m", "bridge", "--launch-browser", "--headless", "--extension", str(extension),

@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
 async def _serve(args: argparse.Namespace) -> int:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)  # as Ctrl-C does
     if args.launch_browser and args.port != DEFAULT_PORT:
-        print(f"bridge: the extension connects to port {DEFAULT_PORT} only: --launch-browser needs that port",
+        print(f"bridge: a freshly installed extension connects to port {DEFAULT_PORT}: --launch-browser needs it",
               file=sys.stderr)  # fmt: skip
         return 2
     token_file = args.token_file or default_token_file()
@@ -67,7 +67,8 @@ async def _serve(args: argparse.Namespace) -> int:
             browser = await launch_browser(headless=args.headless, extension=args.extension)
             asyncio.create_task(_open_chat_when_ready(hub, browser))
         elif server.port != DEFAULT_PORT:
-            print(f"(the extension connects to port {DEFAULT_PORT} only: here only --native serves)", file=sys.stderr)
+            print(f"waiting for the Hearth extension: set its panel's Settings > Bridge port to {server.port}",
+                  file=sys.stderr)  # fmt: skip
         else:
             print("waiting for the Hearth extension to connect (Ctrl-C to stop)", file=sys.stderr)
         if args.ask:

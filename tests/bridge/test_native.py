@@ -115,3 +115,20 @@ def test_cli_says_when_the_port_is_taken(native, tmp_path):
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert run.returncode == 2
     assert f"port {native.server.port} on 127.0.0.1 is taken" in run.stderr
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--port", "0"], "--launch-browser needs it"),  # a fresh extension looks on the default port
+        (["--port", "0", "--extension", "/nonexistent"], "--launch-browser needs it"),
+        (["--port", "8741", "--extension", "/nonexistent"], "/nonexistent is not a built extension"),
+    ],
+)
+def test_cli_launch_errors_are_one_line(tmp_path, args, says):
+    env = {**os.environ, "HEARTH_BRIDGE_TOKEN_FILE": str(tmp_path / "token")}
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    run = subprocess.run([sys.executable, "-m", "bridge", "--launch-browser", *args], env=env, cwd=root,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    assert says in run.stderr and "Traceback" not in run.stderr

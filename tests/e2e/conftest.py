@@ -126,14 +126,15 @@ def playwright():
 NETLOGS: list[Path] = []  # every browser's network log, for the audit at the end
 
 
-def launch(playwright, extension: Path, tmp: Path, webgpu: bool = True) -> Browser:
-    """Chromium with only our extension, a fresh profile and a network log."""
+def launch(playwright, extension: Path, tmp: Path, webgpu: bool = True, profile: Path | None = None) -> Browser:
+    """Chromium with only our extension, a profile (fresh unless given) and a network log in `tmp`."""
     netlog = tmp / "netlog.json"
     NETLOGS.append(netlog)
     args = FLAGS + OFFLINE + (WEBGPU if webgpu else []) + [
         f"--disable-extensions-except={extension}", f"--load-extension={extension}", f"--log-net-log={netlog}"]
     context = playwright.chromium.launch_persistent_context(
-        str(tmp / "profile"), executable_path=CHROMIUM, headless=True, args=args, viewport={"width": 480, "height": 720}
+        str(profile or tmp / "profile"), executable_path=CHROMIUM, headless=True, args=args,
+        viewport={"width": 480, "height": 720},
     )
     worker = context.service_workers[0] if context.service_workers else context.wait_for_event("serviceworker")
     return Browser(context, worker.url.split("/")[2], worker, netlog)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from .conftest import ARTIFACTS, LOAD_TIMEOUT_MS, N_CTX, NETLOGS, audit, host_of
+from .conftest import ARTIFACTS, LOAD_TIMEOUT_MS, N_CTX, NETLOGS, Panel, audit, free_port, host_of, launch
 
 GREEDY = {"temperature": 0, "max_tokens": 12}
 
@@ -121,6 +121,30 @@ def test_history_survives_closing_and_reopening_the_panel(panel):
     assert panel.page.locator("#history option").count() == conversations + 1
     panel.page.select_option("#history", before["id"])  # and back to the earlier one
     assert "What is the capital of France?" in panel.page.inner_text("#messages")
+
+
+def test_history_and_settings_survive_a_browser_restart(playwright, extension, tmp_path):
+    profile = tmp_path / "profile"
+    first = launch(playwright, extension, tmp_path / "first", profile=profile)
+    first.worker.evaluate("e => chrome.storage.local.set({engine: e})", {"n_ctx": N_CTX, "bridge_port": free_port()})
+    panel = Panel(first)
+    panel.settings(temperature=0, max_tokens=6, system="Answer in one word.")
+    panel.ask("Name a colour.")
+    answer = panel.wait_answer()["text"]
+    asked = panel.conversation()
+    first.context.close()
+
+    second = launch(playwright, extension, tmp_path / "second", profile=profile)
+    try:
+        page = second.open_panel()
+        page.locator(".message.assistant").first.wait_for(timeout=30_000)
+        shown = page.inner_text("#messages")
+        assert "Name a colour." in shown and answer.strip() in shown
+        assert page.input_value("#history") == asked["id"]
+        assert [page.input_value(f"#{key}") for key in ("temperature", "max_tokens", "system", "n_ctx")] == [
+            "0", "6", "Answer in one word.", str(N_CTX)]  # fmt: skip
+    finally:
+        second.context.close()
 
 
 def _click_menu(browser, url: str, menu: str) -> None:

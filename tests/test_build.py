@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 import subprocess
 import sys
 import zipfile
@@ -51,6 +52,19 @@ def test_the_extension_holds_what_the_offscreen_document_loads(built_twice):
     assert not [n for n in names if "__pycache__" in n]
     # One progress line per step on stderr.
     assert [line for line in log.splitlines() if line.startswith("build: [")][-1].startswith("build: [6/6]")
+
+
+def test_every_icon_the_manifest_names_is_an_rgba_png_of_its_size(built_twice):
+    out = built_twice[0][0]
+    manifest = json.loads((out / "manifest.json").read_text())
+    icons = list(manifest["icons"].items()) + list(manifest["action"]["default_icon"].items())
+    assert {size for size, _ in icons} >= {"16", "32", "48", "128"}
+    for size, path in icons:
+        data = (out / path).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", path
+        width, height, bit_depth, color_type = struct.unpack(">IIBB", data[16:26])
+        assert (width, height) == (int(size), int(size)), path
+        assert (bit_depth, color_type) == (8, 6), f"{path}: want 8-bit RGBA (colour type 6), got {color_type}"
 
 
 def test_markupsafe_wheel_is_pure_and_imports(built_twice, tmp_path):

@@ -22,8 +22,10 @@ def _prompt_ids(engine: Engine, n: int) -> list[int]:
     return engine.tokenizer.encode(words)[:n]
 
 
-async def bench_engine(path, n_prompt: int, n_decode: int) -> tuple[float, float, str]:
+async def bench_engine(path, n_prompt: int, n_decode: int, ignore_eos: bool = False) -> tuple[float, float, str]:
     engine = await Engine.load(path, n_ctx=n_prompt + n_decode + 8)
+    if ignore_eos:  # made-up weights (synthetic_model.py) would end at a random step
+        engine.tokenizer.eog_ids = frozenset()
     ids = _prompt_ids(engine, n_prompt)
     await engine.generate(ids, SamplingOptions(temperature=0, max_tokens=2)).__anext__()  # warm the pipelines
     engine._cached = []  # start cold so prefill runs in full

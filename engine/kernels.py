@@ -163,6 +163,9 @@ class Kernels:
     def rmsnorm(self, x, weight, out, n: int, eps: float) -> Op:
         """out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight; out must not be x."""
         _distinct(x, out, "rmsnorm's out")
+        if self.variant == "subgroup":  # a GPU: a workgroup per row
+            return Op(self._step("rmsnorm.wgsl", "rmsnorm_rows", {"N": n, "EPS": eps}, [x, weight, out],
+                                 lambda t: (t, 1, 1)))  # fmt: skip
         c, entry = {"N": n, "EPS": eps, "WG": self.wg}, "rmsnorm4" if n % 4 == 0 else "rmsnorm"
         return Op(self._step("rmsnorm.wgsl", entry, c, [x, weight, out], lambda t: (cdiv(t, self.wg), 1, 1)))
 

@@ -7,9 +7,11 @@
 // Formula:   out[t, i] = x[t, i] / sqrt(mean_i(x[t, i]^2) + EPS) * weight[i]
 // Overrides: N, EPS, WG
 // Entry points: rmsnorm4 reads and writes vec4 (N % 4 == 0: CPU adapters pay per load, so 4x
-//   fewer loads), rmsnorm any N.
-// Grid:      (ceil(T / WG), 1, 1): one invocation per row, barrier-free (rows are short: a few
-//            thousand elements; CPU adapters would pay more for a shared-memory reduction).
+//   fewer loads), rmsnorm any N; both give a row to one invocation, barrier-free (rows are a few
+//   thousand elements; CPU adapters would pay more for a shared-memory reduction).
+//   rmsnorm_rows gives a row to a workgroup of ROW_WG that reduces in workgroup memory: on a GPU one
+//   invocation walking a row is a chain of dependent loads (~50 us for N = 576 on an H100).
+// Grid:      (ceil(T / WG), 1, 1) for rmsnorm and rmsnorm4; (T, 1, 1) for rmsnorm_rows.
 
 struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 
@@ -24,6 +26,9 @@ struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 override N: u32;
 override EPS: f32;
 override WG: u32 = 64u;
+const ROW_WG: u32 = 128u; // a power of two (the tree reduction halves it)
+
+var<workgroup> partial: array<f32, ROW_WG>;
 
 @compute @workgroup_size(WG)
 fn rmsnorm(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -45,4 +50,21 @@ fn rmsnorm4(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var i = 0u; i < N / 4u; i++) { s += x4[base + i] * x4[base + i]; }
     let scale = inverseSqrt((s.x + s.y + s.z + s.w) / f32(N) + EPS);
     for (var i = 0u; i < N / 4u; i++) { out4[base + i] = x4[base + i] * scale * weight4[i]; }
+}
+
+@compute @workgroup_size(ROW_WG)
+fn rmsnorm_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let t = wid.x; // the same for the whole workgroup: returning early keeps the barriers uniform
+    if (t >= params.n_tokens) { return; }
+    let base = t * N;
+    var s = 0.0;
+    for (var i = li; i < N; i += ROW_WG) { s += x[base + i] * x[base + i]; }
+    partial[li] = s;
+    workgroupBarrier();
+    for (var half = ROW_WG / 2u; half > 0u; half /= 2u) {
+        if (li < half) { partial[li] += partial[li + half]; }
+        workgroupBarrier();
+    }
+    let scale = inverseSqrt(partial[0] / f32(N) + EPS);
+    for (var i = li; i < N; i += ROW_WG) { out[base + i] = x[base + i] * scale * weight[i]; }
 }

@@ -12,8 +12,9 @@ from .conftest import assert_close
 
 @pytest.mark.parametrize("n", [1, 7, 33, 576, 4099])
 @pytest.mark.parametrize("n_tokens", [1, 3, 9])
-def test_rmsnorm(gpu, kernels_for, rng, n, n_tokens):
-    kernels = kernels_for("scalar")
+@pytest.mark.parametrize("variant", ["scalar", "subgroup"])
+def test_rmsnorm(gpu, kernels_for, rng, n, n_tokens, variant):
+    kernels = kernels_for(variant)
     max_tokens, eps = 9, 1e-5
     x = (rng.standard_normal((max_tokens, n)) * rng.uniform(0.1, 10, (max_tokens, 1))).astype(np.float32)
     weight = rng.standard_normal(n).astype(np.float32)

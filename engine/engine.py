@@ -1,7 +1,9 @@
 """The engine: load a model once, then turn chat messages into a stream of tokens and text.
 
 Generation is an async generator because the browser has no blocking GPU calls: each step records
-the forward pass (and sampling dispatches), submits it, and awaits one small read-back.
+the forward pass (and sampling dispatches), submits it, and awaits one small read-back. Greedy steps
+run one ahead: the GPU feeds each argmax to the next step itself, so the host records step k+1 while
+the GPU computes step k.
 """
 
 from __future__ import annotations
@@ -120,35 +122,75 @@ class Engine:
         options.validate()
         tok, model = self.tokenizer, self.model
         await self.prefill(prompt_ids)
-        sampler = Sampler(options)
         stops = StopMatcher(options.stop)
         decoder = tok.stream_decoder()
-        history = list(prompt_ids)
-        pending: list[int] = []  # the token sampled last, to run in the same submit as the next sampling
-        for _ in range(options.max_tokens):
-            token = await self._next_token(pending, sampler, options, history)
-            if token in tok.eog_ids:
-                yield Chunk(token, stops.flush() + decoder.flush(), "stop")
-                return
-            history.append(token)
-            text, stopped = stops.feed(decoder.feed(token))
-            if stopped:
-                yield Chunk(token, text, "stop")
-                return
-            if model.n_past + 1 >= model.n_ctx:
-                yield Chunk(token, text + stops.feed(decoder.flush())[0] + stops.flush(), "length")
-                return
-            yield Chunk(token, text)
-            pending = [token]
+        penalties = options.repetition_penalty != 1.0 or options.presence_penalty or options.frequency_penalty
+        if options.greedy and not penalties:
+            tokens = self._greedy_ahead(options.max_tokens)
+        else:
+            tokens = self._one_by_one(list(prompt_ids), options, penalties)
+        try:
+            async for token in tokens:
+                if token in tok.eog_ids:
+                    yield Chunk(token, stops.flush() + decoder.flush(), "stop")
+                    return
+                text, stopped = stops.feed(decoder.feed(token))
+                if stopped:
+                    yield Chunk(token, text, "stop")
+                    return
+                if len(self._cached) + 1 >= model.n_ctx:  # no room to run this token
+                    yield Chunk(token, text + stops.feed(decoder.flush())[0] + stops.flush(), "length")
+                    return
+                yield Chunk(token, text)
+        finally:
+            await tokens.aclose()  # a step run ahead is rolled back
         yield Chunk(None, stops.feed(decoder.flush())[0] + stops.flush(), "length")
 
+    async def _greedy_ahead(self, max_tokens: int) -> AsyncIterator[int]:
+        """Greedy tokens, the GPU one step ahead of the host: step k+1 (its input copied on the GPU from
+        step k's argmax) is recorded and submitted before step k's token is read back, so recording
+        overlaps the GPU's work. When the consumer stops, the step run ahead is forgotten."""
+        model, device = self.model, self.model.device
+        rec = device.recorder()
+        model.op_argmax.record(rec, 1)  # the first token, from the prefill's logits
+        device.submit(rec)
+        reading = device.start_read(model.token_out, 0, 4)
+        try:
+            for produced in range(1, max_tokens + 1):
+                ahead = None
+                if produced < max_tokens and model.n_past + 1 < model.n_ctx:
+                    rec = device.recorder()
+                    model.forward_sampled(rec)
+                    model.op_argmax.record(rec, 1)
+                    device.submit(rec)
+                    ahead = device.start_read(model.token_out, 0, 4)
+                current, reading = reading, ahead
+                token = (await current).cast("I")[0]
+                yield token
+                if ahead is None:
+                    return
+                self._cached.append(token)  # asked for more: the step run ahead ran this token
+        finally:
+            model.rewind(len(self._cached))
+            if reading is not None:
+                await reading  # frees its staging buffer
+
+    async def _one_by_one(self, history: list[int], options: SamplingOptions, penalties: bool) -> AsyncIterator[int]:
+        """Tokens sampled on the host, or greedy with penalties on the history: each step needs the last."""
+        sampler = Sampler(options)
+        pending: list[int] = []  # the token sampled last, to run in the same submit as the next sampling
+        for _ in range(options.max_tokens):
+            token = await self._next_token(pending, sampler, options, history, penalties)
+            yield token
+            history.append(token)
+            pending = [token]
+
     async def _next_token(
-        self, pending: list[int], sampler: Sampler, options: SamplingOptions, history: list[int]
+        self, pending: list[int], sampler: Sampler, options: SamplingOptions, history: list[int], penalties: bool
     ) -> int:
         """Run `pending` tokens, then sample from the logits: argmax on the GPU when greedy, else on the
         host. One submit and one read-back a step."""
         model = self.model
-        penalties = options.repetition_penalty != 1.0 or options.presence_penalty or options.frequency_penalty
         counts = penalty_counts(history, options.penalty_last_n) if penalties else []
         rec = model.device.recorder()
         if pending:

@@ -176,14 +176,31 @@ class Model:
         """Run `tokens` (at most max_batch) at positions n_past.. and leave the last row's logits in
         `self.logits` (every row's in `self.logits_all` if asked). Records into `recorder` if given,
         so the caller can append sampling dispatches before one submit; returns the recorder."""
-        T, c = len(tokens), self.config
+        T = len(tokens)
         if not 0 < T <= self.max_batch:
             raise ValueError(f"forward takes 1..{self.max_batch} tokens, got {T}")
+        self._check_room(T)
+        self.device.write_buffer(self.ids, _u32_bytes(tokens))
+        rec = recorder or self.device.recorder()
+        self._record_forward(T, rec, all_logits)
+        if recorder is None:
+            self.device.submit(rec)
+        return rec
+
+    def forward_sampled(self, recorder) -> None:
+        """Record one step whose token is the one the last argmax left in `token_out`, copied on the GPU:
+        the host need not have read it back yet (the engine runs one step ahead of its read-backs)."""
+        self._check_room(1)
+        recorder.copy(self.token_out, 0, self.ids, 0, 4)
+        self._record_forward(1, recorder, all_logits=False)
+
+    def _check_room(self, T: int) -> None:
         if self.n_past + T > self.n_ctx:
             raise ContextTooLong(f"the context holds {self.n_ctx} tokens; this step needs {self.n_past + T}")
-        self.device.write_buffer(self.ids, _u32_bytes(tokens))
+
+    def _record_forward(self, T: int, rec, all_logits: bool) -> None:
+        c = self.config
         self.kernels.set_step(self.n_past, T)
-        rec = recorder or self.device.recorder()
         self.op_embed.record(rec, T)
         for layer in self.layers:
             for name in self._LAYER_ORDER:
@@ -197,9 +214,6 @@ class Model:
         rec.copy(self.xb, (T - 1) * c.dim * 4, self.x_last, 0, c.dim * 4)
         self.op_logits.record(rec, 1)
         self.n_past += T
-        if recorder is None:
-            self.device.submit(rec)
-        return rec
 
     def _all_logits_op(self):
         if self.logits_all is None:

@@ -103,3 +103,46 @@ def test_greedy_with_penalties_over_the_whole_history(engine, event_loop_session
     ids = [c.token_id for c in penalized if c.token_id is not None]
     assert len(ids) > 1
     assert ids != [c.token_id for c in plain if c.token_id is not None], "a strong penalty must change the text"
+
+
+def _ids(chunks) -> list[int]:
+    return [c.token_id for c in chunks if c.token_id is not None]
+
+
+def test_greedy_run_ahead_is_rolled_back_wherever_the_answer_ends(engine, event_loop_session):
+    """Greedy decoding runs one step ahead on the GPU; every way an answer ends leaves the cache holding
+    exactly the prompt and the tokens that were run, and the next request continues as if never stopped."""
+    loop, prompt = event_loop_session, engine.chat_prompt([{"role": "user", "content": "Count from one to ten."}])
+    whole = _collect(loop, engine.generate(prompt, SamplingOptions(temperature=0, max_tokens=12)))
+    assert engine.model.n_past == len(engine._cached)
+    assert [c.finish_reason for c in whole][-1] == "length" and len(_ids(whole)) == 12
+
+    async def first(n: int) -> list[int]:  # a client that leaves after n tokens
+        stream, got = engine.generate(prompt, SamplingOptions(temperature=0, max_tokens=12)), []
+        async for chunk in stream:
+            got.append(chunk.token_id)
+            if len(got) == n:
+                break
+        await stream.aclose()
+        return got
+
+    head = loop.run_until_complete(first(5))
+    assert head == _ids(whole)[:5]
+    assert engine.model.n_past == len(engine._cached) == len(prompt) + 4  # the 5th token was never run
+    rest = _collect(loop, engine.generate(prompt + head, SamplingOptions(temperature=0, max_tokens=7)))
+    assert head + _ids(rest) == _ids(whole)
+
+    stop = engine.tokenizer.decode(_ids(whole)[6:8])
+    stopped = _collect(loop, engine.generate(prompt, SamplingOptions(temperature=0, max_tokens=12, stop=(stop,))))
+    assert stopped[-1].finish_reason == "stop" and engine.model.n_past == len(engine._cached)
+
+
+def test_greedy_answer_ends_at_the_context(event_loop_session, model_gguf):
+    from engine.engine import Engine
+
+    small = event_loop_session.run_until_complete(Engine.load(gguf=model_gguf, n_ctx=48))
+    prompt = small.chat_prompt([{"role": "user", "content": "Tell me a long story about the sea."}])
+    chunks = _collect(event_loop_session, small.generate(prompt, SamplingOptions(temperature=0, max_tokens=100)))
+    assert chunks[-1].finish_reason == "length"
+    assert len(prompt) + len(_ids(chunks)) == 48  # every position used, none past the end
+    assert small.model.n_past == len(small._cached) == 47  # the last token is never run

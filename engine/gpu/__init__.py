@@ -8,6 +8,7 @@ browser has no blocking GPU calls.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -77,6 +78,10 @@ class Device(Protocol):
 
     async def read_buffer(self, buffer: Buffer, offset: int = 0, size: int | None = None) -> memoryview:
         """Copy a range of `buffer` back to the host once the GPU has finished with it."""
+
+    def start_read(self, buffer: Buffer, offset: int = 0, size: int | None = None) -> Awaitable[memoryview]:
+        """Submit the copy-back of a range of `buffer` now (later submits may then overwrite it); await
+        the result when it is needed. Every started read must be awaited: that frees its staging buffer."""
 
 
 class GpuUnavailable(RuntimeError):

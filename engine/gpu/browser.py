@@ -56,7 +56,7 @@ class BrowserDevice:
 
     def __init__(self, adapter, device, info: AdapterInfo):
         self.adapter, self.device, self.info = adapter, device, info
-        self._readback = None
+        self._staging_free = []  # map-readable buffers no read is using
 
     def create_buffer(self, size, role=STORAGE, label=""):
         return self.device.createBuffer(_js({"size": _round4(max(size, 4)), "usage": _USAGE[role], "label": label}))
@@ -94,21 +94,34 @@ class BrowserDevice:
         self.device.queue.submit(_js([recorder.finish()]))
 
     async def read_buffer(self, buffer, offset=0, size=None):
+        return await self.start_read(buffer, offset, size)
+
+    def start_read(self, buffer, offset=0, size=None):
         size = buffer.size - offset if size is None else size
         padded = _round4(size)
-        if self._readback is None or self._readback.size < padded:
-            descriptor = {"size": max(padded, 1 << 16), "usage": _MAP_READ | _COPY_DST}
-            self._readback = self.device.createBuffer(_js(descriptor))
-        staging = self._readback
+        staging = self._staging(padded)
         encoder = self.device.createCommandEncoder()
         encoder.copyBufferToBuffer(buffer, offset, staging, 0, padded)
         self.device.queue.submit(_js([encoder.finish()]))
-        await staging.mapAsync(_MAP_READ, 0, padded)
-        try:
-            # One bulk copy out of the mapped range: never element by element through the FFI.
-            return memoryview(js.Uint8Array.new(staging.getMappedRange(0, padded)).to_bytes())[:size]
-        finally:
-            staging.unmap()
+        mapped = staging.mapAsync(_MAP_READ, 0, padded)
+
+        async def result() -> memoryview:
+            try:
+                await mapped
+                # One bulk copy out of the mapped range: never element by element through the FFI.
+                return memoryview(js.Uint8Array.new(staging.getMappedRange(0, padded)).to_bytes())[:size]
+            finally:
+                staging.unmap()
+                self._staging_free.append(staging)
+
+        return result()
+
+    def _staging(self, size: int):
+        """A map-readable buffer of at least `size` bytes that no read in flight is using."""
+        for i, staging in enumerate(self._staging_free):
+            if staging.size >= size:
+                return self._staging_free.pop(i)
+        return self.device.createBuffer(_js({"size": max(size, 1 << 16), "usage": _MAP_READ | _COPY_DST}))
 
 
 def _round4(n: int) -> int:

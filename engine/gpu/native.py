@@ -52,7 +52,7 @@ class NativeDevice:
         self.adapter = adapter
         self.device = device
         self.info = info
-        self._readback: wgpu.GPUBuffer | None = None
+        self._staging_free: list[wgpu.GPUBuffer] = []  # map-readable buffers no read is using
 
     def create_buffer(self, size, role=STORAGE, label=""):
         return self.device.create_buffer(size=_round4(max(size, 4)), usage=_USAGE[role], label=label)
@@ -86,23 +86,34 @@ class NativeDevice:
         self.device.queue.submit([recorder.finish()])
 
     async def read_buffer(self, buffer, offset=0, size=None):
+        return await self.start_read(buffer, offset, size)
+
+    def start_read(self, buffer, offset=0, size=None):
         size = buffer.size - offset if size is None else size
-        staging = self._staging(_round4(size))
+        padded = _round4(size)
+        staging = self._staging(padded)
         encoder = self.device.create_command_encoder()
-        encoder.copy_buffer_to_buffer(buffer, offset, staging, 0, _round4(size))
+        encoder.copy_buffer_to_buffer(buffer, offset, staging, 0, padded)
         self.device.queue.submit([encoder.finish()])
-        await staging.map_async(wgpu.MapMode.READ, 0, _round4(size))
-        try:
-            return memoryview(staging.read_mapped(0, _round4(size)))[:size]
-        finally:
-            staging.unmap()
+        mapped = staging.map_async(wgpu.MapMode.READ, 0, padded)
+
+        async def result() -> memoryview:
+            try:
+                await mapped
+                return memoryview(staging.read_mapped(0, padded))[:size]
+            finally:
+                staging.unmap()
+                self._staging_free.append(staging)
+
+        return result()
 
     def _staging(self, size: int) -> wgpu.GPUBuffer:
-        """One reusable map-readable buffer, grown on demand: read-backs happen once per step."""
-        if self._readback is None or self._readback.size < size:
-            usage = wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST
-            self._readback = self.device.create_buffer(size=max(size, 1 << 16), usage=usage)
-        return self._readback
+        """A map-readable buffer of at least `size` bytes that no read in flight is using."""
+        for i, staging in enumerate(self._staging_free):
+            if staging.size >= size:
+                return self._staging_free.pop(i)
+        usage = wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST
+        return self.device.create_buffer(size=max(size, 1 << 16), usage=usage)
 
 
 def _round4(n: int) -> int:

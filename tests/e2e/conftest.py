@@ -128,6 +128,7 @@ NETLOGS: list[Path] = []  # every browser's network log, for the audit at the en
 
 def launch(playwright, extension: Path, tmp: Path, webgpu: bool = True, profile: Path | None = None) -> Browser:
     """Chromium with only our extension, a profile (fresh unless given) and a network log in `tmp`."""
+    tmp.mkdir(parents=True, exist_ok=True)  # Chromium writes no log into a missing folder
     netlog = tmp / "netlog.json"
     NETLOGS.append(netlog)
     args = FLAGS + OFFLINE + (WEBGPU if webgpu else []) + [

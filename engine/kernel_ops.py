@@ -75,6 +75,14 @@ class MatmulOp(Op):
             self.prefill.record(recorder, n_tokens)
 
 
+class BatchOp(Op):
+    """An op that batches need and single tokens do not: the decode kernels after it do its work."""
+
+    def record(self, recorder, n_tokens: int) -> None:
+        if n_tokens > 1:
+            super().record(recorder, n_tokens)
+
+
 class PenaltyOp(Op):
     """Repetition, presence and frequency penalties on one row of logits, in llama.cpp's order.
 

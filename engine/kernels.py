@@ -20,7 +20,7 @@ from pathlib import Path
 from weakref import WeakKeyDictionary
 
 from .gpu import UNIFORM
-from .kernel_ops import MatmulOp, Op, PenaltyOp, Step, cdiv, fixed, split_groups
+from .kernel_ops import BatchOp, MatmulOp, Op, PenaltyOp, Step, cdiv, fixed, split_groups
 
 F32, F16, Q4_0, Q4_1, Q8_0 = 0, 1, 2, 3, 8
 SUPPORTED_WEIGHT_TYPES = frozenset({F32, F16, Q4_0, Q4_1, Q8_0})
@@ -121,12 +121,14 @@ class Kernels:
 
     def matmul(
         self, w, wtype: int, n_in: int, n_out: int, x, y, max_tokens: int, *,
-        glu: bool = False, accumulate: bool = False, y_stride: int = 0, y_col: int = 0,
+        glu: bool = False, accumulate: bool = False, y_stride: int = 0, y_col: int = 0, norm: tuple | None = None,
     ) -> Op:
         """y[t, r] = sum_k W[r, k] x[t, k]; W is n_out rows of n_in weights in ggml type `wtype`.
 
         glu: W is 2 * n_out rows (gate, then up) and y = silu(gate x) * (up x). accumulate: y +=.
         y_stride, y_col: y's rows are y_stride wide (0: n_out) and this product fills columns y_col..
+        norm: (x_raw, weight, eps), where x = rmsnorm(x_raw) * weight; when `folds_norm`, one token's
+        product reads x_raw and normalises it itself (batches still read x, which a BatchOp fills).
         """
         _check_row(wtype, n_in)
         if accumulate:
@@ -145,7 +147,12 @@ class Kernels:
         if self.variant == "subgroup":  # 4 rows per subgroup of 32
             gx, gy = split_groups(cdiv(n_out * per_row, SG_ROWS))
             sc = {**c, "WG": 8 * SG_ROWS, "ROWS": SG_ROWS}
-            decode = self._step("matmul_subgroup.wgsl", "matvec_subgroup", sc, buffers, fixed((gx, gy, 1)))
+            sg_buffers = [*buffers, x]  # binding 4: the norm's weights, or x again (unused)
+            if norm is not None:
+                x_raw, weight, eps = norm
+                sc.update(NORM=True, EPS=eps)
+                sg_buffers = [buffers[0], x_raw, y, weight]
+            decode = self._step("matmul_subgroup.wgsl", "matvec_subgroup", sc, sg_buffers, fixed((gx, gy, 1)))
         else:
             gx, gy = split_groups(cdiv(n_out * per_row, MV_ROWS * wg))
             decode = self._step("matmul.wgsl", "matvec", {**c, "WG": wg}, buffers, fixed((gx, gy, 1)))
@@ -160,9 +167,18 @@ class Kernels:
         gx = cdiv(dim // 4, self.wg)
         return Op(self._step("embed.wgsl", "embed", c, [self._whole_vec4s(table), ids, out], lambda n: (gx, n, 1)))
 
-    def rmsnorm(self, x, weight, out, n: int, eps: float) -> Op:
-        """out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight; out must not be x."""
+    @property
+    def folds_norm(self) -> bool:
+        """Whether one token's products apply the RMSNorm before them (matmul's `norm`): on GPUs, where
+        a dispatch fewer is worth more than the few loads each subgroup repeats."""
+        return self.variant == "subgroup"
+
+    def rmsnorm(self, x, weight, out, n: int, eps: float, *, batches_only: bool = False) -> Op:
+        """out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight; out must not be x. batches_only: nothing
+        for one token (the products after it fold the norm in: see `folds_norm`)."""
         _distinct(x, out, "rmsnorm's out")
+        if batches_only:
+            return BatchOp(*self.rmsnorm(x, weight, out, n, eps).steps)
         if self.variant == "subgroup":  # a GPU: a workgroup per row
             return Op(self._step("rmsnorm.wgsl", "rmsnorm_rows", {"N": n, "EPS": eps}, [x, weight, out],
                                  lambda t: (t, 1, 1)))  # fmt: skip

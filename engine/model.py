@@ -119,17 +119,18 @@ class Model:
         rope = dict(n_rot=c.rope_dim, theta=c.rope_theta, freq_scale=c.rope_freq_scale, neox=c.rope_neox,
                     freq_factors=self.rope_freqs)
         row, kv_col = self.qkv_dim, c.q_dim  # keys from column q_dim of each qkv row, values after them
+        fold = k.folds_norm  # on GPUs one token's products apply the norms themselves
         ops = {
-            "attn_norm": k.rmsnorm(self.x, attn_norm, self.xb, c.dim, c.rms_eps),
-            **self._qkv_ops(wqkv),
+            "attn_norm": k.rmsnorm(self.x, attn_norm, self.xb, c.dim, c.rms_eps, batches_only=fold),
+            **self._qkv_ops(wqkv, (self.x, attn_norm, c.rms_eps)),
             "rope": k.rope(self.qkv, c.n_heads + c.n_kv_heads, c.head_dim, row=row, **rope),  # q's and k's heads
             "store_kv": k.store_kv(self.qkv, self.qkv, key_cache, value_cache, c.kv_dim,
                                    src_row=row, k_col=kv_col, v_col=kv_col + c.kv_dim),
             "attention": k.attention(self.qkv, key_cache, value_cache, self.att, c.n_heads, c.n_kv_heads,
                                      c.head_dim, self.n_ctx, T, q_row=row),
             "o": k.matmul(wo, to, c.q_dim, c.dim, self.att, self.x, T, accumulate=True),  # x += wo att
-            "ffn_norm": k.rmsnorm(self.x, ffn_norm, self.xb, c.dim, c.rms_eps),
-            **self._gate_up_ops(w_gate_up),
+            "ffn_norm": k.rmsnorm(self.x, ffn_norm, self.xb, c.dim, c.rms_eps, batches_only=fold),
+            **self._gate_up_ops(w_gate_up, (self.x, ffn_norm, c.rms_eps)),
             "down": k.matmul(w_down, td, c.ffn_dim, c.dim, self.hb, self.x, T, accumulate=True),  # x += w_down hb
         }
         if c.qkv_bias:  # Qwen2
@@ -137,34 +138,37 @@ class Model:
             ops["qkv_bias"] = k.add_bias(self.qkv, bias, self.qkv_dim)
         return Layer(attn_norm, wqkv, wo, ffn_norm, w_gate_up, w_down, key_cache, value_cache, ops)
 
-    def _qkv_ops(self, wqkv: tuple) -> dict:
-        """qkv[t] = (wq | wk | wv) xb[t]: one product over the stacked weights, or one per weight."""
+    def _qkv_ops(self, wqkv: tuple, norm: tuple) -> dict:
+        """qkv[t] = (wq | wk | wv) xb[t]: one product over the stacked weights, or one per weight
+        (`norm`: the attention norm, for products that fold it in)."""
         c, k, T = self.config, self.kernels, self.max_batch
         if isinstance(wqkv[1], int):  # (buffer, type), not ((buffer, type), ...)
-            return {"qkv": k.matmul(*wqkv, c.dim, self.qkv_dim, self.xb, self.qkv, T)}
+            return {"qkv": k.matmul(*wqkv, c.dim, self.qkv_dim, self.xb, self.qkv, T, norm=norm)}
         cols = (0, c.q_dim, c.q_dim + c.kv_dim)
         return {
-            name: k.matmul(w, t, c.dim, n, self.xb, self.qkv, T, y_stride=self.qkv_dim, y_col=col)
+            name: k.matmul(w, t, c.dim, n, self.xb, self.qkv, T, y_stride=self.qkv_dim, y_col=col, norm=norm)
             for name, (w, t), n, col in zip("qkv", wqkv, (c.q_dim, c.kv_dim, c.kv_dim), cols, strict=True)
         }
 
-    def _gate_up_ops(self, w_gate_up: tuple) -> dict:
-        """hb = silu(w_gate xb) * (w_up xb): one GLU product over the stacked weights, or three ops."""
+    def _gate_up_ops(self, w_gate_up: tuple, norm: tuple) -> dict:
+        """hb = silu(w_gate xb) * (w_up xb): one GLU product over the stacked weights, or three ops
+        (`norm`: the feed-forward norm, for products that fold it in)."""
         c, k, T = self.config, self.kernels, self.max_batch
         if isinstance(w_gate_up[1], int):  # (buffer, type), not ((buffer, type), (buffer, type))
-            return {"gate_up": k.matmul(*w_gate_up, c.dim, c.ffn_dim, self.xb, self.hb, T, glu=True)}
+            return {"gate_up": k.matmul(*w_gate_up, c.dim, c.ffn_dim, self.xb, self.hb, T, glu=True, norm=norm)}
         (wg, tg), (wu, tu) = w_gate_up
         if self.hb2 is None:
             self.hb2 = self.device.create_buffer(T * c.ffn_dim * 4, label="hb2")
         return {
-            "gate": k.matmul(wg, tg, c.dim, c.ffn_dim, self.xb, self.hb, T),
-            "up": k.matmul(wu, tu, c.dim, c.ffn_dim, self.xb, self.hb2, T),
+            "gate": k.matmul(wg, tg, c.dim, c.ffn_dim, self.xb, self.hb, T, norm=norm),
+            "up": k.matmul(wu, tu, c.dim, c.ffn_dim, self.xb, self.hb2, T, norm=norm),
             "silu_mul": k.silu_mul(self.hb, self.hb2, self.hb, c.ffn_dim),
         }
 
     # ---------------------------------------------------------------- the forward pass
 
-    # 11 dispatches a layer (attention is 3). q, k, v and gate, up, silu_mul are there instead of
+    # 11 dispatches a layer (attention is 3); 9 for one token on GPUs, whose qkv and gate_up apply the
+    # norms before them (Kernels.folds_norm). q, k, v and gate, up, silu_mul are there instead of
     # qkv and gate_up only when those weights differ in type (one buffer holds one type); qkv_bias
     # only for Qwen2. The residual adds are inside o and down (they accumulate into x).
     _LAYER_ORDER = (

@@ -12,14 +12,31 @@ diagnostic(off, subgroup_uniformity);
 // Formula:   y[r] = sum_k W[r, k] * x[k]; lane l of a subgroup takes blocks l, l + sg, ... of its
 //            4 rows, loading each x block once for the 4 (GLU: 2 gate and 2 up rows give 2 outputs;
 //            ACCUMULATE, Y_STRIDE, Y_COL as in matmul.wgsl)
+//            NORM: x is the residual stream and the RMSNorm before the product is folded in:
+//            y[r] = s * sum_k W[r, k] * (x[k] * norm_w[k]), s = 1 / sqrt(mean_k(x[k]^2) + EPS), one
+//            dispatch fewer a norm (each subgroup finds s itself: x is short and in cache; binding 4 is
+//            the norm's weights, or x again when NORM is off)
 // Overrides: WTYPE, N_IN, N_OUT, WG (invocations per workgroup), ROWS (rows per workgroup, a
-//            multiple of 4)
+//            multiple of 4), NORM, EPS
 // Grid:      (ceil(N_OUT / ROWS) as gx*gy, 1, 1), twice as many with GLU; g = wid.y * nwg.x + wid.x
 // Subgroup s of a workgroup is taken to be invocations s*sg .. s*sg + sg-1 (as drivers lay them
 // out); it takes rows 4s.., 4(s + n_sg).. < ROWS, so any subgroup size gives the right answer:
 // with WG = 8 * ROWS, subgroups of 32 own 4 rows each.
 
 override ROWS: u32 = 16u;
+override NORM: bool = false;
+override EPS: f32 = 1e-5;
+
+@group(0) @binding(4) var<storage, read> norm_w: array<vec4<f32>>;
+
+// x's block b, times the norm's weights when NORM (zeros past the row's end stay zeros).
+fn normed_block(b: u32) -> array<vec4<f32>, 8> {
+    var xs = x_block(0u, b);
+    if (NORM) {
+        for (var i = 0u; i < 8u; i++) { xs[i] *= norm_w[min(b * 8u + i, N_IN / 4u - 1u)]; }
+    }
+    return xs;
+}
 
 @compute @workgroup_size(WG)
 fn matvec_subgroup(
@@ -30,18 +47,24 @@ fn matvec_subgroup(
     @builtin(subgroup_size) sg: u32,
 ) {
     if (params.n_tokens == 0u) { return; }
+    var scale = 1.0;
+    if (NORM) {
+        var ss = 0.0;
+        for (var j = lane; j < N_IN / 4u; j += sg) { ss += dot(x[j], x[j]); }
+        scale = inverseSqrt(subgroupAdd(ss) / f32(N_IN) + EPS);
+    }
     let g = wid.y * nwg.x + wid.x;
     for (var i = 4u * (lid / sg); i < ROWS; i += 4u * max(WG / sg, 1u)) {
         let r = select(g * ROWS + i, (g * ROWS + i) / 2u, GLU);  // the first output row
         if (r >= N_OUT) { break; }
         var acc = vec4<f32>(0.0);
         for (var b = lane; b < (N_IN + 31u) / 32u; b += sg) {
-            let xs = x_block(0u, b);
+            let xs = normed_block(b);
             let xsum = block_sum(xs);
             acc += vec4<f32>(row_dot(wrow(r, 0u, 4u), b, xs, xsum), row_dot(wrow(r, 1u, 4u), b, xs, xsum),
                              row_dot(wrow(r, 2u, 4u), b, xs, xsum), row_dot(wrow(r, 3u, 4u), b, xs, xsum));
         }
-        let total = subgroupAdd(acc);
+        let total = subgroupAdd(acc) * scale;
         if (lane == 0u && GLU) {
             let o = swiglu(total.xyxy, total.zwzw);
             store1(r, o.x);

@@ -1,5 +1,6 @@
 """The model's two layouts of a layer agree: stacked weights (qkv, GLU gate_up: 11 dispatches) and
-the fallback for weights of different types (separate products into the qkv rows; gate, up, silu_mul)."""
+the fallback for weights of different types (separate products into the qkv rows; gate, up, silu_mul);
+and its two kernel variants agree (the GPUs' one folds the RMSNorms into one token's products)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ from engine import model as model_module
 from engine.model import Model
 
 
-def _logits(loop, engine, gguf, monkeypatch, separate: bool) -> tuple[np.ndarray, set[str]]:
+def _logits(loop, engine, gguf, monkeypatch, separate: bool, variant: str = "scalar") -> tuple[np.ndarray, set[str]]:
     if separate:  # as if q, k, v (and gate, up) differed in type
         monkeypatch.setattr(
             model_module._Uploader,
             "stacked",
             lambda self, names, n_in, rows: tuple(self.tensor(n, (n_in, r)) for n, r in zip(names, rows, strict=True)),
         )
-    model = Model.load(engine.model.device, gguf, n_ctx=64, max_batch=8)
+    model = Model.load(engine.model.device, gguf, n_ctx=64, max_batch=8, variant=variant)
     monkeypatch.undo()
     rows = []
     for tokens in ([1, 2, 3, 4, 5, 6, 7], [8], [9]):  # a prefill, then two decode steps
@@ -32,3 +33,11 @@ def test_fallback_layout_matches_the_stacked_one(engine, event_loop_session, mod
     assert {"q", "k", "v", "gate", "up", "silu_mul"} <= fallback_ops and not {"qkv", "gate_up"} & fallback_ops
     scale = np.abs(stacked).max()
     assert np.abs(stacked - separate).max() <= 1e-4 * scale
+
+
+def test_gpu_variant_with_folded_norms_matches_the_scalar_one(engine, event_loop_session, model_gguf, monkeypatch):
+    scalar, _ = _logits(event_loop_session, engine, model_gguf, monkeypatch, separate=False)
+    for separate in (False, True):  # folded into qkv and gate_up, or into q, k, v, gate and up
+        gpu, _ = _logits(event_loop_session, engine, model_gguf, monkeypatch, separate=separate, variant="subgroup")
+        assert np.abs(scalar - gpu).max() <= 1e-4 * np.abs(scalar).max(), f"separate={separate}"
+        assert (scalar.argmax(axis=1) == gpu.argmax(axis=1)).all()

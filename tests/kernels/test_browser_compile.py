@@ -80,6 +80,8 @@ def every_pipeline() -> list[dict]:
                 k.embed(b, wtype, 64, b, b)
             k.matmul(b, K.F16, 36, 7, b, b, 9)  # a partial last block
             k.rmsnorm(b, b, FakeBuffer(64), 64, 1e-5)
+            k.matmul(b, K.Q4_1, 64, 7, b, FakeBuffer(64), 1, norm=(FakeBuffer(64), b, 1e-5))
+            k.matmul(b, K.Q8_0, 64, 7, b, FakeBuffer(64), 1, glu=True, norm=(FakeBuffer(64), b, 1e-5))
             k.rmsnorm(b, b, FakeBuffer(64), 7, 1e-5)
             k.rope(b, 4, 16, 8, 10000.0, 0.5, True)
             k.rope(b, 4, 16, 16, 10000.0, 1.0, False, row=96)

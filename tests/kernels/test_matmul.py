@@ -181,3 +181,32 @@ def test_accumulate_needs_a_distinct_y(gpu, kernels_for):
     b = gpu.poisoned(64 * 4)
     with pytest.raises(ValueError):
         kernels_for("scalar").matmul(b, K.F32, 4, 4, b, b, 1, accumulate=True)
+
+
+FOLD_CASES = [(t, n) for t in TYPES for n in (64, 576)] + [(K.F32, 36), (K.F16, 36)]  # 36: a partial block
+
+
+@pytest.mark.parametrize("wtype, n_in", FOLD_CASES)
+@pytest.mark.parametrize("glu", [False, True])
+def test_one_tokens_product_folds_the_rmsnorm_in(gpu, kernels_for, rng, wtype, glu, n_in):
+    """The subgroup variant's decode product normalises the raw residual itself (NORM); batches still
+    read the normalised x that the norm (a BatchOp, skipped for one token) wrote."""
+    from tests.reference import rmsnorm
+
+    kernels, n_out, eps = kernels_for("subgroup"), 40, 1e-5
+    assert kernels.folds_norm and not kernels_for("scalar").folds_norm
+    raw, w = quantised(rng, wtype, 2 * n_out if glu else n_out, n_in)
+    residual = (rng.standard_normal((1, n_in)) * 3).astype(np.float32)
+    weight = rng.standard_normal(n_in).astype(np.float32)
+    x_raw, norm_w, normed, y = gpu.upload(residual), gpu.upload(weight), gpu.poisoned(n_in * 4), gpu.poisoned(n_out * 4)
+    norm = kernels.rmsnorm(x_raw, norm_w, normed, n_in, eps, batches_only=True)
+    product = kernels.matmul(gpu.upload(raw), wtype, n_in, n_out, normed, y, 1, glu=glu, norm=(x_raw, norm_w, eps))
+    gpu.run(kernels, norm, 1)
+    gpu.run(kernels, product, 1)
+    assert np.isnan(gpu.read(normed, n_in)).all(), "the norm ran for one token"
+    x = rmsnorm(residual.astype(np.float64), weight.astype(np.float64), eps)
+    want = x @ w.T
+    if glu:
+        gate, up = want[:, :n_out], want[:, n_out:]
+        want = gate / (1 + np.exp(-gate)) * up
+    assert_close(gpu.read(y, n_out).reshape(1, n_out), want, 1e-4, f"type {wtype} {n_in}->{n_out} glu={glu}")

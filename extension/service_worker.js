@@ -8,6 +8,7 @@
 const OFFSCREEN_URL = "offscreen.html";
 const MENU = { page: "hearth-summarize-page", selection: "hearth-summarize-selection" };
 const DEFAULT_BRIDGE_PORT = 8741; // bridge.server.DEFAULT_PORT; the panel's settings may change it
+const BRIDGE_ALARM = "hearth-look-for-bridge";
 
 let creating = null; // one createDocument at a time: a second call would fail
 
@@ -37,14 +38,23 @@ chrome.runtime.onInstalled.addListener(() => {
     chrome.contextMenus.create({ id: MENU.page, title: "Summarize page", contexts: ["page"] });
     chrome.contextMenus.create({ id: MENU.selection, title: "Summarize selection", contexts: ["selection"] });
   });
-  serveWaitingBridge();
+  lookForBridge();
 });
-chrome.runtime.onStartup.addListener(serveWaitingBridge);
+chrome.runtime.onStartup.addListener(lookForBridge);
+chrome.alarms.onAlarm.addListener((alarm) => alarm.name === BRIDGE_ALARM && serveWaitingBridge());
 
-// A local bridge (`python -m bridge`) already listening when the browser starts gets its model at once; otherwise
-// the offscreen document, which is what connects to the bridge, would start only when the panel first opens.
-// The probe is one request to 127.0.0.1: when nothing listens, nothing is loaded.
+// A local bridge (`python -m bridge`) gets the model without the panel being opened: the offscreen document,
+// which is what connects to the bridge (and reconnects while it lives), starts when a probe finds one — at
+// browser start, then every 30 s (the shortest alarm) while no document runs. The probe is one request to
+// 127.0.0.1: when nothing listens, nothing is loaded.
+function lookForBridge() {
+  chrome.alarms.create(BRIDGE_ALARM, { periodInMinutes: 0.5 });
+  serveWaitingBridge();
+}
+
 async function serveWaitingBridge() {
+  const contexts = await chrome.runtime.getContexts({ contextTypes: ["OFFSCREEN_DOCUMENT"] });
+  if (contexts.length) return; // it is connected, or reconnecting by itself
   const { bridge_port } = await engineSettings();
   try {
     await fetch(`http://127.0.0.1:${bridge_port}/v1/models`, { signal: AbortSignal.timeout(3000) });

@@ -18,7 +18,7 @@ import pytest
 import bridge as hearth_bridge
 from tests.bridge.harness import BridgeThread
 
-from .conftest import LOAD_TIMEOUT_MS, N_CTX, free_port
+from .conftest import LOAD_TIMEOUT_MS, N_CTX, free_port, launch
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 MAX_TOKENS = 12
@@ -119,6 +119,24 @@ def test_the_panels_bridge_port_moves_the_extension_to_another_bridge(bridge, br
     wait_for_provider(bridge)
     assert browser.worker.evaluate("chrome.storage.local.get('engine')")["engine"] == {
         "n_ctx": N_CTX, "bridge_port": bridge.server.port}  # fmt: skip
+
+
+def test_a_bridge_started_after_the_browser_is_found_without_the_panel(playwright, extension, tmp_path):
+    late = launch(playwright, extension, tmp_path)
+    try:
+        port = free_port()
+        late.worker.evaluate("p => chrome.storage.local.set({engine: {n_ctx: 256, bridge_port: p}})", port)
+        alarm = late.worker.evaluate("chrome.alarms.get('hearth-look-for-bridge')")
+        assert alarm and alarm["periodInMinutes"] == 0.5, alarm  # set at install: looks again every 30 s
+        assert not late.worker.evaluate("chrome.runtime.getContexts({contextTypes: ['OFFSCREEN_DOCUMENT']})")
+        bridge = BridgeThread(tmp_path / "token", port=port)  # after the browser; no page is ever opened
+        try:
+            late.worker.evaluate("chrome.alarms.onAlarm.dispatch({name: 'hearth-look-for-bridge', scheduledTime: 0})")
+            wait_for_provider(bridge)  # the alarm's probe found it, the engine loaded and connected
+        finally:
+            bridge.close()
+    finally:
+        late.context.close()
 
 
 def test_a_page_on_127_0_0_1_cannot_open_the_bridge(bridge, browser, site):

@@ -7,10 +7,10 @@ so one command buffer serves any position, and grids depend only on n_tokens.
 
 Variants, chosen by adapter: "scalar" kernels never use barriers or workgroup memory and give each
 invocation whole rows (CPU adapters such as lavapipe and SwiftShader run workgroups as loops over
-SIMD lanes, pay heavily at barriers, and pay per load instruction); "subgroup" decode products give
-4 rows to a subgroup whose lanes split the blocks and reduce with subgroupAdd (real GPUs). Batched
-products (prefill) are register-tiled and need no reduction, so both variants share them, as they
-share the other ops, which are barrier-free everywhere.
+SIMD lanes, pay heavily at barriers, and pay per load instruction), and their batched products
+(prefill) are register-tiled; "subgroup" products give 4 rows of a token to a subgroup whose lanes
+split the blocks and reduce with subgroupAdd, a token per grid row (real GPUs), fold the RMSNorm
+before them in for one token, and normalise rows with a workgroup each. The other ops are shared.
 """
 
 from __future__ import annotations
@@ -140,19 +140,21 @@ class Kernels:
                 c[name] = value
         buffers = [self._whole_vec4s(w), x, y]
         wg, prefill, per_row = self.wg, None, 2 if glu else 1  # GLU: two weight rows per output
-        if max_tokens > 1:
+        if max_tokens > 1 and self.variant == "scalar":
             px, py = split_groups(cdiv(n_out * per_row, MM_ROWS * wg))
             grid = lambda n: (px, py, cdiv(n, TILE))  # noqa: E731
             prefill = self._step("matmul.wgsl", "matmul", {**c, "WG": wg}, buffers, grid)
         if self.variant == "subgroup":  # 4 rows per subgroup of 32
             gx, gy = split_groups(cdiv(n_out * per_row, SG_ROWS))
             sc = {**c, "WG": 8 * SG_ROWS, "ROWS": SG_ROWS}
-            sg_buffers = [*buffers, x]  # binding 4: the norm's weights, or x again (unused)
+            grid = lambda n: (gx, gy, n)  # noqa: E731  (a token a workgroup row: weights come from L2 again)
+            plain = [*buffers, x]  # binding 4: the norm's weights, or x again (unused)
+            if max_tokens > 1:
+                prefill = self._step("matmul_subgroup.wgsl", "matvec_subgroup", sc, plain, grid)
             if norm is not None:
                 x_raw, weight, eps = norm
-                sc.update(NORM=True, EPS=eps)
-                sg_buffers = [buffers[0], x_raw, y, weight]
-            decode = self._step("matmul_subgroup.wgsl", "matvec_subgroup", sc, sg_buffers, fixed((gx, gy, 1)))
+                sc, plain = {**sc, "NORM": True, "EPS": eps}, [buffers[0], x_raw, y, weight]
+            decode = self._step("matmul_subgroup.wgsl", "matvec_subgroup", sc, plain, grid)
         else:
             gx, gy = split_groups(cdiv(n_out * per_row, MV_ROWS * wg))
             decode = self._step("matmul.wgsl", "matvec", {**c, "WG": wg}, buffers, fixed((gx, gy, 1)))

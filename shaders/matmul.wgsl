@@ -14,7 +14,7 @@
 //   matvec  T = 1 (decode, the "scalar" variant): an invocation computes MV_ROWS consecutive rows
 //           (GLU: MV_ROWS / 2 outputs from as many gate and up rows), so each x block it loads
 //           serves them all.   grid (ceil(N_OUT / (MV_ROWS * WG)), 1), twice as many with GLU
-//   matmul  T > 1 (prefill, both variants): an invocation computes MM_ROWS rows x TILE tokens in
+//   matmul  T > 1 (prefill, the "scalar" variant): an invocation computes MM_ROWS rows x TILE tokens in
 //           registers, so each block is dequantised once for TILE tokens and each x block loaded
 //           once for MM_ROWS rows.    grid (ceil(N_OUT / (MM_ROWS * WG)), ceil(T / TILE)) as (x*y, z),
 //           twice as many row groups with GLU

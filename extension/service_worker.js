@@ -5,9 +5,10 @@
 // Messages are the envelope {kind, id, content} plus `target` ("worker" | "offscreen" | "panel"),
 // which only the JavaScript reads.
 
+import { engineSettings } from "./engine_settings.js";
+
 const OFFSCREEN_URL = "offscreen.html";
 const MENU = { page: "hearth-summarize-page", selection: "hearth-summarize-selection" };
-const DEFAULT_BRIDGE_PORT = 8741; // bridge.server.DEFAULT_PORT; the panel's settings may change it
 const BRIDGE_ALARM = "hearth-look-for-bridge";
 
 let creating = null; // one createDocument at a time: a second call would fail
@@ -16,8 +17,7 @@ async function ensureOffscreen() {
   const contexts = await chrome.runtime.getContexts({ contextTypes: ["OFFSCREEN_DOCUMENT"] });
   if (contexts.length) return;
   // The engine's settings travel in the URL: the offscreen document cannot read chrome.storage.
-  const engine = await engineSettings();
-  const query = new URLSearchParams({ n_ctx: String(engine.n_ctx ?? 2048), bridge_port: String(engine.bridge_port) });
+  const query = new URLSearchParams(await engineSettings());
   creating ??= chrome.offscreen
     .createDocument({
       url: `${OFFSCREEN_URL}?${query}`,
@@ -26,11 +26,6 @@ async function ensureOffscreen() {
     })
     .finally(() => (creating = null));
   await creating;
-}
-
-async function engineSettings() {
-  const { engine } = await chrome.storage.local.get("engine");
-  return { bridge_port: DEFAULT_BRIDGE_PORT, ...engine };
 }
 
 chrome.runtime.onInstalled.addListener(() => {

@@ -2,13 +2,13 @@
 // It only renders and stores; requests go to the engine through the service worker as {kind, id, content}.
 import { marked } from "./vendor/marked.esm.js";
 import DOMPurify from "./vendor/purify.es.mjs";
+import { ENGINE_DEFAULTS, engineSettings } from "./engine_settings.js";
 
 const $ = (id) => document.getElementById(id);
 const DEFAULTS = { system: "You are a helpful assistant.", temperature: 0.7, top_p: 0.95, top_k: 40,
                    max_tokens: 512, seed: null };
 const STAGES = { start: "Starting the engine", pyodide: "Starting Python (Pyodide)", packages: "Installing packages",
                  download: "Reading the model", gpu: "Opening WebGPU", weights: "Uploading weights to the GPU" };
-const ENGINE_DEFAULTS = { n_ctx: 2048, bridge_port: 8741 }; // settings that take a model reload
 const openedAt = performance.now();
 
 const state = {
@@ -266,13 +266,14 @@ function save() {
 }
 
 async function restore() {
-  const stored = await chrome.storage.local.get(["conversations", "currentId", "settings", "engine"]);
+  const stored = await chrome.storage.local.get(["conversations", "currentId", "settings"]);
   state.conversations = stored.conversations ?? {};
   state.settings = { ...DEFAULTS, ...(stored.settings ?? {}) };
   state.currentId = stored.currentId in state.conversations ? stored.currentId : null;
   current();
   for (const key of Object.keys(DEFAULTS)) $(key).value = state.settings[key] ?? "";
-  for (const key of Object.keys(ENGINE_DEFAULTS)) $(key).value = stored.engine?.[key] ?? ENGINE_DEFAULTS[key];
+  const engine = await engineSettings();
+  for (const key of Object.keys(ENGINE_DEFAULTS)) $(key).value = engine[key];
 }
 
 const num = (value) => (value === "" || value === null ? null : Number(value));
@@ -280,14 +281,14 @@ const num = (value) => (value === "" || value === null ? null : Number(value));
 // The engine's own settings reach the offscreen document in its URL: a change starts a fresh one.
 // A value out of its input's range keeps the one in use.
 async function reloadEngine() {
-  const { engine: before } = await chrome.storage.local.get("engine");
-  const engine = { ...ENGINE_DEFAULTS, ...before };
+  const before = await engineSettings();
+  const engine = { ...before };
   for (const key of Object.keys(ENGINE_DEFAULTS)) {
     const value = Math.round(num($(key).value) ?? NaN);
     if (value >= Number($(key).min) && value <= Number($(key).max)) engine[key] = value;
     $(key).value = engine[key];
   }
-  if (Object.keys(ENGINE_DEFAULTS).every((key) => engine[key] === (before ?? ENGINE_DEFAULTS)[key])) return;
+  if (Object.keys(ENGINE_DEFAULTS).every((key) => engine[key] === before[key])) return;
   if (state.active) finish({ error: "Stopped: the model is reloading." });
   $("load").hidden = false;
   $("alert").hidden = true;

@@ -17,11 +17,20 @@ if [[ ! -x .venv/bin/python ]]; then
   echo "setup: creating .venv" >&2
   python3 -m venv .venv
 fi
-# A stamp keyed on pyproject.toml makes repeated runs instant.
+# The llama.cpp witness (tests only) is built without native CPU tuning: a -march=native build dies with SIGILL
+# on machines whose CPU flags promise more than the virtual machine grants (AMX on some Xeons).
+export CMAKE_ARGS="-DGGML_NATIVE=OFF"
+# A stamp keyed on pyproject.toml and the build flags makes repeated runs instant, and a change to either
+# rebuilds.
 stamp=.venv/.hearth-installed
-if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
+key="$(sha256sum pyproject.toml | cut -d' ' -f1) CMAKE_ARGS=$CMAKE_ARGS"
+if [[ ! -f $stamp || "$(cat "$stamp")" != "$key" ]]; then
   echo "setup: installing the project and its test extras (first run builds llama-cpp-python: minutes)" >&2
+  llama=$(grep -o '"llama-cpp-python==[^"]*"' pyproject.toml | tr -d '"')
+  # pip's wheel cache does not know the build flags: build the witness afresh, with these flags.
+  .venv/bin/pip install -q --disable-pip-version-check --no-cache-dir --force-reinstall --no-deps "$llama" 2>&1 \
+    | grep -v '^WARNING: Location' >&2 || true
   .venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v '^WARNING: Location' >&2 || true
-  .venv/bin/python -c "import engine, wgpu, numpy" # fail here, not in the middle of the tests
-  touch "$stamp"
+  .venv/bin/python -c "import engine, wgpu, numpy, llama_cpp" # fail here, not in the middle of the tests
+  echo "$key" > "$stamp"
 fi

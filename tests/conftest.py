@@ -19,6 +19,18 @@ def model_gguf(model_path):
 
 
 @pytest.fixture(scope="session")
+def llama_cpp(model_path):
+    """llama-cpp-python, once one decode has run in a child process (tests/llama_witness.py): a build that
+    would die of an illegal instruction fails the tests that use it, with the reason, instead of the run."""
+    from tests.llama_witness import decode_in_child
+
+    module = pytest.importorskip("llama_cpp")
+    if (why := decode_in_child(model_path)) is not None:
+        pytest.fail(why, pytrace=False)
+    return module
+
+
+@pytest.fixture(scope="session")
 def event_loop_session():
     """One event loop for the session, so one engine (and its GPU device) serves many tests."""
     import asyncio

@@ -10,8 +10,6 @@ import pytest
 
 from tests.reference import ReferenceModel
 
-llama_cpp = pytest.importorskip("llama_cpp")
-
 FRANCE_PROMPT = (
     "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
     "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
@@ -21,7 +19,7 @@ LLAMA_FTYPE_ALL_F32 = 0  # llama.h
 
 
 @pytest.fixture(scope="module")
-def vocab(model_path):
+def vocab(llama_cpp, model_path):
     """llama.cpp's tokenizer alone, until engine.tokenizer exists."""
     return llama_cpp.Llama(str(model_path), vocab_only=True, verbose=False)
 
@@ -36,7 +34,7 @@ def model(model_path) -> ReferenceModel:
     return ReferenceModel(model_path)
 
 
-def llama_cpp_logits(path: Path, ids: list[int], **kwargs) -> np.ndarray:
+def llama_cpp_logits(llama_cpp, path: Path, ids: list[int], **kwargs) -> np.ndarray:
     """llama.cpp's logits for every position of `ids` (no BOS added: eval takes ids as they are)."""
     llm = llama_cpp.Llama(str(path), n_ctx=512, n_threads=2, logits_all=True, verbose=False, **kwargs)
     llm.eval(ids)
@@ -55,11 +53,11 @@ def test_answers_paris(model, vocab, prompt_ids):
     assert "Paris" in vocab.detokenize(ids).decode("utf-8", errors="replace")
 
 
-def test_logits_follow_llama_cpp_q4(model, model_path, prompt_ids):
+def test_logits_follow_llama_cpp_q4(llama_cpp, model, model_path, prompt_ids):
     """Q4_1 weights: llama.cpp quantises activations to 8 bits, so only near agreement is expected."""
     model.reset()
     ref = model.forward(prompt_ids, 0)
-    theirs = llama_cpp_logits(model_path, prompt_ids)
+    theirs = llama_cpp_logits(llama_cpp, model_path, prompt_ids)
     for pos in range(len(prompt_ids)):
         assert np.corrcoef(ref[pos], theirs[pos])[0, 1] > 0.99, pos
     # Where the reference's top two are close, 8-bit activations may flip the choice (the last
@@ -70,7 +68,7 @@ def test_logits_follow_llama_cpp_q4(model, model_path, prompt_ids):
     np.testing.assert_array_equal(ref[clear].argmax(-1), theirs[clear].argmax(-1))
 
 
-def test_matches_llama_cpp_exactly_on_f32(model_path, prompt_ids, tmp_path):
+def test_matches_llama_cpp_exactly_on_f32(llama_cpp, model_path, prompt_ids, tmp_path):
     """F32 weights and an F32 KV cache: llama.cpp quantises nothing, only float32 rounding is left."""
     f32_path = tmp_path / "model-f32.gguf"
     params = llama_cpp.llama_model_quantize_default_params()
@@ -79,7 +77,7 @@ def test_matches_llama_cpp_exactly_on_f32(model_path, prompt_ids, tmp_path):
     assert status == 0
     model = ReferenceModel(f32_path)
     ref = model.forward(prompt_ids, 0)
-    theirs = llama_cpp_logits(f32_path, prompt_ids, type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32)
+    theirs = llama_cpp_logits(llama_cpp, f32_path, prompt_ids, type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32)
     np.testing.assert_allclose(ref, theirs, atol=1e-3, rtol=0)
 
 

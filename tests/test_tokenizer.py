@@ -213,8 +213,7 @@ def test_byte_level_matches_hugging_face(smol_metadata, pre):
         assert_same_ids(tok, chunk, tok.encode(chunk), hf_ids(hf, chunk), f"{pre}: chunk {i} {chunk[:40]!r}")
 
 
-def test_byte_level_matches_llama_cpp(smol, model_path):
-    llama_cpp = pytest.importorskip("llama_cpp")
+def test_byte_level_matches_llama_cpp(smol, model_path, llama_cpp):
     ll = llama_cpp.Llama(str(model_path), vocab_only=True, verbose=False)
     for i, text in enumerate([CORPUS, *chunks(CORPUS)]):
         ref = ll.tokenize(text.encode(), add_bos=False, special=True) if text else []

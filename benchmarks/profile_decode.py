@@ -50,10 +50,11 @@ async def profile(path, steps: int) -> dict[str, float]:
     await device.read_buffer(model.token_out, 0, 4)
     out["GPU per forward"] = ((time.perf_counter() - start) * 1e3 - out["round trip"]) / BATCHED
     floor = out["round trip"] / BATCHED
-    for name in model._LAYER_ORDER:  # each kind of layer op alone, over all layers
-        ops = [layer.ops[name] for layer in model.layers if name in layer.ops]
-        if not ops:  # not in this model's layout (stacked qkv, say)
-            continue
+    kinds: dict[str, list] = {}  # each kind of layer op (its label), over all layers, in execution order
+    for layer in model.layers:
+        for layer_op in layer.ops:
+            kinds.setdefault(layer_op.name, []).append(layer_op.op)
+    for name, ops in kinds.items():  # each kind alone
         ms = await _gpu_ms(device, model.token_out, lambda rec, ops=ops: [o.record(rec, 1) for o in ops])
         out[f"GPU {name}"] = ms - floor
     out["GPU logits"] = await _gpu_ms(device, model.token_out, lambda rec: model.op_logits.record(rec, 1)) - floor

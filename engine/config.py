@@ -7,6 +7,8 @@ from typing import Any
 
 from .errors import UnsupportedModel
 
+DEFAULT_N_CTX = 2048  # tokens of context allocated unless asked otherwise (at most the model's own)
+
 # Architectures that share the llama block (RMSNorm, GQA attention with RoPE, SwiGLU MLP).
 # NeoX-style RoPE pairs (i, i + d/2); llama.cpp's converter permutes llama's Q/K so it uses (2i, 2i+1).
 _NEOX_ROPE = {"qwen2": True, "llama": False, "mistral": False}

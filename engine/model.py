@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import kernels as K
-from .config import ModelConfig
+from .config import DEFAULT_N_CTX, ModelConfig
 from .errors import ContextTooLong, UnsupportedModel
 from .gguf import GGUFFile, ggml_type_name
 from .gpu import Device
@@ -19,19 +19,44 @@ from .gpu import Device
 ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total)
 
 
+@dataclass(frozen=True)
+class Weight:
+    """A matrix (or matrices stacked row-wise) in one GPU buffer, in one ggml type."""
+
+    buffer: object
+    type: int  # ggml type: F32, F16, Q4_0, Q4_1 or Q8_0 (kernels.SUPPORTED_WEIGHT_TYPES)
+
+
+@dataclass(frozen=True)
+class Separate:
+    """Matrices a product would read stacked, in one buffer each: their types differ (a buffer holds one
+    type) or a part would start off a 4-byte boundary. The model then runs one product per part."""
+
+    parts: tuple[Weight, ...]
+
+
+@dataclass(frozen=True)
+class LayerOp:
+    """One op of a layer's dispatch sequence; `name` labels it for profiles and tests, dispatch never reads it."""
+
+    name: str
+    op: K.Op
+
+
 @dataclass
 class Layer:
     """One transformer block's weights on the GPU (GGUF names in comments; rows x cols as used)."""
 
-    attn_norm: object  # blk.N.attn_norm (dim,)
-    wqkv: tuple  # blk.N.attn_q, attn_k, attn_v stacked (qkv_dim, dim) in one buffer, or three buffers
-    wo: object  # blk.N.attn_output (dim, q_dim)
-    ffn_norm: object  # blk.N.ffn_norm (dim,)
-    w_gate_up: tuple  # blk.N.ffn_gate, ffn_up stacked (2 * ffn_dim, dim) in one buffer, or two buffers
-    w_down: object  # blk.N.ffn_down (dim, ffn_dim)
+    attn_norm: object  # blk.N.attn_norm (dim,) f32
+    wqkv: Weight | Separate  # blk.N.attn_q, attn_k, attn_v stacked (qkv_dim, dim), or one (n, dim) each
+    bqkv: object | None  # blk.N.attn_q, attn_k, attn_v .bias one after another (qkv_dim,) f32; Qwen2 only
+    wo: Weight  # blk.N.attn_output (dim, q_dim)
+    ffn_norm: object  # blk.N.ffn_norm (dim,) f32
+    w_gate_up: Weight | Separate  # blk.N.ffn_gate, ffn_up stacked (2 * ffn_dim, dim), or one (ffn_dim, dim) each
+    w_down: Weight  # blk.N.ffn_down (dim, ffn_dim)
     key_cache: object  # (n_ctx, kv_dim)
     value_cache: object  # (n_ctx, kv_dim)
-    ops: dict  # name -> kernels.Op, bound to this layer's buffers
+    ops: tuple[LayerOp, ...] = ()  # the dispatches in execution order, bound to these buffers (Model._layer_ops)
 
 
 class Model:
@@ -54,7 +79,7 @@ class Model:
         device: Device,
         gguf: GGUFFile,
         *,
-        n_ctx: int = 2048,
+        n_ctx: int = DEFAULT_N_CTX,
         max_batch: int = 64,
         kv_f16: bool = False,
         variant: str | None = None,
@@ -89,92 +114,97 @@ class Model:
 
     def _load_globals(self, up: _Uploader) -> None:
         c, k = self.config, self.kernels
-        self.token_embd, embd_type = up.tensor("token_embd.weight", (c.dim, c.vocab_size))
-        self.output_norm, _ = up.norm("output_norm.weight", c.dim)
-        if c.tied_output:
-            self.output, self.output_type = self.token_embd, embd_type
-        else:
-            self.output, self.output_type = up.tensor("output.weight", (c.dim, c.vocab_size))
-        self.rope_freqs = up.norm("rope_freqs.weight", c.rope_dim // 2)[0] if up.has("rope_freqs.weight") else None
-        self.op_embed = k.embed(self.token_embd, embd_type, c.dim, self.ids, self.x)
+        self.token_embd = up.tensor("token_embd.weight", (c.dim, c.vocab_size))  # (vocab, dim)
+        self.output_norm = up.norm("output_norm.weight", c.dim)  # (dim,)
+        # (vocab, dim): the embedding table doubles as the head when the file has no output.weight
+        self.output = self.token_embd if c.tied_output else up.tensor("output.weight", (c.dim, c.vocab_size))
+        self.rope_freqs = up.norm("rope_freqs.weight", c.rope_dim // 2) if up.has("rope_freqs.weight") else None
+        self.op_embed = k.embed(self.token_embd.buffer, self.token_embd.type, c.dim, self.ids, self.x)
         self.op_final_norm = k.rmsnorm(self.x, self.output_norm, self.xb, c.dim, c.rms_eps)
-        self.op_logits = k.matmul(self.output, self.output_type, c.dim, c.vocab_size, self.x_last, self.logits, 1)
+        head = self.output
+        self.op_logits = k.matmul(head.buffer, head.type, c.dim, c.vocab_size, self.x_last, self.logits, 1)  # 1 row
         self.op_argmax = k.argmax(self.logits, self.token_out, c.vocab_size)
         # Distinct tokens in any penalty window are at most the context, so the window always fits.
         self.op_penalize = k.penalize(self.logits, c.vocab_size, max_history=self.n_ctx)
 
     def _load_layer(self, up: _Uploader, i: int) -> Layer:
+        c, p = self.config, f"blk.{i}."
+        qkv_rows, cache_bytes = [c.q_dim, c.kv_dim, c.kv_dim], self.kernels.kv_cache_nbytes(self.n_ctx, c.kv_dim)
+        layer = Layer(  # the matrices first, so a type Hearth cannot run is named before anything else is missed
+            # q, k and v (and gate and up) in one buffer each, so one dispatch makes them all.
+            wqkv=up.stacked([p + f"attn_{n}.weight" for n in "qkv"], c.dim, qkv_rows),
+            w_gate_up=up.stacked([p + "ffn_gate.weight", p + "ffn_up.weight"], c.dim, [c.ffn_dim, c.ffn_dim]),
+            wo=up.tensor(p + "attn_output.weight", (c.q_dim, c.dim)),
+            w_down=up.tensor(p + "ffn_down.weight", (c.ffn_dim, c.dim)),
+            attn_norm=up.norm(p + "attn_norm.weight", c.dim),
+            ffn_norm=up.norm(p + "ffn_norm.weight", c.dim),
+            key_cache=self.device.create_buffer(cache_bytes, label=f"key_cache.{i}"),
+            value_cache=self.device.create_buffer(cache_bytes, label=f"value_cache.{i}"),
+            bqkv=up.stacked_norms([p + f"attn_{n}.bias" for n in "qkv"], qkv_rows) if c.qkv_bias else None,
+        )
+        layer.ops = self._layer_ops(layer)
+        return layer
+
+    # 11 dispatches a layer (attention is 3); 9 for one token on GPUs, whose qkv and gate_up apply the
+    # norms before them (Kernels.folds_norm). q, k, v and gate, up, silu_mul are there instead of
+    # qkv and gate_up only when those weights are Separate (one buffer holds one type); qkv_bias
+    # only for Qwen2. The residual adds are inside o and down (they accumulate into x).
+    def _layer_ops(self, layer: Layer) -> tuple[LayerOp, ...]:
+        """One layer's dispatch sequence, in execution order, bound to its buffers and the activations."""
         c, k, T = self.config, self.kernels, self.max_batch
-        p = f"blk.{i}."
-        # q, k and v (and gate and up) in one buffer each, so one dispatch makes them all.
-        wqkv = up.stacked([p + f"attn_{n}.weight" for n in "qkv"], c.dim, [c.q_dim, c.kv_dim, c.kv_dim])
-        w_gate_up = up.stacked([p + "ffn_gate.weight", p + "ffn_up.weight"], c.dim, [c.ffn_dim, c.ffn_dim])
-        wo, to = up.tensor(p + "attn_output.weight", (c.q_dim, c.dim))
-        w_down, td = up.tensor(p + "ffn_down.weight", (c.ffn_dim, c.dim))
-        attn_norm, _ = up.norm(p + "attn_norm.weight", c.dim)
-        ffn_norm, _ = up.norm(p + "ffn_norm.weight", c.dim)
-        cache_bytes = k.kv_cache_nbytes(self.n_ctx, c.kv_dim)
-        key_cache = self.device.create_buffer(cache_bytes, label=f"key_cache.{i}")
-        value_cache = self.device.create_buffer(cache_bytes, label=f"value_cache.{i}")
         rope = dict(n_rot=c.rope_dim, theta=c.rope_theta, freq_scale=c.rope_freq_scale, neox=c.rope_neox,
                     freq_factors=self.rope_freqs)
         row, kv_col = self.qkv_dim, c.q_dim  # keys from column q_dim of each qkv row, values after them
         fold = k.folds_norm  # on GPUs one token's products apply the norms themselves
-        ops = {
-            "attn_norm": k.rmsnorm(self.x, attn_norm, self.xb, c.dim, c.rms_eps, batches_only=fold),
-            **self._qkv_ops(wqkv, (self.x, attn_norm, c.rms_eps)),
-            "rope": k.rope(self.qkv, c.n_heads + c.n_kv_heads, c.head_dim, row=row, **rope),  # q's and k's heads
-            "store_kv": k.store_kv(self.qkv, self.qkv, key_cache, value_cache, c.kv_dim,
-                                   src_row=row, k_col=kv_col, v_col=kv_col + c.kv_dim),
-            "attention": k.attention(self.qkv, key_cache, value_cache, self.att, c.n_heads, c.n_kv_heads,
-                                     c.head_dim, self.n_ctx, T, q_row=row),
-            "o": k.matmul(wo, to, c.q_dim, c.dim, self.att, self.x, T, accumulate=True),  # x += wo att
-            "ffn_norm": k.rmsnorm(self.x, ffn_norm, self.xb, c.dim, c.rms_eps, batches_only=fold),
-            **self._gate_up_ops(w_gate_up, (self.x, ffn_norm, c.rms_eps)),
-            "down": k.matmul(w_down, td, c.ffn_dim, c.dim, self.hb, self.x, T, accumulate=True),  # x += w_down hb
-        }
-        if c.qkv_bias:  # Qwen2
-            bias = up.stacked_norms([p + f"attn_{n}.bias" for n in "qkv"], [c.q_dim, c.kv_dim, c.kv_dim])
-            ops["qkv_bias"] = k.add_bias(self.qkv, bias, self.qkv_dim)
-        return Layer(attn_norm, wqkv, wo, ffn_norm, w_gate_up, w_down, key_cache, value_cache, ops)
+        bias = [LayerOp("qkv_bias", k.add_bias(self.qkv, layer.bqkv, row))] if layer.bqkv is not None else []
+        return (
+            LayerOp("attn_norm", k.rmsnorm(self.x, layer.attn_norm, self.xb, c.dim, c.rms_eps, batches_only=fold)),
+            *self._qkv_ops(layer.wqkv, (self.x, layer.attn_norm, c.rms_eps)),
+            *bias,  # Qwen2
+            LayerOp("rope", k.rope(self.qkv, c.n_heads + c.n_kv_heads, c.head_dim, row=row, **rope)),  # q's, k's
+            LayerOp("store_kv", k.store_kv(self.qkv, self.qkv, layer.key_cache, layer.value_cache, c.kv_dim,
+                                           src_row=row, k_col=kv_col, v_col=kv_col + c.kv_dim)),
+            LayerOp("attention", k.attention(self.qkv, layer.key_cache, layer.value_cache, self.att, c.n_heads,
+                                             c.n_kv_heads, c.head_dim, self.n_ctx, T, q_row=row)),
+            LayerOp("o", self._matmul(layer.wo, c.q_dim, c.dim, self.att, self.x, accumulate=True)),  # x += wo att
+            LayerOp("ffn_norm", k.rmsnorm(self.x, layer.ffn_norm, self.xb, c.dim, c.rms_eps, batches_only=fold)),
+            *self._gate_up_ops(layer.w_gate_up, (self.x, layer.ffn_norm, c.rms_eps)),
+            LayerOp("down", self._matmul(layer.w_down, c.ffn_dim, c.dim, self.hb, self.x, accumulate=True)),  # x +=
+        )
 
-    def _qkv_ops(self, wqkv: tuple, norm: tuple) -> dict:
+    def _qkv_ops(self, wqkv: Weight | Separate, norm: tuple) -> list[LayerOp]:
         """qkv[t] = (wq | wk | wv) xb[t]: one product over the stacked weights, or one per weight
         (`norm`: the attention norm, for products that fold it in)."""
-        c, k, T = self.config, self.kernels, self.max_batch
-        if isinstance(wqkv[1], int):  # (buffer, type), not ((buffer, type), ...)
-            return {"qkv": k.matmul(*wqkv, c.dim, self.qkv_dim, self.xb, self.qkv, T, norm=norm)}
-        cols = (0, c.q_dim, c.q_dim + c.kv_dim)
-        return {
-            name: k.matmul(w, t, c.dim, n, self.xb, self.qkv, T, y_stride=self.qkv_dim, y_col=col, norm=norm)
-            for name, (w, t), n, col in zip("qkv", wqkv, (c.q_dim, c.kv_dim, c.kv_dim), cols, strict=True)
-        }
+        c = self.config
+        if isinstance(wqkv, Weight):
+            return [LayerOp("qkv", self._matmul(wqkv, c.dim, self.qkv_dim, self.xb, self.qkv, norm=norm))]
+        widths, cols = (c.q_dim, c.kv_dim, c.kv_dim), (0, c.q_dim, c.q_dim + c.kv_dim)
+        return [
+            LayerOp(name, self._matmul(w, c.dim, n, self.xb, self.qkv, y_stride=self.qkv_dim, y_col=col, norm=norm))
+            for name, w, n, col in zip("qkv", wqkv.parts, widths, cols, strict=True)
+        ]
 
-    def _gate_up_ops(self, w_gate_up: tuple, norm: tuple) -> dict:
+    def _gate_up_ops(self, w_gate_up: Weight | Separate, norm: tuple) -> list[LayerOp]:
         """hb = silu(w_gate xb) * (w_up xb): one GLU product over the stacked weights, or three ops
         (`norm`: the feed-forward norm, for products that fold it in)."""
-        c, k, T = self.config, self.kernels, self.max_batch
-        if isinstance(w_gate_up[1], int):  # (buffer, type), not ((buffer, type), (buffer, type))
-            return {"gate_up": k.matmul(*w_gate_up, c.dim, c.ffn_dim, self.xb, self.hb, T, glu=True, norm=norm)}
-        (wg, tg), (wu, tu) = w_gate_up
+        c = self.config
+        if isinstance(w_gate_up, Weight):
+            glu = self._matmul(w_gate_up, c.dim, c.ffn_dim, self.xb, self.hb, glu=True, norm=norm)
+            return [LayerOp("gate_up", glu)]
+        w_gate, w_up = w_gate_up.parts
         if self.hb2 is None:
-            self.hb2 = self.device.create_buffer(T * c.ffn_dim * 4, label="hb2")
-        return {
-            "gate": k.matmul(wg, tg, c.dim, c.ffn_dim, self.xb, self.hb, T, norm=norm),
-            "up": k.matmul(wu, tu, c.dim, c.ffn_dim, self.xb, self.hb2, T, norm=norm),
-            "silu_mul": k.silu_mul(self.hb, self.hb2, self.hb, c.ffn_dim),
-        }
+            self.hb2 = self.device.create_buffer(self.max_batch * c.ffn_dim * 4, label="hb2")
+        return [
+            LayerOp("gate", self._matmul(w_gate, c.dim, c.ffn_dim, self.xb, self.hb, norm=norm)),
+            LayerOp("up", self._matmul(w_up, c.dim, c.ffn_dim, self.xb, self.hb2, norm=norm)),
+            LayerOp("silu_mul", self.kernels.silu_mul(self.hb, self.hb2, self.hb, c.ffn_dim)),
+        ]
+
+    def _matmul(self, w: Weight, n_in: int, n_out: int, x, y, **options) -> K.Op:
+        """y = W x for up to max_batch rows of x (options: Kernels.matmul's)."""
+        return self.kernels.matmul(w.buffer, w.type, n_in, n_out, x, y, self.max_batch, **options)
 
     # ---------------------------------------------------------------- the forward pass
-
-    # 11 dispatches a layer (attention is 3); 9 for one token on GPUs, whose qkv and gate_up apply the
-    # norms before them (Kernels.folds_norm). q, k, v and gate, up, silu_mul are there instead of
-    # qkv and gate_up only when those weights differ in type (one buffer holds one type); qkv_bias
-    # only for Qwen2. The residual adds are inside o and down (they accumulate into x).
-    _LAYER_ORDER = (
-        "attn_norm", "qkv", "q", "k", "v", "qkv_bias", "rope", "store_kv", "attention", "o",
-        "ffn_norm", "gate_up", "gate", "up", "silu_mul", "down",
-    )
 
     def forward(self, tokens: list[int], *, all_logits: bool = False, recorder=None):
         """Run `tokens` (at most max_batch) at positions n_past.. and leave the last row's logits in
@@ -207,10 +237,8 @@ class Model:
         self.kernels.set_step(self.n_past, T)
         self.op_embed.record(rec, T)
         for layer in self.layers:
-            for name in self._LAYER_ORDER:
-                op = layer.ops.get(name)
-                if op is not None:
-                    op.record(rec, T)
+            for layer_op in layer.ops:  # built once at load (Model._layer_ops)
+                layer_op.op.record(rec, T)
         self.op_final_norm.record(rec, T)
         if all_logits:
             self._all_logits_op().record(rec, T)
@@ -223,9 +251,7 @@ class Model:
         if self.logits_all is None:
             c = self.config
             self.logits_all = self.device.create_buffer(self.max_batch * c.vocab_size * 4, label="logits_all")
-            self._op_logits_all = self.kernels.matmul(
-                self.output, self.output_type, c.dim, c.vocab_size, self.xb, self.logits_all, self.max_batch
-            )
+            self._op_logits_all = self._matmul(self.output, c.dim, c.vocab_size, self.xb, self.logits_all)
         return self._op_logits_all
 
     def rewind(self, n_past: int) -> None:
@@ -244,11 +270,11 @@ class _Uploader:
     def has(self, name: str) -> bool:
         return name in self.gguf.tensors
 
-    def tensor(self, name: str, shape: tuple[int, int]):
-        """A matrix weight, uploaded in its own (possibly quantised) type; returns (buffer, ggml type)."""
+    def tensor(self, name: str, shape: tuple[int, int]) -> Weight:
+        """A matrix weight, uploaded in its own (possibly quantised) type."""
         info = self._info(name, shape)
         self._check_type(info)
-        return self._upload(info), info.type
+        return Weight(self._upload(info), info.type)
 
     def _check_type(self, info) -> None:
         if info.type not in K.SUPPORTED_WEIGHT_TYPES:
@@ -257,16 +283,20 @@ class _Uploader:
                 f"tensor {info.name} has type {info.type_name}, which Hearth does not run (supported: {supported})"
             )
 
-    def stacked(self, names: list[str], n_in: int, rows: list[int]) -> tuple:
-        """Matrices of n_in columns stacked row-wise in one buffer: (buffer, ggml type); or, when their
-        types differ (or a part would start off a 4-byte boundary), ((buffer, type), ...) one each."""
+    def stacked(self, names: list[str], n_in: int, rows: list[int]) -> Weight | Separate:
+        """Matrices of n_in columns stacked row-wise in one buffer; Separate when their types differ
+        (or a part would start off a 4-byte boundary)."""
         infos = []
         for name, n in zip(names, rows, strict=True):  # each checked in turn: errors name the first bad one
             infos.append(self._info(name, (n_in, n)))
             self._check_type(infos[-1])
         if len({info.type for info in infos}) > 1 or any(info.nbytes % 4 for info in infos[:-1]):
-            return tuple(self.tensor(name, (n_in, n)) for name, n in zip(names, rows, strict=True))
-        return self._upload_all(infos, infos[0].name + " stacked"), infos[0].type
+            return self.separate(names, n_in, rows)
+        return Weight(self._upload_all(infos, infos[0].name + " stacked"), infos[0].type)
+
+    def separate(self, names: list[str], n_in: int, rows: list[int]) -> Separate:
+        """Matrices of n_in columns, one buffer each (what `stacked` falls back to)."""
+        return Separate(tuple(self.tensor(name, (n_in, n)) for name, n in zip(names, rows, strict=True)))
 
     def stacked_norms(self, names: list[str], sizes: list[int]):
         """F32 vectors one after another in one buffer (Qwen2's q, k and v biases)."""
@@ -277,11 +307,11 @@ class _Uploader:
         return self._upload_all(infos, infos[0].name + " stacked")
 
     def norm(self, name: str, n: int):
-        """A vector (norm weight, bias, rope factors); kernels read these as f32."""
+        """A vector (norm weight, rope factors) as a buffer; kernels read these as f32."""
         info = self._info(name, (n,))
         if info.type != K.F32:
             raise UnsupportedModel(f"tensor {name} has type {info.type_name}; Hearth expects F32 vectors")
-        return self._upload(info), info.type
+        return self._upload(info)
 
     def _info(self, name: str, shape: tuple[int, ...]):
         info = self.gguf.tensors.get(name)

@@ -1,43 +1,101 @@
 """The model's two layouts of a layer agree: stacked weights (qkv, GLU gate_up: 11 dispatches) and
 the fallback for weights of different types (separate products into the qkv rows; gate, up, silu_mul);
-and its two kernel variants agree (the GPUs' one folds the RMSNorms into one token's products)."""
+and its two kernel variants agree (the GPUs' one folds the RMSNorms into one token's products).
+Each layer's dispatch sequence is built once at load, in the order the forward pass runs it."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from engine import model as model_module
-from engine.model import Model
+from engine.gguf import open_gguf
+from engine.model import Model, Separate, Weight
+from tests.gguf_files import write_gguf
+
+STACKED = ["attn_norm", "qkv", "rope", "store_kv", "attention", "o", "ffn_norm", "gate_up", "down"]
+SEPARATE = ["attn_norm", "q", "k", "v", "rope", "store_kv", "attention", "o",
+            "ffn_norm", "gate", "up", "silu_mul", "down"]  # fmt: skip
+STEPS = ([1, 2, 3, 4, 5, 6, 7], [8], [9])  # a prefill, then two decode steps
 
 
-def _logits(loop, engine, gguf, monkeypatch, separate: bool, variant: str = "scalar") -> tuple[np.ndarray, set[str]]:
+def _load(engine, gguf, monkeypatch, separate: bool, variant: str = "scalar") -> Model:
     if separate:  # as if q, k, v (and gate, up) differed in type
-        monkeypatch.setattr(
-            model_module._Uploader,
-            "stacked",
-            lambda self, names, n_in, rows: tuple(self.tensor(n, (n_in, r)) for n, r in zip(names, rows, strict=True)),
-        )
+        monkeypatch.setattr(model_module._Uploader, "stacked", model_module._Uploader.separate)
     model = Model.load(engine.model.device, gguf, n_ctx=64, max_batch=8, variant=variant)
     monkeypatch.undo()
+    return model
+
+
+def _logits(loop, model: Model) -> np.ndarray:
     rows = []
-    for tokens in ([1, 2, 3, 4, 5, 6, 7], [8], [9]):  # a prefill, then two decode steps
+    for tokens in STEPS:
         model.forward(tokens)
         rows.append(np.frombuffer(bytes(loop.run_until_complete(model.device.read_buffer(model.logits))), np.float32))
-    return np.array(rows), set(model.layers[0].ops)
+    return np.array(rows)
+
+
+def _names(model: Model) -> list[list[str]]:
+    return [[layer_op.name for layer_op in layer.ops] for layer in model.layers]
 
 
 def test_fallback_layout_matches_the_stacked_one(engine, event_loop_session, model_gguf, monkeypatch):
-    stacked, ops = _logits(event_loop_session, engine, model_gguf, monkeypatch, separate=False)
-    separate, fallback_ops = _logits(event_loop_session, engine, model_gguf, monkeypatch, separate=True)
-    assert {"qkv", "gate_up"} <= ops and not {"q", "gate", "silu_mul"} & ops
-    assert {"q", "k", "v", "gate", "up", "silu_mul"} <= fallback_ops and not {"qkv", "gate_up"} & fallback_ops
-    scale = np.abs(stacked).max()
-    assert np.abs(stacked - separate).max() <= 1e-4 * scale
+    stacked_model = _load(engine, model_gguf, monkeypatch, separate=False)
+    separate_model = _load(engine, model_gguf, monkeypatch, separate=True)
+    assert all(isinstance(layer.wqkv, Weight) and isinstance(layer.w_gate_up, Weight) for layer in stacked_model.layers)
+    for layer in separate_model.layers:
+        assert isinstance(layer.wqkv, Separate) and isinstance(layer.w_gate_up, Separate)
+        assert [len(layer.wqkv.parts), len(layer.w_gate_up.parts)] == [3, 2]
+    assert _names(stacked_model) == [STACKED] * stacked_model.config.n_layers
+    assert _names(separate_model) == [SEPARATE] * separate_model.config.n_layers
+    stacked, separate = _logits(event_loop_session, stacked_model), _logits(event_loop_session, separate_model)
+    assert np.abs(stacked - separate).max() <= 1e-4 * np.abs(stacked).max()
 
 
 def test_gpu_variant_with_folded_norms_matches_the_scalar_one(engine, event_loop_session, model_gguf, monkeypatch):
-    scalar, _ = _logits(event_loop_session, engine, model_gguf, monkeypatch, separate=False)
+    scalar = _logits(event_loop_session, _load(engine, model_gguf, monkeypatch, separate=False))
     for separate in (False, True):  # folded into qkv and gate_up, or into q, k, v, gate and up
-        gpu, _ = _logits(event_loop_session, engine, model_gguf, monkeypatch, separate=separate, variant="subgroup")
+        gpu = _logits(event_loop_session, _load(engine, model_gguf, monkeypatch, separate, variant="subgroup"))
         assert np.abs(scalar - gpu).max() <= 1e-4 * np.abs(scalar).max(), f"separate={separate}"
         assert (scalar.argmax(axis=1) == gpu.argmax(axis=1)).all()
+
+
+def _tiny_qwen2(path, n_layers=2, dim=128, ffn_dim=256, n_heads=4, n_kv_heads=2, n_vocab=96):
+    """A Qwen2 GGUF (q, k and v biases, NeoX RoPE, tied head) of random f32 weights."""
+    rng = np.random.default_rng(0)
+    q_dim, kv_dim = dim, dim // n_heads * n_kv_heads
+    meta = {"qwen2.block_count": n_layers, "qwen2.context_length": 64, "qwen2.embedding_length": dim,
+            "qwen2.feed_forward_length": ffn_dim, "qwen2.attention.head_count": n_heads,
+            "qwen2.attention.head_count_kv": n_kv_heads, "qwen2.attention.layer_norm_rms_epsilon": 1e-6,
+            "qwen2.rope.freq_base": 10000.0, "tokenizer.ggml.tokens": [f"t{i}" for i in range(n_vocab)]}  # fmt: skip
+
+    def f32(*shape, mean=0.0, std=0.05):
+        return rng.normal(mean, std, shape).astype(np.float32), 0
+
+    tensors = {"token_embd.weight": f32(n_vocab, dim, std=1.0), "output_norm.weight": f32(dim, mean=1.0)}
+    for i in range(n_layers):
+        p = f"blk.{i}."
+        tensors |= {p + "attn_norm.weight": f32(dim, mean=1.0), p + "ffn_norm.weight": f32(dim, mean=1.0),
+                    p + "attn_q.weight": f32(q_dim, dim), p + "attn_k.weight": f32(kv_dim, dim),
+                    p + "attn_v.weight": f32(kv_dim, dim), p + "attn_q.bias": f32(q_dim, std=0.5),
+                    p + "attn_k.bias": f32(kv_dim, std=0.5), p + "attn_v.bias": f32(kv_dim, std=0.5),
+                    p + "attn_output.weight": f32(dim, q_dim), p + "ffn_gate.weight": f32(ffn_dim, dim),
+                    p + "ffn_up.weight": f32(ffn_dim, dim), p + "ffn_down.weight": f32(dim, ffn_dim)}  # fmt: skip
+    return write_gguf(path, "qwen2", meta, tensors)
+
+
+@pytest.mark.parametrize("separate", [False, True], ids=["stacked", "separate"])
+def test_qwen2_biases_follow_the_qkv_products_and_match_the_reference(
+    engine, event_loop_session, monkeypatch, tmp_path, separate
+):
+    from tests.reference import ReferenceModel
+
+    path = _tiny_qwen2(tmp_path / "qwen2.gguf")
+    model = _load(engine, open_gguf(path), monkeypatch, separate)
+    names = SEPARATE if separate else STACKED
+    after = names.index("v" if separate else "qkv") + 1
+    assert _names(model) == [[*names[:after], "qkv_bias", *names[after:]]] * model.config.n_layers
+    reference = ReferenceModel(path)
+    expected = np.array([reference.forward(t, reference.n_past)[-1] for t in STEPS])
+    ours = _logits(event_loop_session, model)
+    assert np.abs(ours - expected).max() <= 1e-4 * np.abs(expected).max()

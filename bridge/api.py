@@ -1,30 +1,32 @@
-"""The protocol, defined once: OpenAI chat completions and the bridge's frames, as pydantic models.
+"""The bridge's side of the protocol, as pydantic models: OpenAI chat completions and the bridge's frames.
 
-Shared by the bridge (bridge/) and whatever serves the model: pydantic runs on CPython and on Pyodide.
-Requests are strict: an unknown field, or a value of the wrong JSON type, is an error that names it
-(a string is never silently read as a number). Responses and chunks have OpenAI's shapes, so the
-official `openai` package parses them.
+The bridge validates everything that reaches it: requests are strict (an unknown field, or a value of the
+wrong JSON type, is an error that names it; a string is never silently read as a number). Responses and
+chunks have OpenAI's shapes, so the official `openai` package parses them. The engine takes plain data
+(engine/protocol.py); nothing here ships into the browser.
 
-Frames are the extension's envelope `{kind, id, content}`, one JSON object per websocket message:
+Frames are engine/protocol.py's envelope `{kind, id, content}`, one JSON object per websocket message:
 
   client -> bridge    hello {role: "client", token} · chat (id, a ChatCompletionRequest) · stop (id) · models
-  bridge -> client    hello {server, max_frame_bytes} · chunk (id, a ChatCompletionChunk) ·
+  bridge -> client    hello {server, max_request_bytes} · chunk (id, a ChatCompletionChunk) ·
                       done (id, the ChatCompletion, usage included) · error (id or null, an ErrorResponse) ·
                       models (id, a ModelList)
-  provider -> bridge  hello {role: "provider", token} · then engine/host.py's own messages
-                      (progress, ready, chunk, done, error, status, part)
-  bridge -> provider  hello · chat (id, {messages, options}) · stop (id) — engine/host.py's input
+  provider -> bridge  hello {role: "provider", token} · then the engine host's replies
+                      (progress, ready, chunk, part, done, error)
+  bridge -> provider  hello · chat (id, {messages, options}) · stop (id) — the engine host's input
 """
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model, field_validator
 
-MAX_STOP = 4  # OpenAI's limit on `stop` strings
+from engine.protocol import MAX_ID_CHARS, Kind, Message
+from engine.sampler import MAX_STOPS
+
 MAX_MESSAGES = 4096
-MAX_ID_CHARS = 128
 
 _strict = ConfigDict(extra="forbid", strict=True)
 
@@ -86,8 +88,8 @@ class ChatCompletionRequest(BaseModel):
     @classmethod
     def _check_stop(cls, stop: str | list[str] | None) -> str | list[str] | None:
         stops = [stop] if isinstance(stop, str) else stop or []
-        if len(stops) > MAX_STOP or "" in stops:
-            raise ValueError(f"stop takes at most {MAX_STOP} strings, none of them empty")
+        if len(stops) > MAX_STOPS or "" in stops:
+            raise ValueError(f"stop takes at most {MAX_STOPS} strings, none of them empty")
         return stop
 
     def stops(self) -> tuple[str, ...]:
@@ -187,17 +189,11 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
-# The engine's named errors (engine/errors.py, and error_content's fallbacks in engine/host.py) as
-# OpenAI sees them: HTTP status, error type and code.
-ENGINE_ERRORS: dict[str, tuple[int, ErrorType, str]] = {
-    "InvalidRequest": (400, "invalid_request_error", "invalid_request"),
-    "ContextTooLong": (400, "invalid_request_error", "context_length_exceeded"),
-    "NoChatTemplate": (400, "invalid_request_error", "no_chat_template"),
-    "UnsupportedModel": (500, "server_error", "unsupported_model"),
-    "ModelFileError": (500, "server_error", "model_file_error"),
-    "GpuUnavailable": (503, "server_error", "gpu_unavailable"),
-    "InternalError": (500, "server_error", "internal_error"),
-}
+# Each HTTP status as OpenAI's error type (the engine's errors carry their status: engine/errors.py).
+TYPE_OF_STATUS: dict[int, ErrorType] = {
+    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+    429: "rate_limit_error", 500: "server_error", 503: "server_error",
+}  # fmt: skip
 
 # Each error type's HTTP status, for transports that carry no status (websocket frames).
 STATUS_OF_TYPE: dict[str, int] = {
@@ -219,14 +215,14 @@ class Hello(BaseModel):
 
 class HelloFrame(BaseModel):
     model_config = _strict
-    kind: Literal["hello"]
+    kind: Literal[Kind.HELLO]
     id: Id | None = None
     content: Hello = Hello()
 
 
 class ChatFrame(BaseModel):
     model_config = _strict
-    kind: Literal["chat"]
+    kind: Literal[Kind.CHAT]
     id: Id
     content: ChatCompletionRequest
 
@@ -235,14 +231,14 @@ class StopFrame(BaseModel):
     """Cancel the request `id` (its stream ends with an error of code `cancelled`)."""
 
     model_config = _strict
-    kind: Literal["stop"]
+    kind: Literal[Kind.STOP]
     id: Id
     content: None = None
 
 
 class ModelsFrame(BaseModel):
     model_config = _strict
-    kind: Literal["models"]
+    kind: Literal[Kind.MODELS]
     id: Id | None = None
     content: None = None
 
@@ -281,28 +277,27 @@ class HostReady(BaseModel):
     adapter: str = ""
 
 
-def _provider_frame(kind: str, content: Any) -> type[BaseModel]:
+def _provider_frame(kind: Kind, content: Any) -> type[BaseModel]:
     fields: dict[str, Any] = {"kind": (Literal[kind], ...), "id": (Id | None, None), "content": (content, ...)}
-    return create_model(f"Provider{kind.title()}Frame", __config__=_lenient, **fields)
+    return create_model(f"Provider{kind.name.title()}Frame", __config__=_lenient, **fields)
 
 
 ProviderFrame = TypeAdapter(
     Annotated[
         HelloFrame
-        | _provider_frame("chunk", HostChunk)
-        | _provider_frame("done", HostDone)
-        | _provider_frame("error", HostError)
-        | _provider_frame("ready", HostReady)
-        | _provider_frame("progress", dict[str, Any])
-        | _provider_frame("status", dict[str, Any])
-        | _provider_frame("part", dict[str, Any]),
+        | _provider_frame(Kind.CHUNK, HostChunk)
+        | _provider_frame(Kind.DONE, HostDone)
+        | _provider_frame(Kind.ERROR, HostError)
+        | _provider_frame(Kind.READY, HostReady)
+        | _provider_frame(Kind.PROGRESS, dict[str, Any])
+        | _provider_frame(Kind.PART, dict[str, Any]),
         Field(discriminator="kind"),
     ]
 )
 
 
-def frame(kind: str, id: Any = None, content: Any = None) -> dict[str, Any]:
-    """One frame as plain data (models inside become JSON-ready dicts)."""
+def frame(kind: Kind, id: Any = None, content: Any = None) -> str:
+    """One frame as the JSON text a websocket message carries (models inside become JSON data)."""
     if isinstance(content, BaseModel):
         content = content.model_dump(mode="json")
-    return {"kind": kind, "id": id, "content": content}
+    return json.dumps(Message(kind, id, content).to_dict())

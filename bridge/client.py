@@ -5,7 +5,7 @@
     for chunk in client.chat.completions.create(model="hearth", messages=[...], stream=True): ...
 
 One websocket carries all of a client's requests, told apart by id; leaving a stream early cancels its request.
-Responses are engine/api.py's models, which have the SDK's attribute names (`answer.choices[0].message.content`).
+Responses are bridge/api.py's models, which have the SDK's attribute names (`answer.choices[0].message.content`).
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from engine.api import STATUS_OF_TYPE, ChatCompletion, ChatCompletionChunk, ModelList, frame
+from engine.protocol import BRIDGE_PORT, Kind
 
+from .api import STATUS_OF_TYPE, ChatCompletion, ChatCompletionChunk, ModelList, frame
 from .security import read_token
 
-DEFAULT_URL = "ws://127.0.0.1:8741"  # bridge.server.DEFAULT_PORT
+DEFAULT_URL = f"ws://127.0.0.1:{BRIDGE_PORT}"
 
 
 # ---------------------------------------------------------------- errors, as the SDK names them
@@ -103,7 +104,7 @@ class _Link:
                 queue = self.pending.get(data.get("id"))
                 if queue is not None:
                     queue.put_nowait(data)
-                elif data.get("kind") == "error":  # about the connection itself
+                elif data.get("kind") == Kind.ERROR:  # about the connection itself
                     self._fail(error_from(data.get("content")))
         except (ConnectionClosed, ValueError) as e:
             self._fail(APIConnectionError(f"the connection to the bridge broke: {e}"))
@@ -115,12 +116,12 @@ class _Link:
         for queue in self.pending.values():
             queue.put_nowait(error)
 
-    async def open(self, kind: str, content: Any = None) -> tuple[int, asyncio.Queue]:
+    async def open(self, kind: Kind, content: Any = None) -> tuple[int, asyncio.Queue]:
         if self.broken:
             raise self.broken
         id = next(self.ids)
         self.pending[id] = queue = asyncio.Queue()
-        await self.ws.send(json.dumps(frame(kind, id, content)))
+        await self.ws.send(frame(kind, id, content))
         return id, queue
 
     async def next(self, queue: asyncio.Queue, timeout: float) -> dict[str, Any]:
@@ -130,7 +131,7 @@ class _Link:
             raise APITimeoutError(f"no answer from the bridge within {timeout} s") from None
         if isinstance(item, APIError):
             raise item
-        if item.get("kind") == "error":
+        if item.get("kind") == Kind.ERROR:
             raise error_from(item.get("content"))
         return item
 
@@ -170,9 +171,9 @@ class AsyncClient:
         except OSError as e:
             message = f"cannot reach the bridge at {self.url} ({e}): is `python -m bridge` running?"
             raise APIConnectionError(message) from e
-        await ws.send(json.dumps(frame("hello", None, {"role": "client", "token": token})))
+        await ws.send(frame(Kind.HELLO, None, {"role": "client", "token": token}))
         hello = json.loads(await ws.recv())
-        if hello.get("kind") == "error":
+        if hello.get("kind") == Kind.ERROR:
             await ws.close()
             raise error_from(hello.get("content"))
         return _Link(ws)
@@ -204,7 +205,7 @@ class _AsyncCompletions:
         body = {"model": model, "messages": [_plain(m) for m in messages], "stream": stream, **params}
         body = {name: value for name, value in body.items() if value is not None}
         link = await self._client.link()
-        id, queue = await link.open("chat", body)
+        id, queue = await link.open(Kind.CHAT, body)
         stream_ = AsyncStream(link, id, queue, self._client.timeout)
         if stream:
             return stream_
@@ -220,7 +221,7 @@ class _AsyncModels:
 
     async def list(self) -> ModelList:
         link = await self._client.link()
-        id, queue = await link.open("models")
+        id, queue = await link.open(Kind.MODELS)
         try:
             return ModelList.model_validate((await link.next(queue, self._client.timeout))["content"])
         finally:
@@ -247,7 +248,7 @@ class AsyncStream:
         except BaseException:
             await self.close()
             raise
-        if item["kind"] == "chunk":
+        if item["kind"] == Kind.CHUNK:
             return ChatCompletionChunk.model_validate(item["content"])
         self.completion = ChatCompletion.model_validate(item["content"])
         await self.close()
@@ -259,7 +260,7 @@ class AsyncStream:
             self._link.pending.pop(self._id, None)
             if self.completion is None and not self._link.broken:
                 try:
-                    await self._link.ws.send(json.dumps(frame("stop", self._id)))
+                    await self._link.ws.send(frame(Kind.STOP, self._id))
                 except ConnectionClosed:
                     pass
 

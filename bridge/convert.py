@@ -13,8 +13,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from engine.api import (
-    ENGINE_ERRORS,
+from engine.errors import ERRORS, InternalError, InvalidRequest
+from engine.protocol import sampling_options
+
+from .api import (
+    TYPE_OF_STATUS,
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -28,8 +31,6 @@ from engine.api import (
     ResponseMessage,
     Usage,
 )
-from engine.errors import InvalidRequest
-from engine.host import sampling_options
 
 
 class ApiError(Exception):
@@ -149,9 +150,9 @@ def usage(done: HostDone) -> Usage:
 
 
 def host_error(error: HostError) -> ApiError:
-    """A host `error` message (a named engine error) as OpenAI reports it."""
-    status, type, code = ENGINE_ERRORS.get(error.type, ENGINE_ERRORS["InternalError"])
-    return ApiError(status, error.message, type=type, code=code)
+    """A host `error` message (a name in engine/errors.py) as OpenAI reports it."""
+    named = ERRORS.get(error.type, InternalError)
+    return ApiError(named.status, error.message, type=TYPE_OF_STATUS[named.status], code=named.code)
 
 
 def model_id(name: str) -> str:

@@ -16,7 +16,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from engine.api import (
+from engine.protocol import Kind, Message
+
+from .api import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -26,9 +28,7 @@ from engine.api import (
     ModelCard,
     ModelList,
     ProviderFrame,
-    frame,
 )
-
 from .convert import ApiError, Reply, host_chat, host_error, model_id
 from .fair_queue import FairQueue
 
@@ -41,10 +41,9 @@ class Provider:
     """A model provider as the hub sees it: how to send it a message, and what it is doing."""
 
     name: str  # for messages: "browser extension", "native engine"
-    send: Callable[[dict[str, Any]], None]
+    send: Callable[[Message], None]
     native: bool = False  # the in-process engine, used only while no other provider is connected
     info: HostReady | None = None  # from its `ready` message
-    load_error: str | None = None
     current: Request | None = None  # the one request it is serving
 
 
@@ -56,7 +55,7 @@ class Request:
     body: ChatCompletionRequest
     content: dict[str, Any]  # the host's `chat` content
     id: str = field(default_factory=lambda: f"req-{next(_ids)}")
-    events: asyncio.Queue = field(default_factory=asyncio.Queue)  # ("chunk"|"done"|"error", payload)
+    events: asyncio.Queue = field(default_factory=asyncio.Queue)  # (Kind.CHUNK | DONE | ERROR, payload)
     provider: Provider | None = None
     finished: bool = False
 
@@ -98,16 +97,14 @@ class Hub:
         except ValidationError:
             return  # a message the bridge does not read (or a bad one): nothing to route
         request = provider.current
-        if parsed.kind == "ready":
-            provider.info, provider.load_error = parsed.content, None
-        elif parsed.kind == "error" and parsed.id is None:
-            provider.load_error = parsed.content.message  # the host fails queued requests with it
+        if parsed.kind == Kind.READY:
+            provider.info = parsed.content
         elif request is None or parsed.id != request.id:
             return  # late news of a request already failed or cancelled
-        elif parsed.kind == "chunk":
+        elif parsed.kind == Kind.CHUNK:
             if not request.finished:  # (a cancelled request streams on until the provider sees its stop)
-                request.events.put_nowait(("chunk", parsed.content))
-        elif parsed.kind in ("done", "error"):
+                request.events.put_nowait((Kind.CHUNK, parsed.content))
+        elif parsed.kind in (Kind.DONE, Kind.ERROR):
             provider.current = None
             self._finish(request, parsed.content)
             self._dispatch()
@@ -134,7 +131,7 @@ class Hub:
         if self.queue.remove(request.key, request):
             self._finish(request, ApiError(400, "the request was cancelled", code="cancelled"))
         elif request.provider is not None and request.provider.current is request:
-            request.provider.send(frame("stop", request.id))
+            request.provider.send(Message(Kind.STOP, request.id))
             request.finished = True  # its `done` still frees the provider
 
     def _dispatch(self) -> None:
@@ -142,16 +139,16 @@ class Hub:
         while provider is not None and provider.current is None and (request := self.queue.pop()) is not None:
             request.provider = provider
             provider.current = request
-            provider.send(frame("chat", request.id, request.content))
+            provider.send(Message(Kind.CHAT, request.id, request.content))
 
     def _finish(self, request: Request, outcome: HostDone | HostError | ApiError) -> None:
         if request.finished:
             return
         request.finished = True
         if isinstance(outcome, HostDone):
-            request.events.put_nowait(("done", outcome))
+            request.events.put_nowait((Kind.DONE, outcome))
         else:
-            request.events.put_nowait(("error", host_error(outcome) if isinstance(outcome, HostError) else outcome))
+            request.events.put_nowait((Kind.ERROR, host_error(outcome) if isinstance(outcome, HostError) else outcome))
 
     # ---------------------------------------------------------------- what clients see
 
@@ -168,12 +165,12 @@ class Hub:
         reply = None
         while True:
             kind, payload = await request.events.get()
-            if kind == "error":
+            if kind == Kind.ERROR:
                 raise payload
             if reply is None:
                 reply = Reply(model=self.model_name(request.provider))
                 yield reply.first()
-            if kind == "chunk":
+            if kind == Kind.CHUNK:
                 if chunk := reply.chunk(payload.text):
                     yield chunk
                 continue

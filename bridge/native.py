@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.host import Host, envelope
+from engine.host import Host
+from engine.protocol import Kind, Message
 
 from .hub import Hub, Provider
 
 
 def native_provider(hub: Hub, engine: Any) -> Provider:
     """A provider serving `engine` (loaded) through a Host; add it with `hub.add_provider`."""
-    provider = Provider(name="native engine", send=lambda message: host.receive(message), native=True)
-    host = Host(lambda message: hub.on_message(provider, message), engine=engine)
-    hub.on_message(provider, envelope("ready", None, host.describe()))
+    provider = Provider(name="native engine", send=lambda message: connection.receive(message), native=True)
+    connection = Host(engine=engine).connect(lambda message: hub.on_message(provider, message.to_dict()))
+    connection.receive(Message(Kind.STATUS))  # the host answers with `ready`: the hub learns the model's name
     return provider
 
 

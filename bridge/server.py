@@ -22,13 +22,14 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from engine.api import ChatCompletion, ClientFrame, Hello, frame
+from engine.protocol import BRIDGE_PORT, Kind, Message
 
+from .api import ChatCompletion, ClientFrame, Hello, frame
 from .convert import ApiError, parse_request, validation_error
 from .hub import Hub, Provider
 from .security import bearer, token_matches
 
-DEFAULT_PORT = 8741
+DEFAULT_PORT = BRIDGE_PORT
 MAX_REQUEST_BYTES = 1 << 20  # one frame, or one HTTP body; larger ones get `request_too_large`
 MAX_FRAME_BYTES = 8 * MAX_REQUEST_BYTES  # past this websockets closes the connection (1009) unread
 MAX_HEAD_BYTES = 16 << 10
@@ -100,7 +101,7 @@ class BridgeServer:
                 error = ApiError(401, "present the bridge token: an `Authorization: Bearer` header, or a first frame "
                                  "{kind: hello, content: {token}} (the token is in the bridge's token file)",
                                  type="authentication_error", code="invalid_token")  # fmt: skip
-                await ws.send(json.dumps(frame("error", None, error.response())))
+                await ws.send(frame(Kind.ERROR, None, error.response()))
                 await ws.close(1008, "authentication required")
             elif hello is not None and hello.role == "provider":
                 await self._serve_provider(ws)
@@ -112,7 +113,7 @@ class BridgeServer:
     async def _serve_client(self, ws: ServerConnection, first: str | bytes | None) -> None:
         live: dict[Any, tuple[Any, asyncio.Task]] = {}  # frame id -> (request, its streaming task)
         send = partial(_send_frame, ws)
-        await send("hello", None, WELCOME)
+        await send(Kind.HELLO, None, WELCOME)
         try:
             if first is not None:
                 await self._client_frame(ws, first, live)
@@ -128,28 +129,28 @@ class BridgeServer:
         if len(message) > MAX_REQUEST_BYTES:
             error = ApiError(413, f"a frame may hold at most {MAX_REQUEST_BYTES} bytes, this one has {len(message)}",
                              code="request_too_large")  # fmt: skip
-            return await send("error", _frame_id(message), error.response())
+            return await send(Kind.ERROR, _frame_id(message), error.response())
         try:
             parsed = ClientFrame.validate_json(message)
         except ValidationError as e:
             loc = e.errors()[0]["loc"]
             skip = 2 if loc[:2] == ("chat", "content") else min(len(loc), 1)
-            return await send("error", _frame_id(message), validation_error(e, skip, "frame").response())
-        if parsed.kind == "hello":
-            return await send("hello", parsed.id, WELCOME)
-        if parsed.kind == "models":
-            return await send("models", parsed.id, self.hub.models())
-        if parsed.kind == "stop":
+            return await send(Kind.ERROR, _frame_id(message), validation_error(e, skip, "frame").response())
+        if parsed.kind == Kind.HELLO:
+            return await send(Kind.HELLO, parsed.id, WELCOME)
+        if parsed.kind == Kind.MODELS:
+            return await send(Kind.MODELS, parsed.id, self.hub.models())
+        if parsed.kind == Kind.STOP:
             if parsed.id in live:
                 self.hub.cancel(live[parsed.id][0])
             return None
         if parsed.id in live:
             error = ApiError(400, f"request id {parsed.id!r} is already streaming", param="id", code="duplicate_id")
-            return await send("error", parsed.id, error.response())
+            return await send(Kind.ERROR, parsed.id, error.response())
         try:
             request = self.hub.submit(ws, parsed.content)
         except ApiError as e:
-            return await send("error", parsed.id, e.response())
+            return await send(Kind.ERROR, parsed.id, e.response())
         live[parsed.id] = (request, asyncio.create_task(self._stream_frames(ws, parsed.id, request, live)))
         return None
 
@@ -158,11 +159,11 @@ class BridgeServer:
         try:
             async for reply in self.hub.replies(request):
                 if isinstance(reply, ChatCompletion):
-                    await send("done", id, reply)
+                    await send(Kind.DONE, id, reply)
                 elif request.body.stream:
-                    await send("chunk", id, reply)
+                    await send(Kind.CHUNK, id, reply)
         except ApiError as e:
-            await send("error", id, e.response())
+            await send(Kind.ERROR, id, e.response())
         except ConnectionClosed:
             pass
         finally:
@@ -173,14 +174,14 @@ class BridgeServer:
         if any(not p.native for p in self.hub.providers):
             error = ApiError(409, "another model provider is already connected", type="invalid_request_error",
                              code="provider_taken")  # fmt: skip
-            await ws.send(json.dumps(frame("error", None, error.response())))
+            await ws.send(frame(Kind.ERROR, None, error.response()))
             return await ws.close(1008, "provider slot taken")
-        outbox: asyncio.Queue[dict] = asyncio.Queue()  # the hub sends synchronously; one writer keeps the order
+        outbox: asyncio.Queue[Message] = asyncio.Queue()  # the hub sends synchronously; one writer keeps the order
         origin = ws.request.headers.get("Origin")
         name = "browser extension" if origin == self.origin else f"provider at {ws.remote_address[0]}"
         provider = Provider(name=name, send=outbox.put_nowait)
         writer = asyncio.create_task(_pump(ws, outbox))
-        await ws.send(json.dumps(frame("hello", None, WELCOME)))
+        await ws.send(frame(Kind.HELLO, None, WELCOME))
         self.hub.add_provider(provider)
         try:
             async for message in ws:
@@ -296,7 +297,7 @@ def _hello(message: str | bytes) -> Hello | None:
         parsed = ClientFrame.validate_json(message) if len(message) <= MAX_REQUEST_BYTES else None
     except ValidationError:
         return None
-    return parsed.content if parsed is not None and parsed.kind == "hello" else None
+    return parsed.content if parsed is not None and parsed.kind == Kind.HELLO else None
 
 
 def _frame_id(message: str | bytes) -> Any:
@@ -309,13 +310,13 @@ def _frame_id(message: str | bytes) -> Any:
     return id if isinstance(id, str | int) and not isinstance(id, bool) and len(str(id)) <= 128 else None
 
 
-async def _send_frame(ws: ServerConnection, kind: str, id: Any, content: Any) -> None:
-    await ws.send(json.dumps(frame(kind, id, content)))
+async def _send_frame(ws: ServerConnection, kind: Kind, id: Any, content: Any) -> None:
+    await ws.send(frame(kind, id, content))
 
 
 async def _pump(ws: ServerConnection, outbox: asyncio.Queue) -> None:
     while True:
-        await ws.send(json.dumps(await outbox.get()))
+        await ws.send(json.dumps((await outbox.get()).to_dict()))
 
 
 def _is_upgrade(head: bytes) -> bool:

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from .config import DEFAULT_N_CTX
 from .errors import HearthError, InvalidRequest
 from .sampler import SamplingOptions
 
@@ -27,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--top-p", type=float, default=SamplingOptions.top_p)
     common.add_argument("--seed", type=int, help="same seed, same text")
     common.add_argument("--max-tokens", type=int, default=SamplingOptions.max_tokens)
-    common.add_argument("--n-ctx", type=int, default=2048, help="context size to allocate (tokens)")
+    common.add_argument("--n-ctx", type=int, default=DEFAULT_N_CTX, help="context size to allocate (tokens)")
     gen = sub.add_parser("generate", parents=[common], help="complete one conversation, print the answer")
     gen.add_argument("--messages", type=Path, help="a JSON list of {role, content} messages")
     gen.add_argument("prompt", nargs="?", help="the user's message (read from stdin when absent)")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .chat_template import render
-from .config import ModelConfig
+from .config import DEFAULT_N_CTX, ModelConfig
 from .default_model import default_model_path
 from .errors import ContextTooLong
 from .gguf import GGUFFile, open_gguf
@@ -51,7 +51,7 @@ class Engine:
         *,
         gguf: GGUFFile | None = None,
         device: Device | None = None,
-        n_ctx: int = 2048,
+        n_ctx: int = DEFAULT_N_CTX,
         progress: ProgressFn | None = None,
         **model_options: Any,
     ) -> Engine:

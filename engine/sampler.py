@@ -4,8 +4,9 @@ The chain is llama.cpp's default one, in this order:
 
     penalties -> top-k -> top-p -> min-p -> temperature -> draw
 
-Penalties run on the GPU (`apply_penalties_cpu` is their reference), so `Sampler.sample` receives
-penalised logits. Top-p and min-p therefore judge the temperature-1 distribution (top-p renormalised
+Penalties run before `Sampler.sample` sees the logits: on the GPU for greedy decoding (the kernel that
+then takes the argmax there), on the host with `apply_penalties_cpu` when the logits are read back to
+sample (engine.py `_next_token`). Top-p and min-p therefore judge the temperature-1 distribution (top-p renormalised
 over the top-k survivors), and temperature only reshapes what survives; temperature 0 is greedy.
 Ties in rank go to the lower token id, as a stable sort would.
 

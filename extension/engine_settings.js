@@ -1,6 +1,8 @@
 // The engine's own settings (chrome.storage.local "engine"): changing one reloads the model. The panel edits
 // them; the service worker hands them to the offscreen document in its URL (it cannot read chrome.storage).
-export const ENGINE_DEFAULTS = { n_ctx: 2048, bridge_port: 8741 }; // bridge_port: bridge.server.DEFAULT_PORT
+import { DEFAULTS } from "./protocol.js";
+
+export const ENGINE_DEFAULTS = { n_ctx: DEFAULTS.n_ctx, bridge_port: DEFAULTS.bridge_port };
 
 export async function engineSettings() {
   const { engine } = await chrome.storage.local.get("engine");

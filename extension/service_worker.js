@@ -2,10 +2,11 @@
 // and routes messages. MV3 kills it when idle, so it keeps nothing that matters: a pending summary
 // waits in chrome.storage.session for the panel to pick up.
 //
-// Messages are the envelope {kind, id, content} plus `target` ("worker" | "offscreen" | "panel"),
-// which only the JavaScript reads.
+// Messages are engine/protocol.py's envelope {kind, id, content} plus `target` ("worker" | "offscreen" |
+// "panel"), which only the JavaScript reads.
 
 import { engineSettings } from "./engine_settings.js";
+import { ErrorType, Kind } from "./protocol.js";
 
 const OFFSCREEN_URL = "offscreen.html";
 const MENU = { page: "hearth-summarize-page", selection: "hearth-summarize-selection" };
@@ -63,7 +64,7 @@ chrome.sidePanel.setPanelBehavior({ openPanelOnActionClick: true }).catch(() => 
 
 chrome.runtime.onMessage.addListener((message) => {
   if (message?.target !== "worker") return false;
-  if (message.kind === "reload") {
+  if (message.kind === Kind.RELOAD) {
     // New engine settings: start a fresh offscreen document (and so a fresh model load).
     chrome.offscreen.closeDocument().catch(() => {}).then(ensureOffscreen).catch((e) => reportError(null, e));
   } else {
@@ -76,8 +77,8 @@ chrome.runtime.onMessage.addListener((message) => {
 });
 
 function reportError(id, error) {
-  const content = { type: "ExtensionError", message: String(error?.message ?? error) };
-  chrome.runtime.sendMessage({ target: "panel", kind: "error", id, content }).catch(() => {});
+  const content = { type: ErrorType.ExtensionError, message: String(error?.message ?? error) };
+  chrome.runtime.sendMessage({ target: "panel", kind: Kind.ERROR, id, content }).catch(() => {});
 }
 
 // ---------------------------------------------------------------- summaries from the context menu

@@ -3,10 +3,11 @@
 import { marked } from "./vendor/marked.esm.js";
 import DOMPurify from "./vendor/purify.es.mjs";
 import { ENGINE_DEFAULTS, engineSettings } from "./engine_settings.js";
+import { DEFAULTS as SHARED, ErrorType, Kind } from "./protocol.js";
 
 const $ = (id) => document.getElementById(id);
-const DEFAULTS = { system: "You are a helpful assistant.", temperature: 0.7, top_p: 0.95, top_k: 40,
-                   max_tokens: 512, seed: null };
+const { temperature, top_p, top_k, max_tokens } = SHARED.sampling; // the engine's own defaults
+const DEFAULTS = { system: "You are a helpful assistant.", temperature, top_p, top_k, max_tokens, seed: null };
 const STAGES = { start: "Starting the engine", pyodide: "Starting Python (Pyodide)", packages: "Installing packages",
                  download: "Reading the model", gpu: "Opening WebGPU", weights: "Uploading weights to the GPU" };
 const openedAt = performance.now();
@@ -33,14 +34,14 @@ chrome.runtime.onMessage.addListener((message) => {
 });
 
 function onLoadMessage(kind, content) {
-  if (kind === "progress") {
+  if (kind === Kind.PROGRESS) {
     const label = STAGES[content.stage] ?? content.stage;
     const mb = content.stage === "download" || content.stage === "weights";
     $("load-label").textContent = mb && content.total > 1
       ? `${label}… ${(content.done / 2 ** 20).toFixed(0)} / ${(content.total / 2 ** 20).toFixed(0)} MiB` : `${label}…`;
     $("load-bar").value = content.total ? content.done / content.total : 0;
     if (document.body.dataset.state !== "ready") document.body.dataset.state = "loading";
-  } else if (kind === "ready") {
+  } else if (kind === Kind.READY) {
     const seconds = ((performance.now() - openedAt) / 1000).toFixed(1);
     document.body.dataset.readyMs = String(Math.round(performance.now() - openedAt));
     $("load").hidden = true;
@@ -48,7 +49,7 @@ function onLoadMessage(kind, content) {
     const waited = seconds >= 0.5 ? ` in ${seconds} s` : ""; // (already loaded when this panel opened)
     $("speed").textContent = `Model ready${waited} · ${content.adapter} · ${content.n_ctx}-token context`;
     if (!state.active) document.body.dataset.state = "ready";
-  } else if (kind === "error") {
+  } else if (kind === Kind.ERROR) {
     $("load").hidden = true;
     document.body.dataset.state = "error";
     showAlert(explain(content, true));
@@ -57,18 +58,18 @@ function onLoadMessage(kind, content) {
 
 function onRequestMessage(kind, content) {
   const active = state.active;
-  if (kind === "chunk") {
+  if (kind === Kind.CHUNK) {
     active.text += content.text;
     active.frame ??= requestAnimationFrame(() => {
       active.frame = null;
       renderMarkdown(active.element.querySelector(".body"), active.text);
       scrollDown();
     });
-  } else if (kind === "part") {
+  } else if (kind === Kind.PART) {
     active.element.querySelector(".note").textContent = `Summarising part ${content.part} of ${content.parts}…`;
-  } else if (kind === "done") {
+  } else if (kind === Kind.DONE) {
     finish({ stats: content });
-  } else if (kind === "error") {
+  } else if (kind === Kind.ERROR) {
     finish({ error: explain(content, false) });
   }
 }
@@ -141,7 +142,7 @@ function ask(text) {
   conversation.messages.push({ role: "user", content: text });
   if (!conversation.title) conversation.title = text.slice(0, 60);
   renderMessage(conversation.messages.at(-1));
-  startRequest("chat", { messages: chatMessages(conversation), options: options() }, conversation);
+  startRequest(Kind.CHAT, { messages: chatMessages(conversation), options: options() }, conversation);
 }
 
 function regenerate() {
@@ -152,8 +153,8 @@ function regenerate() {
   const last = conversation.messages.at(-1);
   if (!last) return;
   renderConversation();
-  if (last.request) startRequest("summarize", { ...last.request, options: options() }, conversation);
-  else startRequest("chat", { messages: chatMessages(conversation), options: options() }, conversation);
+  if (last.request) startRequest(Kind.SUMMARIZE, { ...last.request, options: options() }, conversation);
+  else startRequest(Kind.CHAT, { messages: chatMessages(conversation), options: options() }, conversation);
 }
 
 function summarize(pending) {
@@ -162,7 +163,7 @@ function summarize(pending) {
   const request = { text: pending.text, title: pending.title };
   conversation.messages.push({ role: "user", content: `Summarize ${what} “${pending.title || pending.url}”`, request });
   renderConversation();
-  startRequest("summarize", { ...request, options: options() }, conversation);
+  startRequest(Kind.SUMMARIZE, { ...request, options: options() }, conversation);
 }
 
 async function takePendingSummary() {
@@ -227,11 +228,11 @@ function renderHistory() {
 const scrollDown = () => $("messages").lastElementChild?.scrollIntoView({ block: "end" });
 
 function explain(error, loading) {
-  if (error.type === "GpuUnavailable") {
+  if (error.type === ErrorType.GpuUnavailable) {
     return "WebGPU unavailable: Hearth runs the model on your GPU through WebGPU, and this browser offers none. "
       + "Use a recent Chrome or Chromium with WebGPU enabled (see chrome://gpu).";
   }
-  if (error.type === "ContextTooLong") {
+  if (error.type === ErrorType.ContextTooLong) {
     return "Context too long: this conversation no longer fits the model's context. Start a new chat, or ask "
       + "something shorter.";
   }
@@ -295,7 +296,7 @@ async function reloadEngine() {
   $("speed").textContent = "";
   document.body.dataset.state = "loading";
   await chrome.storage.local.set({ engine });
-  send("reload");
+  send(Kind.RELOAD);
 }
 
 // ---------------------------------------------------------------- wiring
@@ -314,7 +315,7 @@ function wire() {
       $("composer").requestSubmit();
     }
   });
-  $("stop").addEventListener("click", () => state.active && send("stop", state.active.id, state.active.id));
+  $("stop").addEventListener("click", () => state.active && send(Kind.STOP, state.active.id));
   $("regenerate").addEventListener("click", () => !state.active && regenerate());
   $("new-chat").addEventListener("click", () => {
     if (state.active) return;
@@ -346,11 +347,11 @@ function wire() {
   });
   chrome.storage.session.onChanged.addListener((changes) => changes.pendingSummary?.newValue && takePendingSummary());
   // An answer nobody will see should not hold the queue.
-  addEventListener("pagehide", () => state.active && send("stop", state.active.id, state.active.id));
+  addEventListener("pagehide", () => state.active && send(Kind.STOP, state.active.id));
 }
 
 await restore();
 wire();
 renderConversation();
-send("status");
+send(Kind.STATUS);
 takePendingSummary();

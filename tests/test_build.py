@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import build
+from engine.protocol import javascript
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,10 +41,11 @@ def test_the_extension_holds_what_the_offscreen_document_loads(built_twice):
     manifest = json.loads((out / "build.json").read_text())
     for name in manifest["wheels"]:
         assert (out / "wheels" / name).is_file()
-    assert "pydantic_core-2.50.5-cp314-cp314-pyemscripten_2026_0_wasm32.whl" in manifest["wheels"]
+    assert {name.split("-")[0].lower() for name in manifest["wheels"]} == _packages_the_engine_needs()
+    assert (out / "protocol.js").read_text() == javascript()
     assert (out / manifest["model"]).stat().st_size > 50 << 20
-    for name in ("manifest.json", "service_worker.js", "offscreen.js", "sidepanel.js", "pyodide/pyodide.mjs",
-                 "pyodide/pyodide.asm.wasm", "pyodide/python_stdlib.zip", "vendor/marked.esm.js",
+    for name in ("manifest.json", "protocol.js", "service_worker.js", "offscreen.js", "sidepanel.js",
+                 "pyodide/pyodide.mjs", "pyodide/pyodide.asm.wasm", "pyodide/python_stdlib.zip", "vendor/marked.esm.js",
                  "vendor/purify.es.mjs"):
         assert (out / name).is_file(), name
     names = zipfile.ZipFile(out / manifest["engine"]).namelist()
@@ -52,6 +54,21 @@ def test_the_extension_holds_what_the_offscreen_document_loads(built_twice):
     assert not [n for n in names if "__pycache__" in n]
     # One progress line per step on stderr.
     assert [line for line in log.splitlines() if line.startswith("build: [")][-1].startswith("build: [6/6]")
+
+
+def _packages_the_engine_needs() -> set[str]:
+    """The third-party packages engine/ imports, with what they require: the only wheels the browser needs."""
+    from importlib.metadata import requires
+
+    from tests.test_layout import ENGINE, _imports
+
+    ours = {"engine", "wgpu", "js", "pyodide"}  # the engine itself, and the GPU seam's two backends
+    imported = set().union(*(_imports(path) for path in ENGINE.rglob("*.py"))) - set(sys.stdlib_module_names) - ours
+    needed = set(imported)
+    for package in imported:
+        needed |= {r.split(">")[0].split("=")[0].split(";")[0].strip().lower() for r in requires(package) or []
+                   if "extra ==" not in r}  # fmt: skip
+    return needed
 
 
 def test_every_icon_the_manifest_names_is_an_rgba_png_of_its_size(built_twice):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -11,9 +12,10 @@ import pytest
 from tests.gguf_files import write_gguf
 
 
-def _run(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+def _run(*args: str, stdin: str = "", env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "engine", *args], input=stdin, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "engine", *args], input=stdin, capture_output=True, text=True, timeout=300,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -53,6 +55,14 @@ def _error_of(*args: str) -> str:
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
     return result.stderr.strip()
+
+
+def test_no_gpu_adapter_is_one_line():
+    """wgpu finds no adapter (a backend this OS lacks, forced): a named error, not a traceback."""
+    result = _run("generate", "hi", env={"WGPU_BACKEND_TYPE": "D3D12"})
+    assert result.returncode == 2 and result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: no WebGPU adapter found")
 
 
 def test_missing_model_file(tmp_path):

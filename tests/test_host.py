@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import pytest
 
 from engine.chat_template import render
 from engine.errors import ContextTooLong
-from engine.host import Host, sampling_options
+from engine.host import Host
+from engine.protocol import Kind, Message, sampling_options
 from engine.summarize import PART_MAX_TOKENS, Summarizer
 from engine.tokenizer import Tokenizer
 
@@ -32,7 +34,8 @@ class ScriptedEngine:
     def __init__(self, gguf, n_ctx=512, reply="Paris is the capital.", step_delay=0.0):
         self.gguf = gguf
         self.tokenizer = Tokenizer.from_metadata(gguf.metadata)
-        self.model = type("M", (), {"n_ctx": n_ctx})()
+        info = SimpleNamespace(vendor="test", device="scripted")
+        self.model = SimpleNamespace(n_ctx=n_ctx, device=SimpleNamespace(info=info))
         self.reply, self.step_delay = reply, step_delay
         self.prompts: list[str] = []
 
@@ -60,9 +63,10 @@ def run_host(engine, messages_in, until_done=1):
     sent = []
 
     async def main():
-        host = Host(sent.append, engine=engine)
+        host = Host(engine=engine)
+        client = host.connect(lambda message: sent.append(message.to_dict()))
         for message in messages_in:
-            host.receive(message)
+            client.receive(message)
             await asyncio.sleep(0)
         await host.drain()
 
@@ -100,12 +104,13 @@ def test_stop_halts_generation_and_skips_queued_requests(model_gguf):
     sent = []
 
     async def main():
-        host = Host(sent.append, engine=engine)
+        host = Host(engine=engine)
+        client = host.connect(lambda message: sent.append(message.to_dict()))
         for i in ("a", "b"):
-            host.receive({"kind": "chat", "id": i, "content": {"messages": [{"role": "user", "content": "count"}]}})
-        host.receive({"kind": "stop", "id": "b"})  # still queued
+            client.receive({"kind": "chat", "id": i, "content": {"messages": [{"role": "user", "content": "count"}]}})
+        client.receive({"kind": "stop", "id": "b"})  # still queued
         await asyncio.sleep(0.05)
-        host.receive({"kind": "stop", "id": "a"})  # mid-answer
+        client.receive({"kind": "stop", "id": "a"})  # mid-answer
         await host.drain()
 
     asyncio.run(main())
@@ -139,8 +144,9 @@ def test_requests_wait_for_the_load_and_fail_clearly_when_it_fails():
     sent = []
 
     async def main():
-        host = Host(sent.append)
-        host.receive({"kind": "chat", "id": 1, "content": {"messages": [{"role": "user", "content": "x"}]}})
+        host = Host()
+        client = host.connect(lambda message: sent.append(message.to_dict()))
+        client.receive({"kind": "chat", "id": 1, "content": {"messages": [{"role": "user", "content": "x"}]}})
         await asyncio.sleep(0.01)
         assert sent == []  # waiting for the model
         assert not await host.load(BytesSource(b"not a model"), device=NoGpu())
@@ -149,7 +155,62 @@ def test_requests_wait_for_the_load_and_fail_clearly_when_it_fails():
     asyncio.run(main())
     assert [m["kind"] for m in sent] == ["progress", "error", "error"]
     assert sent[1]["id"] is None and sent[1]["content"]["type"] == "ModelFileError"
-    assert sent[2]["id"] == 1 and "failed to load" in sent[2]["content"]["message"]
+    assert sent[2]["id"] == 1 and sent[2]["content"]["type"] == "LoadError"
+    assert "failed to load" in sent[2]["content"]["message"]
+
+
+def _chat(id, text="hi", max_tokens=32):
+    return {"kind": "chat", "id": id, "content": {"messages": [{"role": "user", "content": text}],
+                                                  "options": {"max_tokens": max_tokens}}}
+
+
+def test_replies_go_to_the_client_that_asked_and_news_to_all(model_gguf):
+    engine = ScriptedEngine(model_gguf, step_delay=0.001)
+    panel, bridge = [], []
+
+    async def main():
+        host = Host()
+        a = host.connect(lambda message: panel.append(message.to_dict()))
+        b = host.connect(lambda message: bridge.append(message.to_dict()))
+        a.receive(_chat("p"))
+        b.receive(_chat(7))
+        b.receive(_chat("p"))  # an id already in use is refused, and only to the one who reused it
+        host.engine = engine
+        host.announce(Message(Kind.READY, None, {"model": "m", "n_ctx": 512, "adapter": ""}))
+        host._kick()
+        await host.drain()
+        b.receive({"kind": "status", "id": None})
+
+    asyncio.run(main())
+    assert {m["id"] for m in panel if m["kind"] in ("chunk", "done")} == {"p"}
+    assert {m["id"] for m in bridge if m["kind"] in ("chunk", "done")} == {7}
+    assert [m["kind"] for m in panel if m["id"] is None] == ["ready"]
+    assert [m["kind"] for m in bridge if m["id"] is None] == ["ready", "ready"]  # the news, then its status reply
+    refused = [m for m in bridge if m["kind"] == "error"]
+    assert len(refused) == 1 and refused[0]["id"] == "p" and "already in use" in refused[0]["content"]["message"]
+
+
+def test_a_client_stops_only_its_own_requests_and_leaving_stops_them(model_gguf):
+    engine = ScriptedEngine(model_gguf, reply="one two three four five six seven eight nine ten " * 4,
+                            step_delay=0.005)
+    sent = {"a": [], "b": []}
+
+    async def main():
+        host = Host(engine=engine)
+        a = host.connect(lambda message: sent["a"].append(message.to_dict()))
+        b = host.connect(lambda message: sent["b"].append(message.to_dict()))
+        a.receive(_chat("x", max_tokens=30))
+        b.receive(_chat("y", max_tokens=30))
+        b.receive({"kind": "stop", "id": "x"})  # not b's to stop
+        await asyncio.sleep(0.03)
+        b.close()  # gone mid-queue: its request ends unanswered, and nobody is sent to
+        await host.drain()
+        assert host.owners == {} and host.clients == [a]
+
+    asyncio.run(main())
+    done = [m["content"] for m in sent["a"] if m["kind"] == "done"]
+    assert len(done) == 1 and done[0]["n_tokens"] == 30 and not done[0]["stopped"]
+    assert not [m for m in sent["b"] if m["kind"] in ("chunk", "done")]
 
 
 def test_sampling_options_from_plain_data():

@@ -11,7 +11,8 @@ BACKENDS = {
     "js": ENGINE / "gpu" / "browser.py",
     "pyodide": ENGINE / "gpu" / "browser.py",
 }
-NEVER = {"numpy", "gguf", "tokenizers", "llama_cpp", "torch"}  # test-only packages, absent on Pyodide
+# Test-only packages, absent on Pyodide; and pydantic, which validates in the bridge and is not shipped.
+NEVER = {"numpy", "gguf", "tokenizers", "llama_cpp", "torch", "pydantic"}
 
 
 def _imports(path: Path) -> set[str]:

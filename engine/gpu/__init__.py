@@ -84,10 +84,6 @@ class Device(Protocol):
         the result when it is needed. Every started read must be awaited: that frees its staging buffer."""
 
 
-class GpuUnavailable(RuntimeError):
-    """No WebGPU adapter could be opened."""
-
-
 async def open_device() -> Device:
     """Open the best device where the engine runs: the browser's WebGPU on Pyodide, wgpu-py elsewhere."""
     import sys

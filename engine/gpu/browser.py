@@ -10,7 +10,8 @@ from __future__ import annotations
 import js  # type: ignore[import-not-found]  # exists only on Pyodide
 from pyodide.ffi import create_proxy, jsnull, to_js  # type: ignore[import-not-found]
 
-from . import STORAGE, UNIFORM, AdapterInfo, GpuUnavailable
+from ..errors import GpuUnavailable
+from . import STORAGE, UNIFORM, AdapterInfo
 
 # GPUBufferUsage / GPUMapMode flags (numbers from the WebGPU spec).
 _MAP_READ, _COPY_SRC, _COPY_DST, _UNIFORM, _STORAGE = 0x1, 0x4, 0x8, 0x40, 0x80

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import wgpu
 
-from . import STORAGE, UNIFORM, AdapterInfo, GpuUnavailable
+from ..errors import GpuUnavailable
+from . import STORAGE, UNIFORM, AdapterInfo
 
 _USAGE = {
     STORAGE: wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_DST | wgpu.BufferUsage.COPY_SRC,
@@ -122,7 +123,11 @@ def _round4(n: int) -> int:
 
 async def open_native_device() -> NativeDevice:
     """Open the highest-performance adapter wgpu-py finds, with the features the kernels can use."""
-    adapter = await wgpu.gpu.request_adapter_async(power_preference="high-performance")
+    try:
+        adapter = await wgpu.gpu.request_adapter_async(power_preference="high-performance")
+    except RuntimeError as e:  # wgpu-native reports "no suitable adapter" as a failed request
+        raise GpuUnavailable(f"no WebGPU adapter found ({_last_line(e)}); install mesa-vulkan-drivers for a CPU "
+                             "device") from None  # fmt: skip
     if adapter is None:
         raise GpuUnavailable("no WebGPU adapter found (install mesa-vulkan-drivers for a CPU device)")
     wanted = [name for name in adapter.features if name in _FEATURE_NAMES]
@@ -141,3 +146,9 @@ async def open_native_device() -> NativeDevice:
         max_buffer_size=limits.get("max-buffer-size", 1 << 28),
     )
     return NativeDevice(adapter, device, info)
+
+
+def _last_line(error: BaseException) -> str:
+    """wgpu-native's own reason, which it puts on the last line of a long message."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__

@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect
 from bridge.hub import Hub
 from bridge.security import ensure_token, extension_origin
 from bridge.server import BridgeServer
-from engine.host import Host, SharedClient
+from engine.host import Host
 
 
 class BridgeThread:
@@ -117,22 +117,23 @@ class EchoProvider:
             await asyncio.sleep(0.001)
 
     async def _run(self) -> None:
-        # As extension/bridge_link.js does: the Host has a first client (the panel; here nobody), and the
-        # bridge shares it through SharedClient, greeting it with `hello`.
+        # As extension/bridge_link.js does: the Host has a first client (the panel, which says nothing here),
+        # and the bridge is a client of its own, greeted with `hello`.
         outbox: asyncio.Queue = asyncio.Queue()
-        host = Host(lambda message: None, engine=self.engine)
-        link = SharedClient(host, outbox.put_nowait)
+        host = Host(engine=self.engine)
+        host.connect(lambda message: None)
+        link = host.connect_json(outbox.put_nowait)
 
         async def pump():
             while True:
-                await self.ws.send(json.dumps(await outbox.get()))
+                await self.ws.send(await outbox.get())
 
         pumping = asyncio.create_task(pump())
         try:
             async for message in self.ws:
-                link.receive(json.loads(message))
+                link.receive(message)
         finally:
-            link.gone()
+            link.close()
             pumping.cancel()
             if host._worker is not None:  # the document is gone, and its engine with it
                 host._worker.cancel()

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from bridge.api import ChatCompletionRequest
 from bridge.security import extension_origin
 from bridge.server import MAX_FRAME_BYTES, MAX_REQUEST_BYTES
-from engine.api import ChatCompletionRequest
 
 VALID = {"model": "echo", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 4}
 ERROR_TYPES = {"invalid_request_error", "authentication_error", "permission_error", "not_found_error",

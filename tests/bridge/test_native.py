@@ -132,3 +132,14 @@ def test_cli_launch_errors_are_one_line(tmp_path, args, says):
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert run.returncode == 2, run.stderr
     assert says in run.stderr and "Traceback" not in run.stderr
+
+
+def test_cli_says_when_there_is_no_gpu_adapter(tmp_path):
+    """--native on a machine where wgpu finds no adapter (a backend this OS lacks, forced): one line, exit 2."""
+    env = {**os.environ, "HEARTH_BRIDGE_TOKEN_FILE": str(tmp_path / "token"), "WGPU_BACKEND_TYPE": "D3D12"}
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    run = subprocess.run([sys.executable, "-m", "bridge", "--native", "--port", "0"], env=env, cwd=root,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith("bridge: no WebGPU adapter found")

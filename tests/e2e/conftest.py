@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.protocol import BRIDGE_PORT
+
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = Path(__file__).resolve().parent / "pages"
 ARTIFACTS = ROOT / "artifacts"
@@ -103,7 +105,7 @@ class Browser:
     extension_id: str
     worker: object
     netlog: Path
-    bridge_port: int = 8741  # the extension's setting (bridge.server.DEFAULT_PORT unless changed)
+    bridge_port: int = BRIDGE_PORT  # the extension's setting, unless a test changes it
 
     def url(self, page: str) -> str:
         return f"chrome-extension://{self.extension_id}/{page}"

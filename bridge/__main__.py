@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING
 
 from engine.config import DEFAULT_N_CTX
 from engine.errors import HearthError
+from engine.protocol import NATIVE_HOST
 
 from .hub import Hub, Provider
-from .security import default_token_file, ensure_token, extension_origin
+from .native_host import install, remember_port, user_folders
+from .security import Pairing, TokenFileError, default_token_file, ensure_token, extension_origin
 from .server import DEFAULT_PORT, BridgeServer, PortTaken
 
 if TYPE_CHECKING:
@@ -51,11 +53,14 @@ async def _serve(args: argparse.Namespace) -> int:
         return 2
     token_file = args.token_file or default_token_file()
     hub = Hub()
-    server = BridgeServer(hub, ensure_token(token_file), extension_origin(), args.port)
+    pairing = Pairing(lambda code: print(f"new pairing code: {code} (the last one was used, expired or guessed "
+                                         "wrong 5 times)", file=sys.stderr))  # fmt: skip
+    server = BridgeServer(hub, ensure_token(token_file), extension_origin(), args.port, pairing)
     await server.start()
     print(f"Hearth bridge on ws://127.0.0.1:{server.port} (OpenAI API: http://127.0.0.1:{server.port}/v1)",
           file=sys.stderr)  # fmt: skip
     print(f"token file: {token_file}", file=sys.stderr)
+    _offer_the_token(token_file, server)
     browser = None
     try:
         if args.native:
@@ -67,7 +72,7 @@ async def _serve(args: argparse.Namespace) -> int:
         if args.launch_browser:
             from .launch import launch_browser
 
-            browser = await launch_browser(headless=args.headless, extension=args.extension)
+            browser = await launch_browser(token_file, headless=args.headless, extension=args.extension)
             asyncio.create_task(_open_chat_when_ready(hub, browser))
         elif server.port != DEFAULT_PORT:
             print(f"waiting for the Hearth extension: set its panel's Settings > Bridge port to {server.port}",
@@ -82,6 +87,20 @@ async def _serve(args: argparse.Namespace) -> int:
             await browser.stop()
         await server.close()
     return 0
+
+
+def _offer_the_token(token_file: Path, server: BridgeServer) -> None:
+    """The extension's two ways to the token: the native-messaging host, installed for this user's default
+    browser profiles, and the pairing code, for browsers that host cannot reach."""
+    try:
+        remember_port(token_file, server.port)
+        folders = [manifest.parent for manifest in install(token_file, user_folders())]
+        print(f"native messaging host {NATIVE_HOST} (gives the extension the token): {', '.join(map(str, folders))}",
+              file=sys.stderr)  # fmt: skip
+    except OSError as e:
+        print(f"bridge: cannot install the native messaging host ({e}): pair the extension instead", file=sys.stderr)
+    print(f"pairing code (panel > Settings > Pair with bridge, where the native host is missing): "
+          f"{server.pairing.shown()}", file=sys.stderr)  # fmt: skip
 
 
 async def _ready_provider(hub: Hub, browser: Browser | None) -> Provider | None:
@@ -127,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_serve(args))
     except PortTaken as e:
         print(f"bridge: {e.strerror}", file=sys.stderr)
+        return 2
+    except TokenFileError as e:  # the token's folder cannot be made private
+        print(f"bridge: {e}", file=sys.stderr)
         return 2
     except HearthError as e:  # --native: no GPU adapter, a model that cannot load, ...
         print(f"bridge: {e}", file=sys.stderr)

@@ -11,9 +11,10 @@ Frames are engine/protocol.py's envelope `{kind, id, content}`, one JSON object 
   bridge -> client    hello {server, max_request_bytes} · chunk (id, a ChatCompletionChunk) ·
                       done (id, the ChatCompletion, usage included) · error (id or null, an ErrorResponse) ·
                       models (id, a ModelList)
-  provider -> bridge  hello {role: "provider", token} · then the engine host's replies
+  provider -> bridge  hello {role: "provider", token | pairing_code} · then the engine host's replies
                       (progress, ready, chunk, part, done, error)
-  bridge -> provider  hello · chat (id, {messages, options}) · stop (id) — the engine host's input
+  bridge -> provider  hello (with `token` when a pairing code admitted it) · chat (id, {messages, options}) ·
+                      stop (id) — the engine host's input
 """
 
 from __future__ import annotations
@@ -210,7 +211,8 @@ Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)] | int
 class Hello(BaseModel):
     model_config = _strict
     role: Literal["client", "provider"] = "client"
-    token: str | None = None  # unless the connection's Authorization header or origin already vouched
+    token: str | None = None  # unless the connection's Authorization header carried it
+    pairing_code: str | None = Field(None, max_length=64)  # a provider's other way in (bridge/security.py Pairing)
 
 
 class HelloFrame(BaseModel):

@@ -104,7 +104,7 @@ class _Link:
                 queue = self.pending.get(data.get("id"))
                 if queue is not None:
                     queue.put_nowait(data)
-                elif data.get("kind") == Kind.ERROR:  # about the connection itself
+                elif data.get("kind") == Kind.ERROR and data.get("id") is None:  # about the connection itself
                     self._fail(error_from(data.get("content")))
         except (ConnectionClosed, ValueError) as e:
             self._fail(APIConnectionError(f"the connection to the bridge broke: {e}"))

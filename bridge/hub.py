@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,10 @@ from .convert import ApiError, Reply, host_chat, host_error, model_id
 from .fair_queue import FairQueue
 
 MAX_QUEUED_PER_CLIENT = 64
+# A provider is pinged (a `status` its host answers at once, even mid-generation: bridge/server.py) every
+# PING_INTERVAL seconds, and dropped after PROVIDER_DEADLINE seconds without a word.
+PING_INTERVAL = 1.0
+PROVIDER_DEADLINE = 5.0
 _ids = itertools.count(1)
 
 
@@ -45,6 +50,7 @@ class Provider:
     native: bool = False  # the in-process engine, used only while no other provider is connected
     info: HostReady | None = None  # from its `ready` message
     current: Request | None = None  # the one request it is serving
+    heard: float = field(default_factory=time.monotonic)  # when it last sent anything (liveness)
 
 
 @dataclass(eq=False)
@@ -77,14 +83,19 @@ class Hub:
         self.providers.append(provider)
         self._dispatch()
 
-    def remove_provider(self, provider: Provider, why: str) -> None:
-        """The provider went away: fail what it was serving (and everything queued, if none is left)."""
+    def answering(self, provider: Provider) -> bool:
+        """Whether the provider has spoken within the deadline (it answers pings in well under it)."""
+        return provider.native or time.monotonic() - provider.heard < PROVIDER_DEADLINE
+
+    def remove_provider(self, provider: Provider, why: str, code: str = "provider_disconnected") -> None:
+        """The provider went away (or stopped answering, `code` provider_unresponsive): fail what it was
+        serving, and everything queued if no provider is left."""
         if provider not in self.providers:
             return
         self.providers.remove(provider)
         if provider.current is not None:
             self._finish(provider.current, ApiError(503, f"the model provider ({provider.name}) {why}",
-                                                    type="server_error", code="provider_disconnected"))
+                                                    type="server_error", code=code))
         if self.active() is None:
             for request in self.queue.drain():
                 self._finish(request, _no_provider())
@@ -92,6 +103,7 @@ class Hub:
 
     def on_message(self, provider: Provider, message: dict[str, Any]) -> None:
         """One message from a provider (engine/host.py's output)."""
+        provider.heard = time.monotonic()
         try:
             parsed = ProviderFrame.validate_python(message)
         except ValidationError:
@@ -125,14 +137,15 @@ class Hub:
         return request
 
     def cancel(self, request: Request) -> None:
-        """The client is gone or asked to stop: drop the request, or stop its generation (freeing the model)."""
+        """The client is gone or asked to stop: drop the request, or stop its generation (freeing the model).
+        Either way it ends at once with the error `cancelled`; a provider's late chunks and `done` for it are
+        not passed on, and that `done` is what frees the provider for the next request."""
         if request.finished:
             return
-        if self.queue.remove(request.key, request):
-            self._finish(request, ApiError(400, "the request was cancelled", code="cancelled"))
-        elif request.provider is not None and request.provider.current is request:
+        running = request.provider is not None and request.provider.current is request
+        if not self.queue.remove(request.key, request) and running:
             request.provider.send(Message(Kind.STOP, request.id))
-            request.finished = True  # its `done` still frees the provider
+        self._finish(request, ApiError(400, "the request was cancelled", code="cancelled"))
 
     def _dispatch(self) -> None:
         provider = self.active()

@@ -2,7 +2,8 @@
 
 A fresh profile, the WebGPU flags the browser tests use (shared/DESIGN.md), headless where there is no
 display. The extension's service worker finds the bridge already listening when it is installed and starts the
-offscreen document, which loads the model and connects to the bridge as its provider. The chat page is not a
+offscreen document, which loads the model and connects to the bridge as its provider, with the token that the
+native-messaging host installed in the profile gives it (bridge/native_host.py). The chat page is not a
 start URL: Chromium opens start URLs before it registers a command-line extension, and blocks them
 (ERR_BLOCKED_BY_CLIENT); with a window, `open_chat` opens it once the extension has connected.
 """
@@ -18,6 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .native_host import install, profile_folder
 from .security import ROOT, extension_id
 
 EXTENSION = ROOT / "dist" / "extension"
@@ -68,9 +70,9 @@ def _files(path: Path):
     return [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
 
 
-async def launch_browser(headless: bool = False, extension: Path | None = None) -> Browser:
+async def launch_browser(token_file: Path, headless: bool = False, extension: Path | None = None) -> Browser:
     """Chromium with only the Hearth extension (`extension`, else dist/extension built when stale), on a
-    throwaway profile."""
+    throwaway profile whose native-messaging host gives the extension the token in `token_file`."""
     executable = next(filter(None, map(shutil.which, CHROMIUM)), None)
     if executable is None:
         raise FileNotFoundError(f"no Chromium found (looked for {', '.join(CHROMIUM)}): apt-get install chromium")
@@ -79,6 +81,7 @@ async def launch_browser(headless: bool = False, extension: Path | None = None) 
     elif not (extension / "manifest.json").is_file():
         raise FileNotFoundError(f"{extension} is not a built extension (no manifest.json): run build.py --out DIR")
     profile = Path(tempfile.mkdtemp(prefix="hearth-chromium-"))
+    install(token_file, [profile_folder(profile)])  # a --user-data-dir browser reads only its profile's hosts
     headless = headless or not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     args = [executable, *FLAGS, f"--user-data-dir={profile}", f"--disable-extensions-except={extension}",
             f"--load-extension={extension}"]  # fmt: skip

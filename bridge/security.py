@@ -1,8 +1,10 @@
-"""Who may talk to the bridge: a token in a user-only file, and the extension's own origin.
+"""Who may talk to the bridge: whoever presents the token kept in a user-only file. The token is the only key.
 
-Scripts prove themselves with the token (only the user can read the file); the extension cannot read
-files, so its connections are recognised by their `Origin`, which web pages cannot forge. Any other
-origin is a web page and is refused, token or not.
+Scripts read the token from its file. The extension cannot read files: Chrome's native messaging hands it the
+token (bridge/native_host.py, a host Chrome starts only for the extension's id), or, where that host cannot be
+installed, the user types the one-time pairing code the bridge prints (`Pairing`) and the bridge answers the
+extension's hello with the token. An `Origin` header proves nothing (any local program can send one): it is a
+second wall only, refusing web pages' origins even with the token.
 """
 
 from __future__ import annotations
@@ -14,10 +16,16 @@ import json
 import os
 import secrets
 import stat
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "extension" / "manifest.json"
+PAIRING_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read off a terminal, typed into a form
+PAIRING_CHARS = 8  # 31**8: about 10**12 codes, against 5 tries per code
+PAIRING_SECONDS = 600
+PAIRING_TRIES = 5
 
 
 class TokenFileError(Exception):
@@ -31,7 +39,9 @@ def default_token_file() -> Path:
 
 
 def ensure_token(path: Path) -> str:
-    """The token in `path`, made (random, mode 0600, folder 0700) unless a private one is already there."""
+    """The token in `path`, made (random, mode 0600) unless a private one is already there; its folder is
+    made 0700 either way (the native host's launcher lives there too)."""
+    _private_folder(path.parent)
     try:
         info = path.stat()
         private = info.st_uid == os.getuid() and not info.st_mode & (stat.S_IRWXG | stat.S_IRWXO)
@@ -40,7 +50,6 @@ def ensure_token(path: Path) -> str:
             return token
     except (OSError, UnicodeDecodeError):
         pass
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -49,6 +58,20 @@ def ensure_token(path: Path) -> str:
     finally:
         os.close(fd)
     return token
+
+
+def _private_folder(folder: Path) -> None:
+    """`folder`, made if missing, mode 0700 whatever it had; a shared folder (/tmp) is refused, not closed."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = folder.stat()
+    if info.st_mode & (stat.S_ISVTX | stat.S_IWOTH):
+        raise TokenFileError(f"{folder} is shared with other users: keep the token in a folder of its own "
+                             "(--token-file)")  # fmt: skip
+    try:
+        os.chmod(folder, 0o700)
+    except OSError as e:
+        raise TokenFileError(f"cannot make {folder} private (mode 0700): {e.strerror}; keep the token in a "
+                             "folder of your own (--token-file)") from None  # fmt: skip
 
 
 def read_token(path: Path | None = None) -> str:
@@ -85,3 +108,44 @@ def extension_id(manifest: Path = MANIFEST) -> str:
 
 def extension_origin(manifest: Path = MANIFEST) -> str:
     return f"chrome-extension://{extension_id(manifest)}"
+
+
+# ---------------------------------------------------------------- pairing (browsers without the native host)
+
+
+class Pairing:
+    """The one-time pairing code: it admits one provider, who then hears the token. It is replaced once used,
+    after 10 minutes, or after 5 wrong tries; `announce` gets each new code (the bridge prints it)."""
+
+    def __init__(self, announce: Callable[[str], None] | None = None, clock: Callable[[], float] = time.monotonic):
+        self.announce, self.clock = announce, clock
+        self._new()
+
+    def _new(self) -> None:
+        self.code = "".join(secrets.choice(PAIRING_ALPHABET) for _ in range(PAIRING_CHARS))
+        self.expires = self.clock() + PAIRING_SECONDS
+        self.wrong = 0
+
+    def renew(self) -> None:
+        """A fresh code, announced."""
+        self._new()
+        if self.announce is not None:
+            self.announce(self.shown())
+
+    def shown(self) -> str:
+        """The code as printed: two groups of four (the dash and case are optional when typed)."""
+        return f"{self.code[:4]}-{self.code[4:]}"
+
+    def redeem(self, presented: str) -> bool:
+        """True once for the current code, compared in constant time; a wrong or late one counts against it."""
+        typed = "".join(c for c in presented.upper() if not c.isspace() and c != "-")
+        if self.clock() > self.expires:
+            self.renew()
+            return False
+        if hmac.compare_digest(typed.encode(), self.code.encode()):
+            self.renew()
+            return True
+        self.wrong += 1
+        if self.wrong >= PAIRING_TRIES:
+            self.renew()
+        return False

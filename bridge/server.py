@@ -1,17 +1,22 @@
 """The bridge's transports: one port on 127.0.0.1, websocket frames and OpenAI's HTTP API, both onto the hub.
 
-One `websockets` server owns the port. Its connection class looks at each connection's request head first:
-a websocket upgrade goes on to websockets (whose `process_request` hook checks origin and token), any other
-request is answered as HTTP/1.1 here: websockets' own HTTP handling takes no request body and cannot stream
-a response, and the OpenAI API needs both (POST bodies, server-sent events).
+One `websockets` server owns the port. Its connection class hands each connection's bytes to bridge/http.py
+(h11) until the request head is in and checked (Host, repeated headers): a websocket upgrade then goes on to
+websockets (whose `process_request` hook checks origin and token), any other request is answered as HTTP/1.1
+there: websockets' own HTTP handling takes no request body and cannot stream a response, and the OpenAI API
+needs both (POST bodies, server-sent events). Every HTTP answer, websockets' refusals included, is JSON in
+OpenAI's error shape.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import errno
+import itertools
 import json
 import logging
+from collections.abc import AsyncIterator, Hashable
 from functools import partial
 from http import HTTPStatus
 from typing import Any
@@ -21,19 +26,20 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.typing import StatusLike
 
 from engine.protocol import BRIDGE_PORT, Kind, Message
 
-from .api import ChatCompletion, ClientFrame, Hello, frame
+from .api import TYPE_OF_STATUS, ChatCompletion, ClientFrame, Hello, frame
 from .convert import ApiError, parse_request, validation_error
-from .hub import Hub, Provider
-from .security import bearer, token_matches
+from .http import HEAD_TIMEOUT, HttpConnection
+from .hub import PING_INTERVAL, Hub, Provider
+from .peers import client_key
+from .security import Pairing, bearer, token_matches
 
 DEFAULT_PORT = BRIDGE_PORT
 MAX_REQUEST_BYTES = 1 << 20  # one frame, or one HTTP body; larger ones get `request_too_large`
 MAX_FRAME_BYTES = 8 * MAX_REQUEST_BYTES  # past this websockets closes the connection (1009) unread
-MAX_HEAD_BYTES = 16 << 10
-HEAD_TIMEOUT = 10.0  # seconds for a request head, a body, or a websocket's hello
 WELCOME = {"server": "hearth-bridge", "max_request_bytes": MAX_REQUEST_BYTES}  # the bridge's hello
 log = logging.getLogger("bridge")
 
@@ -45,8 +51,9 @@ class PortTaken(OSError):
 class BridgeServer:
     """Serves the hub on 127.0.0.1:`port` (0 picks a free port; `port` then holds the real one)."""
 
-    def __init__(self, hub: Hub, token: str, origin: str, port: int = DEFAULT_PORT):
+    def __init__(self, hub: Hub, token: str, origin: str, port: int = DEFAULT_PORT, pairing: Pairing | None = None):
         self.hub, self.token, self.origin, self.port = hub, token, origin, port
+        self.pairing = pairing or Pairing()  # the extension's way in where the native host cannot give it the token
         self._server: Server | None = None
 
     async def start(self) -> None:
@@ -71,8 +78,9 @@ class BridgeServer:
     # ---------------------------------------------------------------- who may talk
 
     def admit(self, headers: Headers) -> bool:
-        """Raise ApiError for a foreign origin or a wrong token; True when the connection is vouched for
-        (the extension's origin, or the right token), False when it has yet to present a token."""
+        """Raise ApiError for a foreign origin or a wrong token; True when the right token came in the
+        `Authorization` header, False when it has yet to present one. The extension's origin (or none) only
+        passes the origin wall: any local program can send that header, so it admits no one by itself."""
         origin = headers.get("Origin")
         if origin is not None and origin != self.origin:
             raise ApiError(403, f"web pages may not use the Hearth bridge (origin {origin!r})",
@@ -80,7 +88,7 @@ class BridgeServer:
         presented = bearer(headers.get("Authorization"))
         if presented is not None and not token_matches(presented, self.token):
             raise ApiError(401, "wrong bridge token", type="authentication_error", code="invalid_token")
-        return origin == self.origin or presented is not None
+        return presented is not None
 
     def _handshake(self, connection: ServerConnection, request: Request) -> Response | None:
         try:
@@ -95,36 +103,57 @@ class BridgeServer:
         try:
             first = await asyncio.wait_for(ws.recv(), HEAD_TIMEOUT)
             hello = _hello(first)
-            if hello is not None and hello.token is not None:
-                ws.vouched = token_matches(hello.token, self.token)  # a wrong token is refused, whatever else
-            if not ws.vouched:
-                error = ApiError(401, "present the bridge token: an `Authorization: Bearer` header, or a first frame "
-                                 "{kind: hello, content: {token}} (the token is in the bridge's token file)",
-                                 type="authentication_error", code="invalid_token")  # fmt: skip
-                await ws.send(frame(Kind.ERROR, None, error.response()))
-                await ws.close(1008, "authentication required")
-            elif hello is not None and hello.role == "provider":
-                await self._serve_provider(ws)
+            try:
+                welcome = self._authenticate(ws, hello)
+            except ApiError as e:
+                await ws.send(frame(Kind.ERROR, None, e.response()))
+                return await ws.close(1008, "authentication required")
+            if hello is not None and hello.role == "provider":
+                await self._serve_provider(ws, welcome)  # only an authenticated connection gets this far
             else:
                 await self._serve_client(ws, None if hello is not None else first)
         except (TimeoutError, ConnectionClosed):
             pass
 
+    def _authenticate(self, ws: ServerConnection, hello: Hello | None) -> dict[str, Any]:
+        """The hello for a websocket that showed the token (in its `Authorization` header or its hello), or a
+        provider that redeemed the pairing code (its hello then carries the token); ApiError for anyone else."""
+        if hello is not None and hello.token is not None:
+            if not token_matches(hello.token, self.token):  # a wrong token is refused, whatever else
+                raise ApiError(401, "wrong bridge token", type="authentication_error", code="invalid_token")
+            return WELCOME
+        if hello is not None and hello.pairing_code is not None:
+            if hello.role != "provider":
+                raise ApiError(401, "pairing codes are for the extension: scripts present the token from the "
+                               "bridge's token file", type="authentication_error",
+                               code="invalid_pairing_code")  # fmt: skip
+            if not self.pairing.redeem(hello.pairing_code):
+                raise ApiError(401, "wrong or expired pairing code: type the last one `python -m bridge` printed "
+                               "(each works once, for 10 minutes)", type="authentication_error",
+                               code="invalid_pairing_code")  # fmt: skip
+            return {**WELCOME, "token": self.token}
+        if ws.vouched:
+            return WELCOME
+        raise ApiError(401, "present the bridge token: an `Authorization: Bearer` header, or a first frame "
+                       "{kind: hello, content: {token}} (the token is in the bridge's token file)",
+                       type="authentication_error", code="invalid_token")  # fmt: skip
+
     async def _serve_client(self, ws: ServerConnection, first: str | bytes | None) -> None:
         live: dict[Any, tuple[Any, asyncio.Task]] = {}  # frame id -> (request, its streaming task)
+        key = await asyncio.to_thread(client_key, ws, ws.remote_address, ws.local_address)  # fair turns
         send = partial(_send_frame, ws)
         await send(Kind.HELLO, None, WELCOME)
         try:
             if first is not None:
-                await self._client_frame(ws, first, live)
+                await self._client_frame(ws, key, first, live)
             async for message in ws:
-                await self._client_frame(ws, message, live)
+                await self._client_frame(ws, key, message, live)
         finally:
             for request, task in list(live.values()):
                 self.hub.cancel(request)
                 task.cancel()
 
-    async def _client_frame(self, ws: ServerConnection, message: str | bytes, live: dict) -> None:
+    async def _client_frame(self, ws: ServerConnection, key: Hashable, message: str | bytes, live: dict) -> None:
         send = partial(_send_frame, ws)
         if len(message) > MAX_REQUEST_BYTES:
             error = ApiError(413, f"a frame may hold at most {MAX_REQUEST_BYTES} bytes, this one has {len(message)}",
@@ -148,7 +177,7 @@ class BridgeServer:
             error = ApiError(400, f"request id {parsed.id!r} is already streaming", param="id", code="duplicate_id")
             return await send(Kind.ERROR, parsed.id, error.response())
         try:
-            request = self.hub.submit(ws, parsed.content)
+            request = self.hub.submit(key, parsed.content)
         except ApiError as e:
             return await send(Kind.ERROR, parsed.id, e.response())
         live[parsed.id] = (request, asyncio.create_task(self._stream_frames(ws, parsed.id, request, live)))
@@ -170,19 +199,22 @@ class BridgeServer:
             live.pop(id, None)
             self.hub.cancel(request)  # a no-op once it finished
 
-    async def _serve_provider(self, ws: ServerConnection) -> None:
-        if any(not p.native for p in self.hub.providers):
-            error = ApiError(409, "another model provider is already connected", type="invalid_request_error",
-                             code="provider_taken")  # fmt: skip
-            await ws.send(frame(Kind.ERROR, None, error.response()))
-            return await ws.close(1008, "provider slot taken")
+    async def _serve_provider(self, ws: ServerConnection, welcome: dict[str, Any] = WELCOME) -> None:
+        for other in [p for p in self.hub.providers if not p.native]:
+            if self.hub.answering(other):
+                error = ApiError(409, "another model provider is connected and answering",
+                                 type="invalid_request_error", code="provider_taken")  # fmt: skip
+                await ws.send(frame(Kind.ERROR, None, error.response()))
+                return await ws.close(1008, "provider slot taken")
+            self.hub.remove_provider(other, "stopped answering", code="provider_unresponsive")
         outbox: asyncio.Queue[Message] = asyncio.Queue()  # the hub sends synchronously; one writer keeps the order
         origin = ws.request.headers.get("Origin")
         name = "browser extension" if origin == self.origin else f"provider at {ws.remote_address[0]}"
         provider = Provider(name=name, send=outbox.put_nowait)
         writer = asyncio.create_task(_pump(ws, outbox))
-        await ws.send(frame(Kind.HELLO, None, WELCOME))
+        await ws.send(frame(Kind.HELLO, None, welcome))
         self.hub.add_provider(provider)
+        watcher = asyncio.create_task(self._watch_provider(ws, provider))
         try:
             async for message in ws:
                 try:
@@ -193,98 +225,85 @@ class BridgeServer:
                     self.hub.on_message(provider, data)
         finally:
             writer.cancel()
+            watcher.cancel()
             self.hub.remove_provider(provider, "disconnected")
         return None
 
+    async def _watch_provider(self, ws: ServerConnection, provider: Provider) -> None:
+        """Ping the provider with `status` (its host answers at once, even mid-generation; websocket pings
+        would be answered by the browser whatever the page does) and drop it once it goes silent: its request
+        fails with `provider_unresponsive`, and the slot is free for a provider that answers."""
+        for n in itertools.count(1):
+            await asyncio.sleep(PING_INTERVAL)
+            if not self.hub.answering(provider):
+                self.hub.remove_provider(provider, "stopped answering", code="provider_unresponsive")
+                ws.transport.abort()  # no closing handshake with a peer that does not answer
+                return
+            provider.send(Message(Kind.STATUS, f"ping-{n}"))
+
     # ---------------------------------------------------------------- HTTP
 
-    async def serve_http(self, conn: _Connection) -> None:
-        """Answer one HTTP request on `conn`, then close it."""
-        try:
-            head = await asyncio.wait_for(conn.http.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
-            method, path, headers = _parse_head(head)
-            await self._route(conn, method, path.split("?", 1)[0], headers)
-        except ApiError as e:
-            _write_json(conn, e.status, e.response().model_dump_json())
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            pass
-        except Exception:  # a bug: this connection fails, the bridge goes on
-            log.exception("HTTP request failed")
-        finally:
-            conn.transport.close()
-
-    async def _route(self, conn: _Connection, method: str, path: str, headers: Headers) -> None:
+    async def _route(self, http: HttpConnection) -> None:
+        """Answer one HTTP request (its Host is checked already); ApiError is answered by `http`."""
         routes = {"/v1/chat/completions": "POST", "/v1/models": "GET"}
-        if path not in routes:
-            raise ApiError(404, f"no such endpoint: {path} (the bridge serves {', '.join(routes)})",
+        if http.path not in routes:
+            raise ApiError(404, f"no such endpoint: {http.path} (the bridge serves {', '.join(routes)})",
                            type="not_found_error", code="unknown_url")  # fmt: skip
-        if method != routes[path]:
-            raise ApiError(405, f"{path} takes {routes[path]}, not {method}", code="method_not_allowed")
-        if not self.admit(headers):
+        if http.method != routes[http.path]:
+            raise ApiError(405, f"{http.path} takes {routes[http.path]}, not {http.method}", code="method_not_allowed")
+        if not self.admit(http.headers):
             raise ApiError(401, "missing `Authorization: Bearer <token>` (the token is in the bridge's token file)",
                            type="authentication_error", code="invalid_token")  # fmt: skip
-        if path == "/v1/models":
-            return _write_json(conn, 200, self.hub.models().model_dump_json())
-        body = parse_request(await _read_body(conn, headers))
-        request = self.hub.submit(conn, body)
-        conn.connection_lost_waiter.add_done_callback(lambda _: self.hub.cancel(request))
-        replies = self.hub.replies(request)
-        if not body.stream:
-            async for reply in replies:
+        if http.path == "/v1/models":
+            return http.send_json(200, self.hub.models().model_dump_json())
+        body = parse_request(await http.body())
+        transport = http.transport
+        key = await asyncio.to_thread(client_key, http, transport.get_extra_info("peername"),
+                                      transport.get_extra_info("sockname"))  # fair turns by program
+        request = self.hub.submit(key, body)
+        try:
+            if body.stream:
+                return await http.send_events(_chunks(self.hub.replies(request)))
+            async for reply in self.hub.replies(request):
                 if isinstance(reply, ChatCompletion):
-                    _write_json(conn, 200, reply.model_dump_json())
-            return None
-        return await _write_events(conn, replies)
+                    http.send_json(200, reply.model_dump_json())
+        finally:
+            self.hub.cancel(request)  # a no-op once it finished; when the client left (FIN or RST), frees the model
 
 
 class _Connection(ServerConnection):
-    """A websockets connection that first reads the request head, and answers plain HTTP itself."""
+    """A websockets connection whose bytes go to bridge/http.py until its head shows a websocket upgrade."""
 
     def __init__(self, *args: Any, bridge: BridgeServer, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.bridge = bridge
         self.vouched = False
-        self.head: bytearray | None = bytearray()  # until the head is complete
-        self.http: asyncio.StreamReader | None = None  # for a plain HTTP request
-        self.http_task: asyncio.Task | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self.http: HttpConnection | None = None  # until the head is a websocket upgrade
+        self.protocol.reject = _rejection  # websockets' own refusals (a bad handshake) in OpenAI's shape too
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self._timer = self.loop.call_later(HEAD_TIMEOUT, transport.close)
+        self.http = HttpConnection(transport, self.bridge._route, port=self.bridge.port, max_body=MAX_REQUEST_BYTES,
+                                   max_drain=MAX_FRAME_BYTES, drain=self.drain)  # fmt: skip
 
     def data_received(self, data: bytes) -> None:
-        if self.http is not None:
-            return self.http.feed_data(data)
-        if self.head is None:
+        if self.http is None:
             return super().data_received(data)
-        self.head += data
-        end = self.head.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self.head) > MAX_HEAD_BYTES:
-                self.transport.close()
-            return None
-        head, self.head = bytes(self.head), None
-        self._timer.cancel()
-        if _is_upgrade(head[:end]):
-            return super().data_received(head)
-        self.http = asyncio.StreamReader(limit=MAX_HEAD_BYTES)
-        self.http.set_transport(self.transport)  # it pauses reading while unread data piles up
-        self.http.feed_data(head)
-        self.http_task = self.loop.create_task(self.bridge.serve_http(self))
+        upgrade = self.http.receive(data)
+        if upgrade is not None:
+            self.http = None
+            super().data_received(upgrade)
         return None
 
     def eof_received(self) -> bool | None:
-        if self.http is not None:
-            self.http.feed_eof()
-            return True  # the client may half-close after its body; the answer still goes out
-        return super().eof_received()
+        if self.http is None:
+            return super().eof_received()
+        self.http.receive_eof()
+        return True  # the HTTP side closes the transport itself, once it has answered what it still answers
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
         if self.http is not None:
-            self.http.feed_eof()
+            self.http.lost()
         super().connection_lost(exc)
 
 
@@ -319,86 +338,30 @@ async def _pump(ws: ServerConnection, outbox: asyncio.Queue) -> None:
         await ws.send(json.dumps((await outbox.get()).to_dict()))
 
 
-def _is_upgrade(head: bytes) -> bool:
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"upgrade" and b"websocket" in value.lower():
-            return True
-    return False
+async def _chunks(replies: AsyncIterator) -> AsyncIterator[str]:
+    """A streamed request's chunks as JSON (server-sent events carry no final ChatCompletion)."""
+    async for reply in replies:
+        if not isinstance(reply, ChatCompletion):
+            yield reply.model_dump_json()
 
 
-def _parse_head(head: bytes) -> tuple[str, str, Headers]:
-    try:
-        lines = head.decode("latin-1").split("\r\n")
-        method, path, version = lines[0].split(" ")
-        headers = Headers()
-        for line in filter(None, lines[1:]):
-            name, sep, value = line.partition(":")
-            if not sep or not name or name != name.strip():
-                raise ValueError(line)
-            headers[name] = value.strip()
-    except ValueError:
-        raise ApiError(400, "malformed HTTP request head", code="bad_http") from None
-    if not version.startswith("HTTP/1."):
-        raise ApiError(400, f"unsupported protocol {version!r}", code="bad_http")
-    return method, path, headers
+# websockets' refusals of a handshake, by status: the codes their OpenAI-shaped bodies carry
+_REJECTED = {400: "bad_handshake", 403: "origin_not_allowed", 405: "method_not_allowed", 414: "headers_too_large",
+             426: "upgrade_required", 431: "headers_too_large", 500: "internal_error", 503: "shutting_down",
+             505: "bad_http"}  # fmt: skip
 
 
-async def _read_body(conn: _Connection, headers: Headers) -> bytes:
-    if "Transfer-Encoding" in headers:
-        raise ApiError(411, "send the body with a Content-Length, not chunked", code="length_required")
-    length = headers.get_all("Content-Length")
-    if len(set(length)) != 1 or not length[0].isdigit():
-        raise ApiError(411, "a request body needs one valid Content-Length header", code="length_required")
-    if int(length[0]) > MAX_REQUEST_BYTES:
-        if int(length[0]) <= MAX_FRAME_BYTES:  # read it away, so the client is listening when the answer comes
-            await asyncio.wait_for(conn.http.readexactly(int(length[0])), HEAD_TIMEOUT)
-        raise ApiError(413, f"a request body may hold at most {MAX_REQUEST_BYTES} bytes, this one has {length[0]}",
-                       code="request_too_large")  # fmt: skip
-    if headers.get("Expect", "").lower() == "100-continue":  # curl asks so before bodies over 1 KiB
-        conn.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-    return await asyncio.wait_for(conn.http.readexactly(int(length[0])), HEAD_TIMEOUT)
+def _rejection(status: StatusLike, text: str) -> Response:
+    """What websockets would refuse a handshake with in plain text, as an OpenAI error."""
+    status = int(status)
+    kind = TYPE_OF_STATUS.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    error = ApiError(status, text.strip() or HTTPStatus(status).phrase, type=kind, code=_REJECTED.get(status))
+    return _json_response(None, status, error.response().model_dump_json())
 
 
-def _write_head(conn: _Connection, status: int, content_type: str, extra: str) -> None:
-    reason = HTTPStatus(status).phrase
-    head = f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nConnection: close\r\n{extra}\r\n"
-    conn.transport.write(head.encode("latin-1"))
-
-
-def _write_json(conn: _Connection, status: int, body: str) -> None:
+def _json_response(connection: ServerConnection | None, status: int, body: str) -> Response:
+    """A handshake's JSON answer (built here: `connection.respond` now makes OpenAI errors of plain text)."""
     data = body.encode()
-    _write_head(conn, status, "application/json", f"Content-Length: {len(data)}\r\n")
-    conn.transport.write(data)
-
-
-async def _write_events(conn: _Connection, replies) -> None:
-    """Server-sent events, one chunk each, then `[DONE]`; an error after the start is an `{"error": ...}` event."""
-
-    def event(data: str) -> None:
-        payload = f"data: {data}\n\n".encode()
-        conn.transport.write(b"%x\r\n%s\r\n" % (len(payload), payload))  # HTTP/1.1 chunked encoding
-
-    started = False
-    try:
-        async for reply in replies:
-            if isinstance(reply, ChatCompletion):
-                break
-            if not started:
-                _write_head(conn, 200, "text/event-stream", "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n")
-                started = True
-            event(reply.model_dump_json())
-            await conn.drain()
-        event("[DONE]")
-    except ApiError as e:
-        if not started:
-            raise
-        event(e.response().model_dump_json())
-    conn.transport.write(b"0\r\n\r\n")
-
-
-def _json_response(connection: ServerConnection, status: int, body: str) -> Response:
-    response = connection.respond(status, body)
-    response.headers["Content-Type"] = "application/json"
-    return response
-
+    headers = Headers([("Date", email.utils.formatdate(usegmt=True)), ("Connection", "close"),
+                       ("Content-Length", str(len(data))), ("Content-Type", "application/json")])  # fmt: skip
+    return Response(status, HTTPStatus(status).phrase, headers, data)

@@ -146,7 +146,7 @@ class Host:
             if self.owners.get(id) is client:  # nobody stops another client's request
                 self.stopped.add(id)
         elif kind in (Kind.STATUS, Kind.HELLO):  # where loading stands; HELLO: the bridge has just connected
-            client.send(self.news)
+            client.send(Message(self.news.kind, id, self.news.content))  # (the bridge's pings carry an id)
         elif id is not None:
             client.send(error(id, InvalidRequest(f"the engine does not take {kind.value!r} messages")))
         return None

@@ -9,7 +9,8 @@ only its JavaScript reads.
     chat       panel|bridge -> host          {messages: [{role, content}], options: SamplingOptions fields}
     summarize  panel -> host                 {text, title, options, chunk_tokens?}
     stop       panel|bridge -> host          null (id: the request to stop; queued ones end at once)
-    status     panel|bridge -> host          null; answered with the host's last load message
+    status     panel|bridge -> host          null; answered at once, even mid-generation, with the host's last
+                                             load message under the status's id (the bridge's liveness ping)
     reload     panel -> service worker       null: start a fresh engine document (new engine settings)
     progress   host -> all                   {stage, done, total}
     ready      host -> all                   {model, n_ctx, adapter}
@@ -21,6 +22,13 @@ only its JavaScript reads.
                null, the load failed)
     hello      client|provider <-> bridge    the bridge's websocket greeting (bridge/api.py)
     models     client <-> bridge             the bridge's model list (bridge/api.py)
+    token      worker -> native host         null: the bridge's token; answered {token, port} or {error}
+                                             (bridge/native_host.py)
+               offscreen -> worker           null: the same, answered {tokens}: the native host's, and the one
+                                             pairing gave (chrome.storage), to try in turn
+    pair       panel -> offscreen            {code}: present this one-time pairing code to the bridge
+               offscreen -> panel            {token} under the same id once the bridge took the code (the panel
+                                             keeps it); a refused code answers error
 
 JavaScript gets the kinds, the error names and the shared defaults from `protocol.js`, which build.py writes
 from `javascript()` below; tests/test_protocol.py holds the extension's sources to it.
@@ -38,6 +46,7 @@ from .errors import ERRORS, InvalidRequest, named
 from .sampler import SamplingOptions
 
 BRIDGE_PORT = 8741  # where the bridge listens on 127.0.0.1 and the extension looks for it, unless set otherwise
+NATIVE_HOST = "dev.hearth.bridge"  # the native-messaging host that hands the extension the bridge's token
 MAX_ID_CHARS = 128
 
 RequestId = str | int
@@ -59,6 +68,8 @@ class Kind(StrEnum):
     ERROR = "error"
     HELLO = "hello"
     MODELS = "models"
+    TOKEN = "token"
+    PAIR = "pair"
 
 
 REQUEST_KINDS = frozenset({Kind.CHAT, Kind.SUMMARIZE})  # queued, and answered by chunks then done or error
@@ -113,10 +124,10 @@ def error(id: RequestId | None, cause: BaseException) -> Message:
 
 
 def defaults() -> dict[str, Any]:
-    """The defaults the extension shows and uses: bridge port, context size and sampling options."""
+    """The defaults the extension shows and uses: bridge port, native host, context size and sampling options."""
     sampling = {f.name: f.default for f in fields(SamplingOptions)}
     sampling["stop"] = list(sampling["stop"])
-    return {"bridge_port": BRIDGE_PORT, "n_ctx": DEFAULT_N_CTX, "sampling": sampling}
+    return {"bridge_port": BRIDGE_PORT, "native_host": NATIVE_HOST, "n_ctx": DEFAULT_N_CTX, "sampling": sampling}
 
 
 def javascript() -> str:

@@ -18,7 +18,7 @@ function post(message) {
 const progress = (stage) => post({ kind: Kind.PROGRESS, id: null, content: { stage, done: 0, total: 1 } });
 
 chrome.runtime.onMessage.addListener((message) => {
-  if (message?.target !== "offscreen") return false;
+  if (message?.target !== "offscreen" || message.kind === Kind.PAIR) return false; // PAIR: bridge_link.js's
   if (panels) panels.receive(JSON.stringify(message));
   else early.push(message);
   return false;

@@ -6,11 +6,12 @@
 // "panel"), which only the JavaScript reads.
 
 import { engineSettings } from "./engine_settings.js";
-import { ErrorType, Kind } from "./protocol.js";
+import { DEFAULTS, ErrorType, Kind } from "./protocol.js";
 
 const OFFSCREEN_URL = "offscreen.html";
 const MENU = { page: "hearth-summarize-page", selection: "hearth-summarize-selection" };
 const BRIDGE_ALARM = "hearth-look-for-bridge";
+const NATIVE_HOST_MS = 5000; // a native host that has not answered by then is taken as missing
 
 let creating = null; // one createDocument at a time: a second call would fail
 
@@ -42,7 +43,8 @@ chrome.alarms.onAlarm.addListener((alarm) => alarm.name === BRIDGE_ALARM && serv
 // A local bridge (`python -m bridge`) gets the model without the panel being opened: the offscreen document,
 // which is what connects to the bridge (and reconnects while it lives), starts when a probe finds one — at
 // browser start, then every 30 s (the shortest alarm) while no document runs. The probe is one request to
-// 127.0.0.1: when nothing listens, nothing is loaded.
+// 127.0.0.1: when nothing listens, nothing is loaded. It carries no token: any answer (401 included) says a
+// bridge listens, and the document asks for the token itself (bridgeTokens below).
 function lookForBridge() {
   chrome.alarms.create(BRIDGE_ALARM, { periodInMinutes: 0.5 });
   serveWaitingBridge();
@@ -62,8 +64,12 @@ async function serveWaitingBridge() {
 
 chrome.sidePanel.setPanelBehavior({ openPanelOnActionClick: true }).catch(() => {});
 
-chrome.runtime.onMessage.addListener((message) => {
+chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
   if (message?.target !== "worker") return false;
+  if (message.kind === Kind.TOKEN) {
+    bridgeTokens().then((tokens) => sendResponse({ tokens }));
+    return true; // the offscreen document waits for this answer
+  }
   if (message.kind === Kind.RELOAD) {
     // New engine settings: start a fresh offscreen document (and so a fresh model load).
     chrome.offscreen.closeDocument().catch(() => {}).then(ensureOffscreen).catch((e) => reportError(null, e));
@@ -75,6 +81,17 @@ chrome.runtime.onMessage.addListener((message) => {
   }
   return false; // never answer: replies to the offscreen document's messages are its own
 });
+
+// The bridge admits only its token (bridge/security.py), and the offscreen document can read neither its file
+// nor chrome.storage. The native-messaging host that `python -m bridge` installs (bridge/native_host.py) reads
+// the file for us; where none is installed, the panel's pairing got the token from the bridge and kept it.
+// Both, when both are there: the document tries them in turn (the host may serve another bridge's token file).
+async function bridgeTokens() {
+  const asked = chrome.runtime.sendNativeMessage(DEFAULTS.native_host, { kind: Kind.TOKEN }).catch(() => null);
+  const answer = await Promise.race([asked, new Promise((resolve) => setTimeout(resolve, NATIVE_HOST_MS, null))]);
+  const { bridge_token } = await chrome.storage.local.get("bridge_token");
+  return [...new Set([answer?.token, bridge_token])].filter((token) => typeof token === "string" && token);
+}
 
 function reportError(id, error) {
   const content = { type: ErrorType.ExtensionError, message: String(error?.message ?? error) };

@@ -17,6 +17,7 @@ const state = {
   currentId: null,
   settings: { ...DEFAULTS },
   active: null, // the request being streamed: {id, message, element, text, frame}
+  pairing: null, // the id of a pairing attempt awaiting its answer
 };
 
 // ---------------------------------------------------------------- messages to and from the engine
@@ -29,6 +30,7 @@ chrome.runtime.onMessage.addListener((message) => {
   if (message?.target !== "panel") return false;
   const { kind, id, content } = message;
   if (id === null) onLoadMessage(kind, content);
+  else if (state.pairing === id) onPairMessage(kind, content);
   else if (state.active?.id === id) onRequestMessage(kind, content);
   return false;
 });
@@ -299,6 +301,34 @@ async function reloadEngine() {
   send(Kind.RELOAD);
 }
 
+// ---------------------------------------------------------------- pairing with the bridge
+
+// Where the bridge's native-messaging host cannot give the extension its token, `python -m bridge` prints a
+// one-time code. The engine's document presents it to the bridge, whose answer carries the token; it is kept
+// here (chrome.storage.local "bridge_token") and the service worker hands it to the document from then on.
+function pair() {
+  const code = $("pairing_code").value.trim();
+  if (!code) return showPairing("Type the pairing code that `python -m bridge` printed.", true);
+  state.pairing = crypto.randomUUID();
+  $("pair").disabled = true;
+  showPairing("Pairing with the bridge…", false);
+  send(Kind.PAIR, state.pairing, { code });
+}
+
+async function onPairMessage(kind, content) {
+  state.pairing = null;
+  $("pair").disabled = false;
+  if (kind !== Kind.PAIR) return showPairing(`Pairing failed: ${content.message}`, true);
+  await chrome.storage.local.set({ bridge_token: content.token });
+  $("pairing_code").value = "";
+  showPairing("Paired: the extension has the bridge's token and connects by itself from now on.", false);
+}
+
+function showPairing(text, failed) {
+  $("pair-status").textContent = text;
+  $("pair-status").classList.toggle("error", failed);
+}
+
 // ---------------------------------------------------------------- wiring
 
 function wire() {
@@ -340,6 +370,8 @@ function wire() {
     });
   }
   for (const key of Object.keys(ENGINE_DEFAULTS)) $(key).addEventListener("change", reloadEngine);
+  $("pair").addEventListener("click", pair);
+  $("pairing_code").addEventListener("keydown", (event) => event.key === "Enter" && pair());
   $("settings-reset").addEventListener("click", () => {
     state.settings = { ...DEFAULTS };
     for (const key of Object.keys(DEFAULTS)) $(key).value = state.settings[key] ?? "";

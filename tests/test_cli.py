@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from engine.errors import ERRORS
 from tests.gguf_files import write_gguf
 
 
@@ -126,3 +127,18 @@ def test_chat_keeps_the_conversation_and_resets():
     answers = [line for line in result.stdout.split("> ") if line.strip()]
     assert len(answers) == 2, result.stdout
     assert "Paris" in answers[1]
+
+
+@pytest.mark.parametrize("name", sorted(ERRORS))
+def test_every_named_error_is_one_line_and_exit_2(name, monkeypatch, capsys):
+    """Whatever named error loading raises (engine/errors.py ERRORS), the CLI prints its message on one line."""
+    from engine import cli
+    from engine.engine import Engine
+
+    async def fail(*args, **kwargs):
+        raise ERRORS[name](f"{name} happened")
+
+    monkeypatch.setattr(Engine, "load", fail)
+    assert cli.main(["generate", "hi"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"error: {name} happened\n"

@@ -35,3 +35,21 @@ def echo(bridge):
     bridge.call(provider.start())
     yield provider
     bridge.call(provider.stop())
+
+
+@pytest.fixture()
+def provider(bridge, echo):
+    """A fresh echo provider in place of the module's, for tests that slow it down or make it vanish."""
+    bridge.call(echo.stop())
+
+    def replace(delay=0.0):
+        fresh = EchoProvider(bridge, EchoEngine(delay))
+        bridge.call(fresh.start())
+        made.append(fresh)
+        return fresh
+
+    made: list[EchoProvider] = []
+    yield replace
+    for one in made:
+        bridge.call(one.stop())
+    bridge.call(echo.start())

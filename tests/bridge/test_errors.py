@@ -110,9 +110,10 @@ def test_http_surface_errors(bridge, echo):
     big = json.dumps(with_(user="x" * MAX_REQUEST_BYTES))
     error = assert_error(*post(bridge, "/v1/chat/completions", big), 413)
     assert error["code"] == "request_too_large"
-    # the extension's own origin needs no token
-    status, models = post(bridge, "/v1/models", None, method="GET", auth=False,
-                          headers={"Origin": extension_origin()})  # fmt: skip
+    # the extension's own origin passes the origin wall, and still needs the token (any program can send it)
+    extension = {"Origin": extension_origin()}
+    assert_error(*post(bridge, "/v1/models", None, method="GET", auth=False, headers=extension), 401)
+    status, models = post(bridge, "/v1/models", None, method="GET", headers=extension)
     assert status == 200 and models["data"][0]["id"] == "echo-1"
     assert_serving(bridge)
 

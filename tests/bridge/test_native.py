@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import stat
 import subprocess
 import sys
 
@@ -14,7 +13,7 @@ import pytest
 
 import bridge as hearth_bridge
 from bridge.native import native_provider
-from bridge.security import ensure_token, extension_id, read_token
+from bridge.security import read_token
 from engine.sampler import SamplingOptions
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
@@ -93,23 +92,8 @@ def test_openai_package_over_http(native, expected):
         openai.OpenAI(base_url=f"{native.http}/v1", api_key="wrong", max_retries=0).models.list()
 
 
-def test_token_file_is_private_and_stable(tmp_path):
-    path = tmp_path / "hearth" / "bridge-token"
-    token = ensure_token(path)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    assert ensure_token(path) == token == read_token(path)  # a restart keeps a private token
-    os.chmod(path, 0o644)
-    assert ensure_token(path) != token and stat.S_IMODE(path.stat().st_mode) == 0o600  # a leaked one is replaced
-    with pytest.raises(hearth_bridge.client.APIConnectionError):  # no bridge there
-        hearth_bridge.Client("ws://127.0.0.1:9", token_file=path).models.list()
-
-
-def test_extension_id_follows_the_pinned_key():
-    assert len(extension_id()) == 32 and set(extension_id()) <= set("abcdefghijklmnop")
-
-
 def test_cli_says_when_the_port_is_taken(native, tmp_path):
-    env = {**os.environ, "HEARTH_BRIDGE_TOKEN_FILE": str(tmp_path / "token")}
+    env = {**os.environ, "HEARTH_BRIDGE_TOKEN_FILE": str(tmp_path / "token"), "HOME": str(tmp_path)}
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     run = subprocess.run([sys.executable, "-m", "bridge", "--port", str(native.server.port)], env=env, cwd=root,
                          capture_output=True, text=True, timeout=60)  # fmt: skip
@@ -126,7 +110,7 @@ def test_cli_says_when_the_port_is_taken(native, tmp_path):
     ],
 )
 def test_cli_launch_errors_are_one_line(tmp_path, args, says):
-    env = {**os.environ, "HEARTH_BRIDGE_TOKEN_FILE": str(tmp_path / "token")}
+    env = {**os.environ, "HEARTH_BRIDGE_TOKEN_FILE": str(tmp_path / "token"), "HOME": str(tmp_path)}
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     run = subprocess.run([sys.executable, "-m", "bridge", "--launch-browser", *args], env=env, cwd=root,
                          capture_output=True, text=True, timeout=60)  # fmt: skip
@@ -136,7 +120,8 @@ def test_cli_launch_errors_are_one_line(tmp_path, args, says):
 
 def test_cli_says_when_there_is_no_gpu_adapter(tmp_path):
     """--native on a machine where wgpu finds no adapter (a backend this OS lacks, forced): one line, exit 2."""
-    env = {**os.environ, "HEARTH_BRIDGE_TOKEN_FILE": str(tmp_path / "token"), "WGPU_BACKEND_TYPE": "D3D12"}
+    env = {**os.environ, "HEARTH_BRIDGE_TOKEN_FILE": str(tmp_path / "token"), "HOME": str(tmp_path),
+           "WGPU_BACKEND_TYPE": "D3D12"}  # fmt: skip
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     run = subprocess.run([sys.executable, "-m", "bridge", "--native", "--port", "0"], env=env, cwd=root,
                          capture_output=True, text=True, timeout=60)  # fmt: skip

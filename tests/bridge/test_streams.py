@@ -7,15 +7,23 @@ another request's words would show it.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
+from websockets.asyncio.client import connect
 
 import bridge as hearth_bridge
 from bridge import AsyncClient
 from bridge.fair_queue import FairQueue
 
-from .harness import EchoEngine, EchoProvider
+from .harness import EchoEngine
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def ask(client: AsyncClient, text: str, **options):
@@ -32,24 +40,6 @@ def test_fair_queue_takes_turns():
     assert queue.remove("a", "a1") and not queue.remove("a", "zz")
     assert queue.drain() == ["a0", "b0", "c0", "a2", "b1"]
     assert len(queue) == 0 and queue.pop() is None
-
-
-@pytest.fixture()
-def provider(bridge, echo):
-    """A fresh echo provider in place of the module's, for tests that slow it down or make it vanish."""
-    bridge.call(echo.stop())
-
-    def replace(delay=0.0):
-        fresh = EchoProvider(bridge, EchoEngine(delay))
-        bridge.call(fresh.start())
-        made.append(fresh)
-        return fresh
-
-    made: list[EchoProvider] = []
-    yield replace
-    for one in made:
-        bridge.call(one.stop())
-    bridge.call(echo.start())
 
 
 def test_16_clients_8_streams_each_never_mix(bridge, echo):
@@ -202,3 +192,75 @@ def test_without_a_provider_requests_fail_at_once(bridge, provider):
             assert (await client.models.list()).data == []
 
     asyncio.run(main())
+
+
+def test_stop_of_a_running_request_ends_its_stream_cancelled_and_frees_its_id(bridge, provider):
+    echo = provider(delay=0.02)
+    chat = {"kind": "chat", "id": "x", "content": {"messages": [{"role": "user", "content": "go " * 300}],
+                                                   "max_tokens": 400, "stream": True}}  # fmt: skip
+
+    async def main():
+        async with connect(bridge.url, additional_headers={"Authorization": f"Bearer {bridge.token}"}) as ws:
+            await ws.send(json.dumps(chat))  # the first frame (the bridge greets with `hello` after it)
+            while json.loads(await ws.recv())["kind"] != "chunk":
+                pass
+            stopped = time.monotonic()
+            await ws.send(json.dumps({"kind": "stop", "id": "x"}))
+            while (frame := json.loads(await ws.recv()))["kind"] == "chunk":
+                pass
+            ended = time.monotonic() - stopped
+            again = {**chat, "content": {**chat["content"], "messages": [{"role": "user", "content": "again"}]}}
+            await ws.send(json.dumps(again))  # the same id: released with the cancelled frame
+            kinds = [json.loads(await ws.recv())["kind"] for _ in range(4)]
+            return frame, ended, kinds
+
+    frame, ended, kinds = asyncio.run(main())
+    assert frame["kind"] == "error" and frame["id"] == "x" and frame["content"]["error"]["code"] == "cancelled"
+    assert ended < 1, ended
+    assert kinds == ["chunk", "chunk", "chunk", "done"], kinds  # role, "again ", finish; then the completion
+    assert echo.engine.closed_early and echo.engine.served[-1] == "again"
+
+
+_PROGRAM = """
+import asyncio, sys
+from bridge import AsyncClient
+
+async def main(name, n):
+    clients = [AsyncClient(sys.argv[3]) for _ in range(n)]  # n connections of one program
+    answers = [c.chat.completions.create(model="echo", messages=[{"role": "user", "content": f"{name} {i}"}],
+                                         max_tokens=2) for i, c in enumerate(clients)]
+    await asyncio.gather(*answers)
+    for c in clients:
+        await c.close()
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+def test_fair_turns_count_programs_not_connections(bridge, provider, tmp_path):
+    """A program with eight connections takes one turn, like a program with one (bridge/peers.py)."""
+    echo = provider()
+    bridge.call(_close_gate(echo.engine))
+    env = {**os.environ, "HEARTH_BRIDGE_TOKEN_FILE": str(bridge.token_file)}
+
+    def program(name: str, n: int) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", _PROGRAM, name, str(n), bridge.url], env=env, cwd=ROOT)
+
+    def queued() -> int:
+        return len(bridge.hub.queue) + sum(p.current is not None for p in bridge.hub.providers)
+
+    greedy = program("greedy", 8)
+    _wait_for(lambda: queued() == 8)
+    modest = program("modest", 1)
+    _wait_for(lambda: queued() == 9)
+    bridge.loop.call_soon_threadsafe(echo.engine.gate.set)
+    assert greedy.wait(60) == 0 and modest.wait(60) == 0
+    served = echo.engine.served
+    assert len(served) == 9 and served.index("modest 0") <= 2, served
+
+
+def _wait_for(condition, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)

@@ -3,6 +3,9 @@
 One browser and one loaded model serve the whole session (loading takes ~10 s and SwiftShader is slow:
 prompts stay short and answers small). The engine runs with a 256-token context so that a short
 fixture page is "longer than the context" and goes through the chunked summary.
+The bridge's token reaches the extension as it does for users: the browsers' profiles carry the bridge's
+native-messaging host (bridge/native_host.py), which reads the session's token file; the bridges the tests
+start use that file.
 Screenshots go to artifacts/ (gitignored).
 """
 
@@ -21,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from bridge.native_host import install, profile_folder
+from bridge.security import ensure_token
 from engine.protocol import BRIDGE_PORT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,6 +123,14 @@ class Browser:
 
 
 @pytest.fixture(scope="session")
+def token_file(tmp_path_factory) -> Path:
+    """The session's bridge token, which the browsers' native-messaging host hands to the extension."""
+    path = tmp_path_factory.mktemp("hearth") / "bridge-token"
+    ensure_token(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def playwright():
     from playwright.sync_api import sync_playwright
 
@@ -128,15 +141,20 @@ def playwright():
 NETLOGS: list[Path] = []  # every browser's network log, for the audit at the end
 
 
-def launch(playwright, extension: Path, tmp: Path, webgpu: bool = True, profile: Path | None = None) -> Browser:
-    """Chromium with only our extension, a profile (fresh unless given) and a network log in `tmp`."""
+def launch(playwright, extension: Path, tmp: Path, webgpu: bool = True, profile: Path | None = None,
+           token_file: Path | None = None) -> Browser:
+    """Chromium with only our extension, a profile (fresh unless given) and a network log in `tmp`; with
+    `token_file`, the profile has the bridge's native-messaging host, which gives the extension that token."""
     tmp.mkdir(parents=True, exist_ok=True)  # Chromium writes no log into a missing folder
+    profile = profile or tmp / "profile"
+    if token_file is not None:
+        install(token_file, [profile_folder(profile)])  # where Chromium looks with --user-data-dir
     netlog = tmp / "netlog.json"
     NETLOGS.append(netlog)
     args = FLAGS + OFFLINE + (WEBGPU if webgpu else []) + [
         f"--disable-extensions-except={extension}", f"--load-extension={extension}", f"--log-net-log={netlog}"]
     context = playwright.chromium.launch_persistent_context(
-        str(profile or tmp / "profile"), executable_path=CHROMIUM, headless=True, args=args,
+        str(profile), executable_path=CHROMIUM, headless=True, args=args,
         viewport={"width": 480, "height": 720},
     )
     worker = context.service_workers[0] if context.service_workers else context.wait_for_event("serviceworker")
@@ -150,8 +168,8 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def browser(playwright, extension, tmp_path_factory):
-    b = launch(playwright, extension, tmp_path_factory.mktemp("chromium"))
+def browser(playwright, extension, tmp_path_factory, token_file):
+    b = launch(playwright, extension, tmp_path_factory.mktemp("chromium"), token_file=token_file)
     # A small context before the engine starts (the worker passes it to the offscreen document), and a bridge
     # port of the session's own, so the browser tests leave the default port to `python -m bridge`.
     b.bridge_port = free_port()

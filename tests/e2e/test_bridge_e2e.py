@@ -5,6 +5,7 @@ which the service worker passes to the offscreen document); the document finds i
 (at most 4 s). Greedy answers must be the native engine's, token for token;
 a document that dies mid-answer must fail the client's stream within 2 s, and the next request succeeds
 once the document is back. A page on 127.0.0.1 cannot open a websocket to the bridge.
+The extension gets the token from the native-messaging host in its profile (conftest.launch), or by pairing.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ MAX_TOKENS = 12
 
 
 @pytest.fixture(scope="module")
-def bridge(browser, tmp_path_factory):
-    """A bridge on the port set in the session browser's extension (see conftest.browser)."""
-    running = BridgeThread(tmp_path_factory.mktemp("bridge") / "token", port=browser.bridge_port)
+def bridge(browser, token_file):
+    """A bridge on the port set in the session browser's extension (see conftest.browser), with the token its
+    native-messaging host gives the extension."""
+    running = BridgeThread(token_file, port=browser.bridge_port)
     yield running
     running.close()
 
@@ -96,8 +98,8 @@ def test_a_dying_document_fails_the_stream_fast_and_the_next_request_succeeds(br
         assert answer.choices[0].message.content and answer.usage.completion_tokens >= 1
 
 
-def test_the_panels_bridge_port_moves_the_extension_to_another_bridge(bridge, browser, panel, tmp_path):
-    other = BridgeThread(tmp_path / "token", port=free_port())
+def test_the_panels_bridge_port_moves_the_extension_to_another_bridge(bridge, browser, panel, token_file):
+    other = BridgeThread(token_file, port=free_port())
     try:
         panel.settings(bridge_port=other.server.port)  # reloads the model, then connects there
         panel.page.wait_for_selector("body[data-state=ready]", timeout=LOAD_TIMEOUT_MS)
@@ -121,15 +123,49 @@ def test_the_panels_bridge_port_moves_the_extension_to_another_bridge(bridge, br
         "n_ctx": N_CTX, "bridge_port": bridge.server.port}  # fmt: skip
 
 
-def test_a_bridge_started_after_the_browser_is_found_without_the_panel(playwright, extension, tmp_path):
-    late = launch(playwright, extension, tmp_path)
+def test_the_panel_pairs_with_a_bridge_whose_token_the_native_host_does_not_give(bridge, browser, panel, tmp_path):
+    """Where the native host cannot give the token (here: a bridge with a token file of its own), the one-time
+    code that bridge prints, typed into the panel's Settings, lets the extension in, and the panel keeps the token."""
+    other = BridgeThread(tmp_path / "token", port=free_port())
+    page = panel.page
+    try:
+        panel.settings(bridge_port=other.server.port)  # reloads; the token the native host gives is refused there
+        page.wait_for_selector("body[data-state=ready]", timeout=LOAD_TIMEOUT_MS)
+        assert other.hub.active() is None
+        page.click("#settings-toggle")
+        page.fill("#pairing_code", "WRONG-CODE")
+        page.click("#pair")
+        page.wait_for_selector("#pair-status.error", timeout=30_000)
+        assert "wrong or expired pairing code" in page.inner_text("#pair-status")
+        assert other.server.pairing.wrong == 1 and other.hub.active() is None
+
+        page.fill("#pairing_code", other.server.pairing.shown().lower())  # as a user might type it
+        page.click("#pair")
+        page.wait_for_selector("#pair-status:not(.error):text('Paired')", timeout=30_000)
+        print(f"\npanel after pairing: {page.inner_text('#pair-status')!r}")
+        wait_for_provider(other)
+        assert panel.storage()["bridge_token"] == other.token
+        with hearth_bridge.Client(other.url, token_file=other.token_file) as client:
+            answer = client.chat.completions.create(model="hearth", messages=MESSAGES, temperature=0, max_tokens=4)
+        assert answer.choices[0].message.content
+        panel.screenshot("bridge-paired.png")
+        page.click("#settings-toggle")
+    finally:
+        panel.settings(bridge_port=bridge.server.port)  # back, with the native host's token again
+        page.wait_for_selector("body[data-state=ready]", timeout=LOAD_TIMEOUT_MS)
+        other.close()
+    wait_for_provider(bridge)
+
+
+def test_a_bridge_started_after_the_browser_is_found_without_the_panel(playwright, extension, tmp_path, token_file):
+    late = launch(playwright, extension, tmp_path, token_file=token_file)
     try:
         port = free_port()
         late.worker.evaluate("p => chrome.storage.local.set({engine: {n_ctx: 256, bridge_port: p}})", port)
         alarm = late.worker.evaluate("chrome.alarms.get('hearth-look-for-bridge')")
         assert alarm and alarm["periodInMinutes"] == 0.5, alarm  # set at install: looks again every 30 s
         assert not late.worker.evaluate("chrome.runtime.getContexts({contextTypes: ['OFFSCREEN_DOCUMENT']})")
-        bridge = BridgeThread(tmp_path / "token", port=port)  # after the browser; no page is ever opened
+        bridge = BridgeThread(token_file, port=port)  # after the browser; no page is ever opened
         try:
             late.worker.evaluate("chrome.alarms.onAlarm.dispatch({name: 'hearth-look-for-bridge', scheduledTime: 0})")
             wait_for_provider(bridge)  # the alarm's probe found it, the engine loaded and connected

@@ -1,8 +1,9 @@
 """`python -m bridge --launch-browser --headless --ask TEXT`: the README's main job in one command.
 
 The bridge starts, launches Chromium with the built extension on a throwaway profile, the extension finds the
-bridge by itself (no page is opened), the sample question is answered through the bridge and printed as it
-streams, and the bridge keeps serving other scripts until it is stopped, taking its browser down with it.
+bridge by itself (no page is opened) and gets its token from the native-messaging host the bridge installed in
+that profile (an Origin header lets no one in), the sample question is answered through the bridge and printed
+as it streams, and the bridge keeps serving other scripts until it is stopped, taking its browser down with it.
 It needs the default port free (the session's browser tests use a port of their own).
 """
 
@@ -71,12 +72,15 @@ def test_one_command_serves_the_browser_model_until_stopped(extension, tmp_path)
     token_file = tmp_path / "token"
     command = [sys.executable, "-m", "bridge", "--launch-browser", "--headless", "--extension", str(extension),
                "--token-file", str(token_file), "--ask", QUESTION]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HOME": str(tmp_path)}  # its user-level host manifests go here
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+                               env=env)  # fmt: skip
     stderr = Lines(process.stderr)
     try:
         stderr.wait_for(f"ws://127.0.0.1:{DEFAULT_PORT}", 30)
         stderr.wait_for(f"token file: {token_file}", 5)
+        stderr.wait_for("native messaging host", 5)
+        stderr.wait_for("pairing code", 5)
         stderr.wait_for("asking browser extension", LOAD_TIMEOUT_MS / 1000)
         stderr.wait_for("serving until Ctrl-C", LOAD_TIMEOUT_MS / 1000)
         assert launched_browsers(), "no Chromium on a hearth-chromium- profile is running"

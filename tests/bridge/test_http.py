@@ -267,6 +267,23 @@ def test_a_client_that_leaves_frees_the_model(bridge, provider, stream, how):
     assert echo.engine.closed_early == [long]
 
 
+def test_an_sdk_timeout_frees_the_model(bridge, provider):
+    """The official `openai` client giving up (timeout=1, no retries) closes its socket: that cancels too."""
+    import openai
+
+    echo = provider(delay=0.02)
+    long = " ".join(f"word{i}" for i in range(300))
+    client = openai.OpenAI(base_url=f"{bridge.http}/v1", api_key=bridge.token, timeout=1, max_retries=0)
+    with pytest.raises(openai.APITimeoutError):
+        client.chat.completions.create(model="echo", messages=[{"role": "user", "content": long}], max_tokens=400)
+    started = time.monotonic()
+    answer = client.with_options(timeout=10).chat.completions.create(
+        model="echo", messages=[{"role": "user", "content": "hello there"}], max_tokens=8)
+    assert answer.choices[0].message.content == "hello there "
+    assert time.monotonic() - started < 2
+    assert echo.engine.closed_early == [long]
+
+
 # ---------------------------------------------------------------- a fuzz of whole requests
 
 TOKEN_CHARS = st.characters(min_codepoint=33, max_codepoint=126)

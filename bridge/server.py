@@ -211,8 +211,8 @@ class BridgeServer:
         origin = ws.request.headers.get("Origin")
         name = "browser extension" if origin == self.origin else f"provider at {ws.remote_address[0]}"
         provider = Provider(name=name, send=outbox.put_nowait)
+        outbox.put_nowait(Message(Kind.HELLO, None, welcome))  # first in line: before any request the hub sends
         writer = asyncio.create_task(_pump(ws, outbox))
-        await ws.send(frame(Kind.HELLO, None, welcome))
         self.hub.add_provider(provider)
         watcher = asyncio.create_task(self._watch_provider(ws, provider))
         try:

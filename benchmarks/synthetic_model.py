@@ -27,19 +27,34 @@ def _scales(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.uniform(0.002, 0.01, n).astype(np.float16)
 
 
+# Where a block of each type keeps its f16 scales (d, and m or dmin): the rest is random quants.
+F16_FIELDS = {
+    "Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q5_1": (0, 2), "Q8_0": (0,),
+    "Q2_K": (80, 82), "Q3_K": (108,), "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,),
+}  # fmt: skip
+
+
+def random_blocks(type_id: int, n_blocks: int, rng: np.random.Generator) -> bytes:
+    """n_blocks valid blocks of a ggml type (F32/F16/BF16: blocks of one weight): no NaN or infinite scales."""
+    name, _, block_bytes = GGML_TYPES[type_id]
+    if name == "F32":  # norm weights in these models
+        return rng.normal(1.0, 0.05, n_blocks).astype(np.float32).tobytes()
+    if name in ("F16", "BF16"):
+        w = rng.normal(0.0, 0.02, n_blocks).astype(np.float32)
+        halves = w.astype(np.float16) if name == "F16" else (w.view(np.uint32) >> 16).astype(np.uint16)  # BF16: top
+        return halves.tobytes()
+    if name not in F16_FIELDS:
+        raise SystemExit(f"no synthetic blocks for type {name}")
+    raw = rng.integers(0, 256, (n_blocks, block_bytes), dtype=np.uint8)
+    for at in F16_FIELDS[name]:
+        raw[:, at : at + 2] = _scales(rng, n_blocks).view(np.uint8).reshape(n_blocks, 2)
+    return raw.tobytes()
+
+
 def unit(tensor: TensorInfo, rng: np.random.Generator) -> bytes:
     """One stretch of valid blocks of the tensor's type (no NaN or infinite scales)."""
-    name, _, block_bytes = GGML_TYPES[tensor.type]
-    if name == "F32":  # norm weights in these models
-        return rng.normal(1.0, 0.05, UNIT_BLOCKS * 8).astype(np.float32).tobytes()
-    if name == "F16":
-        return rng.normal(0.0, 0.02, UNIT_BLOCKS * 16).astype(np.float16).tobytes()
-    if name not in ("Q4_0", "Q4_1", "Q8_0"):
-        raise SystemExit(f"{tensor.name}: no synthetic blocks for type {name}")
-    d = _scales(rng, UNIT_BLOCKS)
-    head = np.stack([d, (-8 * d).astype(np.float16)], 1) if name == "Q4_1" else d[:, None]  # d (and m = -8d)
-    quants = rng.integers(0, 256, (UNIT_BLOCKS, block_bytes - head.nbytes // UNIT_BLOCKS), dtype=np.uint8)
-    return b"".join(h.tobytes() + q.tobytes() for h, q in zip(head, quants, strict=True))
+    _, block, _ = GGML_TYPES[tensor.type]
+    return random_blocks(tensor.type, UNIT_BLOCKS * (32 // block if block == 1 else 1), rng)
 
 
 def write_synthetic(model: Path, out: Path, seed: int = 0) -> None:

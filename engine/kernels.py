@@ -19,38 +19,54 @@ import struct
 from pathlib import Path
 from weakref import WeakKeyDictionary
 
+from .gguf import GGML_TYPES
 from .gpu import UNIFORM
 from .kernel_ops import BatchOp, MatmulOp, Op, PenaltyOp, Step, cdiv, fixed, split_groups
 
-F32, F16, Q4_0, Q4_1, Q8_0 = 0, 1, 2, 3, 8
-SUPPORTED_WEIGHT_TYPES = frozenset({F32, F16, Q4_0, Q4_1, Q8_0})
-BLOCK_TYPES = {Q4_0: 18, Q4_1: 20, Q8_0: 34}  # bytes per block of 32 weights
+# ggml type ids (gguf.GGML_TYPES; shaders/quant.wgsl declares the same constants)
+F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, BF16 = 0, 1, 2, 3, 6, 7, 8, 30
+Q2_K, Q3_K, Q4_K, Q5_K, Q6_K = 10, 11, 12, 13, 14
+FLOAT_TYPES = {F32: 4, F16: 2, BF16: 2}  # bytes per weight
+# Blocks: (weights, bytes) of one block as GGUF stores it; the K-quants' are superblocks of 256.
+BLOCK_TYPES = {t: GGML_TYPES[t][1:] for t in (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)}
+SUPPORTED_WEIGHT_TYPES = frozenset(FLOAT_TYPES) | frozenset(BLOCK_TYPES)
 VARIANTS = ("scalar", "subgroup")
 # WGSL has no include: these files are appended to a module's own text (declarations may come in
 # any order; only directives such as `enable` must come first, so they stay in the module's file).
+# WEIGHTS stands for the libraries that decode the pipeline's WTYPE (_WEIGHT_LIBRARIES).
+WEIGHTS = "<weights>"
 _LIBRARIES = {
-    "matmul.wgsl": ("quant.wgsl",),
-    "matmul_subgroup.wgsl": ("matmul.wgsl", "quant.wgsl"),
-    "embed.wgsl": ("quant.wgsl",),
+    "matmul.wgsl": ("quant.wgsl", WEIGHTS),
+    "matmul_subgroup.wgsl": ("matmul.wgsl", "quant.wgsl", WEIGHTS),
+    "embed.wgsl": ("quant.wgsl", WEIGHTS),
 }
+# The libraries that decode each type (after quant.wgsl): only the decoder of a pipeline's type is
+# compiled into it, since CPU adapters inline every decoder that a switch on WTYPE names before they
+# drop the unused cases (floats never decode blocks: any will do).
+_K = "quant_k.wgsl"  # what the K-quant libraries share
+_WEIGHT_LIBRARIES = {
+    F32: ("quant_q4.wgsl",), F16: ("quant_q4.wgsl",), BF16: ("quant_q4.wgsl",),
+    Q4_0: ("quant_q4.wgsl",), Q4_1: ("quant_q4.wgsl",), Q5_0: ("quant_q5.wgsl",), Q5_1: ("quant_q5.wgsl",),
+    Q8_0: ("quant_q8.wgsl",), Q4_K: (_K, "quant_q4k.wgsl"), Q5_K: (_K, "quant_q4k.wgsl"),
+    Q6_K: (_K, "quant_q6k.wgsl"), Q3_K: (_K, "quant_q3k.wgsl"), Q2_K: (_K, "quant_q2k.wgsl"),
+}  # fmt: skip
 # Compiled pipelines per device, shared by every Kernels on it: CPU adapters take up to a second
 # to compile one matmul specialisation.
 _PIPELINES: WeakKeyDictionary = WeakKeyDictionary()
-MV_ROWS, MM_ROWS, TILE = 8, 16, 4  # rows and tokens an invocation of matmul.wgsl owns (its constants)
+MV_ROWS, MM_ROWS, TILE = 16, 16, 4  # rows and tokens an invocation of matmul.wgsl owns (its constants)
 SG_ROWS = 16  # rows a workgroup owns in matmul_subgroup.wgsl (4 per subgroup)
 
 
 def weight_nbytes(wtype: int, n_elements: int) -> int:
     """Bytes of n_elements weights of ggml type `wtype` as stored in GGUF."""
-    if wtype == F32:
-        return 4 * n_elements
-    if wtype == F16:
-        return 2 * n_elements
+    if wtype in FLOAT_TYPES:
+        return FLOAT_TYPES[wtype] * n_elements
     if wtype not in BLOCK_TYPES:
         raise ValueError(f"ggml type {wtype} is not supported (supported: {sorted(SUPPORTED_WEIGHT_TYPES)})")
-    if n_elements % 32:
-        raise ValueError(f"{n_elements} elements are not whole blocks of 32")
-    return n_elements // 32 * BLOCK_TYPES[wtype]
+    block, nbytes = BLOCK_TYPES[wtype]
+    if n_elements % block:
+        raise ValueError(f"{n_elements} elements are not whole blocks of {block}")
+    return n_elements // block * nbytes
 
 
 def load_shader(name: str) -> str:
@@ -59,10 +75,10 @@ def load_shader(name: str) -> str:
 
 
 def _check_row(wtype: int, n: int) -> None:
-    """Rows are read as vec4 and block types as whole blocks."""
+    """Rows are read as vec4 and block types as whole blocks (superblocks of 256 for the K-quants)."""
     if wtype not in SUPPORTED_WEIGHT_TYPES:
         raise ValueError(f"ggml type {wtype} is not supported (supported: {sorted(SUPPORTED_WEIGHT_TYPES)})")
-    step = 32 if wtype in BLOCK_TYPES else 4
+    step = BLOCK_TYPES[wtype][0] if wtype in BLOCK_TYPES else 4
     if n <= 0 or n % step:
         raise ValueError(f"rows of {n} elements: ggml type {wtype} needs a multiple of {step}")
 
@@ -82,7 +98,7 @@ class Kernels:
         # lavapipe runs 8 lanes at a time: small workgroups spread rows over its threads.
         self.wg = 8 if info.is_software else 64
         self.params = device.create_buffer(16, UNIFORM, label="step_params")
-        self._sources: dict[str, str] = {}
+        self._sources: dict[tuple, str] = {}
         self._pipelines: dict[tuple, object] = _PIPELINES.setdefault(device, {})
         self._constants: dict[tuple, object] = {}
         self._padded: dict[tuple, tuple] = {}
@@ -97,10 +113,12 @@ class Kernels:
         """The compute pipeline of `entry` in shaders/`file`, cached by (file, entry, constants)."""
         key = (file, entry, tuple(sorted(constants.items())))
         if key not in self._pipelines:
-            if file not in self._sources:
-                parts = [file, *_LIBRARIES.get(file, ())]
-                self._sources[file] = "\n".join(load_shader(part) for part in parts)
-            self._pipelines[key] = self.device.create_pipeline(self._sources[file], entry, constants)
+            parts: tuple = ()
+            for part in (file, *_LIBRARIES.get(file, ())):
+                parts += _WEIGHT_LIBRARIES[constants["WTYPE"]] if part == WEIGHTS else (part,)
+            if parts not in self._sources:
+                self._sources[parts] = "\n".join(load_shader(part) for part in parts)
+            self._pipelines[key] = self.device.create_pipeline(self._sources[parts], entry, constants)
         return self._pipelines[key]
 
     def _step(self, file: str, entry: str, constants: dict, buffers: list, grid) -> Step:

@@ -24,7 +24,7 @@ class Weight:
     """A matrix (or matrices stacked row-wise) in one GPU buffer, in one ggml type."""
 
     buffer: object
-    type: int  # ggml type: F32, F16, Q4_0, Q4_1 or Q8_0 (kernels.SUPPORTED_WEIGHT_TYPES)
+    type: int  # ggml type, one of kernels.SUPPORTED_WEIGHT_TYPES (floats, 32-weight blocks, K-quants)
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,13 @@
 //           once for MM_ROWS rows.    grid (ceil(N_OUT / (MM_ROWS * WG)), ceil(T / TILE)) as (x*y, z),
 //           twice as many row groups with GLU
 // Why: lavapipe runs a workgroup as loops over SIMD lanes, pays dearly to switch at a barrier and
-// pays per load instruction (16 bytes cost about what 4 do). The row and token counts are unrolled
+// pays per load (it loads for each invocation in turn: loads are most of a product's time, and
+// arithmetic little). So an x block serves 16 rows (x is a third of the loads at 8 rows), and each
+// row keeps a KCache of the words its next blocks reuse (quant.wgsl: K-quant headers and shared quants,
+// Q5_0's straddling words), read in order block by block. The row and token counts are unrolled
 // by hand (a0..a15): indexing a local array by a loop counter made lavapipe ~1.5x slower. A row length
-// that is not a multiple of 32 (F32/F16 only) ends in a partial block whose missing elements read
-// as zero. SwiGLU's results are flushed to zero below f32's smallest normal (see elementwise.wgsl:
+// that is not a multiple of 32 (F32/F16/BF16 only) ends in a partial block whose missing elements read
+// as zero. Quantised blocks add m * sum(x) per half block (block_sum; see QuantParts). SwiGLU's results are flushed to zero below f32's smallest normal (see elementwise.wgsl:
 // CPU adapters are ~100x slower on the FMAs that meet a subnormal).
 
 struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
@@ -38,7 +41,7 @@ override ACCUMULATE: bool = false;
 override Y_STRIDE: u32 = 0u;
 override Y_COL: u32 = 0u;
 
-const MV_ROWS = 8u;
+const MV_ROWS = 16u;
 const MM_ROWS = 16u;
 const TILE = 4u;
 
@@ -63,9 +66,7 @@ fn wrow(r: u32, j: u32, n: u32) -> u32 {
 
 fn clamp_row(row: u32) -> u32 { return min(row, select(N_OUT, 2u * N_OUT, GLU) - 1u); }
 
-fn is_quant() -> bool { return WTYPE == Q4_0 || WTYPE == Q4_1 || WTYPE == Q8_0; }
-
-// Block b of a row: full blocks, or the zero-padded last one of an F32/F16 row.
+// Block b of a row: full blocks, or the zero-padded last one of an F32/F16/BF16 row.
 fn weights(row: u32, b: u32) -> array<vec4<f32>, 8> {
     var q = dequant_block(clamp_row(row), b);
     if (N_IN % 32u != 0u) {
@@ -74,28 +75,34 @@ fn weights(row: u32, b: u32) -> array<vec4<f32>, 8> {
     return q;
 }
 
-// The sum of a block of x (per token for a tile): quantised blocks add m * sum(x) once.
-fn has_offset() -> bool { return WTYPE == Q4_0 || WTYPE == Q4_1; }  // Q8_0's m is 0
-
-fn block_sum(xs: array<vec4<f32>, 8>) -> f32 {
-    if (!has_offset()) { return 0.0; }
-    return dot((xs[0] + xs[1]) + (xs[2] + xs[3]) + (xs[4] + xs[5]) + (xs[6] + xs[7]), vec4<f32>(1.0));
+// The sums of a block of x that quantised blocks multiply by m (per token for a tile): elements 0..15
+// and 16..31 apart when the halves have their own m (split_scales), else all 32 in the first.
+fn block_sum(xs: array<vec4<f32>, 8>) -> vec2<f32> {
+    if (!has_offset()) { return vec2<f32>(0.0); }
+    let lo = (xs[0] + xs[1]) + (xs[2] + xs[3]);
+    let hi = (xs[4] + xs[5]) + (xs[6] + xs[7]);
+    if (split_scales()) { return vec2<f32>(dot(lo, vec4<f32>(1.0)), dot(hi, vec4<f32>(1.0))); }
+    return vec2<f32>(dot(lo + hi, vec4<f32>(1.0)), 0.0);
 }
 
-fn tile_sum(xs: array<mat4x4<f32>, 8>) -> vec4<f32> {
-    if (!has_offset()) { return vec4<f32>(0.0); }
-    let s = (xs[0] + xs[1]) + (xs[2] + xs[3]) + (xs[4] + xs[5]) + (xs[6] + xs[7]);
-    return vec4<f32>(1.0) * s;
+fn tile_sum(xs: array<mat4x4<f32>, 8>) -> mat2x4<f32> {
+    if (!has_offset()) { return mat2x4<f32>(vec4<f32>(0.0), vec4<f32>(0.0)); }
+    let lo = (xs[0] + xs[1]) + (xs[2] + xs[3]);
+    let hi = (xs[4] + xs[5]) + (xs[6] + xs[7]);
+    if (split_scales()) { return mat2x4<f32>(vec4<f32>(1.0) * lo, vec4<f32>(1.0) * hi); }
+    return mat2x4<f32>(vec4<f32>(1.0) * (lo + hi), vec4<f32>(0.0));
 }
 
-fn row_dot(row: u32, b: u32, xs: array<vec4<f32>, 8>, xsum: f32) -> f32 {
-    if (is_quant()) {
-        let p = quant_parts(clamp_row(row), b);
+// One row's block b against x's: d * (q . x) + m * sum(x) for quantised blocks (see QuantParts).
+fn row_dot(row: u32, b: u32, xs: array<vec4<f32>, 8>, xsum: vec2<f32>, c: ptr<function, KCache>, fresh: bool) -> f32 {
+    if (!is_float()) {
+        let p = quant_parts(clamp_row(row), b, c, fresh);
         let q = p.q;
-        let s = dot(q[0], xs[0]) + dot(q[1], xs[1]) + dot(q[2], xs[2]) + dot(q[3], xs[3])
-            + dot(q[4], xs[4]) + dot(q[5], xs[5]) + dot(q[6], xs[6]) + dot(q[7], xs[7]);
-        if (!has_offset()) { return p.d * s; }
-        return p.d * s + p.m * xsum;
+        let lo = dot(q[0], xs[0]) + dot(q[1], xs[1]) + dot(q[2], xs[2]) + dot(q[3], xs[3]);
+        let hi = dot(q[4], xs[4]) + dot(q[5], xs[5]) + dot(q[6], xs[6]) + dot(q[7], xs[7]);
+        if (split_scales()) { return dot(p.d, vec2<f32>(lo, hi)) + dot(p.m, xsum); }
+        if (!has_offset()) { return p.d.x * (lo + hi); }
+        return p.d.x * (lo + hi) + p.m.x * xsum.x;
     }
     let q = weights(row, b);
     return dot(q[0], xs[0]) + dot(q[1], xs[1]) + dot(q[2], xs[2]) + dot(q[3], xs[3])
@@ -103,14 +110,15 @@ fn row_dot(row: u32, b: u32, xs: array<vec4<f32>, 8>, xsum: f32) -> f32 {
 }
 
 // Column c of each matrix is token c of the tile: q * X gives the 4 tokens' dot products at once.
-fn row_tile(row: u32, b: u32, xs: array<mat4x4<f32>, 8>, xsum: vec4<f32>) -> vec4<f32> {
-    if (is_quant()) {
-        let p = quant_parts(clamp_row(row), b);
+fn row_tile(row: u32, b: u32, xs: array<mat4x4<f32>, 8>, xsum: mat2x4<f32>, c: ptr<function, KCache>) -> vec4<f32> {
+    if (!is_float()) {
+        let p = quant_parts(clamp_row(row), b, c, false);
         let q = p.q;
-        let s = q[0] * xs[0] + q[1] * xs[1] + q[2] * xs[2] + q[3] * xs[3]
-            + q[4] * xs[4] + q[5] * xs[5] + q[6] * xs[6] + q[7] * xs[7];
-        if (!has_offset()) { return p.d * s; }
-        return p.d * s + p.m * xsum;
+        let lo = q[0] * xs[0] + q[1] * xs[1] + q[2] * xs[2] + q[3] * xs[3];
+        let hi = q[4] * xs[4] + q[5] * xs[5] + q[6] * xs[6] + q[7] * xs[7];
+        if (split_scales()) { return p.d.x * lo + p.d.y * hi + p.m.x * xsum[0] + p.m.y * xsum[1]; }
+        if (!has_offset()) { return p.d.x * (lo + hi); }
+        return p.d.x * (lo + hi) + p.m.x * xsum[0];
     }
     let q = weights(row, b);
     return q[0] * xs[0] + q[1] * xs[1] + q[2] * xs[2] + q[3] * xs[3]
@@ -159,25 +167,55 @@ fn matvec(
     if (r >= N_OUT || params.n_tokens == 0u) { return; }
     var a0 = 0.0; var a1 = 0.0; var a2 = 0.0; var a3 = 0.0;
     var a4 = 0.0; var a5 = 0.0; var a6 = 0.0; var a7 = 0.0;
+    var a8 = 0.0; var a9 = 0.0; var a10 = 0.0; var a11 = 0.0;
+    var a12 = 0.0; var a13 = 0.0; var a14 = 0.0; var a15 = 0.0;
+    var c0: KCache; var c1: KCache; var c2: KCache; var c3: KCache;
+    var c4: KCache; var c5: KCache; var c6: KCache; var c7: KCache;
+    var c8: KCache; var c9: KCache; var c10: KCache; var c11: KCache;
+    var c12: KCache; var c13: KCache; var c14: KCache; var c15: KCache;
     for (var b = 0u; b < (N_IN + 31u) / 32u; b++) {
         let xs = x_block(0u, b);
         let xsum = block_sum(xs);
-        a0 += row_dot(wrow(r, 0u, MV_ROWS), b, xs, xsum);
-        a1 += row_dot(wrow(r, 1u, MV_ROWS), b, xs, xsum);
-        a2 += row_dot(wrow(r, 2u, MV_ROWS), b, xs, xsum);
-        a3 += row_dot(wrow(r, 3u, MV_ROWS), b, xs, xsum);
-        a4 += row_dot(wrow(r, 4u, MV_ROWS), b, xs, xsum);
-        a5 += row_dot(wrow(r, 5u, MV_ROWS), b, xs, xsum);
-        a6 += row_dot(wrow(r, 6u, MV_ROWS), b, xs, xsum);
-        a7 += row_dot(wrow(r, 7u, MV_ROWS), b, xs, xsum);
+        a0 += row_dot(wrow(r, 0u, MV_ROWS), b, xs, xsum, &c0, false);
+        a1 += row_dot(wrow(r, 1u, MV_ROWS), b, xs, xsum, &c1, false);
+        a2 += row_dot(wrow(r, 2u, MV_ROWS), b, xs, xsum, &c2, false);
+        a3 += row_dot(wrow(r, 3u, MV_ROWS), b, xs, xsum, &c3, false);
+        a4 += row_dot(wrow(r, 4u, MV_ROWS), b, xs, xsum, &c4, false);
+        a5 += row_dot(wrow(r, 5u, MV_ROWS), b, xs, xsum, &c5, false);
+        a6 += row_dot(wrow(r, 6u, MV_ROWS), b, xs, xsum, &c6, false);
+        a7 += row_dot(wrow(r, 7u, MV_ROWS), b, xs, xsum, &c7, false);
+        a8 += row_dot(wrow(r, 8u, MV_ROWS), b, xs, xsum, &c8, false);
+        a9 += row_dot(wrow(r, 9u, MV_ROWS), b, xs, xsum, &c9, false);
+        a10 += row_dot(wrow(r, 10u, MV_ROWS), b, xs, xsum, &c10, false);
+        a11 += row_dot(wrow(r, 11u, MV_ROWS), b, xs, xsum, &c11, false);
+        a12 += row_dot(wrow(r, 12u, MV_ROWS), b, xs, xsum, &c12, false);
+        a13 += row_dot(wrow(r, 13u, MV_ROWS), b, xs, xsum, &c13, false);
+        a14 += row_dot(wrow(r, 14u, MV_ROWS), b, xs, xsum, &c14, false);
+        a15 += row_dot(wrow(r, 15u, MV_ROWS), b, xs, xsum, &c15, false);
     }
     if (GLU) {
-        let o = swiglu(vec4<f32>(a0, a1, a2, a3), vec4<f32>(a4, a5, a6, a7));
+        let o = swiglu(vec4<f32>(a0, a1, a2, a3), vec4<f32>(a8, a9, a10, a11));
+        let o2 = swiglu(vec4<f32>(a4, a5, a6, a7), vec4<f32>(a12, a13, a14, a15));
         store1(r, o.x); store1(r + 1u, o.y); store1(r + 2u, o.z); store1(r + 3u, o.w);
+        store1(r + 4u, o2.x); store1(r + 5u, o2.y); store1(r + 6u, o2.z); store1(r + 7u, o2.w);
         return;
     }
-    store1(r, a0); store1(r + 1u, a1); store1(r + 2u, a2); store1(r + 3u, a3);
-    store1(r + 4u, a4); store1(r + 5u, a5); store1(r + 6u, a6); store1(r + 7u, a7);
+    store1(r + 0u, a0);
+    store1(r + 1u, a1);
+    store1(r + 2u, a2);
+    store1(r + 3u, a3);
+    store1(r + 4u, a4);
+    store1(r + 5u, a5);
+    store1(r + 6u, a6);
+    store1(r + 7u, a7);
+    store1(r + 8u, a8);
+    store1(r + 9u, a9);
+    store1(r + 10u, a10);
+    store1(r + 11u, a11);
+    store1(r + 12u, a12);
+    store1(r + 13u, a13);
+    store1(r + 14u, a14);
+    store1(r + 15u, a15);
 }
 
 @compute @workgroup_size(WG)
@@ -194,25 +232,29 @@ fn matmul(
     var a4 = vec4<f32>(0.0); var a5 = vec4<f32>(0.0); var a6 = vec4<f32>(0.0); var a7 = vec4<f32>(0.0);
     var a8 = vec4<f32>(0.0); var a9 = vec4<f32>(0.0); var a10 = vec4<f32>(0.0); var a11 = vec4<f32>(0.0);
     var a12 = vec4<f32>(0.0); var a13 = vec4<f32>(0.0); var a14 = vec4<f32>(0.0); var a15 = vec4<f32>(0.0);
+    var c0: KCache; var c1: KCache; var c2: KCache; var c3: KCache;  // K-quant words each row reuses
+    var c4: KCache; var c5: KCache; var c6: KCache; var c7: KCache;
+    var c8: KCache; var c9: KCache; var c10: KCache; var c11: KCache;
+    var c12: KCache; var c13: KCache; var c14: KCache; var c15: KCache;
     for (var b = 0u; b < (N_IN + 31u) / 32u; b++) {
         let xs = x_tile(t0, nt, b);
         let xsum = tile_sum(xs);
-        a0 += row_tile(wrow(r, 0u, MM_ROWS), b, xs, xsum);
-        a1 += row_tile(wrow(r, 1u, MM_ROWS), b, xs, xsum);
-        a2 += row_tile(wrow(r, 2u, MM_ROWS), b, xs, xsum);
-        a3 += row_tile(wrow(r, 3u, MM_ROWS), b, xs, xsum);
-        a4 += row_tile(wrow(r, 4u, MM_ROWS), b, xs, xsum);
-        a5 += row_tile(wrow(r, 5u, MM_ROWS), b, xs, xsum);
-        a6 += row_tile(wrow(r, 6u, MM_ROWS), b, xs, xsum);
-        a7 += row_tile(wrow(r, 7u, MM_ROWS), b, xs, xsum);
-        a8 += row_tile(wrow(r, 8u, MM_ROWS), b, xs, xsum);
-        a9 += row_tile(wrow(r, 9u, MM_ROWS), b, xs, xsum);
-        a10 += row_tile(wrow(r, 10u, MM_ROWS), b, xs, xsum);
-        a11 += row_tile(wrow(r, 11u, MM_ROWS), b, xs, xsum);
-        a12 += row_tile(wrow(r, 12u, MM_ROWS), b, xs, xsum);
-        a13 += row_tile(wrow(r, 13u, MM_ROWS), b, xs, xsum);
-        a14 += row_tile(wrow(r, 14u, MM_ROWS), b, xs, xsum);
-        a15 += row_tile(wrow(r, 15u, MM_ROWS), b, xs, xsum);
+        a0 += row_tile(wrow(r, 0u, MM_ROWS), b, xs, xsum, &c0);
+        a1 += row_tile(wrow(r, 1u, MM_ROWS), b, xs, xsum, &c1);
+        a2 += row_tile(wrow(r, 2u, MM_ROWS), b, xs, xsum, &c2);
+        a3 += row_tile(wrow(r, 3u, MM_ROWS), b, xs, xsum, &c3);
+        a4 += row_tile(wrow(r, 4u, MM_ROWS), b, xs, xsum, &c4);
+        a5 += row_tile(wrow(r, 5u, MM_ROWS), b, xs, xsum, &c5);
+        a6 += row_tile(wrow(r, 6u, MM_ROWS), b, xs, xsum, &c6);
+        a7 += row_tile(wrow(r, 7u, MM_ROWS), b, xs, xsum, &c7);
+        a8 += row_tile(wrow(r, 8u, MM_ROWS), b, xs, xsum, &c8);
+        a9 += row_tile(wrow(r, 9u, MM_ROWS), b, xs, xsum, &c9);
+        a10 += row_tile(wrow(r, 10u, MM_ROWS), b, xs, xsum, &c10);
+        a11 += row_tile(wrow(r, 11u, MM_ROWS), b, xs, xsum, &c11);
+        a12 += row_tile(wrow(r, 12u, MM_ROWS), b, xs, xsum, &c12);
+        a13 += row_tile(wrow(r, 13u, MM_ROWS), b, xs, xsum, &c13);
+        a14 += row_tile(wrow(r, 14u, MM_ROWS), b, xs, xsum, &c14);
+        a15 += row_tile(wrow(r, 15u, MM_ROWS), b, xs, xsum, &c15);
     }
     if (GLU) {
         store_tile(r, t0, nt, swiglu(a0, a8)); store_tile(r + 1u, t0, nt, swiglu(a1, a9));

@@ -64,8 +64,9 @@ fn matvec_subgroup(
         for (var b = lane; b < (N_IN + 31u) / 32u; b += sg) {
             let xs = normed_block(t, b);
             let xsum = block_sum(xs);
-            acc += vec4<f32>(row_dot(wrow(r, 0u, 4u), b, xs, xsum), row_dot(wrow(r, 1u, 4u), b, xs, xsum),
-                             row_dot(wrow(r, 2u, 4u), b, xs, xsum), row_dot(wrow(r, 3u, 4u), b, xs, xsum));
+            var c: KCache;  // unused between blocks: a lane's blocks are not consecutive
+            acc += vec4<f32>(row_dot(wrow(r, 0u, 4u), b, xs, xsum, &c, true), row_dot(wrow(r, 1u, 4u), b, xs, xsum, &c, true),
+                             row_dot(wrow(r, 2u, 4u), b, xs, xsum, &c, true), row_dot(wrow(r, 3u, 4u), b, xs, xsum, &c, true));
         }
         let total = subgroupAdd(acc) * scale;
         if (lane == 0u && GLU) {

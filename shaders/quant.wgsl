@@ -1,41 +1,93 @@
 // Weight formats: GGUF tensors read straight from the file's bytes, never expanded in memory.
 //
 // A library, not a kernel: kernels.py appends it to the modules that read weights (matmul*.wgsl,
-// embed.wgsl), since WGSL has no include. It declares the weight binding itself.
+// embed.wgsl), since WGSL has no include, followed by the library that decodes the pipeline's WTYPE
+// and defines quant_parts: quant_q4.wgsl (Q4_0, Q4_1; also taken by the floats, which never call
+// it), quant_q5.wgsl (Q5_0, Q5_1), quant_q8.wgsl, or quant_k.wgsl with quant_q4k.wgsl (Q4_K, Q5_K),
+// quant_q6k.wgsl, quant_q3k.wgsl or quant_q2k.wgsl. Only one decoder a pipeline keeps compiles short:
+// lavapipe inlines every call of quant_parts (once for each of a matmul kernel's 16 rows) before it
+// drops the cases of a switch on WTYPE.
+// This file declares the weight binding, the type ids and what every family shares.
 //
 // Bindings:  @binding(1) w: array<vec4<u32>>  one tensor's raw bytes, [rows, N_IN] in its ggml type,
 //            in a binding of whole 16-byte words (kernels.py pads a tensor that ends mid-word).
-// Overrides: WTYPE  ggml type id: F32 0, F16 1, Q4_0 2, Q4_1 3, Q8_0 8 (a switch the compiler folds)
-//            N_IN   elements per row (a multiple of 32 for the block types, of 4 for F32/F16)
-// Blocks of 32 weights, low nibbles are elements 0..15 and high nibbles 16..31:
-//   Q4_0 18 bytes {f16 d; u8 qs[16]}         w = d * ((q & 0xF) - 8)
-//   Q4_1 20 bytes {f16 d; f16 m; u8 qs[16]}  w = d * q + m
-//   Q8_0 34 bytes {f16 d; i8 qs[32]}         w = d * q
-// Why vec4<u32>: CPU adapters (lavapipe, SwiftShader) pay mostly per load instruction, not per byte,
-// so a block is fetched as the two or three 16-byte words that cover it, then shifted into place.
-// Q4_0 and Q8_0 blocks sit at any even byte offset, hence the word and half-word shifts below.
+// Overrides: WTYPE  ggml type id (the constants below; a switch the compiler folds)
+//            N_IN   elements per row: a multiple of 4 for F32/F16/BF16, of 32 for the blocks, of 256
+//                   for the K-quants
+// Floats: F32, F16, BF16 (bfloat16: the high half of an f32), w = the value.
+// Quantised types (layouts in their library) give a block of 32 weights as QuantParts: integer
+// quants and the scale and offset that make them weights, w = d * q + m.
+// Why vec4<u32>: CPU adapters pay per load, not per byte (lavapipe loads a word for each invocation
+// in turn, each 32-bit part apart: a load of 16 bytes costs about twice one of 4), so a block is
+// fetched as the 16-byte words that cover it, then shifted into place with selects, which are cheap.
 // f16 values are decoded with unpack2x16float, so no shader-f16 feature is needed.
 
 const F32 = 0u;
 const F16 = 1u;
 const Q4_0 = 2u;
 const Q4_1 = 3u;
+const Q5_0 = 6u;
+const Q5_1 = 7u;
 const Q8_0 = 8u;
+const Q2_K = 10u;
+const Q3_K = 11u;
+const Q4_K = 12u;
+const Q5_K = 13u;
+const Q6_K = 14u;
+const BF16 = 30u;
 
 override WTYPE: u32;
 override N_IN: u32;
 
 @group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
 
-// Bytes of one row of N_IN weights.
+fn is_float() -> bool { return WTYPE == F32 || WTYPE == F16 || WTYPE == BF16; }
+fn is_kquant() -> bool { return WTYPE >= Q2_K && WTYPE <= Q6_K; }
+
+// Bytes of one block (a superblock of 256 weights for the K-quants), and of one row of N_IN weights.
+fn block_bytes() -> u32 {
+    switch WTYPE {
+        case Q4_0: { return 18u; }
+        case Q4_1: { return 20u; }
+        case Q5_0: { return 22u; }
+        case Q5_1: { return 24u; }
+        case Q8_0: { return 34u; }
+        case Q2_K: { return 84u; }
+        case Q3_K: { return 110u; }
+        case Q4_K: { return 144u; }
+        case Q5_K: { return 176u; }
+        case Q6_K: { return 210u; }
+        default: { return 0u; }
+    }
+}
+
 fn row_bytes() -> u32 {
     switch WTYPE {
         case F32: { return N_IN * 4u; }
-        case F16: { return N_IN * 2u; }
-        case Q4_0: { return N_IN / 32u * 18u; }
-        case Q4_1: { return N_IN / 32u * 20u; }
-        default: { return N_IN / 32u * 34u; }
+        case F16, BF16: { return N_IN * 2u; }
+        default: { return N_IN / select(32u, 256u, is_kquant()) * block_bytes(); }
     }
+}
+
+// A block as its integer quants and scales: weight i = d * q[i] + m, where d and m are d.x and m.x
+// for elements 0..15 and d.y and m.y for 16..31 when split_scales() (K-quants with a scale per 16
+// weights), else d.x and m.x throughout (m = -8d for Q4_0, -16d for Q5_0, 0 for Q8_0).
+// Products take d and m out of the sum (d * (q . x) + m * sum(x)): two multiplies a half, not 16.
+struct QuantParts { q: array<vec4<f32>, 8>, d: vec2<f32>, m: vec2<f32> }
+
+fn parts(q: array<vec4<f32>, 8>, d: f32, m: f32) -> QuantParts { return QuantParts(q, vec2<f32>(d), vec2<f32>(m)); }
+
+// Whether quant_parts gives the halves of a block their own scales (see QuantParts).
+fn split_scales() -> bool { return WTYPE == Q6_K || WTYPE == Q3_K || WTYPE == Q2_K; }
+
+// Whether quant_parts' m is ever nonzero (products then add m * sum(x)).
+fn has_offset() -> bool { return !is_float() && WTYPE != Q8_0; }
+
+// Words of a row that its next blocks reuse, carried between calls of quant_parts (see the families).
+// The scalar kernels read each row's blocks in order and keep one per row; callers whose invocations
+// take blocks out of order (the subgroup kernel, embed) pass fresh = true and nothing is reused.
+struct KCache {
+    a: vec4<u32>, b: vec4<u32>, c: vec4<u32>, d: vec4<u32>, e: vec4<u32>, f: vec4<u32>, g: vec4<u32>, h: vec4<u32>,
 }
 
 // Word-wise shifts across a pair of vec4s: the words starting 1 or 2 words (or 2 bytes) into `a`.
@@ -45,21 +97,64 @@ fn half_shift(a: vec4<u32>, b: vec4<u32>) -> vec4<u32> {
     return (a >> vec4<u32>(16u)) | (shl1(a, b) << vec4<u32>(16u));
 }
 
+// Three words a, b, c shifted by the whole words of byte offset m (0..15) so that the first starts
+// at byte m & ~3 (the third is only good for its first word: enough for a further half shift).
+fn shift_words(a0: vec4<u32>, b0: vec4<u32>, c0: vec4<u32>, m: u32) -> array<vec4<u32>, 3> {
+    let s1 = (m & 4u) != 0u;
+    let s2 = (m & 8u) != 0u;
+    var a = select(a0, shl1(a0, b0), s1);
+    var b = select(b0, shl1(b0, c0), s1);
+    var c = select(c0, shl1(c0, c0), s1);
+    a = select(a, shl2(a, b), s2);
+    b = select(b, shl2(b, c), s2);
+    c = select(c, shl2(c, c), s2);
+    return array<vec4<u32>, 3>(a, b, c);
+}
+
+// The two words from the one holding byte o, shifted by whole words so that the first starts at byte
+// o & ~3 (the second is good only as far as the two words loaded reach).
+fn words2(o: u32) -> array<vec4<u32>, 2> {
+    let m = o & 15u;
+    var a = w[o >> 4u];
+    var b = w[(o >> 4u) + 1u];
+    let s1 = (m & 4u) != 0u;
+    let s2 = (m & 8u) != 0u;
+    a = select(a, shl1(a, b), s1);
+    b = select(b, shl1(b, b), s1);
+    a = select(a, shl2(a, b), s2);
+    b = select(b, shl2(b, b), s2);
+    return array<vec4<u32>, 2>(a, b);
+}
+
+// The three words from the one holding byte o, shifted so that the first starts at byte o & ~3.
+fn words3(o: u32) -> array<vec4<u32>, 3> {
+    return shift_words(w[o >> 4u], w[(o >> 4u) + 1u], w[(o >> 4u) + 2u], o & 15u);
+}
+
+// The u32 at byte p (a multiple of 4), and the u16 at byte p (even), from one load.
+fn word_at(p: u32) -> u32 { return w[p >> 4u][(p >> 2u) & 3u]; }
+fn half_at(p: u32) -> u32 { return (word_at(p & ~3u) >> ((p & 2u) * 8u)) & 0xFFFFu; }
+
 // Nibbles of four packed words: elements 4i..4i+3 (low) or 16+4i..16+4i+3 (high) of a Q4 block.
 fn nibbles(q: u32, high: bool) -> vec4<f32> {
     let shifts = select(vec4<u32>(0u, 8u, 16u, 24u), vec4<u32>(4u, 12u, 20u, 28u), high);
     return vec4<f32>((vec4<u32>(q) >> shifts) & vec4<u32>(0xFu));
 }
 
-// Four signed bytes of q as f32 (unpack4xI8 by shifts: SwiftShader emulates that built-in slowly).
-fn int8s(q: u32) -> vec4<f32> {
-    let v = bitcast<i32>(q);
-    return vec4<f32>(vec4<i32>(v << 24u, v << 16u, v << 8u, v) >> vec4<u32>(24u));
+// The four bytes of q as f32 (bytes of at most 6 bits: the quants of Q5..Q2 assembled in place).
+fn bytes4(q: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(q) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xFFu));
+}
+
+// Two 16-bit floats of v (F16 or BF16, elements 2k and 2k+1).
+fn halves2(v: u32) -> vec2<f32> {
+    if (WTYPE == BF16) { return vec2<f32>(bitcast<f32>(v << 16u), bitcast<f32>(v & 0xFFFF0000u)); }
+    return unpack2x16float(v);
 }
 
 // The 32 weights of block `b` of row `row`, in element order (vec4 i holds elements 4i..4i+3).
 fn dequant_block(row: u32, b: u32) -> array<vec4<f32>, 8> {
-    if (WTYPE == F16) { return f16_block(row * N_IN + 32u * b); }
+    if (WTYPE == F16 || WTYPE == BF16) { return f16_block(row * N_IN + 32u * b); }
     if (WTYPE == F32) {
         var out: array<vec4<f32>, 8>;
         for (var i = 0u; i < 8u; i++) { out[i] = dequant4(row, b * 8u + i); }
@@ -69,23 +164,16 @@ fn dequant_block(row: u32, b: u32) -> array<vec4<f32>, 8> {
 }
 
 fn quant_block(row: u32, b: u32) -> array<vec4<f32>, 8> {
-    let p = quant_parts(row, b);
+    var c: KCache;
+    let p = quant_parts(row, b, &c, true);
+    let lo = p.d.x;
+    let hi = select(p.d.x, p.d.y, split_scales());
+    let mlo = p.m.x;
+    let mhi = select(p.m.x, p.m.y, split_scales());
     return array<vec4<f32>, 8>(
-        p.d * p.q[0] + p.m, p.d * p.q[1] + p.m, p.d * p.q[2] + p.m, p.d * p.q[3] + p.m,
-        p.d * p.q[4] + p.m, p.d * p.q[5] + p.m, p.d * p.q[6] + p.m, p.d * p.q[7] + p.m,
+        lo * p.q[0] + mlo, lo * p.q[1] + mlo, lo * p.q[2] + mlo, lo * p.q[3] + mlo,
+        hi * p.q[4] + mhi, hi * p.q[5] + mhi, hi * p.q[6] + mhi, hi * p.q[7] + mhi,
     );
-}
-
-// A block as its integer quants and scales: weight i = d * q[i] + m (m = -8d for Q4_0, 0 for Q8_0).
-// Products take d and m out of the sum (d * (q . x) + m * sum(x)): two multiplies a block, not 32.
-struct QuantParts { q: array<vec4<f32>, 8>, d: f32, m: f32 }
-
-fn quant_parts(row: u32, b: u32) -> QuantParts {
-    switch WTYPE {
-        case Q4_0: { return q4_block(row * row_bytes() + b * 18u); }
-        case Q4_1: { return q4_block(row * row_bytes() + b * 20u); }
-        default: { return q8_0_block(row * row_bytes() + b * 34u); }
-    }
 }
 
 // 32 f16 weights from element e (a multiple of 4, so 8-byte aligned): five 16-byte loads and a
@@ -104,82 +192,24 @@ fn f16_block(e: u32) -> array<vec4<f32>, 8> {
     let q2 = select(a2, shl2(a2, a3), shift);
     let q3 = select(a3, shl2(a3, a4), shift);
     return array<vec4<f32>, 8>(
-        vec4<f32>(unpack2x16float(q0.x), unpack2x16float(q0.y)), vec4<f32>(unpack2x16float(q0.z), unpack2x16float(q0.w)),
-        vec4<f32>(unpack2x16float(q1.x), unpack2x16float(q1.y)), vec4<f32>(unpack2x16float(q1.z), unpack2x16float(q1.w)),
-        vec4<f32>(unpack2x16float(q2.x), unpack2x16float(q2.y)), vec4<f32>(unpack2x16float(q2.z), unpack2x16float(q2.w)),
-        vec4<f32>(unpack2x16float(q3.x), unpack2x16float(q3.y)), vec4<f32>(unpack2x16float(q3.z), unpack2x16float(q3.w)),
+        vec4<f32>(halves2(q0.x), halves2(q0.y)), vec4<f32>(halves2(q0.z), halves2(q0.w)),
+        vec4<f32>(halves2(q1.x), halves2(q1.y)), vec4<f32>(halves2(q1.z), halves2(q1.w)),
+        vec4<f32>(halves2(q2.x), halves2(q2.y)), vec4<f32>(halves2(q2.z), halves2(q2.w)),
+        vec4<f32>(halves2(q3.x), halves2(q3.y)), vec4<f32>(halves2(q3.z), halves2(q3.w)),
     );
 }
 
-// Q4_0 / Q4_1 block at byte offset o (even): two 16-byte loads cover it wherever it starts.
-fn q4_block(o: u32) -> QuantParts {
-    let m = o & 15u;
-    var a = w[o >> 4u];
-    var b = w[(o >> 4u) + 1u];
-    let s1 = (m & 4u) != 0u;
-    let s2 = (m & 8u) != 0u;
-    a = select(a, shl1(a, b), s1);
-    b = select(b, shl1(b, b), s1);
-    a = select(a, shl2(a, b), s2);
-    b = select(b, shl2(b, b), s2);
-    // Now a.x holds the block's first byte, or the 2 bytes before it when o % 4 == 2 (Q4_0 only).
-    let odd = (m & 2u) != 0u;
-    var d: f32;
-    var mn = 0.0;
-    var q: vec4<u32>;
-    if (WTYPE == Q4_1) {  // 4-byte aligned: {d, m} then 16 bytes of nibbles
-        let dm = unpack2x16float(a.x);
-        d = dm.x;
-        mn = dm.y;
-        q = shl1(a, b);
-    } else {
-        d = unpack2x16float(select(a.x, a.x >> 16u, odd)).x;
-        mn = -8.0 * d;
-        q = select(half_shift(a, b), shl1(a, b), odd);
-    }
-    let quants = array<vec4<f32>, 8>(
-        nibbles(q.x, false), nibbles(q.y, false), nibbles(q.z, false), nibbles(q.w, false),
-        nibbles(q.x, true), nibbles(q.y, true), nibbles(q.z, true), nibbles(q.w, true),
-    );
-    return QuantParts(quants, d, mn);
-}
-
-// Q8_0 block at byte offset o (even): three 16-byte loads cover its 34 bytes wherever it starts.
-fn q8_0_block(o: u32) -> QuantParts {
-    let m = o & 15u;
-    var a = w[o >> 4u];
-    var b = w[(o >> 4u) + 1u];
-    var c = w[(o >> 4u) + 2u];
-    let s1 = (m & 4u) != 0u;
-    let s2 = (m & 8u) != 0u;
-    a = select(a, shl1(a, b), s1);
-    b = select(b, shl1(b, c), s1);
-    c = select(c, shl1(c, c), s1);
-    a = select(a, shl2(a, b), s2);
-    b = select(b, shl2(b, c), s2);
-    c = select(c, shl2(c, c), s2);
-    let odd = (m & 2u) != 0u;  // then d is the high half of a.x and the quants start word-aligned
-    let d = unpack2x16float(select(a.x, a.x >> 16u, odd)).x;
-    let q0 = select(half_shift(a, b), shl1(a, b), odd);
-    let q1 = select(half_shift(b, c), shl1(b, c), odd);
-    let quants = array<vec4<f32>, 8>(
-        int8s(q0.x), int8s(q0.y), int8s(q0.z), int8s(q0.w),
-        int8s(q1.x), int8s(q1.y), int8s(q1.z), int8s(q1.w),
-    );
-    return QuantParts(quants, d, 0.0);
-}
-
-// Elements 4j..4j+3 of row `row`, one at a time: for F32/F16 blocks and tails, and for embed.
+// Elements 4j..4j+3 of row `row`, one at a time: for F32/F16/BF16 blocks and tails, and for embed.
 fn dequant4(row: u32, j: u32) -> vec4<f32> {
     switch WTYPE {
         case F32: {  // rows are 16-byte aligned since N_IN % 4 == 0
             return bitcast<vec4<f32>>(w[(row * N_IN) / 4u + j]);
         }
-        case F16: {  // four halves: one 8-byte half of a 16-byte word
+        case F16, BF16: {  // four halves: one 8-byte half of a 16-byte word
             let e = row * N_IN + 4u * j;
             let v = w[e >> 3u];
             let pair = select(v.xy, v.zw, (e & 4u) != 0u);
-            return vec4<f32>(unpack2x16float(pair.x), unpack2x16float(pair.y));
+            return vec4<f32>(halves2(pair.x), halves2(pair.y));
         }
         default: {
             var q = quant_block(row, j / 8u);

@@ -92,8 +92,8 @@ def test_unsupported_tensor_type_is_named(tmp_path, model_gguf):
 
     from engine.gguf import GGML_TYPES
 
-    dim, q4k = 256, 12  # Q4_K packs 256 weights in 144 bytes
-    assert GGML_TYPES[q4k][0] == "Q4_K"
+    dim, iq2 = 256, 16  # IQ2_XXS packs 256 weights in 66 bytes; Hearth does not run it
+    assert GGML_TYPES[iq2][0] == "IQ2_XXS"
     meta = {k: v for k, v in model_gguf.metadata.items() if k.startswith(("llama.", "tokenizer."))}
     meta.update({"llama.block_count": 1, "llama.embedding_length": dim, "llama.feed_forward_length": dim,
                  "llama.attention.head_count": 1, "llama.attention.head_count_kv": 1,
@@ -102,11 +102,11 @@ def test_unsupported_tensor_type_is_named(tmp_path, model_gguf):
     tensors = {
         "token_embd.weight": (np.zeros((n_vocab, dim), np.float16), 1),
         "output_norm.weight": (np.ones(dim, np.float32), 0),
-        "blk.0.attn_q.weight": (np.zeros((dim, 144), np.uint8), q4k),
+        "blk.0.attn_q.weight": (np.zeros((dim, 66), np.uint8), iq2),
     }
-    path = write_gguf(tmp_path / "q4k.gguf", "llama", meta, tensors)
+    path = write_gguf(tmp_path / "iq2.gguf", "llama", meta, tensors)
     err = _error_of("generate", "--model", str(path), "hi")
-    assert "Q4_K" in err and "blk.0.attn_q.weight" in err
+    assert "IQ2_XXS" in err and "blk.0.attn_q.weight" in err
 
 
 def test_prompt_longer_than_the_context():

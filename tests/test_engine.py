@@ -146,3 +146,54 @@ def test_greedy_answer_ends_at_the_context(event_loop_session, model_gguf):
     assert chunks[-1].finish_reason == "length"
     assert len(prompt) + len(_ids(chunks)) == 48  # every position used, none past the end
     assert small.model.n_past == len(small._cached) == 47  # the last token is never run
+
+
+# The default model as llama.cpp's quantiser rewrites it (ftype ids from llama.h): Q4_K_M mixes Q4_K and Q6_K,
+# and its 576-wide rows (not whole superblocks of 256) fall back to Q5_0 and Q8_0; Q6_K's to Q8_0.
+LLAMA_FTYPES = {"Q4_K_M": 15, "Q6_K": 18, "Q5_0": 8}
+
+
+@pytest.fixture(scope="session")
+def requantised(llama_cpp, model_path, tmp_path_factory):
+    """requantised(name) -> the default model rewritten by llama.cpp in that mix, made once a session."""
+    from tests.test_reference import quantize
+
+    folder, made = tmp_path_factory.mktemp("requantised"), {}
+
+    def get(name: str):
+        if name not in made:
+            made[name] = folder / f"{name}.gguf"
+            quantize(llama_cpp, model_path, made[name], LLAMA_FTYPES[name])
+        return made[name]
+
+    return get
+
+
+@pytest.mark.parametrize("ftype", list(LLAMA_FTYPES))
+def test_llama_cpp_quantisations_run(requantised, llama_cpp, event_loop_session, ftype):
+    """The engine on llama.cpp's own K-quant and Q5_0 files: logits as the float64 reference's (which dequantises
+    with gguf), near llama.cpp's (which rounds activations to 8 bits), and the reference's greedy answer. These
+    files are quantised twice (from the Q4_1 default), and the exact Q4_K_M and Q6_K models then answer
+    "L'Étoile ..." (the prompt's first step is a near tie of "L" and "The"): only Q5_0's names Paris."""
+    from engine.engine import Engine
+    from engine.gguf import open_gguf
+    from tests.reference import ReferenceModel
+    from tests.test_reference import llama_cpp_logits
+
+    path = requantised(ftype)
+    engine = event_loop_session.run_until_complete(Engine.load(gguf=open_gguf(path), n_ctx=256))
+    ids = engine.chat_prompt([{"role": "user", "content": "What is the capital of France?"}])
+    ours = np.array(event_loop_session.run_until_complete(engine.logits_all(ids)), dtype=np.float64)
+    reference = ReferenceModel(str(path))
+    reference.reset()
+    expected = reference.forward(ids, 0)
+    errors = np.abs(ours - expected).max(axis=1) / np.abs(expected).max(axis=1)
+    assert errors.max() < 1e-3, f"position {errors.argmax()} has relative error {errors.max():.2e}"
+    theirs = llama_cpp_logits(llama_cpp, path, ids)
+    assert min(np.corrcoef(a, b)[0, 1] for a, b in zip(ours, theirs, strict=True)) > 0.99
+    reference_ids, gaps = reference.greedy(ids, 12)
+    got = _ids(_collect(event_loop_session, engine.generate(ids, SamplingOptions(temperature=0, max_tokens=12))))
+    answer = got[:-1] if got and got[-1] in engine.tokenizer.eog_ids else got  # the reference never stops
+    assert compare_greedy(reference_ids, gaps, answer, stop_ids=engine.tokenizer.eog_ids) is None
+    if ftype == "Q5_0":
+        assert "Paris" in engine.tokenizer.decode(answer)

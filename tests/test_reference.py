@@ -41,6 +41,14 @@ def llama_cpp_logits(llama_cpp, path: Path, ids: list[int], **kwargs) -> np.ndar
     return np.asarray(llm.scores[: len(ids)], dtype=np.float64)
 
 
+def quantize(llama_cpp, source: Path, out: Path, ftype: int) -> None:
+    """llama.cpp's quantiser: `source` rewritten in the mix `ftype` (LLAMA_FTYPE_* of llama.h) as `out`."""
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype, params.allow_requantize, params.nthread = ftype, True, 2
+    status = llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), ctypes.byref(params))
+    assert status == 0, f"llama.cpp could not quantise {source} as ftype {ftype}"
+
+
 def top2_gap(logits: np.ndarray) -> np.ndarray:
     """Per row, the distance between the largest and second-largest logit."""
     top2 = np.partition(logits, -2, axis=-1)[..., -2:]
@@ -71,10 +79,7 @@ def test_logits_follow_llama_cpp_q4(llama_cpp, model, model_path, prompt_ids):
 def test_matches_llama_cpp_exactly_on_f32(llama_cpp, model_path, prompt_ids, tmp_path):
     """F32 weights and an F32 KV cache: llama.cpp quantises nothing, only float32 rounding is left."""
     f32_path = tmp_path / "model-f32.gguf"
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype, params.allow_requantize, params.nthread = LLAMA_FTYPE_ALL_F32, True, 2
-    status = llama_cpp.llama_model_quantize(str(model_path).encode(), str(f32_path).encode(), ctypes.byref(params))
-    assert status == 0
+    quantize(llama_cpp, model_path, f32_path, LLAMA_FTYPE_ALL_F32)
     model = ReferenceModel(f32_path)
     ref = model.forward(prompt_ids, 0)
     theirs = llama_cpp_logits(llama_cpp, f32_path, prompt_ids, type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32)

@@ -72,15 +72,17 @@ def every_pipeline() -> list[dict]:
     for variant in K.VARIANTS:
         for kv_f16 in (False, True):
             k = K.Kernels(device, variant=variant, kv_f16=kv_f16)
-            for wtype in sorted(K.SUPPORTED_WEIGHT_TYPES):
-                k.matmul(b, wtype, 64, 7, b, b, 9)
-                k.matmul(b, wtype, 64, 7, b, b, 9, glu=True)
-                k.matmul(b, wtype, 64, 7, b, FakeBuffer(64), 9, accumulate=True)
-                k.matmul(b, wtype, 64, 7, b, b, 9, y_stride=12, y_col=4)
-                k.embed(b, wtype, 64, b, b)
+            for wtype in sorted(K.SUPPORTED_WEIGHT_TYPES):  # each type's decoder in every kernel
+                n = 256 if K.BLOCK_TYPES.get(wtype, (1,))[0] == 256 else 64  # K-quants: superblocks of 256
+                k.matmul(b, wtype, n, 7, b, b, 9)
+                k.matmul(b, wtype, n, 7, b, FakeBuffer(64), 1, norm=(FakeBuffer(64), b, 1e-5))
+                k.embed(b, wtype, n, b, b)
+            for wtype, n in ((K.Q4_1, 64), (K.Q6_K, 256), (K.F16, 64)):  # the fused modes: other stores, same decoders
+                k.matmul(b, wtype, n, 7, b, b, 9, glu=True)
+                k.matmul(b, wtype, n, 7, b, FakeBuffer(64), 9, accumulate=True)
+                k.matmul(b, wtype, n, 7, b, b, 9, y_stride=12, y_col=4)
             k.matmul(b, K.F16, 36, 7, b, b, 9)  # a partial last block
             k.rmsnorm(b, b, FakeBuffer(64), 64, 1e-5)
-            k.matmul(b, K.Q4_1, 64, 7, b, FakeBuffer(64), 1, norm=(FakeBuffer(64), b, 1e-5))
             k.matmul(b, K.Q8_0, 64, 7, b, FakeBuffer(64), 1, glu=True, norm=(FakeBuffer(64), b, 1e-5))
             k.rmsnorm(b, b, FakeBuffer(64), 7, 1e-5)
             k.rope(b, 4, 16, 8, 10000.0, 0.5, True)

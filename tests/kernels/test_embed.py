@@ -8,14 +8,15 @@ import pytest
 from engine import kernels as K
 
 from .conftest import assert_close
-from .test_matmul import TYPES, VARIANTS, quantised
+from .test_matmul import F16_FIELDS, TYPES, VARIANTS, quantised, row_length, type_name
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("wtype", list(TYPES))
+@pytest.mark.parametrize("wtype", list(TYPES), ids=type_name)
 @pytest.mark.parametrize("n_tokens", [1, 3, 9])
 def test_embed(gpu, kernels_for, rng, variant, wtype, n_tokens):
-    n_vocab, dim, max_tokens = 37, (36 if wtype in (K.F32, K.F16) else 224), 11
+    n_vocab, max_tokens = 37, 11
+    dim = 36 if wtype in K.FLOAT_TYPES else row_length(wtype, 2 if wtype in F16_FIELDS else 7)
     raw, table = quantised(rng, wtype, n_vocab, dim)
     ids = rng.integers(0, n_vocab, max_tokens).astype(np.uint32)
     ids[-1] = n_vocab - 1  # the table's last row, whose block may end the buffer

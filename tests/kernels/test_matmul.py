@@ -14,13 +14,31 @@ from engine import kernels as K
 from .conftest import assert_close
 
 VARIANTS = ["scalar", "subgroup"]
-TYPES = {
-    K.F32: gguf.GGMLQuantizationType.F32,
-    K.F16: gguf.GGMLQuantizationType.F16,
-    K.Q4_0: gguf.GGMLQuantizationType.Q4_0,
-    K.Q4_1: gguf.GGMLQuantizationType.Q4_1,
-    K.Q8_0: gguf.GGMLQuantizationType.Q8_0,
-}
+TYPES = {t: gguf.GGMLQuantizationType(t) for t in sorted(K.SUPPORTED_WEIGHT_TYPES)}
+KQUANTS = [K.Q4_K, K.Q6_K, K.Q5_K, K.Q3_K, K.Q2_K]
+# Where each K-quant superblock keeps its f16 scales (d, and dmin where it has one), and their size
+# for weights of about 1 (1 / the largest scale x quant that multiplies them).
+F16_FIELDS = {K.Q4_K: (0, 2), K.Q5_K: (0, 2), K.Q6_K: (208,), K.Q3_K: (108,), K.Q2_K: (80, 82)}
+F16_SIZE = {K.Q4_K: 1 / 945, K.Q5_K: 1 / 1953, K.Q6_K: 1 / 4096, K.Q3_K: 1 / 128, K.Q2_K: 1 / 45}
+
+
+def type_name(wtype: int) -> str:
+    """Test ids: the ggml name of a type id."""
+    return TYPES[wtype].name
+
+
+def row_length(wtype: int, blocks: int) -> int:
+    """A row of `blocks` blocks of wtype (superblocks of 256 for the K-quants, 32 otherwise)."""
+    return blocks * (256 if wtype in F16_FIELDS else 32)
+
+
+def random_superblocks(rng, wtype: int, n: int) -> np.ndarray:
+    """n superblocks of random bytes whose f16 scales are finite and small (gguf cannot quantise these)."""
+    raw = rng.integers(0, 256, (n, K.BLOCK_TYPES[wtype][1]), dtype=np.uint8)
+    for at in F16_FIELDS[wtype]:
+        halves = (rng.uniform(0.2, 2.0, n) * rng.choice([-1.0, 1.0], n) * F16_SIZE[wtype]).astype(np.float16)
+        raw[:, at : at + 2] = halves.view(np.uint8).reshape(n, 2)
+    return raw
 
 
 def quantised(rng, wtype: int, n_out: int, n_in: int) -> tuple[bytes, np.ndarray]:
@@ -30,9 +48,12 @@ def quantised(rng, wtype: int, n_out: int, n_in: int) -> tuple[bytes, np.ndarray
         return w.tobytes(), w.astype(np.float64)
     if wtype == K.F16:
         return w.astype(np.float16).tobytes(), w.astype(np.float16).astype(np.float64)
-    q = gguf.quants.quantize(w, TYPES[wtype])
+    if wtype in F16_FIELDS:
+        q = random_superblocks(rng, wtype, n_out * n_in // 256).reshape(n_out, -1)
+    else:
+        q = gguf.quants.quantize(w, TYPES[wtype])
     assert q.nbytes == K.weight_nbytes(wtype, n_out * n_in)
-    return q.tobytes(), gguf.quants.dequantize(q, TYPES[wtype]).astype(np.float64)
+    return q.tobytes(), gguf.quants.dequantize(q, TYPES[wtype]).astype(np.float64).reshape(n_out, n_in)
 
 
 def check_matmul(gpu, kernels, rng, wtype, n_in, n_out, n_tokens, max_tokens=None):
@@ -49,23 +70,25 @@ def check_matmul(gpu, kernels, rng, wtype, n_in, n_out, n_tokens, max_tokens=Non
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("wtype", list(TYPES))
+@pytest.mark.parametrize("wtype", list(TYPES), ids=type_name)
 @pytest.mark.parametrize("n_tokens", [1, 3, 9])
 def test_matmul_types_variants_batches(gpu, kernels_for, rng, variant, wtype, n_tokens):
-    # 7 blocks a row (odd: Q4_0/Q8_0 rows start at alternating alignments); 33 rows (not a multiple
-    # of any workgroup or row group).
-    check_matmul(gpu, kernels_for(variant), rng, wtype, 224, 33, n_tokens)
+    # 7 blocks a row, or 3 superblocks (odd: rows start at alternating alignments); 33 rows (not a
+    # multiple of any workgroup or row group).
+    n_in = row_length(wtype, 3) if wtype in F16_FIELDS else 224
+    check_matmul(gpu, kernels_for(variant), rng, wtype, n_in, 33, n_tokens)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("wtype", [K.Q4_0, K.Q8_0, K.Q4_1])
+@pytest.mark.parametrize("wtype", [K.Q4_0, K.Q8_0, K.Q4_1, K.Q5_0, K.Q5_1, *KQUANTS], ids=type_name)
 def test_matmul_awkward_shapes(gpu, kernels_for, rng, variant, wtype):
-    for n_in, n_out, n_tokens in [(32, 1, 1), (96, 7, 2), (1056, 4099, 1), (576, 129, 5)]:
-        check_matmul(gpu, kernels_for(variant), rng, wtype, n_in, n_out, n_tokens)
+    # Rows of one block (the minimum), a few, and many; 1 row, 7, 4099 (a partial last row group).
+    for blocks, n_out, n_tokens in [(1, 1, 1), (3, 7, 2), (33 if wtype in F16_FIELDS else 5, 4099, 1), (18, 129, 5)]:
+        check_matmul(gpu, kernels_for(variant), rng, wtype, row_length(wtype, blocks), n_out, n_tokens)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("wtype", [K.F32, K.F16])
+@pytest.mark.parametrize("wtype", [K.F32, K.F16, K.BF16], ids=type_name)
 def test_matmul_float_rows_not_whole_blocks(gpu, kernels_for, rng, variant, wtype):
     for n_in, n_out, n_tokens in [(4, 5, 1), (36, 9, 3), (100, 17, 6)]:
         check_matmul(gpu, kernels_for(variant), rng, wtype, n_in, n_out, n_tokens)
@@ -80,10 +103,14 @@ def test_matmul_batch_smaller_than_max_tokens(gpu, kernels_for, rng, variant):
 def test_weight_nbytes_and_row_checks():
     assert K.weight_nbytes(K.Q8_0, 64) == 68 and K.weight_nbytes(K.Q4_0, 32) == 18
     assert K.weight_nbytes(K.Q4_1, 32) == 20 and K.weight_nbytes(K.F16, 3) == 6
+    assert K.weight_nbytes(K.Q5_0, 64) == 44 and K.weight_nbytes(K.BF16, 4) == 8
+    assert K.weight_nbytes(K.Q4_K, 512) == 288 and K.weight_nbytes(K.Q6_K, 256) == 210
     with pytest.raises(ValueError):
         K.weight_nbytes(K.Q4_0, 33)
     with pytest.raises(ValueError):
-        K.weight_nbytes(6, 32)
+        K.weight_nbytes(K.Q4_K, 288)  # K-quants come in superblocks of 256
+    with pytest.raises(ValueError):
+        K.weight_nbytes(9, 32)  # Q8_1: not a weight type
 
 
 def test_row_constants_match_the_shaders():
@@ -93,13 +120,29 @@ def test_row_constants_match_the_shaders():
         assert f"const {name} = {getattr(K, name)}u;" in text, name
 
 
+def test_type_constants_match_the_shaders():
+    """Type ids and block sizes: the same in kernels.py, gguf.py (ggml's table) and the WGSL libraries."""
+    from engine.gguf import GGML_TYPES
+
+    text = K.load_shader("quant.wgsl") + K.load_shader("quant_k.wgsl")
+    for wtype in K.SUPPORTED_WEIGHT_TYPES:
+        name, block, nbytes = GGML_TYPES[wtype]
+        assert getattr(K, name) == wtype and TYPES[wtype].name == name
+        assert f"const {name} = {wtype}u;" in text, name
+        if wtype in K.BLOCK_TYPES:
+            assert K.BLOCK_TYPES[wtype] == (block, nbytes) == gguf.GGML_QUANT_SIZES[TYPES[wtype]]
+            assert f"case {name}: {{ return {nbytes}u; }}" in text, f"block_bytes() of {name}"
+        else:
+            assert K.FLOAT_TYPES[wtype] == nbytes and block == 1
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_matmul_grid_split_over_two_dimensions(gpu, kernels_for, rng, variant, monkeypatch):
     # Past 65535 workgroups a grid folds into x and y; a tiny limit exercises the folding.
     monkeypatch.setattr(kernel_ops, "MAX_GROUPS", 4)
     assert kernel_ops.split_groups(10) == (4, 3) and kernel_ops.split_groups(4) == (4, 1)
     kernels = K.Kernels(kernels_for(variant).device, variant=variant)  # fresh ops under the small limit
-    n_out = 600 if variant == "scalar" else 200  # 10 (scalar) or 13 (subgroup) decode workgroups
+    n_out = 1200 if variant == "scalar" else 200  # 10 (scalar) or 13 (subgroup) decode workgroups
     check_matmul(gpu, kernels, rng, K.Q8_0, 64, n_out, 1)
     check_matmul(gpu, kernels, rng, K.Q4_1, 64, n_out, 7 if variant == "scalar" else 4)  # subgroup: z is the token
 
@@ -155,19 +198,20 @@ def check_matmul_mode(gpu, kernels, rng, wtype, n_in, n_out, n_tokens, *, glu=Fa
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("wtype", [K.Q4_0, K.Q4_1, K.Q8_0, K.F16])
+@pytest.mark.parametrize("wtype", [K.Q4_0, K.Q4_1, K.Q8_0, K.F16, K.Q4_K, K.Q6_K, K.Q5_0, K.Q2_K], ids=type_name)
 @pytest.mark.parametrize("n_tokens", [1, 6])
 def test_matmul_glu(gpu, kernels_for, rng, variant, wtype, n_tokens):
-    for n_in, n_out in [(224, 33), (64, 3), (96, 130)]:
-        check_matmul_mode(gpu, kernels_for(variant), rng, wtype, n_in, n_out, n_tokens, glu=True)
+    for blocks, n_out in [(7, 33), (2, 3), (3, 130)]:
+        check_matmul_mode(gpu, kernels_for(variant), rng, wtype, row_length(wtype, blocks), n_out, n_tokens, glu=True)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("wtype", [K.Q4_1, K.Q8_0, K.F32])
+@pytest.mark.parametrize("wtype", [K.Q4_1, K.Q8_0, K.F32, K.Q4_K, K.Q6_K, K.Q5_1, K.Q3_K], ids=type_name)
 @pytest.mark.parametrize("n_tokens", [1, 5])
 def test_matmul_accumulate(gpu, kernels_for, rng, variant, wtype, n_tokens):
-    for n_in, n_out in [(224, 33), (96, 7)]:
-        check_matmul_mode(gpu, kernels_for(variant), rng, wtype, n_in, n_out, n_tokens, accumulate=True)
+    for blocks, n_out in [(7, 33), (3, 7)]:
+        check_matmul_mode(gpu, kernels_for(variant), rng, wtype, row_length(wtype, blocks), n_out, n_tokens,
+                          accumulate=True)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -177,16 +221,22 @@ def test_matmul_into_columns_of_wider_rows(gpu, kernels_for, rng, variant, n_tok
     check_matmul_mode(gpu, kernels_for(variant), rng, K.Q8_0, 96, 9, n_tokens, y_col=0, accumulate=True)
 
 
+def test_kquant_rows_are_whole_superblocks(gpu, kernels_for):
+    b = gpu.poisoned(1024)
+    with pytest.raises(ValueError, match="multiple of 256"):
+        kernels_for("scalar").matmul(b, K.Q6_K, 576, 4, b, gpu.poisoned(64), 1)
+
+
 def test_accumulate_needs_a_distinct_y(gpu, kernels_for):
     b = gpu.poisoned(64 * 4)
     with pytest.raises(ValueError):
         kernels_for("scalar").matmul(b, K.F32, 4, 4, b, b, 1, accumulate=True)
 
 
-FOLD_CASES = [(t, n) for t in TYPES for n in (64, 576)] + [(K.F32, 36), (K.F16, 36)]  # 36: a partial block
+FOLD_CASES = [(t, row_length(t, n)) for t in TYPES for n in (2, 18)] + [(K.F32, 36), (K.F16, 36), (K.BF16, 36)]
 
 
-@pytest.mark.parametrize("wtype, n_in", FOLD_CASES)
+@pytest.mark.parametrize("wtype, n_in", FOLD_CASES, ids=[f"{type_name(t)}-{n}" for t, n in FOLD_CASES])
 @pytest.mark.parametrize("glu", [False, True])
 def test_one_tokens_product_folds_the_rmsnorm_in(gpu, kernels_for, rng, wtype, glu, n_in):
     """The subgroup variant's decode product normalises the raw residual itself (NORM); batches still

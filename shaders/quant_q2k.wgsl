@@ -1,0 +1,34 @@
+// Q2_K: a weight library appended after quant.wgsl and quant_k.wgsl (whose binding and helpers it
+// uses) for this type. Superblocks (bytes at each offset), weight l of sub-block j = 0..7
+// (elements 32j + l):
+//   Q2_K  84 bytes {0 u8 scales[16]; 16 u8 qs[64]; 80 f16 d; 82 f16 dmin}, n = j / 4, k = j % 4:
+//        q = bits 2k..2k+1 of qs[32n + l], s = scales[8n + 2k + l / 16]
+//        w = d * (s & 15) * q - dmin * (s >> 4)
+
+// Sub-block b % 8 of superblock b / 8 of row `row` (c: see quant_k.wgsl).
+fn quant_parts(row: u32, b: u32, c: ptr<function, KCache>, fresh: bool) -> QuantParts {
+    return q2_k_parts(superblock(row, b), b % 8u, c, fresh);
+}
+
+// Q2_K at byte o (a multiple of 4). Cache: a scales[16]; b.x d and dmin; c, d the bit pairs of
+// sub-blocks 4n..4n+3.
+fn q2_k_parts(o: u32, j: u32, c: ptr<function, KCache>, fresh: bool) -> QuantParts {
+    let n = j / 4u;
+    let k = j & 3u;
+    if (fresh || j == 0u) {
+        (*c).a = load18(o)[0];
+        (*c).b = vec4<u32>(word_at(o + 80u));
+    }
+    if (fresh || k == 0u) {
+        let q = words3(o + 16u + 32u * n);  // 4-byte aligned: no half shift
+        (*c).c = q[0];
+        (*c).d = q[1];
+    }
+    let m2 = vec4<u32>(0x03030303u);
+    let a = ((*c).c >> vec4<u32>(2u * k)) & m2;
+    let b = ((*c).d >> vec4<u32>(2u * k)) & m2;
+    let sc = byte_pair((*c).a, 8u * n + 2u * k);
+    let dm = unpack2x16float((*c).b.x);
+    let s = vec2<u32>(sc, sc >> 8u);
+    return QuantParts(quants8(a, b), dm.x * vec2<f32>(s & vec2<u32>(0xFu)), -dm.y * vec2<f32>((s >> vec2<u32>(4u)) & vec2<u32>(0xFu)));
+}

@@ -1,0 +1,39 @@
+// Q4_0 and Q4_1: a weight library appended after quant.wgsl (whose binding and helpers it uses) for
+// these types, and for the floats, which never call quant_parts. Blocks of 32 weights (bytes at each
+// offset), elements 0..15 in the low nibbles of qs[0..15] and 16..31 in the high ones:
+//   Q4_0 18 bytes {0 f16 d; 2 u8 qs[16]}            w = d * (q - 8)   (m = -8d)
+//   Q4_1 20 bytes {0 f16 d; 2 f16 m; 4 u8 qs[16]}   w = d * q + m
+// A row's blocks follow each other; rows too: Q4_0 blocks start at any even byte, Q4_1's at any
+// multiple of 4.
+
+// Block b of row `row` (c and fresh unused: see KCache).
+fn quant_parts(row: u32, b: u32, c: ptr<function, KCache>, fresh: bool) -> QuantParts {
+    return q4_block(row * row_bytes() + b * block_bytes());
+}
+
+// Q4_0 / Q4_1 block at byte offset o (even): two 16-byte loads cover it wherever it starts.
+fn q4_block(o: u32) -> QuantParts {
+    let v = words2(o);
+    let a = v[0];
+    let b = v[1];
+    // a.x holds the block's first byte, or the 2 bytes before it when o % 4 == 2 (Q4_0 only).
+    let odd = (o & 2u) != 0u;
+    var d: f32;
+    var mn = 0.0;
+    var q: vec4<u32>;
+    if (WTYPE == Q4_1) {  // 4-byte aligned: {d, m} then 16 bytes of nibbles
+        let dm = unpack2x16float(a.x);
+        d = dm.x;
+        mn = dm.y;
+        q = shl1(a, b);
+    } else {
+        d = unpack2x16float(select(a.x, a.x >> 16u, odd)).x;
+        mn = -8.0 * d;
+        q = select(half_shift(a, b), shl1(a, b), odd);
+    }
+    let quants = array<vec4<f32>, 8>(
+        nibbles(q.x, false), nibbles(q.y, false), nibbles(q.z, false), nibbles(q.w, false),
+        nibbles(q.x, true), nibbles(q.y, true), nibbles(q.z, true), nibbles(q.w, true),
+    );
+    return parts(quants, d, mn);
+}

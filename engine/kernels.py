@@ -36,10 +36,13 @@ VARIANTS = ("scalar", "subgroup")
 # WEIGHTS stands for the libraries that decode the pipeline's WTYPE (_WEIGHT_LIBRARIES).
 WEIGHTS = "<weights>"
 _LIBRARIES = {
-    "matmul.wgsl": ("quant.wgsl", WEIGHTS),
-    "matmul_subgroup.wgsl": ("matmul.wgsl", "quant.wgsl", WEIGHTS),
+    "matmul.wgsl": ("activations.wgsl", "quant.wgsl", WEIGHTS),
+    "matmul_subgroup.wgsl": ("matmul.wgsl", "activations.wgsl", "quant.wgsl", WEIGHTS),
     "embed.wgsl": ("quant.wgsl", WEIGHTS),
+    "elementwise.wgsl": ("activations.wgsl",),
+    "attention.wgsl": ("activations.wgsl",),
 }
+GLU_ACTIVATIONS = ("silu", "gelu")  # the feed-forward's gate: SiLU (SwiGLU), or GELU's tanh form (GeGLU)
 # The libraries that decode each type (after quant.wgsl): only the decoder of a pipeline's type is
 # compiled into it, since CPU adapters inline every decoder that a switch on WTYPE names before they
 # drop the unused cases (floats never decode blocks: any will do).
@@ -139,20 +142,24 @@ class Kernels:
 
     def matmul(
         self, w, wtype: int, n_in: int, n_out: int, x, y, max_tokens: int, *,
-        glu: bool = False, accumulate: bool = False, y_stride: int = 0, y_col: int = 0, norm: tuple | None = None,
+        glu: str | None = None, accumulate: bool = False, y_stride: int = 0, y_col: int = 0,
+        norm: tuple | None = None,
     ) -> Op:
         """y[t, r] = sum_k W[r, k] x[t, k]; W is n_out rows of n_in weights in ggml type `wtype`.
 
-        glu: W is 2 * n_out rows (gate, then up) and y = silu(gate x) * (up x). accumulate: y +=.
+        glu: "silu" or "gelu": W is 2 * n_out rows (gate, then up) and y = act(gate x) * (up x).
+        accumulate: y +=.
         y_stride, y_col: y's rows are y_stride wide (0: n_out) and this product fills columns y_col..
         norm: (x_raw, weight, eps), where x = rmsnorm(x_raw) * weight; when `folds_norm`, one token's
         product reads x_raw and normalises it itself (batches still read x, which a BatchOp fills).
         """
         _check_row(wtype, n_in)
+        _check_glu(glu)
         if accumulate:
             _distinct(x, y, "an accumulating matmul's y")
         c = {"WTYPE": wtype, "N_IN": n_in, "N_OUT": n_out}
-        for name, value, default in (("GLU", glu, False), ("ACCUMULATE", accumulate, False),
+        for name, value, default in (("GLU", bool(glu), False), ("GELU", glu == "gelu", False),
+                                     ("ACCUMULATE", accumulate, False),
                                      ("Y_STRIDE", y_stride, 0), ("Y_COL", y_col, 0)):
             if value != default:  # only what differs, so plain products keep their pipelines
                 c[name] = value
@@ -180,10 +187,10 @@ class Kernels:
 
     # ---------------------------------------------------------------- the rest of a layer
 
-    def embed(self, table, wtype: int, dim: int, ids, out) -> Op:
-        """out[t, :] = dequant(table row ids[t]); ids is a u32 buffer of at least n_tokens ids."""
+    def embed(self, table, wtype: int, dim: int, ids, out, scale: float = 1.0) -> Op:
+        """out[t, :] = dequant(table row ids[t]) * scale; ids is a u32 buffer of at least n_tokens ids."""
         _check_row(wtype, dim)
-        c = {"WTYPE": wtype, "N_IN": dim, "WG": self.wg}
+        c = {"WTYPE": wtype, "N_IN": dim, "WG": self.wg, **({"SCALE": scale} if scale != 1.0 else {})}
         gx = cdiv(dim // 4, self.wg)
         return Op(self._step("embed.wgsl", "embed", c, [self._whole_vec4s(table), ids, out], lambda n: (gx, n, 1)))
 
@@ -193,17 +200,27 @@ class Kernels:
         a dispatch fewer is worth more than the few loads each subgroup repeats."""
         return self.variant == "subgroup"
 
-    def rmsnorm(self, x, weight, out, n: int, eps: float, *, batches_only: bool = False) -> Op:
-        """out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight; out must not be x. batches_only: nothing
-        for one token (the products after it fold the norm in: see `folds_norm`)."""
+    def rmsnorm(self, x, weight, out, n: int, eps: float, *, batches_only: bool = False,
+                accumulate: bool = False) -> Op:
+        """out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight (accumulate: out[t] +=); out must not be x.
+        batches_only: nothing for one token (the products after it fold the norm in: see `folds_norm`)."""
         _distinct(x, out, "rmsnorm's out")
         if batches_only:
-            return BatchOp(*self.rmsnorm(x, weight, out, n, eps).steps)
+            return BatchOp(*self.rmsnorm(x, weight, out, n, eps, accumulate=accumulate).steps)
+        c = {"N": n, "EPS": eps, **({"ACCUMULATE": True} if accumulate else {})}
         if self.variant == "subgroup":  # a GPU: a workgroup per row
-            return Op(self._step("rmsnorm.wgsl", "rmsnorm_rows", {"N": n, "EPS": eps}, [x, weight, out],
-                                 lambda t: (t, 1, 1)))  # fmt: skip
-        c, entry = {"N": n, "EPS": eps, "WG": self.wg}, "rmsnorm4" if n % 4 == 0 else "rmsnorm"
+            return Op(self._step("rmsnorm.wgsl", "rmsnorm_rows", c, [x, weight, out], lambda t: (t, 1, 1)))
+        c, entry = {**c, "WG": self.wg}, "rmsnorm4" if n % 4 == 0 else "rmsnorm"
         return Op(self._step("rmsnorm.wgsl", entry, c, [x, weight, out], lambda t: (cdiv(t, self.wg), 1, 1)))
+
+    def rmsnorm_heads(self, x, weight, n_heads: int, head_dim: int, eps: float, *, row: int, col: int = 0) -> Op:
+        """RMSNorm of each of n_heads heads in place, x[t, col + h * head_dim ..] for rows of `row`
+        (Qwen 3's and Gemma 3's per-head q and k norms, one weight of head_dim for all heads)."""
+        if col + n_heads * head_dim > row:
+            raise ValueError(f"{n_heads} heads of {head_dim} from column {col} overrun rows of {row}")
+        c = {"N": head_dim, "EPS": eps, "N_HEADS": n_heads, "ROW": row, "COL": col, "WG": self.wg}
+        grid = lambda t: (cdiv(t * n_heads, self.wg), 1, 1)  # noqa: E731
+        return Op(self._step("rmsnorm.wgsl", "rmsnorm_heads", c, [x, weight], grid))
 
     def rope(
         self,
@@ -216,10 +233,12 @@ class Kernels:
         neox: bool,
         freq_factors=None,
         row: int = 0,
+        mscale: float = 1.0,
     ) -> Op:
         """Rotates the first n_rot dims of each head of x [T, n_heads * head_dim] in place, row t at pos + t.
 
-        row: x's rows are this wide (0: n_heads * head_dim), the heads leading each."""
+        row: x's rows are this wide (0: n_heads * head_dim), the heads leading each. mscale multiplies
+        the rotated pairs (LongRoPE's attention factor)."""
         if n_rot % 2 or not 0 < n_rot <= head_dim:
             raise ValueError(f"n_rot {n_rot} must be even and at most head_dim {head_dim}")
         half = n_rot // 2
@@ -231,6 +250,8 @@ class Kernels:
         c = {"N_HEADS": n_heads, "HEAD_DIM": head_dim, "N_ROT": n_rot, "NEOX": neox, "WG": self.wg}
         if row:
             c["ROW"] = row
+        if mscale != 1.0:
+            c["MSCALE"] = mscale
         gx = cdiv(half, self.wg)
         return Op(self._step("rope.wgsl", "rope", c, [x, inv_freq_buffer, freq_factors], lambda t: (gx, t, 1)))
 
@@ -253,16 +274,22 @@ class Kernels:
 
     def attention(
         self, q, k_cache, v_cache, out, n_heads: int, n_kv_heads: int, head_dim: int, max_ctx: int, max_tokens: int,
-        q_row: int = 0,
+        q_row: int = 0, *, scale: float | None = None, softcap: float = 0.0, window: int = 0,
     ) -> Op:
         """Causal GQA of q [T, n_heads * head_dim] over cache rows 0..pos + t, into out (same shape).
 
-        q_row: q's rows are this wide (0: n_heads * head_dim), the query heads leading each."""
+        q_row: q's rows are this wide (0: n_heads * head_dim), the query heads leading each.
+        scale: of q.k (None: 1 / sqrt(head_dim)); softcap: scores become softcap * tanh(s / softcap)
+        (0: not capped); window: query p sees only keys p - window < s <= p (0: every earlier key)."""
         if n_heads % n_kv_heads or head_dim % 8 or q_row % 4:
             raise ValueError(f"{n_heads} heads over {n_kv_heads} KV heads of {head_dim} dims: unsupported")
+        if softcap < 0 or window < 0 or (scale is not None and scale <= 0):
+            raise ValueError(f"attention scale {scale}, softcap {softcap} and window {window} must be positive")
         ctx = cdiv(max_ctx, 4) * 4
         scores = self._scratch(max_tokens * n_heads * ctx * 4, "attention scores")
         c = {"N_HEADS": n_heads, "N_KV_HEADS": n_kv_heads, "HEAD_DIM": head_dim, "CTX": ctx, "KV_F16": self.kv_f16}
+        score_options = {name: value for name, value in (("SCALE", scale), ("SOFTCAP", softcap), ("WINDOW", window))
+                         if value}
         chunks = n_kv_heads * cdiv(n_heads // n_kv_heads, 4)  # up to 4 query heads per invocation
         split = 64  # groups of 4 positions scored at once per (token, chunk)
         wg, sum_wg = self.wg, min(self.wg, head_dim // 8)
@@ -270,7 +297,7 @@ class Kernels:
             self._step(
                 "attention.wgsl",
                 "scores",
-                {**c, "SPLIT": split, "WG": wg, **({"Q_ROW": q_row} if q_row else {})},
+                {**c, "SPLIT": split, "WG": wg, **score_options, **({"Q_ROW": q_row} if q_row else {})},
                 [q, k_cache, scores],
                 lambda t: (cdiv(split, wg), chunks, t),
             ),
@@ -285,12 +312,14 @@ class Kernels:
             owned=(scores,),
         )
 
-    def silu_mul(self, gate, up, out, n: int) -> Op:
-        """out = silu(gate) * up over [T, n]; out may be gate itself."""
+    def glu_mul(self, gate, up, out, n: int, activation: str = "silu") -> Op:
+        """out = act(gate) * up over [T, n] (act: GLU_ACTIVATIONS); out may be gate itself."""
+        _check_glu(activation)
+        gelu = {"GELU": True} if activation == "gelu" else {}
         if _same(out, gate):
-            return self._elementwise("silu_mul_in_gate", [gate, up], n)
-        _distinct(out, up, "silu_mul's out")
-        return self._elementwise("silu_mul", [gate, up, out], n)
+            return self._elementwise("glu_mul_in_gate", [gate, up], n, gelu)
+        _distinct(out, up, "glu_mul's out")
+        return self._elementwise("glu_mul", [gate, up, out], n, gelu)
 
     def add(self, x, y, n: int) -> Op:
         """x += y over [T, n] (the residual stream)."""
@@ -301,14 +330,21 @@ class Kernels:
         """x[t, :] += bias (Qwen2's QKV biases)."""
         return self._elementwise("add_bias", [x, bias], n)
 
-    def _elementwise(self, entry: str, buffers: list, n: int) -> Op:
+    def softcap(self, x, n: int, cap: float) -> Op:
+        """x = cap * tanh(x / cap) over [T, n] in place (Gemma 2's final logits)."""
+        if cap <= 0:
+            raise ValueError(f"soft-cap {cap} must be positive")
+        return self._elementwise("softcap", [x], n, {"CAP": cap})
+
+    def _elementwise(self, entry: str, buffers: list, n: int, constants: dict | None = None) -> Op:
         if n % 4 == 0:  # vec4 loads: 4x fewer load instructions, which CPU adapters pay for
             entry, n_invocations = entry + "4", n // 4
         else:
             n_invocations = n
         wg = 64  # rows are long: no need for lavapipe's narrow workgroups here
         gx = cdiv(n_invocations, wg)
-        return Op(self._step("elementwise.wgsl", entry, {"N": n, "WG": wg}, buffers, lambda t: (gx, t, 1)))
+        c = {"N": n, "WG": wg, **(constants or {})}
+        return Op(self._step("elementwise.wgsl", entry, c, buffers, lambda t: (gx, t, 1)))
 
     # ---------------------------------------------------------------- sampling
 
@@ -360,6 +396,11 @@ class Kernels:
             self.device.write_buffer(buffer, data)
             self._constants[key] = buffer
         return self._constants[key]
+
+
+def _check_glu(activation: str | None) -> None:
+    if activation is not None and activation not in GLU_ACTIVATIONS:
+        raise ValueError(f"GLU activation {activation!r} is not one of {GLU_ACTIVATIONS}")
 
 
 def _buffer_of(item):

@@ -1,4 +1,7 @@
-"""The llama-family transformer on the GPU: weights, KV cache, activations and the forward pass.
+"""The transformer on the GPU: weights, KV cache, activations and the forward pass.
+
+One block serves every architecture (engine/config.py says what each family adds): a layer's ops are
+chosen once at load from its config, so the forward pass never asks which family it runs.
 
 `forward()` records one step's dispatches into a command buffer and submits it; nothing here waits
 on the GPU. Buffers are made once at load time and every kernel's bindings with them, so a step is
@@ -48,14 +51,20 @@ class Layer:
     """One transformer block's weights on the GPU (GGUF names in comments; rows x cols as used)."""
 
     attn_norm: object  # blk.N.attn_norm (dim,) f32
-    wqkv: Weight | Separate  # blk.N.attn_q, attn_k, attn_v stacked (qkv_dim, dim), or one (n, dim) each
+    # blk.N.attn_q, attn_k, attn_v stacked (qkv_dim, dim) (Phi 3 stores them so: attn_qkv), or one (n, dim) each
+    wqkv: Weight | Separate
     bqkv: object | None  # blk.N.attn_q, attn_k, attn_v .bias one after another (qkv_dim,) f32; Qwen2 only
     wo: Weight  # blk.N.attn_output (dim, q_dim)
     ffn_norm: object  # blk.N.ffn_norm (dim,) f32
-    w_gate_up: Weight | Separate  # blk.N.ffn_gate, ffn_up stacked (2 * ffn_dim, dim), or one (ffn_dim, dim) each
+    # blk.N.ffn_gate, ffn_up stacked (2 * ffn_dim, dim) (Phi 3's ffn_up is both), or one (ffn_dim, dim) each
+    w_gate_up: Weight | Separate
     w_down: Weight  # blk.N.ffn_down (dim, ffn_dim)
     key_cache: object  # (n_ctx, kv_dim)
     value_cache: object  # (n_ctx, kv_dim)
+    q_norm: object | None = None  # blk.N.attn_q_norm (head_dim,) f32, and attn_k_norm: Qwen 3, Gemma 3
+    k_norm: object | None = None
+    attn_post_norm: object | None = None  # blk.N.post_attention_norm (dim,) f32, and post_ffw_norm: Gemma
+    ffn_post_norm: object | None = None
     ops: tuple[LayerOp, ...] = ()  # the dispatches in execution order, bound to these buffers (Model._layer_ops)
 
 
@@ -118,11 +127,14 @@ class Model:
         self.output_norm = up.norm("output_norm.weight", c.dim)  # (dim,)
         # (vocab, dim): the embedding table doubles as the head when the file has no output.weight
         self.output = self.token_embd if c.tied_output else up.tensor("output.weight", (c.dim, c.vocab_size))
-        self.rope_freqs = up.norm("rope_freqs.weight", c.rope_dim // 2) if up.has("rope_freqs.weight") else None
-        self.op_embed = k.embed(self.token_embd.buffer, self.token_embd.type, c.dim, self.ids, self.x)
+        factors = c.rope_factors_tensor(self.n_ctx)  # Llama 3's rope_freqs, or Phi 3's LongRoPE factors
+        self.rope_freqs = up.norm(factors, c.rope_dim // 2) if up.has(factors) else None
+        self.op_embed = k.embed(self.token_embd.buffer, self.token_embd.type, c.dim, self.ids, self.x,
+                                scale=c.embed_scale)
         self.op_final_norm = k.rmsnorm(self.x, self.output_norm, self.xb, c.dim, c.rms_eps)
         head = self.output
         self.op_logits = k.matmul(head.buffer, head.type, c.dim, c.vocab_size, self.x_last, self.logits, 1)  # 1 row
+        self.op_softcap = k.softcap(self.logits, c.vocab_size, c.final_softcap) if c.final_softcap else None
         self.op_argmax = k.argmax(self.logits, self.token_out, c.vocab_size)
         # Distinct tokens in any penalty window are at most the context, so the window always fits.
         self.op_penalize = k.penalize(self.logits, c.vocab_size, max_history=self.n_ctx)
@@ -130,10 +142,19 @@ class Model:
     def _load_layer(self, up: _Uploader, i: int) -> Layer:
         c, p = self.config, f"blk.{i}."
         qkv_rows, cache_bytes = [c.q_dim, c.kv_dim, c.kv_dim], self.kernels.kv_cache_nbytes(self.n_ctx, c.kv_dim)
+        # q, k and v (and gate and up) in one buffer each, so one dispatch makes them all; Phi 3's files
+        # already hold them so.
+        if up.has(p + "attn_qkv.weight"):
+            wqkv = up.tensor(p + "attn_qkv.weight", (c.dim, self.qkv_dim))
+        else:
+            wqkv = up.stacked([p + f"attn_{n}.weight" for n in "qkv"], c.dim, qkv_rows)
+        if up.has(p + "ffn_gate.weight"):
+            w_gate_up = up.stacked([p + "ffn_gate.weight", p + "ffn_up.weight"], c.dim, [c.ffn_dim, c.ffn_dim])
+        else:
+            w_gate_up = up.tensor(p + "ffn_up.weight", (c.dim, 2 * c.ffn_dim))
         layer = Layer(  # the matrices first, so a type Hearth cannot run is named before anything else is missed
-            # q, k and v (and gate and up) in one buffer each, so one dispatch makes them all.
-            wqkv=up.stacked([p + f"attn_{n}.weight" for n in "qkv"], c.dim, qkv_rows),
-            w_gate_up=up.stacked([p + "ffn_gate.weight", p + "ffn_up.weight"], c.dim, [c.ffn_dim, c.ffn_dim]),
+            wqkv=wqkv,
+            w_gate_up=w_gate_up,
             wo=up.tensor(p + "attn_output.weight", (c.q_dim, c.dim)),
             w_down=up.tensor(p + "ffn_down.weight", (c.ffn_dim, c.dim)),
             attn_norm=up.norm(p + "attn_norm.weight", c.dim),
@@ -141,36 +162,66 @@ class Model:
             key_cache=self.device.create_buffer(cache_bytes, label=f"key_cache.{i}"),
             value_cache=self.device.create_buffer(cache_bytes, label=f"value_cache.{i}"),
             bqkv=up.stacked_norms([p + f"attn_{n}.bias" for n in "qkv"], qkv_rows) if c.qkv_bias else None,
+            q_norm=up.norm(p + "attn_q_norm.weight", c.head_dim) if c.qk_norm else None,
+            k_norm=up.norm(p + "attn_k_norm.weight", c.head_dim) if c.qk_norm else None,
+            attn_post_norm=up.norm(p + "post_attention_norm.weight", c.dim) if c.post_norms else None,
+            ffn_post_norm=up.norm(p + "post_ffw_norm.weight", c.dim) if c.post_norms else None,
         )
-        layer.ops = self._layer_ops(layer)
+        layer.ops = self._layer_ops(layer, i)
         return layer
 
     # 11 dispatches a layer (attention is 3); 9 for one token on GPUs, whose qkv and gate_up apply the
-    # norms before them (Kernels.folds_norm). q, k, v and gate, up, silu_mul are there instead of
+    # norms before them (Kernels.folds_norm). q, k, v and gate, up, glu_mul are there instead of
     # qkv and gate_up only when those weights are Separate (one buffer holds one type); qkv_bias
-    # only for Qwen2. The residual adds are inside o and down (they accumulate into x).
-    def _layer_ops(self, layer: Layer) -> tuple[LayerOp, ...]:
-        """One layer's dispatch sequence, in execution order, bound to its buffers and the activations."""
+    # only for Qwen2, q_norm and k_norm for Qwen 3 and Gemma 3. The residual adds are inside o and
+    # down (they accumulate into x), or inside Gemma's post-norms, which normalise o's and down's
+    # outputs into x.
+    def _layer_ops(self, layer: Layer, i: int) -> tuple[LayerOp, ...]:
+        """Layer i's dispatch sequence, in execution order, bound to its buffers and the activations."""
         c, k, T = self.config, self.kernels, self.max_batch
-        rope = dict(n_rot=c.rope_dim, theta=c.rope_theta, freq_scale=c.rope_freq_scale, neox=c.rope_neox,
-                    freq_factors=self.rope_freqs)
+        theta, freq_scale = c.rope_base(i)  # Gemma's sliding layers have their own
+        rope = dict(n_rot=c.rope_dim, theta=theta, freq_scale=freq_scale, neox=c.rope_neox,
+                    freq_factors=self.rope_freqs, mscale=c.rope_attn_factor)
         row, kv_col = self.qkv_dim, c.q_dim  # keys from column q_dim of each qkv row, values after them
         fold = k.folds_norm  # on GPUs one token's products apply the norms themselves
-        bias = [LayerOp("qkv_bias", k.add_bias(self.qkv, layer.bqkv, row))] if layer.bqkv is not None else []
+        before_rope = []
+        if layer.bqkv is not None:  # Qwen2
+            before_rope.append(LayerOp("qkv_bias", k.add_bias(self.qkv, layer.bqkv, row)))
+        if layer.q_norm is not None:  # Qwen 3, Gemma 3: each head of q, then of k
+            before_rope += [
+                LayerOp("q_norm", k.rmsnorm_heads(self.qkv, layer.q_norm, c.n_heads, c.head_dim, c.rms_eps, row=row)),
+                LayerOp("k_norm", k.rmsnorm_heads(self.qkv, layer.k_norm, c.n_kv_heads, c.head_dim, c.rms_eps,
+                                                  row=row, col=kv_col)),
+            ]
+        window = c.sliding_window if c.slides(i) else 0
+        attention = k.attention(self.qkv, layer.key_cache, layer.value_cache, self.att, c.n_heads, c.n_kv_heads,
+                                c.head_dim, self.n_ctx, T, q_row=row, scale=c.attn_scale, softcap=c.attn_softcap,
+                                window=window)  # fmt: skip
         return (
             LayerOp("attn_norm", k.rmsnorm(self.x, layer.attn_norm, self.xb, c.dim, c.rms_eps, batches_only=fold)),
             *self._qkv_ops(layer.wqkv, (self.x, layer.attn_norm, c.rms_eps)),
-            *bias,  # Qwen2
+            *before_rope,
             LayerOp("rope", k.rope(self.qkv, c.n_heads + c.n_kv_heads, c.head_dim, row=row, **rope)),  # q's, k's
             LayerOp("store_kv", k.store_kv(self.qkv, self.qkv, layer.key_cache, layer.value_cache, c.kv_dim,
                                            src_row=row, k_col=kv_col, v_col=kv_col + c.kv_dim)),
-            LayerOp("attention", k.attention(self.qkv, layer.key_cache, layer.value_cache, self.att, c.n_heads,
-                                             c.n_kv_heads, c.head_dim, self.n_ctx, T, q_row=row)),
-            LayerOp("o", self._matmul(layer.wo, c.q_dim, c.dim, self.att, self.x, accumulate=True)),  # x += wo att
+            LayerOp("attention", attention),
+            *self._into_residual("o", layer.wo, c.q_dim, self.att, layer.attn_post_norm),  # x += (norm) wo att
             LayerOp("ffn_norm", k.rmsnorm(self.x, layer.ffn_norm, self.xb, c.dim, c.rms_eps, batches_only=fold)),
             *self._gate_up_ops(layer.w_gate_up, (self.x, layer.ffn_norm, c.rms_eps)),
-            LayerOp("down", self._matmul(layer.w_down, c.ffn_dim, c.dim, self.hb, self.x, accumulate=True)),  # x +=
+            *self._into_residual("down", layer.w_down, c.ffn_dim, self.hb, layer.ffn_post_norm),  # x += (norm) down
         )
+
+    def _into_residual(self, name: str, w: Weight, n_in: int, x, post_norm) -> list[LayerOp]:
+        """x += W x_branch, in the product itself; with Gemma's post-norm, x += rmsnorm(W x_branch) (the
+        product writes xb, free by then, and the norm adds into x)."""
+        c = self.config
+        if post_norm is None:
+            return [LayerOp(name, self._matmul(w, n_in, c.dim, x, self.x, accumulate=True))]
+        return [
+            LayerOp(name, self._matmul(w, n_in, c.dim, x, self.xb)),
+            LayerOp(f"{name}_post_norm", self.kernels.rmsnorm(self.xb, post_norm, self.x, c.dim, c.rms_eps,
+                                                              accumulate=True)),
+        ]
 
     def _qkv_ops(self, wqkv: Weight | Separate, norm: tuple) -> list[LayerOp]:
         """qkv[t] = (wq | wk | wv) xb[t]: one product over the stacked weights, or one per weight
@@ -185,11 +236,11 @@ class Model:
         ]
 
     def _gate_up_ops(self, w_gate_up: Weight | Separate, norm: tuple) -> list[LayerOp]:
-        """hb = silu(w_gate xb) * (w_up xb): one GLU product over the stacked weights, or three ops
+        """hb = act(w_gate xb) * (w_up xb): one GLU product over the stacked weights, or three ops
         (`norm`: the feed-forward norm, for products that fold it in)."""
         c = self.config
         if isinstance(w_gate_up, Weight):
-            glu = self._matmul(w_gate_up, c.dim, c.ffn_dim, self.xb, self.hb, glu=True, norm=norm)
+            glu = self._matmul(w_gate_up, c.dim, c.ffn_dim, self.xb, self.hb, glu=c.glu, norm=norm)
             return [LayerOp("gate_up", glu)]
         w_gate, w_up = w_gate_up.parts
         if self.hb2 is None:
@@ -197,7 +248,7 @@ class Model:
         return [
             LayerOp("gate", self._matmul(w_gate, c.dim, c.ffn_dim, self.xb, self.hb, norm=norm)),
             LayerOp("up", self._matmul(w_up, c.dim, c.ffn_dim, self.xb, self.hb2, norm=norm)),
-            LayerOp("silu_mul", self.kernels.silu_mul(self.hb, self.hb2, self.hb, c.ffn_dim)),
+            LayerOp("glu_mul", self.kernels.glu_mul(self.hb, self.hb2, self.hb, c.ffn_dim, c.glu)),
         ]
 
     def _matmul(self, w: Weight, n_in: int, n_out: int, x, y, **options) -> K.Op:
@@ -241,18 +292,23 @@ class Model:
                 layer_op.op.record(rec, T)
         self.op_final_norm.record(rec, T)
         if all_logits:
-            self._all_logits_op().record(rec, T)
+            for op in self._all_logits_ops():
+                op.record(rec, T)
         # Only the last position's logits are needed to go on: copy its row out and run the head on it.
         rec.copy(self.xb, (T - 1) * c.dim * 4, self.x_last, 0, c.dim * 4)
         self.op_logits.record(rec, 1)
+        if self.op_softcap is not None:  # Gemma 2
+            self.op_softcap.record(rec, 1)
         self.n_past += T
 
-    def _all_logits_op(self):
+    def _all_logits_ops(self) -> list[K.Op]:
         if self.logits_all is None:
             c = self.config
             self.logits_all = self.device.create_buffer(self.max_batch * c.vocab_size * 4, label="logits_all")
-            self._op_logits_all = self._matmul(self.output, c.dim, c.vocab_size, self.xb, self.logits_all)
-        return self._op_logits_all
+            self._ops_logits_all = [self._matmul(self.output, c.dim, c.vocab_size, self.xb, self.logits_all)]
+            if c.final_softcap:
+                self._ops_logits_all.append(self.kernels.softcap(self.logits_all, c.vocab_size, c.final_softcap))
+        return self._ops_logits_all
 
     def rewind(self, n_past: int) -> None:
         """Forget cached positions from `n_past` on (later tokens simply overwrite them)."""

@@ -9,8 +9,10 @@
 //
 // Entry points; all bind params at 0; y = kv head * CHUNKS + chunk (CHUNKS = ceil(GROUP / 4)):
 //   scores   1 q [T, Q_ROW] f32 (query heads lead each row), 2 k_cache, 3 S
-//            S[t, h, s] = q[t, h, :] . k[s, kvh, :] / sqrt(HEAD_DIM) for s <= p; -3e38 for the rest
-//            of the last 4. grid (SPLIT / WG, N_KV_HEADS * CHUNKS, T): invocation i scores positions
+//            S[t, h, s] = cap(q[t, h, :] . k[s, kvh, :] * SCALE) for visible s; -3e38 for the rest of
+//            the last 4 and for positions outside the window. Visible: s <= p, and p - s < WINDOW
+//            when WINDOW (sliding-window layers). cap(x) = SOFTCAP tanh(x / SOFTCAP) when SOFTCAP
+//            (Gemma 2), else x. grid (SPLIT / WG, N_KV_HEADS * CHUNKS, T): invocation i scores positions
 //            4i..4i+3, then 4(i + SPLIT).., so the grid need not know p (set per step in params)
 //   softmax  1 S: S[t, h, 0..p] = softmax(S[t, h, 0..p]), zeros after p in its last 4
 //            grid (ceil(T * N_HEADS / WG), 1, 1): an invocation per row, two passes (running max)
@@ -18,7 +20,9 @@
 //            out[t, h, d] = sum_{s <= p} S[t, h, s] * v[s, kvh, d]
 //            grid (ceil(HEAD_DIM / 8 / WG), N_KV_HEADS * CHUNKS, T): an invocation per 8 dims
 // Overrides: N_HEADS, N_KV_HEADS, HEAD_DIM (multiple of 8), CTX, KV_F16, SPLIT, WG,
-//            Q_ROW (0: N_HEADS * HEAD_DIM; a multiple of 4)
+//            Q_ROW (0: N_HEADS * HEAD_DIM; a multiple of 4), SCALE (0: 1 / sqrt(HEAD_DIM)),
+//            SOFTCAP (0: none), WINDOW (0: none)
+// activations.wgsl is appended (tanh for SOFTCAP).
 
 struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 
@@ -42,6 +46,9 @@ override KV_F16: bool;
 override SPLIT: u32 = 64u;
 override WG: u32 = 64u;
 override Q_ROW: u32 = 0u;
+override SCALE: f32 = 0.0;
+override SOFTCAP: f32 = 0.0;
+override WINDOW: u32 = 0u;
 
 const MASKED = -3.0e38;  // finite, so a running max that starts here never meets inf - inf
 
@@ -92,6 +99,11 @@ fn dots(qv: array<vec4<f32>, 2>, k0: array<vec4<f32>, 2>, k1: array<vec4<f32>, 2
     );
 }
 
+fn cap(x: vec4<f32>) -> vec4<f32> {
+    if (SOFTCAP > 0.0) { return capped4(x, SOFTCAP); }
+    return x;
+}
+
 @compute @workgroup_size(WG)
 fn scores(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t = gid.z;
@@ -100,7 +112,7 @@ fn scores(@builtin(global_invocation_id) gid: vec3<u32>) {
     let last = params.pos + t;
     let col = ch.kv * HEAD_DIM;
     let kv_dim = N_KV_HEADS * HEAD_DIM;
-    let scale = inverseSqrt(f32(HEAD_DIM));
+    let scale = select(SCALE, inverseSqrt(f32(HEAD_DIM)), SCALE == 0.0);
     for (var g = gid.x; 4u * g <= last; g += SPLIT) {
         let s = 4u * g;
         // Positions past `last` re-read row `last` (written, finite) and are masked below.
@@ -122,12 +134,14 @@ fn scores(@builtin(global_invocation_id) gid: vec3<u32>) {
             if (ch.n > 2u) { a2 += dots(q8(t, ch, 2u, d), k0, k1, k2, k3); }
             if (ch.n > 3u) { a3 += dots(q8(t, ch, 3u, d), k0, k1, k2, k3); }
         }
-        let visible = vec4<u32>(s, s + 1u, s + 2u, s + 3u) <= vec4<u32>(last);
+        let ss = vec4<u32>(s, s + 1u, s + 2u, s + 3u);
+        var visible = ss <= vec4<u32>(last);
+        if (WINDOW > 0u) { visible = visible & (ss + vec4<u32>(WINDOW) > vec4<u32>(last)); }
         let row = (t * N_HEADS + ch.h0) * (CTX / 4u) + g;
-        scores_out[row] = select(vec4<f32>(MASKED), a0 * scale, visible);
-        if (ch.n > 1u) { scores_out[row + CTX / 4u] = select(vec4<f32>(MASKED), a1 * scale, visible); }
-        if (ch.n > 2u) { scores_out[row + 2u * CTX / 4u] = select(vec4<f32>(MASKED), a2 * scale, visible); }
-        if (ch.n > 3u) { scores_out[row + 3u * CTX / 4u] = select(vec4<f32>(MASKED), a3 * scale, visible); }
+        scores_out[row] = select(vec4<f32>(MASKED), cap(a0 * scale), visible);
+        if (ch.n > 1u) { scores_out[row + CTX / 4u] = select(vec4<f32>(MASKED), cap(a1 * scale), visible); }
+        if (ch.n > 2u) { scores_out[row + 2u * CTX / 4u] = select(vec4<f32>(MASKED), cap(a2 * scale), visible); }
+        if (ch.n > 3u) { scores_out[row + 3u * CTX / 4u] = select(vec4<f32>(MASKED), cap(a3 * scale), visible); }
     }
 }
 

@@ -4,8 +4,8 @@
 //            1 w: the table [n_vocab rows, N_IN] as raw GGUF bytes (quant.wgsl, appended to this module)
 //            2 ids: [T] u32 token ids
 //            3 out: [T, N_IN] f32, written as vec4
-// Formula:   out[t, 4j..4j+3] = dequant(W[ids[t], 4j..4j+3])
-// Overrides: WTYPE, N_IN (= dim, see quant.wgsl), WG
+// Formula:   out[t, 4j..4j+3] = dequant(W[ids[t], 4j..4j+3]) * SCALE (Gemma scales by sqrt(dim))
+// Overrides: WTYPE, N_IN (= dim, see quant.wgsl), WG, SCALE (1)
 // Grid:      (ceil(N_IN / 4 / WG), T): one invocation per 4 outputs of a token. Quantised blocks are
 //            decoded whole for each of their 8 vec4s: a few extra ALU ops on a tiny op.
 
@@ -14,6 +14,7 @@
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
 
 override WG: u32 = 64u;
+override SCALE: f32 = 1.0;
 
 struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 
@@ -22,5 +23,5 @@ fn embed(@builtin(global_invocation_id) gid: vec3<u32>) {
     let j = gid.x;
     let t = gid.y;
     if (j >= N_IN / 4u || t >= params.n_tokens) { return; }
-    out[t * (N_IN / 4u) + j] = dequant4(ids[t], j);
+    out[t * (N_IN / 4u) + j] = dequant4(ids[t], j) * SCALE;
 }

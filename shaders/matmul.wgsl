@@ -7,8 +7,9 @@
 // Formula:   y[t, r] = sum_k W[r, k] * x[t, k]
 //            ACCUMULATE: y[t, r] += sum_k ... (a residual add folded into the product)
 //            GLU: W holds 2 * N_OUT rows, gate rows then up rows (stacked at load time), and
-//            y[t, r] = swiglu(gate[r] . x[t], up[r] . x[t]): SwiGLU's three products in one dispatch
-// Overrides: WTYPE, N_IN (see quant.wgsl), N_OUT, WG (invocations per workgroup), GLU, ACCUMULATE,
+//            y[t, r] = act(gate[r] . x[t]) * (up[r] . x[t]) (activations.wgsl: SiLU, or GELU when
+//            GELU): the feed-forward's three products in one dispatch
+// Overrides: WTYPE, N_IN (see quant.wgsl), N_OUT, WG (invocations per workgroup), GLU, GELU, ACCUMULATE,
 //            Y_STRIDE (0: N_OUT), Y_COL (0)
 // Entry points; row groups g = wid.y * nwg.x + wid.x (folded over x and y past 65535 workgroups):
 //   matvec  T = 1 (decode, the "scalar" variant): an invocation computes MV_ROWS consecutive rows
@@ -25,8 +26,8 @@
 // Q5_0's straddling words), read in order block by block. The row and token counts are unrolled
 // by hand (a0..a15): indexing a local array by a loop counter made lavapipe ~1.5x slower. A row length
 // that is not a multiple of 32 (F32/F16/BF16 only) ends in a partial block whose missing elements read
-// as zero. Quantised blocks add m * sum(x) per half block (block_sum; see QuantParts). SwiGLU's results are flushed to zero below f32's smallest normal (see elementwise.wgsl:
-// CPU adapters are ~100x slower on the FMAs that meet a subnormal).
+// as zero. Quantised blocks add m * sum(x) per half block (block_sum; see QuantParts). GLU results below f32's smallest normal are flushed to
+// zero (activations.wgsl says why).
 
 struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 
@@ -136,13 +137,6 @@ fn x_tile(t0: u32, nt: u32, b: u32) -> array<mat4x4<f32>, 8> {
     return xs;
 }
 
-const SMALLEST_NORMAL = 1.1754944e-38;
-
-fn swiglu(g: vec4<f32>, u: vec4<f32>) -> vec4<f32> {
-    let v = g / (1.0 + exp(-g)) * u;
-    return select(v, vec4<f32>(0.0), abs(v) < vec4<f32>(SMALLEST_NORMAL));
-}
-
 fn put(t: u32, row: u32, v: f32) {
     let i = t * select(Y_STRIDE, N_OUT, Y_STRIDE == 0u) + Y_COL + row;
     if (ACCUMULATE) { y[i] += v; } else { y[i] = v; }
@@ -194,8 +188,8 @@ fn matvec(
         a15 += row_dot(wrow(r, 15u, MV_ROWS), b, xs, xsum, &c15, false);
     }
     if (GLU) {
-        let o = swiglu(vec4<f32>(a0, a1, a2, a3), vec4<f32>(a8, a9, a10, a11));
-        let o2 = swiglu(vec4<f32>(a4, a5, a6, a7), vec4<f32>(a12, a13, a14, a15));
+        let o = glu4(vec4<f32>(a0, a1, a2, a3), vec4<f32>(a8, a9, a10, a11));
+        let o2 = glu4(vec4<f32>(a4, a5, a6, a7), vec4<f32>(a12, a13, a14, a15));
         store1(r, o.x); store1(r + 1u, o.y); store1(r + 2u, o.z); store1(r + 3u, o.w);
         store1(r + 4u, o2.x); store1(r + 5u, o2.y); store1(r + 6u, o2.z); store1(r + 7u, o2.w);
         return;
@@ -257,10 +251,10 @@ fn matmul(
         a15 += row_tile(wrow(r, 15u, MM_ROWS), b, xs, xsum, &c15);
     }
     if (GLU) {
-        store_tile(r, t0, nt, swiglu(a0, a8)); store_tile(r + 1u, t0, nt, swiglu(a1, a9));
-        store_tile(r + 2u, t0, nt, swiglu(a2, a10)); store_tile(r + 3u, t0, nt, swiglu(a3, a11));
-        store_tile(r + 4u, t0, nt, swiglu(a4, a12)); store_tile(r + 5u, t0, nt, swiglu(a5, a13));
-        store_tile(r + 6u, t0, nt, swiglu(a6, a14)); store_tile(r + 7u, t0, nt, swiglu(a7, a15));
+        store_tile(r, t0, nt, glu4(a0, a8)); store_tile(r + 1u, t0, nt, glu4(a1, a9));
+        store_tile(r + 2u, t0, nt, glu4(a2, a10)); store_tile(r + 3u, t0, nt, glu4(a3, a11));
+        store_tile(r + 4u, t0, nt, glu4(a4, a12)); store_tile(r + 5u, t0, nt, glu4(a5, a13));
+        store_tile(r + 6u, t0, nt, glu4(a6, a14)); store_tile(r + 7u, t0, nt, glu4(a7, a15));
         return;
     }
     store_tile(r, t0, nt, a0); store_tile(r + 1u, t0, nt, a1);

@@ -70,7 +70,7 @@ fn matvec_subgroup(
         }
         let total = subgroupAdd(acc) * scale;
         if (lane == 0u && GLU) {
-            let o = swiglu(total.xyxy, total.zwzw);
+            let o = glu4(total.xyxy, total.zwzw);
             store_at(t, r, o.x);
             store_at(t, r + 1u, o.y);
         } else if (lane == 0u) {

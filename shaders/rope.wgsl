@@ -6,9 +6,9 @@
 //            2 inv_freq: [N_ROT / 2] f32, freq_scale * theta^(-2i / N_ROT) (made in float64 on the host)
 //            3 factors: [N_ROT / 2] f32, llama3's rope_freqs (ones when the model has none)
 // Formula:   angle = (pos + t) * inv_freq[i] / factors[i]; the pair (a, b) of rotation i becomes
-//            (a cos - b sin, a sin + b cos). Pairs are (2i, 2i+1), or (i, i + N_ROT/2) when NEOX;
+//            (a cos - b sin, a sin + b cos) * MSCALE (LongRoPE's attention factor; 1 elsewhere). Pairs are (2i, 2i+1), or (i, i + N_ROT/2) when NEOX;
 //            dims N_ROT.. of each head stay as they are.
-// Overrides: N_HEADS, HEAD_DIM, N_ROT, NEOX, ROW (0: N_HEADS * HEAD_DIM), WG
+// Overrides: N_HEADS, HEAD_DIM, N_ROT, NEOX, ROW (0: N_HEADS * HEAD_DIM), WG, MSCALE
 // Grid:      (ceil(N_ROT / 2 / WG), T): one invocation per rotation i of a token, for every head
 //            (one angle, one sin and cos, for N_HEADS pairs).
 
@@ -25,6 +25,7 @@ override N_ROT: u32;
 override NEOX: bool;
 override ROW: u32 = 0u;
 override WG: u32 = 64u;
+override MSCALE: f32 = 1.0;
 
 // (sin a, cos a) to ~1e-7 for any a >= 0 a position can make. Built-in sin and cos may be far
 // worse: Vulkan allows 2^-11 absolute error in [-pi, pi] and nothing outside it, and SwiftShader
@@ -51,8 +52,8 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t = gid.y;
     if (i >= half || t >= params.n_tokens) { return; }
     let sc = sin_cos(f32(params.pos + t) * (inv_freq[i] / factors[i]));
-    let s = sc.x;
-    let c = sc.y;
+    let s = sc.x * MSCALE;
+    let c = sc.y * MSCALE;
     for (var h = 0u; h < N_HEADS; h++) {
         let base = t * select(ROW, N_HEADS * HEAD_DIM, ROW == 0u) + h * HEAD_DIM;
         let i0 = base + select(2u * i, i, NEOX);

@@ -1,5 +1,5 @@
 """The model's two layouts of a layer agree: stacked weights (qkv, GLU gate_up: 11 dispatches) and
-the fallback for weights of different types (separate products into the qkv rows; gate, up, silu_mul);
+the fallback for weights of different types (separate products into the qkv rows; gate, up, glu_mul);
 and its two kernel variants agree (the GPUs' one folds the RMSNorms into one token's products).
 Each layer's dispatch sequence is built once at load, in the order the forward pass runs it."""
 
@@ -15,7 +15,7 @@ from tests.gguf_files import write_gguf
 
 STACKED = ["attn_norm", "qkv", "rope", "store_kv", "attention", "o", "ffn_norm", "gate_up", "down"]
 SEPARATE = ["attn_norm", "q", "k", "v", "rope", "store_kv", "attention", "o",
-            "ffn_norm", "gate", "up", "silu_mul", "down"]  # fmt: skip
+            "ffn_norm", "gate", "up", "glu_mul", "down"]  # fmt: skip
 STEPS = ([1, 2, 3, 4, 5, 6, 7], [8], [9])  # a prefill, then two decode steps
 
 

@@ -97,3 +97,13 @@ def assert_close(got: np.ndarray, want: np.ndarray, rtol: float = 1e-4, what: st
     scale = max(float(np.abs(want).max(initial=0.0)), 1e-30)
     err = np.abs(got - want).max(initial=0.0) / scale
     assert err <= rtol, f"{what}: max error {err:.3g} of the output scale > {rtol:g}"
+
+
+def glu(activation: str, gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """act(gate) * up in float64: SiLU, or GELU's tanh approximation (engine.kernels.GLU_ACTIVATIONS)."""
+    g = np.asarray(gate, dtype=np.float64)
+    if activation == "silu":
+        act = g / (1.0 + np.exp(-g))
+    else:
+        act = 0.5 * g * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (g + 0.044715 * g**3)))
+    return act * up

@@ -8,22 +8,29 @@ import pytest
 from .conftest import assert_close
 
 
-def reference_attention(q, keys, values, pos, n_heads, n_kv_heads):
-    """q (T, n_heads, hd); keys/values (pos + T, n_kv_heads, hd): the textbook causal GQA, float64."""
+def reference_attention(q, keys, values, pos, n_heads, n_kv_heads, scale=None, softcap=0.0, window=0):
+    """q (T, n_heads, hd); keys/values (pos + T, n_kv_heads, hd): the textbook causal GQA, float64.
+    scale (None: 1/sqrt(hd)), softcap (0: none) and window (0: none) as Kernels.attention takes them."""
     n_tokens, _, head_dim = q.shape
     group = n_heads // n_kv_heads
+    scale = 1 / np.sqrt(head_dim) if scale is None else scale
     out = np.zeros_like(q)
     for t in range(n_tokens):
+        first = max(0, pos + t + 1 - window) if window else 0  # query pos + t sees keys pos + t - s < window
         for h in range(n_heads):
-            k, v = keys[: pos + t + 1, h // group], values[: pos + t + 1, h // group]
-            s = k @ q[t, h] / np.sqrt(head_dim)
+            k, v = keys[first : pos + t + 1, h // group], values[first : pos + t + 1, h // group]
+            s = k @ q[t, h] * scale
+            if softcap:
+                s = softcap * np.tanh(s / softcap)
             p = np.exp(s - s.max())
             out[t, h] = (p / p.sum()) @ v
     return out
 
 
-def check_attention(gpu, kernels, rng, *, n_heads, n_kv_heads, head_dim, max_ctx, pos, n_tokens, rtol, packed=False):
-    """packed: q, k and v as the model holds them, one [T, q | k | v] buffer."""
+def check_attention(gpu, kernels, rng, *, n_heads, n_kv_heads, head_dim, max_ctx, pos, n_tokens, rtol, packed=False,
+                    **options):
+    """packed: q, k and v as the model holds them, one [T, q | k | v] buffer. options: Kernels.attention's
+    scale, softcap and window."""
     f16 = kernels.kv_f16
     kv_dim, max_tokens = n_kv_heads * head_dim, max(n_tokens, 4)
     store = np.float16 if f16 else np.float32
@@ -46,12 +53,14 @@ def check_attention(gpu, kernels, rng, *, n_heads, n_kv_heads, head_dim, max_ctx
         row = q_dim + 2 * kv_dim
         ops = [
             kernels.store_kv(qkv, qkv, k_cache, v_cache, kv_dim, src_row=row, k_col=q_dim, v_col=q_dim + kv_dim),
-            kernels.attention(qkv, k_cache, v_cache, out, n_heads, n_kv_heads, head_dim, max_ctx, max_tokens, row),
+            kernels.attention(qkv, k_cache, v_cache, out, n_heads, n_kv_heads, head_dim, max_ctx, max_tokens, row,
+                              **options),
         ]
     else:
         ops = [
             kernels.store_kv(gpu.upload(k), gpu.upload(v), k_cache, v_cache, kv_dim),
-            kernels.attention(gpu.upload(q), k_cache, v_cache, out, n_heads, n_kv_heads, head_dim, max_ctx, max_tokens),
+            kernels.attention(gpu.upload(q), k_cache, v_cache, out, n_heads, n_kv_heads, head_dim, max_ctx, max_tokens,
+                              **options),
         ]
     gpu.run(kernels, ops, n_tokens, pos=pos)
 
@@ -71,6 +80,7 @@ def check_attention(gpu, kernels, rng, *, n_heads, n_kv_heads, head_dim, max_ctx
         pos,
         n_heads,
         n_kv_heads,
+        **options,
     )
     # Against the cache's own (rounded) contents the kernels are as exact as f32 allows ...
     assert_close(got[:n_tokens], want, rtol, f"f16={f16} pos={pos} T={n_tokens}")
@@ -82,6 +92,7 @@ def check_attention(gpu, kernels, rng, *, n_heads, n_kv_heads, head_dim, max_ctx
             pos,
             n_heads,
             n_kv_heads,
+            **options,
         )
         assert_close(got[:n_tokens], exact, 5e-3, "f16 cache against f32 keys and values")
     assert np.isnan(got[n_tokens:]).all()
@@ -116,9 +127,31 @@ def test_attention_head_groupings(gpu, kernels_for, rng, n_heads, n_kv_heads):
     check_attention(gpu, kernels_for("scalar"), rng, **shape, pos=3, n_tokens=7, rtol=1e-5)
 
 
+@pytest.mark.parametrize("kv_f16", [False, True])
+@pytest.mark.parametrize("n_tokens,pos,window", [(1, 0, 3), (1, 13, 8), (9, 21, 5), (6, 0, 4), (3, 29, 1)])
+def test_attention_sliding_window(gpu, kernels_for, rng, kv_f16, n_tokens, pos, window):
+    """Gemma's and Mistral's local layers: a query sees only the `window` positions up to its own."""
+    shape = dict(n_heads=6, n_kv_heads=2, head_dim=16, max_ctx=33)
+    check_attention(gpu, kernels_for("scalar", kv_f16), rng, **shape, pos=pos, n_tokens=n_tokens, rtol=1e-5,
+                    window=window)
+
+
+@pytest.mark.parametrize("n_tokens,pos", [(1, 9), (7, 3)])
+def test_attention_scaled_and_soft_capped(gpu, kernels_for, rng, n_tokens, pos):
+    """Gemma 2: q.k scaled by 1/sqrt(query_pre_attn_scalar), then capped at 50 tanh(s / 50); the scale is
+    large here so that scores reach the cap."""
+    shape = dict(n_heads=8, n_kv_heads=4, head_dim=32, max_ctx=20)
+    check_attention(gpu, kernels_for("scalar"), rng, **shape, pos=pos, n_tokens=n_tokens, rtol=1e-5, packed=True,
+                    scale=9.0, softcap=50.0, window=6)
+    check_attention(gpu, kernels_for("scalar"), rng, **shape, pos=pos, n_tokens=n_tokens, rtol=1e-5,
+                    scale=0.0625)
+
+
 def test_attention_refuses_odd_shapes(gpu, kernels_for):
     kernels, b = kernels_for("scalar"), gpu.poisoned(64)
     with pytest.raises(ValueError):
         kernels.attention(b, b, b, gpu.poisoned(64), 6, 4, 8, 8, 1)  # heads not a multiple of KV heads
     with pytest.raises(ValueError):
         kernels.attention(b, b, b, gpu.poisoned(64), 2, 1, 12, 8, 1)  # head_dim not a multiple of 8
+    with pytest.raises(ValueError):
+        kernels.attention(b, b, b, gpu.poisoned(64), 2, 1, 8, 8, 1, window=-1)

@@ -1,43 +1,70 @@
-"""SwiGLU's silu(gate) * up, residual adds and biases, on awkward sizes."""
+"""The gated activations (SiLU, GELU), residual adds, biases and soft-capping, on awkward sizes."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from .conftest import assert_close
+from .conftest import assert_close, glu
 
 SIZES = [(1, 1), (7, 3), (33, 9), (4099, 2), (36, 5), (1536, 3)]  # odd and vec4 widths
-
-
-def silu(x):
-    return x / (1.0 + np.exp(-x))
 
 
 def rows(rng, n_tokens, n, max_tokens=9):
     return (rng.standard_normal((max_tokens, n)) * 4).astype(np.float32)
 
 
+@pytest.mark.parametrize("activation", ["silu", "gelu"])
 @pytest.mark.parametrize("n,n_tokens", SIZES)
-def test_silu_mul(gpu, kernels_for, rng, n, n_tokens):
+def test_glu_mul(gpu, kernels_for, rng, activation, n, n_tokens):
     kernels = kernels_for("scalar")
     gate, up = rows(rng, n_tokens, n), rows(rng, n_tokens, n)
     out = gpu.poisoned(gate.nbytes)
-    gpu.run(kernels, kernels.silu_mul(gpu.upload(gate), gpu.upload(up), out, n), n_tokens)
+    gpu.run(kernels, kernels.glu_mul(gpu.upload(gate), gpu.upload(up), out, n, activation), n_tokens)
     got = gpu.read(out, gate.size).reshape(gate.shape)
-    assert_close(got[:n_tokens], silu(gate[:n_tokens].astype(np.float64)) * up[:n_tokens], 1e-5)
+    assert_close(got[:n_tokens], glu(activation, gate[:n_tokens], up[:n_tokens]), 1e-5, activation)
     assert np.isnan(got[n_tokens:]).all()
 
 
+@pytest.mark.parametrize("activation", ["silu", "gelu"])
 @pytest.mark.parametrize("n,n_tokens", SIZES)
-def test_silu_mul_into_gate(gpu, kernels_for, rng, n, n_tokens):
+def test_glu_mul_into_gate(gpu, kernels_for, rng, activation, n, n_tokens):
     kernels = kernels_for("scalar")
     gate, up = rows(rng, n_tokens, n), rows(rng, n_tokens, n)
     gate_buffer = gpu.upload(gate)
-    gpu.run(kernels, kernels.silu_mul(gate_buffer, gpu.upload(up), gate_buffer, n), n_tokens)
+    gpu.run(kernels, kernels.glu_mul(gate_buffer, gpu.upload(up), gate_buffer, n, activation), n_tokens)
     got = gpu.read(gate_buffer, gate.size).reshape(gate.shape)
-    assert_close(got[:n_tokens], silu(gate[:n_tokens].astype(np.float64)) * up[:n_tokens], 1e-5)
+    assert_close(got[:n_tokens], glu(activation, gate[:n_tokens], up[:n_tokens]), 1e-5, activation)
     assert (got[n_tokens:] == gate[n_tokens:]).all()
+
+
+def test_gelu_is_exact_at_every_scale(gpu, kernels_for):
+    """GELU's tanh near 0 (where 1 - 2 / (e^2x + 1) would cancel) and far out (where e^2x overflows)."""
+    kernels = kernels_for("scalar")
+    gate = np.concatenate([np.geomspace(1e-6, 1e3, 200), -np.geomspace(1e-6, 1e3, 200), [0.0] * 4]).astype(np.float32)
+    up = np.ones_like(gate)
+    out = gpu.poisoned(gate.nbytes)
+    gpu.run(kernels, kernels.glu_mul(gpu.upload(gate[None]), gpu.upload(up[None]), out, gate.size, "gelu"), 1)
+    got = gpu.read(out, gate.size).astype(np.float64)
+    want = glu("gelu", gate, up)
+    assert np.isfinite(got).all()
+    # Relative to the output near 0 and for positive x; for very negative x GELU is 1 + tanh -> 0 times x,
+    # where f32 can only be exact to ~1e-7 |x| (as in any f32 implementation).
+    err = np.abs(got - want)
+    bad = err > 2e-6 * np.abs(want) + 2e-7 * np.maximum(-gate, 0)
+    assert not bad.any(), f"x={gate[bad][:5]} got={got[bad][:5]} want={want[bad][:5]}"
+
+
+@pytest.mark.parametrize("n,n_tokens", SIZES)
+def test_softcap(gpu, kernels_for, rng, n, n_tokens):
+    kernels, cap = kernels_for("scalar"), 30.0
+    x = rows(rng, n_tokens, n) * 20  # well past the cap, and near 0
+    buffer = gpu.upload(x)
+    gpu.run(kernels, kernels.softcap(buffer, n, cap), n_tokens)
+    got = gpu.read(buffer, x.size).reshape(x.shape)
+    want = cap * np.tanh(x[:n_tokens].astype(np.float64) / cap)
+    np.testing.assert_allclose(got[:n_tokens], want, rtol=1e-6, atol=cap * 2e-7)
+    assert (got[n_tokens:] == x[n_tokens:]).all()
 
 
 @pytest.mark.parametrize("n,n_tokens", SIZES)

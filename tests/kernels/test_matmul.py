@@ -11,7 +11,7 @@ import pytest
 from engine import kernel_ops
 from engine import kernels as K
 
-from .conftest import assert_close
+from .conftest import assert_close, glu
 
 VARIANTS = ["scalar", "subgroup"]
 TYPES = {t: gguf.GGMLQuantizationType(t) for t in sorted(K.SUPPORTED_WEIGHT_TYPES)}
@@ -164,14 +164,10 @@ def test_variant_choice(device):
         K.Kernels(NoSubgroups(), variant="subgroup")
 
 
-def swiglu(g: np.ndarray, u: np.ndarray) -> np.ndarray:
-    return g / (1.0 + np.exp(-g)) * u
-
-
-def check_matmul_mode(gpu, kernels, rng, wtype, n_in, n_out, n_tokens, *, glu=False, accumulate=False, y_col=None):
-    """A fused product against numpy: GLU (gate and up rows stacked), accumulate (y +=), or columns
-    y_col.. of wider rows (the other columns stay poisoned)."""
-    raw, w = quantised(rng, wtype, 2 * n_out if glu else n_out, n_in)
+def check_matmul_mode(gpu, kernels, rng, wtype, n_in, n_out, n_tokens, *, act=None, accumulate=False, y_col=None):
+    """A fused product against numpy: GLU with activation `act` (gate and up rows stacked), accumulate
+    (y +=), or columns y_col.. of wider rows (the other columns stay poisoned)."""
+    raw, w = quantised(rng, wtype, 2 * n_out if act else n_out, n_in)
     max_tokens = n_tokens + 2
     stride = n_out + 5 if y_col is not None else n_out
     x = rng.standard_normal((max_tokens, n_in)).astype(np.float32)
@@ -181,16 +177,16 @@ def check_matmul_mode(gpu, kernels, rng, wtype, n_in, n_out, n_tokens, *, glu=Fa
     else:
         y0 = np.full((max_tokens, stride), np.nan, dtype=np.float32)
         y = gpu.poisoned(y0.nbytes)
-    op = kernels.matmul(gpu.upload(raw), wtype, n_in, n_out, gpu.upload(x), y, max_tokens, glu=glu,
+    op = kernels.matmul(gpu.upload(raw), wtype, n_in, n_out, gpu.upload(x), y, max_tokens, glu=act,
                         accumulate=accumulate, y_stride=stride if y_col is not None else 0, y_col=y_col or 0)
     gpu.run(kernels, op, n_tokens)
     got = gpu.read(y, max_tokens * stride).reshape(max_tokens, stride)
     product = x[:n_tokens].astype(np.float64) @ w.T
-    if glu:
-        product = swiglu(product[:, :n_out], product[:, n_out:])
+    if act:
+        product = glu(act, product[:, :n_out], product[:, n_out:])
     cols = slice(y_col or 0, (y_col or 0) + n_out)
     want = product + (y0[:n_tokens, cols] if accumulate else 0.0)
-    what = f"type {wtype} {n_in}->{n_out} T={n_tokens} glu={glu} accumulate={accumulate} y_col={y_col}"
+    what = f"type {wtype} {n_in}->{n_out} T={n_tokens} glu={act} accumulate={accumulate} y_col={y_col}"
     assert_close(got[:n_tokens, cols], want, 1e-4, what)
     untouched = np.ones(got.shape, dtype=bool)
     untouched[:n_tokens, cols] = False
@@ -202,7 +198,23 @@ def check_matmul_mode(gpu, kernels, rng, wtype, n_in, n_out, n_tokens, *, glu=Fa
 @pytest.mark.parametrize("n_tokens", [1, 6])
 def test_matmul_glu(gpu, kernels_for, rng, variant, wtype, n_tokens):
     for blocks, n_out in [(7, 33), (2, 3), (3, 130)]:
-        check_matmul_mode(gpu, kernels_for(variant), rng, wtype, row_length(wtype, blocks), n_out, n_tokens, glu=True)
+        check_matmul_mode(gpu, kernels_for(variant), rng, wtype, row_length(wtype, blocks), n_out, n_tokens,
+                          act="silu")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("n_tokens", [1, 6])
+def test_matmul_gelu_glu(gpu, kernels_for, rng, variant, n_tokens):
+    """Gemma's GeGLU: the same stacked product, GELU's tanh form on the gate."""
+    for wtype, blocks, n_out in [(K.Q4_K, 2, 33), (K.F16, 3, 7), (K.Q8_0, 5, 130)]:
+        check_matmul_mode(gpu, kernels_for(variant), rng, wtype, row_length(wtype, blocks), n_out, n_tokens,
+                          act="gelu")
+
+
+def test_matmul_refuses_an_unknown_activation(gpu, kernels_for):
+    b = gpu.poisoned(1024)
+    with pytest.raises(ValueError, match="relu"):
+        kernels_for("scalar").matmul(b, K.F32, 4, 4, b, gpu.poisoned(64), 1, glu="relu")
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -237,26 +249,25 @@ FOLD_CASES = [(t, row_length(t, n)) for t in TYPES for n in (2, 18)] + [(K.F32, 
 
 
 @pytest.mark.parametrize("wtype, n_in", FOLD_CASES, ids=[f"{type_name(t)}-{n}" for t, n in FOLD_CASES])
-@pytest.mark.parametrize("glu", [False, True])
-def test_one_tokens_product_folds_the_rmsnorm_in(gpu, kernels_for, rng, wtype, glu, n_in):
+@pytest.mark.parametrize("act", [None, "silu", "gelu"])
+def test_one_tokens_product_folds_the_rmsnorm_in(gpu, kernels_for, rng, wtype, act, n_in):
     """The subgroup variant's decode product normalises the raw residual itself (NORM); batches still
     read the normalised x that the norm (a BatchOp, skipped for one token) wrote."""
     from tests.reference import rmsnorm
 
     kernels, n_out, eps = kernels_for("subgroup"), 40, 1e-5
     assert kernels.folds_norm and not kernels_for("scalar").folds_norm
-    raw, w = quantised(rng, wtype, 2 * n_out if glu else n_out, n_in)
+    raw, w = quantised(rng, wtype, 2 * n_out if act else n_out, n_in)
     residual = (rng.standard_normal((1, n_in)) * 3).astype(np.float32)
     weight = rng.standard_normal(n_in).astype(np.float32)
     x_raw, norm_w, normed, y = gpu.upload(residual), gpu.upload(weight), gpu.poisoned(n_in * 4), gpu.poisoned(n_out * 4)
     norm = kernels.rmsnorm(x_raw, norm_w, normed, n_in, eps, batches_only=True)
-    product = kernels.matmul(gpu.upload(raw), wtype, n_in, n_out, normed, y, 1, glu=glu, norm=(x_raw, norm_w, eps))
+    product = kernels.matmul(gpu.upload(raw), wtype, n_in, n_out, normed, y, 1, glu=act, norm=(x_raw, norm_w, eps))
     gpu.run(kernels, norm, 1)
     gpu.run(kernels, product, 1)
     assert np.isnan(gpu.read(normed, n_in)).all(), "the norm ran for one token"
     x = rmsnorm(residual.astype(np.float64), weight.astype(np.float64), eps)
     want = x @ w.T
-    if glu:
-        gate, up = want[:, :n_out], want[:, n_out:]
-        want = gate / (1 + np.exp(-gate)) * up
-    assert_close(gpu.read(y, n_out).reshape(1, n_out), want, 1e-4, f"type {wtype} {n_in}->{n_out} glu={glu}")
+    if act:
+        want = glu(act, want[:, :n_out], want[:, n_out:])
+    assert_close(gpu.read(y, n_out).reshape(1, n_out), want, 1e-4, f"type {wtype} {n_in}->{n_out} glu={act}")

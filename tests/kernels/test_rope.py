@@ -11,8 +11,9 @@ from .conftest import assert_close
 
 
 def check_rope(gpu, kernels, rng, *, n_heads, head_dim, n_rot, neox, pos, n_tokens, freq_scale, factors, rtol,
-               extra=0):
-    """extra: rows carry this many more columns after the heads, which must stay as they are."""
+               extra=0, mscale=1.0):
+    """extra: rows carry this many more columns after the heads, which must stay as they are.
+    mscale: the rotated dims are scaled by it (LongRoPE's attention factor)."""
     theta = 10000.0
     wide = rng.standard_normal((n_tokens, n_heads * head_dim + extra)).astype(np.float32)
     x = wide[:, : n_heads * head_dim]
@@ -24,13 +25,14 @@ def check_rope(gpu, kernels, rng, *, n_heads, head_dim, n_rot, neox, pos, n_toke
         factor_buffer = gpu.upload(f)
         inv_freq = inv_freq / f.astype(np.float64)
     row = n_heads * head_dim + extra if extra else 0
-    op = kernels.rope(buffer, n_heads, head_dim, n_rot, theta, freq_scale, neox, factor_buffer, row=row)
+    op = kernels.rope(buffer, n_heads, head_dim, n_rot, theta, freq_scale, neox, factor_buffer, row=row, mscale=mscale)
     gpu.run(kernels, op, n_tokens, pos=pos)
     got_wide = gpu.read(buffer, wide.size).reshape(wide.shape)
     np.testing.assert_array_equal(got_wide[:, n_heads * head_dim :], wide[:, n_heads * head_dim :])
     got = got_wide[:, : n_heads * head_dim].reshape(n_tokens, n_heads, head_dim)
     positions = np.arange(pos, pos + n_tokens, dtype=np.float64)
     want = rope(x.reshape(n_tokens, n_heads, head_dim).astype(np.float64), positions, inv_freq, neox)
+    want[..., :n_rot] *= mscale
     assert_close(got, want, rtol, f"neox={neox} n_rot={n_rot} pos={pos}")
 
 
@@ -108,3 +110,9 @@ def test_rope_heads_leading_wider_rows(gpu, kernels_for, rng, neox):
         rtol=1e-5,
         extra=24,
     )
+
+
+def test_rope_long_rope_factors_and_attention_factor(gpu, kernels_for, rng):
+    # Phi-3's LongRoPE: per-pair factors, NeoX pairs, and cos and sin scaled by the attention factor.
+    check_rope(gpu, kernels_for("scalar"), rng, n_heads=4, head_dim=32, n_rot=24, neox=True, pos=11, n_tokens=3,
+               freq_scale=1.0, factors=True, rtol=1e-5, mscale=1.1902380714238083)

@@ -87,9 +87,10 @@ async def bench_shapes(device, n_tokens: int, rounds: int, variants: list[str]) 
             print(line(f"numpy f32 T={t}", seconds, w.nbytes, 2 * n_in * n_out * t))
 
 
-async def bench_types(device, types: list[int], n_tokens: int, rounds: int, variant: str) -> None:
-    """GB/s of weight bytes per type on TYPE_SHAPE, decode and prefill, and the ratio to Q4_1's."""
-    n_in, n_out = TYPE_SHAPE
+async def bench_types(device, types: list[int], n_tokens: int, rounds: int, variant: str,
+                      shape: tuple[int, int] = TYPE_SHAPE) -> None:
+    """GB/s of weight bytes per type on `shape` (n_in, n_out), decode and prefill, and the ratio to Q4_1's."""
+    n_in, n_out = shape
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n_tokens, n_in)).astype(np.float32)
     x_buf, y_buf = device.create_buffer(x.nbytes), device.create_buffer(n_tokens * n_out * 4)
@@ -106,7 +107,7 @@ async def bench_types(device, types: list[int], n_tokens: int, rounds: int, vari
         op = kernels.matmul(w_buf, wtype, n_in, n_out, x_buf, y_buf, n_tokens)
         cells = []
         for t in (1, n_tokens):
-            per_round = max(2, int(1e7 // len(raw) // t))
+            per_round = max(2, int(1e7 // len(raw) // t)) if cpu else 20
             seconds, cpu_seconds = await time_op(device, kernels, op, t, y_buf, rounds, per_round)
             for key, s in (((t, "wall"), seconds), ((t, "cpu"), cpu_seconds)):
                 rates[(wtype, *key)] = len(raw) / s / 1e9
@@ -117,14 +118,15 @@ async def bench_types(device, types: list[int], n_tokens: int, rounds: int, vari
         print(f"  {NAMES[wtype]:<5} {len(raw) / 1e6:5.2f} MB  " + "   ".join(cells))
 
 
-async def main(n_tokens: int, rounds: int, variants: list[str], types: list[int], shapes: bool) -> None:
+async def main(n_tokens: int, rounds: int, variants: list[str], types: list[int], shapes: bool,
+               type_shape: tuple[int, int]) -> None:
     device = await open_device()
     print(f"adapter: {device.info.device} (software: {device.info.is_software})")
     if shapes:
         await bench_shapes(device, n_tokens, rounds, variants)
     for variant in variants:
         if types:
-            await bench_types(device, types, n_tokens, rounds, variant)
+            await bench_types(device, types, n_tokens, rounds, variant, type_shape)
 
 
 if __name__ == "__main__":
@@ -135,7 +137,10 @@ if __name__ == "__main__":
     parser.add_argument("--types", default=",".join(NAMES[t] for t in sorted(K.SUPPORTED_WEIGHT_TYPES)),
                         help="comma-separated weight types to compare on one shape ('' for none)")
     parser.add_argument("--no-shapes", action="store_true", help="skip the default model's shapes")
+    parser.add_argument("--type-shape", default="x".join(map(str, TYPE_SHAPE)),
+                        help="N_INxN_OUT of the per-type product (default %(default)s; GPUs want e.g. 4096x14336)")
     args = parser.parse_args()
+    type_shape = tuple(int(n) for n in args.type_shape.split("x"))
     ids = {name: t for t, name in NAMES.items()}
     types = [ids[name] for name in args.types.split(",") if name]
-    asyncio.run(main(args.tokens, args.rounds, args.variants.split(","), types, not args.no_shapes))
+    asyncio.run(main(args.tokens, args.rounds, args.variants.split(","), types, not args.no_shapes, type_shape))

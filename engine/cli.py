@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .config import DEFAULT_N_CTX
 from .errors import HearthError, InvalidRequest
+from .memory import parse_size
 from .sampler import SamplingOptions
 
 
@@ -29,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--seed", type=int, help="same seed, same text")
     common.add_argument("--max-tokens", type=int, default=SamplingOptions.max_tokens)
     common.add_argument("--n-ctx", type=int, default=DEFAULT_N_CTX, help="context size to allocate (tokens)")
+    common.add_argument("--memory-budget", metavar="SIZE",
+                        help="refuse a model that needs more GPU memory than this, e.g. 6GiB (default: no budget)")
     gen = sub.add_parser("generate", parents=[common], help="complete one conversation, print the answer")
     gen.add_argument("--messages", type=Path, help="a JSON list of {role, content} messages")
     gen.add_argument("prompt", nargs="?", help="the user's message (read from stdin when absent)")
@@ -86,7 +89,7 @@ class ProgressBar:
 async def _load(args: argparse.Namespace):
     from .engine import Engine
 
-    return await Engine.load(args.model, n_ctx=args.n_ctx, progress=ProgressBar())
+    return await Engine.load(args.model, n_ctx=args.n_ctx, memory_budget=args.memory_budget, progress=ProgressBar())
 
 
 async def _generate(args: argparse.Namespace) -> int:
@@ -143,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     run = _generate if args.command == "generate" else _chat
     try:
+        if args.memory_budget is not None:  # bytes; a bad size is refused before any work, in one line
+            args.memory_budget = parse_size(args.memory_budget)
         return asyncio.run(run(args))
     except HearthError as e:
         print(f"error: {e}", file=sys.stderr)

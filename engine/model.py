@@ -18,6 +18,7 @@ from .config import DEFAULT_N_CTX, ModelConfig
 from .errors import ContextTooLong, UnsupportedModel
 from .gguf import GGUFFile, ggml_type_name
 from .gpu import Device
+from .memory import plan_memory
 
 ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total)
 
@@ -93,10 +94,15 @@ class Model:
         kv_f16: bool = False,
         variant: str | None = None,
         progress: ProgressFn | None = None,
+        memory_budget: int | None = None,
     ) -> Model:
-        """Upload the weights straight from the file's bytes to GPU buffers and bind every kernel."""
+        """Upload the weights straight from the file's bytes to GPU buffers and bind every kernel.
+
+        memory_budget: bytes the model may take on the GPU (None: only the adapter's limits bound it)."""
         config = ModelConfig.from_gguf(gguf.metadata, set(gguf.tensors))
         n_ctx = min(n_ctx, config.context_length)
+        # Before the first buffer: a model that cannot fit is refused, never left half-loaded.
+        plan_memory(config, gguf.tensors, n_ctx, max_batch, kv_f16).check(device.info, memory_budget)
         model = cls(device, config, n_ctx, max_batch, K.Kernels(device, variant=variant, kv_f16=kv_f16))
         uploader = _Uploader(device, gguf, progress)
         model._make_activations()

@@ -1,14 +1,18 @@
 """Tokenizer built from GGUF metadata, in pure Python (it runs unchanged on Pyodide).
 
-Two families, as llama.cpp names them by `tokenizer.ggml.model`:
-- "gpt2": byte-level BPE (SmolLM2, Llama 3, Qwen2). Text is cut into words by a pre-tokenizer regex
-  (`engine.pretokenize`), each word's UTF-8 bytes are written in GPT-2's printable byte alphabet, and
-  adjacent symbols merge by the rank of the pair in `tokenizer.ggml.merges`.
-- "llama": SentencePiece-style BPE (Llama 2, Mistral, TinyLlama). Spaces become "▁", a space is put in front
-  of each run of text, adjacent symbols merge while their concatenation is a token, highest score first, and
-  characters outside the vocabulary fall back to `<0xNN>` byte tokens (or the unknown token).
-In both, control and user-defined tokens written in the text (e.g. "<|im_start|>") are cut out first and
-become their ids. Checked against Hugging Face `tokenizers` in tests/test_tokenizer.py.
+The families llama.cpp names by `tokenizer.ggml.model`:
+- "gpt2": byte-level BPE (SmolLM2, Llama 3, Qwen2, DeepSeek, Falcon). Text is cut into words by the
+  pre-tokenizer that `tokenizer.ggml.pre` names (`engine.pretokenize`), each word's UTF-8 bytes are written
+  in GPT-2's printable byte alphabet, and adjacent symbols merge by the rank of the pair in
+  `tokenizer.ggml.merges`.
+- "gemma4": the same ranked merges on raw UTF-8 with spaces as "▁" (llama.cpp's "SPM-style BPE"); lines
+  are the words, and characters outside the vocabulary fall back to `<0xNN>` byte tokens.
+- "llama": SentencePiece-style BPE (Llama 2, Mistral, TinyLlama, Phi-3). Spaces become "▁", a space is put in
+  front of each run of text, adjacent symbols merge while their concatenation is a token, highest score
+  first, and characters outside the vocabulary fall back to `<0xNN>` byte tokens (or the unknown token).
+In all, control and user-defined tokens written in the text (e.g. "<|im_start|>") are cut out first and
+become their ids. Checked against Hugging Face `tokenizers` and llama.cpp's own tokenizer test set in
+tests/test_tokenizer.py; BERT's WordPiece ("bert") is refused.
 """
 
 from __future__ import annotations
@@ -17,16 +21,18 @@ import codecs
 import re
 from heapq import heapify, heappop, heappush
 
-from .errors import UnsupportedModel
+from .errors import ModelFileError, UnsupportedModel
 from .pretokenize import PreTokenizer, bytes_to_unicode
 
 # tokenizer.ggml.token_type values (llama.cpp `llama_token_type`)
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+_MODELS = ("gpt2", "gemma4", "llama")  # the tokenizer.ggml.model values this engine runs
 
 # Tokens that end a turn although metadata does not say so: llama.cpp's list (`llama_vocab::impl::load`).
 _EOG_TEXTS = frozenset({
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<end_of_turn>", "<|endoftext|>",
-    "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>",
+    "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>",
+    "<|tool_response>",
 })
 _EOG_KEYS = ("eos_token_id", "eot_token_id", "eom_token_id")
 
@@ -81,11 +87,25 @@ def _merge(parts: list[str], table: dict, by_concat: bool) -> list[str]:
     return [p for p in parts if p]
 
 
+def _merge_ranks(merges: list[str] | None) -> dict[tuple[str, str], int]:
+    """(left, right) -> rank from `tokenizer.ggml.merges` ("left right" strings, best first)."""
+    if merges is None:
+        # llama.cpp refuses such a file too ("cannot find tokenizer merges in model file")
+        raise ModelFileError("this BPE vocabulary has no merges (tokenizer.ggml.merges is missing): "
+                             "the GGUF is incomplete; convert the model again with llama.cpp")
+    ranks = {}
+    for rank, m in enumerate(merges):
+        cut = m.find(" ", 1)  # a symbol may itself start with a space in some vocabularies
+        if cut > 0:  # a merge without a separator can never apply (llama.cpp stores it as ("", ""))
+            ranks.setdefault((m[:cut], m[cut + 1 :]), rank)
+    return ranks
+
+
 class Tokenizer:
     """Text <-> token ids for one model, built with `Tokenizer.from_metadata(gguf_metadata)`."""
 
     def __init__(self, model: str, tokens: list[str], token_types: list[int], metadata: dict):
-        self.model = model  # "gpt2" or "llama"
+        self.model = model  # one of _MODELS
         self.tokens = tokens  # vocabulary strings as stored in the GGUF
         self.token_types = token_types
         self.vocab_size = len(tokens)
@@ -100,8 +120,11 @@ class Tokenizer:
         self.bos_id = special("bos_token_id", 1 if spm else None)
         self.eos_id = special("eos_token_id", 2 if spm else None)
         self.unk_id = special("unknown_token_id", 0 if spm else None)
-        self.pre = None if spm else PreTokenizer(metadata.get("tokenizer.ggml.pre"))
-        default_bos = spm or bool(self.pre and self.pre.ignore_merges)  # llama.cpp: SPM and Llama 3 add BOS
+        # Gemma 4's GGUF names no pre-tokenizer: llama.cpp picks it by the model
+        pre = "gemma4" if model == "gemma4" else metadata.get("tokenizer.ggml.pre")
+        self.pre = None if spm else PreTokenizer(pre)
+        self.byte_level = bool(self.pre and self.pre.byte_level)  # GPT-2's byte alphabet, else "▁" and <0xNN>
+        default_bos = spm or bool(self.pre and self.pre.add_bos)  # llama.cpp: SPM and the Llama 3 group add BOS
         self.add_bos = bool(metadata.get("tokenizer.ggml.add_bos_token", default_bos))
         self.add_space_prefix = spm and bool(metadata.get("tokenizer.ggml.add_space_prefix", True))
         self.eog_ids = self._find_eog([special(k) for k in _EOG_KEYS])
@@ -113,37 +136,45 @@ class Tokenizer:
         self._special_re = self._alternation(user + ctrl)
         self._user_re = self._alternation(user)
 
+        self._byte_ids = [self._ids.get(f"<0x{b:02X}>") for b in range(256)]
         if spm:
             scores = metadata.get("tokenizer.ggml.scores") or [0.0] * self.vocab_size
             # merge priority: higher score first; byte and control tokens are never built from characters
             mergeable = (NORMAL, USER_DEFINED)
             self._merge_priority = {t: -scores[i] for i, t in enumerate(tokens) if token_types[i] in mergeable}
-            self._byte_ids = [self._ids.get(f"<0x{b:02X}>") for b in range(256)]
         else:
-            merges = metadata.get("tokenizer.ggml.merges") or []
-            self._merge_priority = {}
-            for rank, m in enumerate(merges):
-                cut = m.index(" ", 1)  # a symbol may itself start with a space in some vocabularies
-                self._merge_priority.setdefault((m[:cut], m[cut + 1 :]), rank)
+            self._merge_priority = _merge_ranks(metadata.get("tokenizer.ggml.merges"))
         self._word_cache: dict[str, list[int]] = {}
         self._piece_cache: dict[int, bytes] = {}
 
     @classmethod
     def from_metadata(cls, metadata: dict) -> Tokenizer:
-        """Build the tokenizer a GGUF describes; raises UnsupportedModel for an unknown tokenizer type."""
+        """Build the tokenizer a GGUF describes.
+
+        Raises UnsupportedModel for a tokenizer type or pre-tokenizer this engine lacks (BERT's WordPiece
+        among them), ModelFileError for a BPE vocabulary that comes without its merges.
+        """
         model = metadata.get("tokenizer.ggml.model")
-        if model not in ("gpt2", "llama"):
+        if model == "bert":
+            raise UnsupportedModel("unsupported tokenizer model 'bert' (tokenizer.ggml.model): "
+                                   "BERT's WordPiece vocabularies (embedding models) are not supported")
+        if model not in _MODELS:
             raise UnsupportedModel(f"unsupported tokenizer model {model!r} (tokenizer.ggml.model)")
         tokens = list(metadata["tokenizer.ggml.tokens"])
         types = list(metadata.get("tokenizer.ggml.token_type") or [NORMAL] * len(tokens))
         return cls(model, tokens, types, metadata)
 
     def _find_eog(self, from_metadata: list[int | None]) -> frozenset[int]:
-        """End-of-generation ids: eos/eot/eom from metadata plus tokens named like a turn's end (llama.cpp)."""
+        """End-of-generation ids: eos/eot/eom from metadata plus tokens named like a turn's end (llama.cpp).
+
+        As in llama.cpp, a token so named is made a control token whatever its stored type (Gemma 4 stores
+        "<|tool_response>" as user-defined), so that plain text never turns into it.
+        """
         ids = {i for i in from_metadata if i is not None}
         for i, (text, kind) in enumerate(zip(self.tokens, self.token_types, strict=True)):
             if text in _EOG_TEXTS or (text == "</s>" and kind == CONTROL):
                 ids.add(i)
+                self.token_types[i] = CONTROL
         return frozenset(ids)
 
     def _alternation(self, ids: list[int]) -> re.Pattern | None:
@@ -171,6 +202,8 @@ class Tokenizer:
         if self.pre is None:
             self._encode_spm(text, out)
             return
+        if not self.byte_level:
+            text = text.replace(" ", _SPACE)  # only the space: llama.cpp's escape leaves tabs as they are
         cache = self._word_cache
         if len(cache) > _WORD_CACHE_LIMIT:
             cache.clear()  # bounds memory in a long-running server; hot words come straight back
@@ -181,18 +214,31 @@ class Tokenizer:
             out.extend(ids)
 
     def _encode_word(self, word: str) -> list[int]:
-        """Byte-level BPE of one pre-tokenized word."""
-        # "replace": a lone surrogate (possible in text from JSON) becomes "?" rather than an exception
-        symbols = word.encode("utf-8", "replace").decode("latin-1").translate(_LATIN1_TO_GPT2)
+        """BPE of one pre-tokenized word (llama.cpp `llm_tokenizer_bpe_session`)."""
         ids = self._ids
-        if self.pre.ignore_merges and symbols in ids:
-            return [ids[symbols]]
+        if self.byte_level:
+            # "replace": a lone surrogate (possible in text from JSON) becomes "?" rather than an exception
+            symbols = word.encode("utf-8", "replace").decode("latin-1").translate(_LATIN1_TO_GPT2)
+            if self.pre.ignore_merges and symbols in ids:
+                return [ids[symbols]]
+        else:
+            symbols = word
+            # Gemma 4 has tokens for runs of newlines but no merges that build them (llama.cpp PR 21343)
+            if not word.strip("\n") and word in ids:
+                return [ids[word]]
         parts = _merge(list(symbols), self._merge_priority, False) if len(symbols) > 1 else [symbols]
         if all(p in ids for p in parts):
             return [ids[p] for p in parts]
+        if not self.byte_level:  # each byte of what is not a token as <0xNN>, dropped where there is none
+            return [t for p in parts for t in self._piece_ids(p) if t is not None]
         # SmolLM2's vocabulary lacks some bytes (rare controls, bytes UTF-8 never uses): like llama.cpp and
         # Hugging Face, fall back byte by byte and drop what is missing
         return [ids[c] for p in parts for c in ([p] if p in ids else p) if c in ids]
+
+    def _piece_ids(self, piece: str) -> list[int | None]:
+        """The id of a piece, or its UTF-8 bytes as <0xNN> ids (None where the vocabulary lacks the byte)."""
+        tid = self._ids.get(piece)
+        return [tid] if tid is not None else [self._byte_ids[b] for b in piece.encode("utf-8", "replace")]
 
     def _encode_spm(self, text: str, out: list[int]) -> None:
         """SentencePiece BPE of a run of text (llama.cpp `llm_tokenizer_spm_session`)."""
@@ -224,8 +270,8 @@ class Tokenizer:
             raise ValueError(f"token id {token_id} outside the vocabulary (size {self.vocab_size})")
         text, kind = self.tokens[token_id], self.token_types[token_id]
         if kind in (CONTROL, USER_DEFINED, UNKNOWN, UNUSED):
-            piece = text.encode("utf-8")  # stored as plain text in both families
-        elif self.pre is None:
+            piece = text.encode("utf-8")  # stored as plain text in every family
+        elif not self.byte_level:
             byte = _BYTE_TOKEN.fullmatch(text) if kind == BYTE else None
             piece = bytes([int(byte.group(1), 16)]) if byte else text.replace(_SPACE, " ").encode("utf-8")
         else:

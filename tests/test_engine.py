@@ -148,9 +148,9 @@ def test_greedy_answer_ends_at_the_context(event_loop_session, model_gguf):
     assert small.model.n_past == len(small._cached) == 47  # the last token is never run
 
 
-# The default model as llama.cpp's quantiser rewrites it (ftype ids from llama.h): Q4_K_M mixes Q4_K and Q6_K,
-# and its 576-wide rows (not whole superblocks of 256) fall back to Q5_0 and Q8_0; Q6_K's to Q8_0.
-LLAMA_FTYPES = {"Q4_K_M": 15, "Q6_K": 18, "Q5_0": 8}
+# The default model as llama.cpp's quantiser rewrites it (ftype ids from llama.h): the K-quant mixes combine
+# Q2_K..Q6_K, and the 576-wide rows (not whole superblocks of 256) fall back to Q4_0..Q8_0.
+LLAMA_FTYPES = {"Q4_K_M": 15, "Q5_K_M": 17, "Q6_K": 18, "Q3_K_M": 12, "Q2_K": 10, "Q5_0": 8, "Q5_1": 9}
 
 
 @pytest.fixture(scope="session")
@@ -190,7 +190,8 @@ def test_llama_cpp_quantisations_run(requantised, llama_cpp, event_loop_session,
     errors = np.abs(ours - expected).max(axis=1) / np.abs(expected).max(axis=1)
     assert errors.max() < 1e-3, f"position {errors.argmax()} has relative error {errors.max():.2e}"
     theirs = llama_cpp_logits(llama_cpp, path, ids)
-    assert min(np.corrcoef(a, b)[0, 1] for a, b in zip(ours, theirs, strict=True)) > 0.99
+    # llama.cpp rounds activations to 8 bits for the quantised products (to Q8_K for the K-quants): close, not equal.
+    assert min(np.corrcoef(a, b)[0, 1] for a, b in zip(ours, theirs, strict=True)) > 0.98
     reference_ids, gaps = reference.greedy(ids, 12)
     got = _ids(_collect(event_loop_session, engine.generate(ids, SamplingOptions(temperature=0, max_tokens=12))))
     answer = got[:-1] if got and got[-1] in engine.tokenizer.eog_ids else got  # the reference never stops

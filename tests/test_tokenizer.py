@@ -1,13 +1,17 @@
-"""engine.tokenizer against Hugging Face `tokenizers` built from the very same vocabulary and merges.
+"""engine.tokenizer against Hugging Face `tokenizers` built from the very same vocabulary and merges, and
+against llama.cpp's own tokenizer test set.
 
 Byte-level BPE: SmolLM2's GGUF vocabulary, with its own pre-tokenizer ("smollm") and, to check the other
 regexes, the same vocabulary under "gpt-2", "llama-bpe" and "qwen2". SentencePiece BPE: a small Llama-2-style
 vocabulary made here (specials, <0xNN> byte tokens, "▁" pieces with scores) and turned into an HF tokenizer
-the way `transformers`' converter does. Run with -s to see the encode speed.
+the way `transformers`' converter does. Every family of llama.cpp's test-tokenizer-0 (tests/llama_sdist.py):
+its vocabulary GGUF read with the engine's reader, and each text's ids exactly as llama.cpp expects them.
+Run with -s to see the encode speed.
 """
 
 from __future__ import annotations
 
+import random
 import time
 import unicodedata
 from pathlib import Path
@@ -16,9 +20,11 @@ import pytest
 from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers
 from tokenizers import Tokenizer as HFTokenizer
 
-from engine.errors import UnsupportedModel
-from engine.pretokenize import PreTokenizer, bytes_to_unicode
+from engine.errors import ModelFileError, UnsupportedModel
+from engine.gguf import open_gguf
+from engine.pretokenize import PRE_TYPES, PreTokenizer, bytes_to_unicode
 from engine.tokenizer import BYTE, CONTROL, NORMAL, UNKNOWN, Tokenizer
+from tests import llama_sdist
 
 CORPUS = (Path(__file__).parent / "data" / "tokenizer_corpus.txt").read_text(encoding="utf-8")
 
@@ -282,8 +288,27 @@ def test_special_ids_and_end_of_generation(smol):
 def test_unknown_tokenizer_model_is_named(smol_metadata):
     with pytest.raises(UnsupportedModel, match="'bert'"):
         Tokenizer.from_metadata({**smol_metadata, "tokenizer.ggml.model": "bert"})
+    with pytest.raises(UnsupportedModel, match="'ugm-like'"):
+        Tokenizer.from_metadata({**smol_metadata, "tokenizer.ggml.model": "ugm-like"})
     with pytest.raises(UnsupportedModel, match="'no-such-pre'"):
         Tokenizer.from_metadata({**smol_metadata, "tokenizer.ggml.pre": "no-such-pre"})
+
+
+@pytest.mark.parametrize("model", ["gpt2", "gemma4"])
+def test_bpe_vocabulary_without_merges_is_refused(smol_metadata, model):
+    meta = {k: v for k, v in smol_metadata.items() if k != "tokenizer.ggml.merges"}
+    with pytest.raises(ModelFileError, match=r"no merges \(tokenizer\.ggml\.merges is missing\)"):
+        Tokenizer.from_metadata({**meta, "tokenizer.ggml.model": model})
+
+
+@pytest.mark.parametrize("pre", sorted(PRE_TYPES))
+def test_every_pretokenizer_gives_the_text_back(pre):
+    # A one-regex type is cut in a single pass that trusts the regex to cover every character; a regex
+    # that did not would lose text here.
+    splitter = PreTokenizer(pre)
+    for text in [CORPUS, *EDGE_CASES]:
+        words = splitter.split(text)
+        assert "".join(words) == text and all(words), f"{pre}: {text[:40]!r}"
 
 
 def test_encode_speed(smol_metadata):
@@ -340,3 +365,97 @@ def test_sentencepiece_round_trip_and_stream(spm_pair):
     ids = tok.encode("<s>hi</s><unk>", add_bos=True)
     assert tok.decode(ids) == hf.decode(ids, skip_special_tokens=False) == "<s><s> hi</s><unk>"
     assert tok.decode(ids, skip_special=True) == hf.decode(ids, skip_special_tokens=True) == "hi"
+
+
+# ---- llama.cpp's tokenizer test set ----
+
+def _vocab_families() -> list:
+    """Every family of test-tokenizer-0 but BERT's WordPiece, which the engine refuses (tested apart)."""
+    try:
+        return [f for f in llama_sdist.vocab_families() if f != "bert-bge"]
+    except llama_sdist.SdistMissing as e:
+        return [pytest.param("", marks=pytest.mark.skip(reason=str(e)))]
+
+
+def _vocab_case(family: str) -> llama_sdist.VocabCase:
+    try:
+        return llama_sdist.vocab_case(family)
+    except llama_sdist.SdistMissing as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="module", params=_vocab_families())
+def vocab(request) -> tuple[llama_sdist.VocabCase, Tokenizer]:
+    """One family's test case and the tokenizer its vocabulary GGUF makes. Module scope groups a family's
+    tests together, so each GGUF (up to 262k tokens and 515k merges) is read and built once."""
+    case = _vocab_case(request.param)
+    return case, Tokenizer.from_metadata(open_gguf(case.gguf).metadata)
+
+
+def test_llama_cpp_vocab_families_are_all_there():
+    # so that the tests over them cannot pass by finding none
+    try:
+        families = set(llama_sdist.vocab_families())
+    except llama_sdist.SdistMissing as e:
+        pytest.skip(str(e))
+    assert {"qwen35", "gemma-4", "deepseek-llm", "deepseek-coder", "falcon", "llama-spm", "bert-bge"} <= families
+
+
+def test_llama_cpp_vocab_ids(vocab):
+    # test-tokenizer-0: add_special and parse_special off
+    case, tok = vocab
+    for text, expected in case.cases:
+        ours = tok.encode(text, add_bos=False, parse_special=False)
+        assert_same_ids(tok, text, ours, list(expected), f"{case.family}: first differing text {text[:80]!r}")
+
+
+def _unwritable_bytes(tok: Tokenizer) -> set[int]:
+    """Bytes the vocabulary has no token for (Falcon lacks some controls): text holding one cannot come back."""
+    vocab = set(tok.tokens)
+    if tok.byte_level:
+        return {b for b, ch in bytes_to_unicode().items() if ch not in vocab}
+    return {b for b in range(256) if f"<0x{b:02X}>" not in vocab}
+
+
+def test_llama_cpp_vocab_round_trip(vocab):
+    case, tok = vocab
+    unwritable = _unwritable_bytes(tok)
+    texts = [*(t for t, _ in case.cases), *TEXTS]
+    writable = [t for t in texts if not unwritable.intersection(t.encode())]
+    assert CORPUS in writable and len(writable) >= len(texts) - 1
+    for text in writable:
+        ids = tok.encode(text, parse_special=False)
+        assert tok.decode(ids) == text, f"{case.family}: {text[:80]!r}"
+        assert "".join(stream(tok, ids)) == text, f"{case.family}: streamed {text[:80]!r}"
+
+
+# Characters on which the pre-tokenizers' classes part ways: White_Space beyond ASCII, the ASCII separators,
+# contraction letters, punctuation and symbols, DeepSeek's cased letters, CJK and fullwidth forms, marks,
+# digits of other scripts, emoji and ZWJ, private use and unassigned code points.
+MIXED = [
+    *"aZ09 \t\n\r\x0b\x0c\x1c\x1f\x00'sStTrRevVmMlLdD!\"#$%&()*+,-./:;<=>?@[\\]^_`{|}~",
+    *"\x85\xa0\u1680\u2000\u2028\u2029\u202f\u205f\u3000", *"µÀßſΩжＡｚ！～‘‟、。「中文龥一가힣ㄱࠀ",
+    *"अि्०४٣²½Ⅻ①〇\u0301\u0300\u20dd\u200d\u200b\ufeff😀🏽🦙€©°±¡¿·…—–𐐀𝔘𑢠\ue000\U000e0001\u0378",
+]
+# Families whose pre-tokenizer takes several regexes or combining marks: their classes are the most varied,
+# so they get llama.cpp's own answer on random mixtures too (loading a vocabulary into llama.cpp costs up to
+# 2 s, so not every family does).
+MIXED_FAMILIES = {"deepseek-coder", "deepseek-llm", "falcon", "qwen35"}
+
+
+def test_llama_cpp_vocab_matches_llama_cpp_on_mixed_text(vocab, llama_cpp):
+    case, tok = vocab
+    if case.family not in MIXED_FAMILIES:
+        pytest.skip("mixed text is run for the pre-tokenizers of several regexes or marks only")
+    ll = llama_cpp.Llama(str(case.gguf), vocab_only=True, verbose=False)
+    rng = random.Random(0)
+    texts = ["".join(rng.choices(MIXED, k=rng.randint(1, 24))) for _ in range(400)]
+    for text in [CORPUS, *texts]:
+        ref = ll.tokenize(text.encode(), add_bos=False, special=False)
+        assert_same_ids(tok, text, tok.encode(text, parse_special=False), ref, f"{case.family}: {text[:40]!r}")
+
+
+def test_bert_wordpiece_is_refused_by_name():
+    case = _vocab_case("bert-bge")
+    with pytest.raises(UnsupportedModel, match="'bert'.*WordPiece"):
+        Tokenizer.from_metadata(open_gguf(case.gguf).metadata)

@@ -1,0 +1,195 @@
+"""What a model needs on the GPU, reckoned from the GGUF's tensor table before anything is uploaded.
+
+`plan_memory` lists the buffers Model.load and its Kernels will create, buffer by buffer and with
+their labels: the weights as the model stacks them (q | k | v and gate | up in one buffer each, unless
+their types differ), padded copies of weights that are not whole 16-byte words, the KV cache, the
+activations of max_batch tokens, the attention scores each layer's attention op owns, and the
+sampling scratch. Every buffer is bound whole, so the largest buffer is also the largest binding.
+`MemoryPlan.check` refuses what an adapter cannot hold or a budget does not allow, so Model.load never
+leaves a half-loaded device. WebGPU does not say how much memory an adapter has: past the adapter's
+per-buffer limits, only a budget the user sets bounds the total.
+
+Not counted: the staging buffers reads borrow (64 KiB and up, made on first read) and `logits_all`,
+which only tests make.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .config import ModelConfig
+from .errors import InvalidRequest, UnsupportedModel
+from .gguf import TensorInfo
+from .gpu import AdapterInfo
+
+WEIGHTS, KV_CACHE, ACTIVATIONS = "weights", "KV cache", "activations"
+Buffer = tuple[str, str, int]  # (kind: WEIGHTS, KV_CACHE or ACTIVATIONS, label, bytes as the device allocates them)
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """The GPU memory a model needs, in bytes, and its largest buffer."""
+
+    weights: int  # weight buffers, and padded copies of those that are not whole 16-byte words
+    kv_cache: int  # keys and values of n_ctx positions, every layer
+    activations: int  # max_batch tokens' activations, attention scores, sampling scratch, small constants
+    n_ctx: int
+    largest: int  # bytes of the largest buffer, which is bound whole: also the largest binding
+    largest_name: str  # its label, as Model.load names it
+
+    @property
+    def total(self) -> int:
+        """Bytes of every buffer the model creates at load."""
+        return self.weights + self.kv_cache + self.activations
+
+    def check(self, limits: AdapterInfo, budget: int | None = None) -> None:
+        """Raise UnsupportedModel (one line naming both sizes) when a buffer exceeds the adapter's limits
+        or the total exceeds `budget` bytes (None: no budget)."""
+        for limit, what in ((limits.max_buffer_size, "buffer"), (limits.max_storage_binding, "binding")):
+            if self.largest > limit:
+                raise UnsupportedModel(
+                    f"this model's largest buffer, {self.largest_name}, needs {format_bytes(self.largest)}, "
+                    f"more than this GPU's largest {what} ({format_bytes(limit)})"
+                )
+        if budget is not None and self.total > budget:
+            need, have = format_bytes(self.total), format_bytes(budget)
+            if need == have:  # close enough to round alike: say it in bytes
+                need, have = f"{self.total} bytes", f"{budget} bytes"
+            raise UnsupportedModel(
+                f"this model needs {need} ({format_bytes(self.weights)} of weights, "
+                f"{format_bytes(self.kv_cache)} of KV cache for {self.n_ctx} tokens, "
+                f"{format_bytes(self.activations)} of activations), more than the {have} budget"
+            )
+
+
+def plan_memory(
+    config: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: int, max_batch: int, kv_f16: bool = False
+) -> MemoryPlan:
+    """The memory Model.load(n_ctx=n_ctx, max_batch=max_batch, kv_f16=kv_f16) will allocate (n_ctx as
+    the model uses it: at most the trained context)."""
+    buffers = model_buffers(config, tensors, n_ctx, max_batch, kv_f16)
+    by_kind = {kind: sum(n for k, _, n in buffers if k == kind) for kind in (WEIGHTS, KV_CACHE, ACTIVATIONS)}
+    _, largest_name, largest = max(buffers, key=lambda b: b[2])
+    return MemoryPlan(by_kind[WEIGHTS], by_kind[KV_CACHE], by_kind[ACTIVATIONS], n_ctx, largest, largest_name)
+
+
+def model_buffers(
+    config: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: int, max_batch: int, kv_f16: bool = False
+) -> list[Buffer]:
+    """Every buffer Model.load creates, in bytes as the device rounds them (whole words, at least one)."""
+    c, T, f32 = config, max_batch, 4
+    weights, matrices, separate_ffn = _weight_buffers(c, tensors, n_ctx)
+    buffers = [(WEIGHTS, label, n) for label, n in weights]
+    # Kernels._whole_vec4s: a kernel reads a matrix as vec4<u32>s; one not whole 16-byte words gets a padded copy
+    buffers += [(WEIGHTS, "padded weights", _ceil(n, 16)) for n in map(_device_size, matrices) if n % 16]
+    cache = n_ctx * c.kv_dim * (2 if kv_f16 else 4)  # Kernels.kv_cache_nbytes
+    for i in range(c.n_layers):
+        buffers += [(KV_CACHE, f"key_cache.{i}", cache), (KV_CACHE, f"value_cache.{i}", cache)]
+    qkv_dim = c.q_dim + 2 * c.kv_dim
+    activations = [  # Model._make_activations
+        ("ids", T * 4), ("x", T * c.dim * f32), ("xb", T * c.dim * f32), ("qkv", T * qkv_dim * f32),
+        ("att", T * c.q_dim * f32), ("hb", T * c.ffn_dim * f32), ("x_last", c.dim * f32),
+        ("logits", c.vocab_size * f32), ("token_out", 4),
+        *([("hb2", T * c.ffn_dim * f32)] if separate_ffn else []),  # Model._gate_up_ops, for Separate gate, up
+        ("step_params", 16),  # Kernels: the StepParams uniform
+        # Kernels.attention: each layer's op owns its scores, (max_batch, n_heads, ctx rounded up to 4) f32
+        *[("attention scores", T * c.n_heads * _ceil(n_ctx, 4) * f32)] * c.n_layers,
+        ("argmax partials", 256 * 8), ("penalty entries", max(n_ctx, 1) * 8), ("penalty settings", 16),
+    ]  # fmt: skip
+    # Kernels.rope's constants: a table of inverse frequencies per RoPE base, and ones if the model has no factors
+    half = c.rope_dim // 2
+    activations += [("rope_inv_freq", half * f32)] * len({c.rope_base(i) for i in range(c.n_layers)})
+    if c.rope_factors_tensor(n_ctx) not in tensors:
+        activations.append(("ones", half * f32))
+    buffers += [(ACTIVATIONS, label, n) for label, n in activations]
+    return [(kind, label, _device_size(n)) for kind, label, n in buffers]
+
+
+def _weight_buffers(c: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: int):
+    """The weight buffers as Model.load uploads them, (label, bytes) each; the sizes of the matrices among
+    them (kernels read those as vec4s); whether a gate and up are Separate. Absent tensors are left out:
+    the uploader names them."""
+    buffers: list[tuple[str, int]] = []
+    matrices: list[int] = []
+
+    def one(name: str, matrix: bool = True) -> None:
+        if name in tensors:
+            buffers.append((name, tensors[name].nbytes))
+            if matrix:
+                matrices.append(tensors[name].nbytes)
+
+    def stacked(names: list[str]) -> bool:
+        """_Uploader.stacked: one buffer, or one each (Separate) when the types differ or a part would
+        start off a 4-byte boundary. Returns whether they are Separate."""
+        infos = [tensors[name] for name in names if name in tensors]
+        if len({info.type for info in infos}) > 1 or any(info.nbytes % 4 for info in infos[:-1]):
+            for info in infos:
+                one(info.name)
+            return True
+        if infos:
+            buffers.append((infos[0].name + " stacked", sum(info.nbytes for info in infos)))
+            matrices.append(buffers[-1][1])
+        return False
+
+    one("token_embd.weight")
+    one("output_norm.weight", matrix=False)
+    if not c.tied_output:  # else the embedding table is the head: the same buffer, padded once
+        one("output.weight")
+    if factors := c.rope_factors_tensor(n_ctx):
+        one(factors, matrix=False)
+    separate_ffn = False
+    for i in range(c.n_layers):
+        p = f"blk.{i}."
+        if p + "attn_qkv.weight" in tensors:  # Phi 3 stores q, k, v stacked
+            one(p + "attn_qkv.weight")
+        else:
+            stacked([p + f"attn_{n}.weight" for n in "qkv"])
+        if p + "ffn_gate.weight" in tensors:
+            separate_ffn |= stacked([p + "ffn_gate.weight", p + "ffn_up.weight"])
+        else:  # Phi 3's ffn_up is gate and up
+            one(p + "ffn_up.weight")
+        one(p + "attn_output.weight")
+        one(p + "ffn_down.weight")
+        norms = ["attn_norm", "ffn_norm"]
+        norms += ["attn_q_norm", "attn_k_norm"] if c.qk_norm else []
+        norms += ["post_attention_norm", "post_ffw_norm"] if c.post_norms else []
+        for name in norms:
+            one(p + name + ".weight", matrix=False)
+        if c.qkv_bias:  # _Uploader.stacked_norms: always one buffer
+            biases = [tensors[p + f"attn_{n}.bias"] for n in "qkv" if p + f"attn_{n}.bias" in tensors]
+            buffers.append((p + "attn_q.bias stacked", sum(info.nbytes for info in biases)))
+    return buffers, matrices, separate_ffn
+
+
+def _device_size(n: int) -> int:
+    """Bytes a device allocates for `n`: whole 4-byte words, at least one (Device.create_buffer)."""
+    return _ceil(max(n, 4), 4)
+
+
+def _ceil(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+# ---------------------------------------------------------------- sizes as people write them
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "kb": 10**3, "m": 1 << 20, "mib": 1 << 20, "mb": 10**6,
+          "g": 1 << 30, "gib": 1 << 30, "gb": 10**9, "t": 1 << 40, "tib": 1 << 40, "tb": 10**12}  # fmt: skip
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a size such as "6GiB", "512 MiB" or "1.5G" (K, M, G, T: binary; KB, MB, GB, TB: decimal)."""
+    match = re.fullmatch(r"\s*(\d+\.?\d*|\.\d+)\s*([A-Za-z]*)\s*", text)
+    unit = _UNITS.get(match[2].lower()) if match else None
+    if unit is None or int(float(match[1]) * unit) <= 0:
+        raise InvalidRequest(f"memory budget {text!r} is not a positive size such as 6GiB or 512MiB")
+    return int(float(match[1]) * unit)
+
+
+def format_bytes(n: int) -> str:
+    """`n` bytes in the largest binary unit that keeps a leading digit: 5.2 GiB, 97.3 MiB, 16 B."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"

@@ -1,0 +1,145 @@
+"""Memory fit: the plan of what a model needs, reckoned before any upload, agrees with the tensor table,
+the formulas and what the device really allocates; a model that cannot fit is refused in one line,
+before anything reaches the GPU."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+
+import pytest
+
+from engine.config import ModelConfig
+from engine.errors import InvalidRequest, UnsupportedModel
+from engine.gpu import STORAGE, AdapterInfo
+from engine.memory import format_bytes, model_buffers, parse_size, plan_memory
+from engine.model import Model
+from tests.test_cli import _error_of
+
+ROOMY = AdapterInfo("test", "stand-in", False, frozenset(), max_storage_binding=1 << 40, max_buffer_size=1 << 40)
+# The plan counts every buffer Model.load makes; this much slack is room for a small constant (a uniform,
+# a RoPE table: a few KiB) added to the kernels without changing any fit. Anything that grows with the
+# model, the context or the batch is far larger.
+TOLERANCE = 4096
+
+
+class _NoUploads:
+    """A stand-in device: a model it is given must be refused before it asks for any buffer."""
+
+    def __init__(self, info: AdapterInfo):
+        self.info = info
+
+    def create_buffer(self, size, role="storage", label=""):
+        raise AssertionError(f"buffer {label!r} ({size} bytes) was created before the model was refused")
+
+
+def _config(gguf) -> ModelConfig:
+    return ModelConfig.from_gguf(gguf.metadata, set(gguf.tensors))
+
+
+def test_the_default_models_plan_adds_up(model_gguf):
+    """The sums again, from the tensor table and the formulas (SmolLM2-135M: tied head, every tensor used)."""
+    t, n_ctx, T = model_gguf.tensors, 2048, 64
+    n_layers, n_heads = model_gguf.metadata["llama.block_count"], model_gguf.metadata["llama.attention.head_count"]
+    dim, vocab = t["token_embd.weight"].shape
+    q_dim, kv_dim, ffn_dim = t["blk.0.attn_q.weight"].shape[1], t["blk.0.attn_k.weight"].shape[1], \
+        t["blk.0.ffn_gate.weight"].shape[1]  # fmt: skip
+    assert all(info.nbytes % 16 == 0 for info in t.values())  # so no padded copies
+    weights = sum(info.nbytes for info in t.values())
+    kv_cache = n_layers * 2 * n_ctx * kv_dim * 4
+    activations = (
+        T * 4 + 2 * T * dim * 4 + T * (q_dim + 2 * kv_dim) * 4 + T * q_dim * 4 + T * ffn_dim * 4  # ids .. hb
+        + dim * 4 + vocab * 4 + 4  # x_last, logits, token_out
+        + 16 + n_layers * T * n_heads * n_ctx * 4  # step params, attention scores (2048 is whole 4s)
+        + 256 * 8 + n_ctx * 8 + 16  # argmax partials, penalty entries and settings
+        + 2 * (64 // 2) * 4  # RoPE's inverse frequencies and ones (no rope_freqs), of rope_dim // 2
+    )  # fmt: skip
+    plan = plan_memory(_config(model_gguf), t, n_ctx, T)
+    assert (plan.weights, plan.kv_cache, plan.activations) == (weights, kv_cache, activations)
+    assert plan.total == weights + kv_cache + activations
+    assert (plan.largest_name, plan.largest) == ("token_embd.weight", t["token_embd.weight"].nbytes)
+    assert plan_memory(_config(model_gguf), t, n_ctx, T, kv_f16=True).kv_cache == kv_cache // 2
+
+
+def test_a_stacked_buffer_is_one_binding_unless_its_types_differ(model_gguf):
+    """Gate and up share a buffer (one binding of both) unless their types differ; then the model also
+    needs hb2, the up product's own activations."""
+    config, mib = _config(model_gguf), 1 << 20
+    big = {name: dataclasses.replace(info, nbytes=64 * mib) for name, info in model_gguf.tensors.items()
+           if name.endswith(("ffn_gate.weight", "ffn_up.weight"))}  # fmt: skip
+    stacked = plan_memory(config, {**model_gguf.tensors, **big}, 256, 64)
+    assert (stacked.largest_name, stacked.largest) == ("blk.0.ffn_gate.weight stacked", 128 * mib)
+    mixed = {name: dataclasses.replace(info, type=8) if "up" in name else info for name, info in big.items()}
+    separate = plan_memory(config, {**model_gguf.tensors, **mixed}, 256, 64)
+    assert (separate.largest_name, separate.largest) == ("blk.0.ffn_gate.weight", 64 * mib)
+    assert separate.weights == stacked.weights
+    assert separate.activations - stacked.activations == 64 * config.ffn_dim * 4  # hb2
+
+
+def test_a_model_over_the_budget_is_refused_before_any_upload(model_gguf):
+    plan = plan_memory(_config(model_gguf), model_gguf.tensors, 2048, 64)
+    with pytest.raises(UnsupportedModel) as refused:
+        Model.load(_NoUploads(ROOMY), model_gguf, n_ctx=2048, memory_budget=1 << 20)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert f"needs {format_bytes(plan.total)} " in message and "more than the 1.0 MiB budget" in message
+    assert "of KV cache for 2048 tokens" in message
+    plan.check(ROOMY, budget=plan.total)  # exactly the budget fits
+
+
+@pytest.mark.parametrize("limit", ["max_storage_binding", "max_buffer_size"])
+def test_a_buffer_over_the_adapters_limits_is_refused_before_any_upload(model_gguf, limit):
+    small = dataclasses.replace(ROOMY, **{limit: 16 << 20})
+    with pytest.raises(UnsupportedModel) as refused:
+        Model.load(_NoUploads(small), model_gguf, n_ctx=256)
+    message = str(refused.value)
+    assert "token_embd.weight" in message and "28.7 MiB" in message and "(16.0 MiB)" in message
+    assert ("binding" if limit == "max_storage_binding" else "buffer") in message
+
+
+def test_the_plan_matches_what_the_device_allocates(engine, model_gguf, monkeypatch):
+    """Load the default model again on the real device, counting the buffers it creates (reads' staging
+    buffers are made apart, by the backend itself)."""
+    device, made = engine.model.device, []
+    create = device.create_buffer
+
+    def counted(size, role=STORAGE, label=""):
+        buffer = create(size, role, label)
+        made.append((label, buffer.size))
+        return buffer
+
+    n_ctx, max_batch = engine.model.n_ctx, engine.model.max_batch  # the fixture's: its pipelines are compiled
+    monkeypatch.setattr(device, "create_buffer", counted)
+    Model.load(device, model_gguf, n_ctx=n_ctx, max_batch=max_batch)
+    monkeypatch.undo()
+    plan = plan_memory(_config(model_gguf), model_gguf.tensors, n_ctx, max_batch)
+    planned = Counter((label, n) for _, label, n in model_buffers(_config(model_gguf), model_gguf.tensors, n_ctx,
+                                                                   max_batch))  # fmt: skip
+    diff = f"made, not planned: {Counter(made) - planned}; planned, not made: {planned - Counter(made)}"
+    assert abs(sum(n for _, n in made) - plan.total) <= TOLERANCE, diff
+    assert max(n for _, n in made) == plan.largest
+
+
+@pytest.mark.parametrize(("text", "n"), [("6GiB", 6 << 30), ("512 MiB", 512 << 20), ("1.5G", 3 << 29),
+                                         ("4096", 4096), ("2GB", 2 * 10**9), ("64k", 64 << 10)])  # fmt: skip
+def test_sizes_as_people_write_them(text, n):
+    assert parse_size(text) == n
+
+
+@pytest.mark.parametrize("text", ["abc", "-1GiB", "0", "", "6 GiBs", "1.2.3M"])
+def test_a_bad_size_is_refused(text):
+    with pytest.raises(InvalidRequest, match="not a positive size"):
+        parse_size(text)
+
+
+def test_the_cli_refuses_a_model_over_its_budget_in_one_line():
+    err = _error_of("generate", "--memory-budget", "1MiB", "hi")
+    assert err.count("error:") == 1
+    line = err.splitlines()[-1]
+    assert line.startswith("error: this model needs ") and line.endswith("more than the 1.0 MiB budget")
+
+
+@pytest.mark.parametrize("text", ["abc", "-1GiB"])
+def test_the_cli_refuses_a_bad_budget_in_one_line(text):
+    err = _error_of("generate", f"--memory-budget={text}", "hi")
+    assert err == f"error: memory budget {text!r} is not a positive size such as 6GiB or 512MiB"

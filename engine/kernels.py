@@ -105,6 +105,7 @@ class Kernels:
         self._pipelines: dict[tuple, object] = _PIPELINES.setdefault(device, {})
         self._constants: dict[tuple, object] = {}
         self._padded: dict[tuple, tuple] = {}
+        self._shared: dict[tuple, object] = {}
 
     # ---------------------------------------------------------------- plumbing
 
@@ -129,6 +130,15 @@ class Kernels:
         pipeline = self.pipeline(file, entry, constants)
         bind_group = self.device.create_bind_group(pipeline, [self.params, *buffers])
         return Step(pipeline, bind_group, grid)
+
+    def _shared_scratch(self, nbytes: int, label: str):
+        """A scratch buffer every op of this size and label shares: dispatches run one after another, and
+        an op's scratch holds nothing from one dispatch to the next (attention's scores: one buffer for
+        every layer, not one each)."""
+        key = (label, nbytes)
+        if key not in self._shared:
+            self._shared[key] = self._scratch(nbytes, label)
+        return self._shared[key]
 
     def _scratch(self, nbytes: int, label: str):
         if nbytes > self.device.info.max_storage_binding:
@@ -286,7 +296,7 @@ class Kernels:
         if softcap < 0 or window < 0 or (scale is not None and scale <= 0):
             raise ValueError(f"attention scale {scale}, softcap {softcap} and window {window} must be positive")
         ctx = cdiv(max_ctx, 4) * 4
-        scores = self._scratch(max_tokens * n_heads * ctx * 4, "attention scores")
+        scores = self._shared_scratch(max_tokens * n_heads * ctx * 4, "attention scores")
         c = {"N_HEADS": n_heads, "N_KV_HEADS": n_kv_heads, "HEAD_DIM": head_dim, "CTX": ctx, "KV_F16": self.kv_f16}
         score_options = {name: value for name, value in (("SCALE", scale), ("SOFTCAP", softcap), ("WINDOW", window))
                          if value}

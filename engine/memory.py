@@ -3,7 +3,7 @@
 `plan_memory` lists the buffers Model.load and its Kernels will create, buffer by buffer and with
 their labels: the weights as the model stacks them (q | k | v and gate | up in one buffer each, unless
 their types differ), padded copies of weights that are not whole 16-byte words, the KV cache, the
-activations of max_batch tokens, the attention scores each layer's attention op owns, and the
+activations of max_batch tokens, the attention scores (one buffer all layers share), and the
 sampling scratch. Every buffer is bound whole, so the largest buffer is also the largest binding.
 `MemoryPlan.check` refuses what an adapter cannot hold or a budget does not allow, so Model.load never
 leaves a half-loaded device. WebGPU does not say how much memory an adapter has: past the adapter's
@@ -94,8 +94,8 @@ def model_buffers(
         ("logits", c.vocab_size * f32), ("token_out", 4),
         *([("hb2", T * c.ffn_dim * f32)] if separate_ffn else []),  # Model._gate_up_ops, for Separate gate, up
         ("step_params", 16),  # Kernels: the StepParams uniform
-        # Kernels.attention: each layer's op owns its scores, (max_batch, n_heads, ctx rounded up to 4) f32
-        *[("attention scores", T * c.n_heads * _ceil(n_ctx, 4) * f32)] * c.n_layers,
+        # Kernels.attention: one scores buffer every layer shares, (max_batch, n_heads, ctx rounded up to 4) f32
+        ("attention scores", T * c.n_heads * _ceil(n_ctx, 4) * f32),
         ("argmax partials", 256 * 8), ("penalty entries", max(n_ctx, 1) * 8), ("penalty settings", 16),
     ]  # fmt: skip
     # Kernels.rope's constants: a table of inverse frequencies per RoPE base, and ones if the model has no factors

@@ -101,6 +101,7 @@ class Model:
         memory_budget: bytes the model may take on the GPU (None: only the adapter's limits bound it)."""
         config = ModelConfig.from_gguf(gguf.metadata, set(gguf.tensors))
         n_ctx = min(n_ctx, config.context_length)
+        _check_no_unknown_tensors(config, gguf.tensors)
         # Before the first buffer: a model that cannot fit is refused, never left half-loaded.
         plan_memory(config, gguf.tensors, n_ctx, max_batch, kv_f16).check(device.info, memory_budget)
         model = cls(device, config, n_ctx, max_batch, K.Kernels(device, variant=variant, kv_f16=kv_f16))
@@ -319,6 +320,28 @@ class Model:
     def rewind(self, n_past: int) -> None:
         """Forget cached positions from `n_past` on (later tokens simply overwrite them)."""
         self.n_past = max(0, min(n_past, self.n_past))
+
+
+# What the block reads (Model._load_globals, _load_layer); LongRoPE's files hold both factor tensors, of
+# which the context picks one.
+_GLOBAL_TENSORS = {"token_embd.weight", "output_norm.weight", "output.weight", "rope_freqs.weight",
+                   "rope_factors_short.weight", "rope_factors_long.weight"}  # fmt: skip
+_LAYER_TENSORS = {
+    *(f"attn_{n}.weight" for n in ("q", "k", "v", "qkv", "output", "norm", "q_norm", "k_norm")),
+    *(f"attn_{n}.bias" for n in "qkv"),
+    *(f"ffn_{n}.weight" for n in ("gate", "up", "down", "norm")),
+    "post_attention_norm.weight", "post_ffw_norm.weight",
+}  # fmt: skip
+
+
+def _check_no_unknown_tensors(config, tensors) -> None:
+    """Refuse a file with a tensor the block would not read (an output bias, a MoE router, a vision
+    tower): running without it would answer, and answer wrongly."""
+    for name in tensors:
+        layer, _, rest = name.removeprefix("blk.").partition(".")
+        known = rest in _LAYER_TENSORS and layer.isdigit() and int(layer) < config.n_layers
+        if name not in _GLOBAL_TENSORS and not (name.startswith("blk.") and known):
+            raise UnsupportedModel(f"tensor {name} is not part of the {config.arch} block Hearth runs")
 
 
 class _Uploader:

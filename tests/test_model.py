@@ -99,3 +99,30 @@ def test_qwen2_biases_follow_the_qkv_products_and_match_the_reference(
     expected = np.array([reference.forward(t, reference.n_past)[-1] for t in STEPS])
     ours = _logits(event_loop_session, model)
     assert np.abs(ours - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+@pytest.mark.parametrize("extra", ["blk.0.attn_output.bias", "blk.1.attn_q.weight", "v.blk.0.attn_q.weight"])
+def test_a_tensor_the_block_would_not_read_is_refused_before_upload(engine, tmp_path, extra):
+    """Running without it would answer, and wrongly; the refusal comes before any buffer is made."""
+    from engine.errors import UnsupportedModel
+
+    dim, n_vocab = 32, 8
+    meta = {"llama.block_count": 1, "llama.embedding_length": dim, "llama.feed_forward_length": dim,
+            "llama.attention.head_count": 2, "llama.context_length": 64, "llama.attention.layer_norm_rms_epsilon": 1e-5,
+            "tokenizer.ggml.model": "llama"}  # fmt: skip
+    vector, matrix = np.ones(dim, np.float32), np.zeros((dim, dim), np.float32)
+    tensors = {"token_embd.weight": (np.zeros((n_vocab, dim), np.float32), 0), "output_norm.weight": (vector, 0)}
+    for name in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"):
+        tensors[f"blk.0.{name}.weight"] = (matrix, 0)
+    tensors.update({"blk.0.attn_norm.weight": (vector, 0), "blk.0.ffn_norm.weight": (vector, 0), extra: (vector, 0)})
+    gguf = open_gguf(write_gguf(tmp_path / "extra.gguf", "llama", meta, tensors))
+    device = engine.model.device
+    made = []
+    real = device.create_buffer
+    device.create_buffer = lambda *a, **k: made.append(a) or real(*a, **k)
+    try:
+        with pytest.raises(UnsupportedModel, match=f"tensor {extra} is not part of the llama block"):
+            Model.load(device, gguf, n_ctx=64, max_batch=4)
+    finally:
+        del device.create_buffer
+    assert made == []

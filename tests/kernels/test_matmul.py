@@ -271,3 +271,29 @@ def test_one_tokens_product_folds_the_rmsnorm_in(gpu, kernels_for, rng, wtype, a
     if act:
         want = glu(act, want[:, :n_out], want[:, n_out:])
     assert_close(gpu.read(y, n_out).reshape(1, n_out), want, 1e-4, f"type {wtype} {n_in}->{n_out} glu={act}")
+
+
+@pytest.mark.parametrize("wtype", [t for t in TYPES if t != K.F32], ids=type_name)
+def test_the_numpy_side_dequantises_as_ggml_does(llama_cpp, rng, wtype):
+    """Every kernel test holds the kernels to gguf.quants.dequantize: here that is held to ggml's own to_float
+    (llama.cpp's libggml-base, through its type traits), on the same random blocks, bit for bit."""
+    import ctypes
+    from pathlib import Path
+
+    class Traits(ctypes.Structure):  # ggml.h: struct ggml_type_traits, up to to_float
+        _fields_ = [("type_name", ctypes.c_char_p), ("blck_size", ctypes.c_int64), ("blck_size_interleave",
+                    ctypes.c_int64), ("type_size", ctypes.c_size_t), ("is_quantized", ctypes.c_bool),
+                    ("to_float", ctypes.c_void_p)]  # fmt: skip
+
+    ggml = ctypes.CDLL(str(Path(llama_cpp.__file__).parent / "lib" / "libggml-base.so"))
+    ggml.ggml_get_type_traits.restype = ctypes.POINTER(Traits)
+    ggml.ggml_get_type_traits.argtypes = [ctypes.c_int]
+    traits = ggml.ggml_get_type_traits(wtype).contents
+    assert traits.type_name.decode().upper() == TYPES[wtype].name
+    to_float = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(ctypes.c_float), ctypes.c_int64)(traits.to_float)
+    n_out, n_in = 3, row_length(wtype, 4)
+    raw, want = quantised(rng, wtype, n_out, n_in)
+    data = np.frombuffer(raw, np.uint8).copy()
+    got = np.zeros(n_out * n_in, np.float32)
+    to_float(data.ctypes.data, got.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), got.size)
+    np.testing.assert_array_equal(got.reshape(n_out, n_in), want)

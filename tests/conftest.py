@@ -52,3 +52,24 @@ def pytest_collection_modifyitems(config, items):
     """Run the browser tests last: Playwright's sync API keeps an event loop running in the main thread
     while its session fixtures live, and the native tests drive their own asyncio loops."""
     items.sort(key=lambda item: "e2e" in item.path.parts)
+
+
+# The default model as llama.cpp's quantiser rewrites it (ftype ids from llama.h): the K-quant mixes combine
+# Q2_K..Q6_K, and the 576-wide rows (not whole superblocks of 256) fall back to Q4_0..Q8_0.
+LLAMA_FTYPES = {"Q4_K_M": 15, "Q5_K_M": 17, "Q6_K": 18, "Q3_K_M": 12, "Q2_K": 10, "Q5_0": 8, "Q5_1": 9}
+
+
+@pytest.fixture(scope="session")
+def requantised(llama_cpp, model_path, tmp_path_factory):
+    """requantised(name) -> the default model rewritten by llama.cpp in that mix, made once a session."""
+    from tests.test_reference import quantize
+
+    folder, made = tmp_path_factory.mktemp("requantised"), {}
+
+    def get(name: str):
+        if name not in made:
+            made[name] = folder / f"{name}.gguf"
+            quantize(llama_cpp, model_path, made[name], LLAMA_FTYPES[name])
+        return made[name]
+
+    return get

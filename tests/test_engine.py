@@ -12,6 +12,7 @@ import pytest
 
 from engine.errors import ContextTooLong, InvalidRequest
 from engine.sampler import SamplingOptions
+from tests.conftest import LLAMA_FTYPES
 from tests.greedy_cases import compare_greedy, load_greedy_cases
 
 CASES = load_greedy_cases()
@@ -146,27 +147,6 @@ def test_greedy_answer_ends_at_the_context(event_loop_session, model_gguf):
     assert chunks[-1].finish_reason == "length"
     assert len(prompt) + len(_ids(chunks)) == 48  # every position used, none past the end
     assert small.model.n_past == len(small._cached) == 47  # the last token is never run
-
-
-# The default model as llama.cpp's quantiser rewrites it (ftype ids from llama.h): the K-quant mixes combine
-# Q2_K..Q6_K, and the 576-wide rows (not whole superblocks of 256) fall back to Q4_0..Q8_0.
-LLAMA_FTYPES = {"Q4_K_M": 15, "Q5_K_M": 17, "Q6_K": 18, "Q3_K_M": 12, "Q2_K": 10, "Q5_0": 8, "Q5_1": 9}
-
-
-@pytest.fixture(scope="session")
-def requantised(llama_cpp, model_path, tmp_path_factory):
-    """requantised(name) -> the default model rewritten by llama.cpp in that mix, made once a session."""
-    from tests.test_reference import quantize
-
-    folder, made = tmp_path_factory.mktemp("requantised"), {}
-
-    def get(name: str):
-        if name not in made:
-            made[name] = folder / f"{name}.gguf"
-            quantize(llama_cpp, model_path, made[name], LLAMA_FTYPES[name])
-        return made[name]
-
-    return get
 
 
 @pytest.mark.parametrize("ftype", list(LLAMA_FTYPES))

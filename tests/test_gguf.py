@@ -68,3 +68,14 @@ def test_truncated_file(model_path, keep):
         head = f.read(keep)
     with pytest.raises(ModelFileError, match="truncated"):
         parse_gguf(BytesSource(head))
+
+
+@pytest.mark.parametrize("qtype, block_bytes", [(14, 210), (12, 144), (11, 110)])  # Q6_K, Q4_K, Q3_K
+def test_truncated_k_quant_tensor_is_named(tmp_path, qtype, block_bytes):
+    """A download cut short inside a K-quant tensor's superblocks: the tensor is named, nothing is read past."""
+    blocks = np.random.default_rng(0).integers(0, 256, (4, 2 * block_bytes), dtype=np.uint8)  # 4 rows of 512
+    path = write_gguf(tmp_path / "k.gguf", "llama", {}, {"blk.0.ffn_down.weight": (blocks, qtype)})
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) - block_bytes // 2])
+    with pytest.raises(ModelFileError, match="truncated: tensor blk.0.ffn_down.weight"):
+        open_gguf(path)

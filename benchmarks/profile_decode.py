@@ -57,7 +57,8 @@ async def profile(path, steps: int) -> dict[str, float]:
     for name, ops in kinds.items():  # each kind alone
         ms = await _gpu_ms(device, model.token_out, lambda rec, ops=ops: [o.record(rec, 1) for o in ops])
         out[f"GPU {name}"] = ms - floor
-    out["GPU logits"] = await _gpu_ms(device, model.token_out, lambda rec: model.op_logits.record(rec, 1)) - floor
+    head = model.ops_logits
+    out["GPU logits"] = await _gpu_ms(device, model.token_out, lambda rec: [op.record(rec, 1) for op in head]) - floor
     out["device"] = device.info.device
     return out
 

@@ -197,10 +197,15 @@ class Kernels:
 
     # ---------------------------------------------------------------- the rest of a layer
 
-    def embed(self, table, wtype: int, dim: int, ids, out, scale: float = 1.0) -> Op:
-        """out[t, :] = dequant(table row ids[t]) * scale; ids is a u32 buffer of at least n_tokens ids."""
+    def embed(self, table, wtype: int, dim: int, ids, out, scale: float = 1.0, first_row: int = 0,
+              n_rows: int = 0) -> Op:
+        """out[t, :] = dequant(table row ids[t]) * scale; ids is a u32 buffer of at least n_tokens ids.
+        n_rows: the table holds rows first_row.. first_row + n_rows - 1 of a split one (model.Rows), and
+        only tokens among them are written (0: the whole table)."""
         _check_row(wtype, dim)
         c = {"WTYPE": wtype, "N_IN": dim, "WG": self.wg, **({"SCALE": scale} if scale != 1.0 else {})}
+        if n_rows:
+            c.update(FIRST_ROW=first_row, N_ROWS=n_rows)
         gx = cdiv(dim // 4, self.wg)
         return Op(self._step("embed.wgsl", "embed", c, [self._whole_vec4s(table), ids, out], lambda n: (gx, n, 1)))
 

@@ -65,22 +65,25 @@ class MemoryPlan:
 
 
 def plan_memory(
-    config: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: int, max_batch: int, kv_f16: bool = False
+    config: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: int, max_batch: int, kv_f16: bool = False,
+    max_binding: int | None = None,
 ) -> MemoryPlan:
     """The memory Model.load(n_ctx=n_ctx, max_batch=max_batch, kv_f16=kv_f16) will allocate (n_ctx as
-    the model uses it: at most the trained context)."""
-    buffers = model_buffers(config, tensors, n_ctx, max_batch, kv_f16)
+    the model uses it: at most the trained context) on a device binding at most `max_binding` bytes (the
+    embedding and head are split into row ranges past it: see `row_ranges`)."""
+    buffers = model_buffers(config, tensors, n_ctx, max_batch, kv_f16, max_binding)
     by_kind = {kind: sum(n for k, _, n in buffers if k == kind) for kind in (WEIGHTS, KV_CACHE, ACTIVATIONS)}
     _, largest_name, largest = max(buffers, key=lambda b: b[2])
     return MemoryPlan(by_kind[WEIGHTS], by_kind[KV_CACHE], by_kind[ACTIVATIONS], n_ctx, largest, largest_name)
 
 
 def model_buffers(
-    config: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: int, max_batch: int, kv_f16: bool = False
+    config: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: int, max_batch: int, kv_f16: bool = False,
+    max_binding: int | None = None,
 ) -> list[Buffer]:
     """Every buffer Model.load creates, in bytes as the device rounds them (whole words, at least one)."""
     c, T, f32 = config, max_batch, 4
-    weights, matrices, separate_ffn = _weight_buffers(c, tensors, n_ctx)
+    weights, matrices, separate_ffn = _weight_buffers(c, tensors, n_ctx, max_binding)
     buffers = [(WEIGHTS, label, n) for label, n in weights]
     # Kernels._whole_vec4s: a kernel reads a matrix as vec4<u32>s; one not whole 16-byte words gets a padded copy
     buffers += [(WEIGHTS, "padded weights", _ceil(n, 16)) for n in map(_device_size, matrices) if n % 16]
@@ -107,7 +110,24 @@ def model_buffers(
     return [(kind, label, _device_size(n)) for kind, label, n in buffers]
 
 
-def _weight_buffers(c: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: int):
+def row_ranges(n_rows: int, row_bytes: int, max_binding: int | None) -> list[tuple[int, int]]:
+    """(first row, rows) of each part a vocabulary-sized matrix (the embedding, the head) is uploaded in:
+    one part when it fits a binding, else as few as fit, each a multiple of 16 rows (whole 16-byte words
+    for the kernels' vec4 reads, whatever the row's size)."""
+    if max_binding is None or n_rows * row_bytes <= max_binding:
+        return [(0, n_rows)]
+    per_part = max_binding // row_bytes // 16 * 16
+    if per_part == 0:
+        raise UnsupportedModel(f"a row of {format_bytes(row_bytes)} does not fit this GPU's largest binding "
+                               f"({format_bytes(max_binding)}) 16 times")  # fmt: skip
+    return [(first, min(per_part, n_rows - first)) for first in range(0, n_rows, per_part)]
+
+
+# The matrices with a row per vocabulary entry: the ones that outgrow a binding (128k x 4096 and up).
+VOCAB_MATRICES = ("token_embd.weight", "output.weight")
+
+
+def _weight_buffers(c: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: int, max_binding: int | None):
     """The weight buffers as Model.load uploads them, (label, bytes) each; the sizes of the matrices among
     them (kernels read those as vec4s); whether a gate and up are Separate. Absent tensors are left out:
     the uploader names them."""
@@ -115,10 +135,18 @@ def _weight_buffers(c: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: in
     matrices: list[int] = []
 
     def one(name: str, matrix: bool = True) -> None:
-        if name in tensors:
-            buffers.append((name, tensors[name].nbytes))
-            if matrix:
-                matrices.append(tensors[name].nbytes)
+        if name not in tensors:
+            return
+        info = tensors[name]
+        if name in VOCAB_MATRICES:  # in row ranges, past a binding
+            rows = info.shape[1]
+            for first, n in row_ranges(rows, info.nbytes // rows, max_binding):
+                buffers.append((name if n == rows else f"{name} rows {first}..", info.nbytes // rows * n))
+                matrices.append(buffers[-1][1])
+            return
+        buffers.append((name, info.nbytes))
+        if matrix:
+            matrices.append(info.nbytes)
 
     def stacked(names: list[str]) -> bool:
         """_Uploader.stacked: one buffer, or one each (Separate) when the types differ or a part would

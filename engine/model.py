@@ -18,7 +18,7 @@ from .config import DEFAULT_N_CTX, ModelConfig
 from .errors import ContextTooLong, UnsupportedModel
 from .gguf import GGUFFile, ggml_type_name
 from .gpu import Device
-from .memory import plan_memory
+from .memory import plan_memory, row_ranges
 
 ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total)
 
@@ -37,6 +37,14 @@ class Separate:
     type) or a part would start off a 4-byte boundary. The model then runs one product per part."""
 
     parts: tuple[Weight, ...]
+
+
+@dataclass(frozen=True)
+class Rows:
+    """A vocabulary-sized matrix (the embedding, the head) too big for one binding, as row ranges of one
+    buffer each: (the part, its first row, its rows). Products and lookups run once per part."""
+
+    parts: tuple[tuple[Weight, int, int], ...]
 
 
 @dataclass(frozen=True)
@@ -103,9 +111,12 @@ class Model:
         n_ctx = min(n_ctx, config.context_length)
         _check_no_unknown_tensors(config, gguf.tensors)
         # Before the first buffer: a model that cannot fit is refused, never left half-loaded.
-        plan_memory(config, gguf.tensors, n_ctx, max_batch, kv_f16).check(device.info, memory_budget)
+        binding = device.info.max_storage_binding
+        plan_memory(config, gguf.tensors, n_ctx, max_batch, kv_f16, binding).check(device.info, memory_budget)
         model = cls(device, config, n_ctx, max_batch, K.Kernels(device, variant=variant, kv_f16=kv_f16))
-        uploader = _Uploader(device, gguf, progress)
+        # LongRoPE's files hold factors for short and long contexts; the context reads one (progress counts it).
+        unused = frozenset(_LONG_ROPE_FACTORS) - {config.rope_factors_tensor(n_ctx)}
+        uploader = _Uploader(device, gguf, progress, unused)
         model._make_activations()
         model._load_globals(uploader)
         for i in range(config.n_layers):
@@ -130,17 +141,17 @@ class Model:
 
     def _load_globals(self, up: _Uploader) -> None:
         c, k = self.config, self.kernels
-        self.token_embd = up.tensor("token_embd.weight", (c.dim, c.vocab_size))  # (vocab, dim)
+        self.token_embd = up.vocab_matrix("token_embd.weight", (c.dim, c.vocab_size))  # (vocab, dim)
         self.output_norm = up.norm("output_norm.weight", c.dim)  # (dim,)
         # (vocab, dim): the embedding table doubles as the head when the file has no output.weight
-        self.output = self.token_embd if c.tied_output else up.tensor("output.weight", (c.dim, c.vocab_size))
+        self.output = self.token_embd if c.tied_output else up.vocab_matrix("output.weight", (c.dim, c.vocab_size))
         factors = c.rope_factors_tensor(self.n_ctx)  # Llama 3's rope_freqs, or Phi 3's LongRoPE factors
         self.rope_freqs = up.norm(factors, c.rope_dim // 2) if up.has(factors) else None
-        self.op_embed = k.embed(self.token_embd.buffer, self.token_embd.type, c.dim, self.ids, self.x,
-                                scale=c.embed_scale)
+        self.ops_embed = [k.embed(w.buffer, w.type, c.dim, self.ids, self.x, scale=c.embed_scale, first_row=first,
+                                  n_rows=n if isinstance(self.token_embd, Rows) else 0)  # fmt: skip
+                          for w, first, n in _row_parts(self.token_embd, c.vocab_size)]
         self.op_final_norm = k.rmsnorm(self.x, self.output_norm, self.xb, c.dim, c.rms_eps)
-        head = self.output
-        self.op_logits = k.matmul(head.buffer, head.type, c.dim, c.vocab_size, self.x_last, self.logits, 1)  # 1 row
+        self.ops_logits = self._head_ops(self.x_last, self.logits, 1)  # of 1 row
         self.op_softcap = k.softcap(self.logits, c.vocab_size, c.final_softcap) if c.final_softcap else None
         self.op_argmax = k.argmax(self.logits, self.token_out, c.vocab_size)
         # Distinct tokens in any penalty window are at most the context, so the window always fits.
@@ -293,7 +304,8 @@ class Model:
     def _record_forward(self, T: int, rec, all_logits: bool) -> None:
         c = self.config
         self.kernels.set_step(self.n_past, T)
-        self.op_embed.record(rec, T)
+        for op in self.ops_embed:
+            op.record(rec, T)
         for layer in self.layers:
             for layer_op in layer.ops:  # built once at load (Model._layer_ops)
                 layer_op.op.record(rec, T)
@@ -303,16 +315,25 @@ class Model:
                 op.record(rec, T)
         # Only the last position's logits are needed to go on: copy its row out and run the head on it.
         rec.copy(self.xb, (T - 1) * c.dim * 4, self.x_last, 0, c.dim * 4)
-        self.op_logits.record(rec, 1)
+        for op in self.ops_logits:
+            op.record(rec, 1)
         if self.op_softcap is not None:  # Gemma 2
             self.op_softcap.record(rec, 1)
         self.n_past += T
+
+    def _head_ops(self, x, logits, max_tokens: int) -> list[K.Op]:
+        """logits = output x for up to max_tokens rows: one product, or one per row range of a split head."""
+        c, k = self.config, self.kernels
+        if isinstance(self.output, Weight):
+            return [k.matmul(self.output.buffer, self.output.type, c.dim, c.vocab_size, x, logits, max_tokens)]
+        return [k.matmul(w.buffer, w.type, c.dim, n, x, logits, max_tokens, y_stride=c.vocab_size, y_col=first)
+                for w, first, n in self.output.parts]  # fmt: skip
 
     def _all_logits_ops(self) -> list[K.Op]:
         if self.logits_all is None:
             c = self.config
             self.logits_all = self.device.create_buffer(self.max_batch * c.vocab_size * 4, label="logits_all")
-            self._ops_logits_all = [self._matmul(self.output, c.dim, c.vocab_size, self.xb, self.logits_all)]
+            self._ops_logits_all = self._head_ops(self.xb, self.logits_all, self.max_batch)
             if c.final_softcap:
                 self._ops_logits_all.append(self.kernels.softcap(self.logits_all, c.vocab_size, c.final_softcap))
         return self._ops_logits_all
@@ -322,10 +343,14 @@ class Model:
         self.n_past = max(0, min(n_past, self.n_past))
 
 
+def _row_parts(matrix: Weight | Rows, n_rows: int) -> tuple[tuple[Weight, int, int], ...]:
+    return matrix.parts if isinstance(matrix, Rows) else ((matrix, 0, n_rows),)
+
+
 # What the block reads (Model._load_globals, _load_layer); LongRoPE's files hold both factor tensors, of
 # which the context picks one.
-_GLOBAL_TENSORS = {"token_embd.weight", "output_norm.weight", "output.weight", "rope_freqs.weight",
-                   "rope_factors_short.weight", "rope_factors_long.weight"}  # fmt: skip
+_LONG_ROPE_FACTORS = ("rope_factors_short.weight", "rope_factors_long.weight")
+_GLOBAL_TENSORS = {"token_embd.weight", "output_norm.weight", "output.weight", "rope_freqs.weight", *_LONG_ROPE_FACTORS}
 _LAYER_TENSORS = {
     *(f"attn_{n}.weight" for n in ("q", "k", "v", "qkv", "output", "norm", "q_norm", "k_norm")),
     *(f"attn_{n}.bias" for n in "qkv"),
@@ -347,13 +372,29 @@ def _check_no_unknown_tensors(config, tensors) -> None:
 class _Uploader:
     """Moves tensors from the GGUF's bytes to GPU buffers, checking types and shapes on the way."""
 
-    def __init__(self, device: Device, gguf: GGUFFile, progress: ProgressFn | None):
+    def __init__(self, device: Device, gguf: GGUFFile, progress: ProgressFn | None, unused: frozenset = frozenset()):
         self.device, self.gguf, self.progress = device, gguf, progress
-        self.total = sum(t.nbytes for t in gguf.tensors.values())
+        self.total = sum(t.nbytes for t in gguf.tensors.values() if t.name not in unused)
         self.done = 0
 
     def has(self, name: str) -> bool:
         return name in self.gguf.tensors
+
+    def vocab_matrix(self, name: str, shape: tuple[int, int]) -> Weight | Rows:
+        """The embedding or the head: one buffer, or row ranges of one buffer each past a binding
+        (memory.row_ranges, which the memory plan counted the same way)."""
+        info = self._info(name, shape, whole=False)
+        self._check_type(info)
+        n_rows = shape[1]
+        row_bytes = info.nbytes // n_rows
+        ranges = row_ranges(n_rows, row_bytes, self.device.info.max_storage_binding)
+        if len(ranges) == 1:
+            return Weight(self._upload(info), info.type)
+        return Rows(tuple(
+            (Weight(self._upload_bytes(info, first * row_bytes, n * row_bytes, f"{name} rows {first}.."), info.type),
+             first, n)
+            for first, n in ranges
+        ))  # fmt: skip
 
     def tensor(self, name: str, shape: tuple[int, int]) -> Weight:
         """A matrix weight, uploaded in its own (possibly quantised) type."""
@@ -398,13 +439,13 @@ class _Uploader:
             raise UnsupportedModel(f"tensor {name} has type {info.type_name}; Hearth expects F32 vectors")
         return self._upload(info)
 
-    def _info(self, name: str, shape: tuple[int, ...]):
+    def _info(self, name: str, shape: tuple[int, ...], whole: bool = True):
         info = self.gguf.tensors.get(name)
         if info is None:
             raise UnsupportedModel(f"the model lacks tensor {name}")
         if tuple(info.shape) != tuple(shape):
             raise UnsupportedModel(f"tensor {name} has shape {list(info.shape)}, expected {list(shape)}")
-        if info.nbytes > self.device.info.max_storage_binding:
+        if whole and info.nbytes > self.device.info.max_storage_binding:
             raise UnsupportedModel(
                 f"tensor {name} ({info.nbytes >> 20} MiB) exceeds this GPU's largest binding "
                 f"({self.device.info.max_storage_binding >> 20} MiB)"
@@ -413,6 +454,18 @@ class _Uploader:
 
     def _upload(self, info):
         return self._upload_all([info], info.name)
+
+    def _upload_bytes(self, info, start: int, n: int, label: str):
+        """Bytes start..start + n of one tensor, into a buffer of their own (a row range of a Rows)."""
+        buffer = self.device.create_buffer(n, label=label)
+        self.device.write_buffer(buffer, self.gguf.source.view(info.offset + start, n))
+        self._advance(n)
+        return buffer
+
+    def _advance(self, n: int) -> None:
+        self.done += n
+        if self.progress:
+            self.progress(self.done, self.total)
 
     def _upload_all(self, infos: list, label: str):
         total = sum(info.nbytes for info in infos)
@@ -426,9 +479,7 @@ class _Uploader:
         for info in infos:
             self.device.write_buffer(buffer, self.gguf.view(info.name), offset)
             offset += info.nbytes
-            self.done += info.nbytes
-            if self.progress:
-                self.progress(self.done, self.total)
+            self._advance(info.nbytes)
         return buffer
 
 

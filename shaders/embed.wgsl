@@ -5,7 +5,9 @@
 //            2 ids: [T] u32 token ids
 //            3 out: [T, N_IN] f32, written as vec4
 // Formula:   out[t, 4j..4j+3] = dequant(W[ids[t], 4j..4j+3]) * SCALE (Gemma scales by sqrt(dim))
-// Overrides: WTYPE, N_IN (= dim, see quant.wgsl), WG, SCALE (1)
+// Overrides: WTYPE, N_IN (= dim, see quant.wgsl), WG, SCALE (1), FIRST_ROW and N_ROWS (a part of a table
+//            split into row ranges: only ids FIRST_ROW.. FIRST_ROW + N_ROWS - 1 are written, from row
+//            id - FIRST_ROW of this part; N_ROWS 0: the whole table)
 // Grid:      (ceil(N_IN / 4 / WG), T): one invocation per 4 outputs of a token. Quantised blocks are
 //            decoded whole for each of their 8 vec4s: a few extra ALU ops on a tiny op.
 
@@ -15,6 +17,8 @@
 
 override WG: u32 = 64u;
 override SCALE: f32 = 1.0;
+override FIRST_ROW: u32 = 0u;
+override N_ROWS: u32 = 0u;
 
 struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 
@@ -23,5 +27,7 @@ fn embed(@builtin(global_invocation_id) gid: vec3<u32>) {
     let j = gid.x;
     let t = gid.y;
     if (j >= N_IN / 4u || t >= params.n_tokens) { return; }
-    out[t * (N_IN / 4u) + j] = dequant4(ids[t], j) * SCALE;
+    let id = ids[t];
+    if (N_ROWS > 0u && (id < FIRST_ROW || id - FIRST_ROW >= N_ROWS)) { return; }  // another part's row
+    out[t * (N_IN / 4u) + j] = dequant4(id - FIRST_ROW, j) * SCALE;
 }

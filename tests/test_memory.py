@@ -12,7 +12,7 @@ import pytest
 from engine.config import ModelConfig
 from engine.errors import InvalidRequest, UnsupportedModel
 from engine.gpu import STORAGE, AdapterInfo
-from engine.memory import format_bytes, model_buffers, parse_size, plan_memory
+from engine.memory import format_bytes, model_buffers, parse_size, plan_memory, row_ranges
 from engine.model import Model
 from tests.test_cli import _error_of
 
@@ -87,14 +87,30 @@ def test_a_model_over_the_budget_is_refused_before_any_upload(model_gguf):
     plan.check(ROOMY, budget=plan.total)  # exactly the budget fits
 
 
-@pytest.mark.parametrize("limit", ["max_storage_binding", "max_buffer_size"])
-def test_a_buffer_over_the_adapters_limits_is_refused_before_any_upload(model_gguf, limit):
-    small = dataclasses.replace(ROOMY, **{limit: 16 << 20})
+@pytest.mark.parametrize("limit, size, name, needs", [
+    ("max_buffer_size", 16 << 20, "token_embd.weight", "28.7 MiB"),  # a table is one buffer, bound or not
+    ("max_storage_binding", 1 << 20, "blk.0.ffn_gate.weight stacked", "1.1 MiB"),  # only vocab tables split
+])  # fmt: skip
+def test_a_buffer_over_the_adapters_limits_is_refused_before_any_upload(model_gguf, limit, size, name, needs):
+    small = dataclasses.replace(ROOMY, **{limit: size})
     with pytest.raises(UnsupportedModel) as refused:
         Model.load(_NoUploads(small), model_gguf, n_ctx=256)
     message = str(refused.value)
-    assert "token_embd.weight" in message and "28.7 MiB" in message and "(16.0 MiB)" in message
+    assert name in message and needs in message and f"({format_bytes(size)})" in message
     assert ("binding" if limit == "max_storage_binding" else "buffer") in message
+
+
+def test_a_vocabulary_table_past_a_binding_is_planned_in_row_ranges(model_gguf):
+    """The embedding (28.7 MiB) on a 16 MiB binding: two ranges of whole 16-row groups, nothing refused."""
+    table = model_gguf.tensors["token_embd.weight"]
+    row_bytes = table.nbytes // table.shape[1]
+    assert row_ranges(table.shape[1], row_bytes, 16 << 20) == [(0, 27408), (27408, 21744)]
+    plan = plan_memory(_config(model_gguf), model_gguf.tensors, 256, 64, max_binding=16 << 20)
+    whole = plan_memory(_config(model_gguf), model_gguf.tensors, 256, 64)
+    assert plan.largest <= 16 << 20 and plan.weights == whole.weights  # same bytes, in parts
+    assert plan.largest_name.startswith("token_embd.weight rows ")
+    with pytest.raises(UnsupportedModel, match="16 times"):
+        row_ranges(100, 1000, 15_999)
 
 
 def test_the_plan_matches_what_the_device_allocates(engine, model_gguf, monkeypatch):

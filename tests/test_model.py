@@ -126,3 +126,23 @@ def test_a_tensor_the_block_would_not_read_is_refused_before_upload(engine, tmp_
     finally:
         del device.create_buffer
     assert made == []
+
+
+def test_embedding_and_head_split_past_a_binding_give_the_same_logits(engine, event_loop_session, model_gguf,
+                                                                        monkeypatch):
+    """On a GPU whose binding is smaller than the vocabulary's table (a 128k x 4096 embedding elsewhere), the
+    table is uploaded as row ranges; lookups and the head run per range, and nothing else changes."""
+    import dataclasses
+
+    from engine.model import Rows
+
+    whole = _logits(event_loop_session, _load(engine, model_gguf, monkeypatch, separate=False))
+    device = engine.model.device
+    info = device.info
+    table = model_gguf.tensors["token_embd.weight"].nbytes  # 28.7 MiB of Q8_0
+    monkeypatch.setattr(device, "info", dataclasses.replace(info, max_storage_binding=table // 3 - 1))  # 4 parts
+    split = Model.load(device, model_gguf, n_ctx=64, max_batch=8, variant="scalar")
+    monkeypatch.undo()
+    assert isinstance(split.token_embd, Rows) and len(split.token_embd.parts) == 4 and split.output is split.token_embd
+    assert sum(n for _, _, n in split.token_embd.parts) == split.config.vocab_size
+    np.testing.assert_array_equal(_logits(event_loop_session, split), whole)

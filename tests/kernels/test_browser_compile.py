@@ -91,6 +91,7 @@ def every_pipeline() -> list[dict]:
             k.rmsnorm(b, b, FakeBuffer(64), 7, 1e-5, accumulate=True)
             k.rmsnorm_heads(b, b, 4, 16, 1e-6, row=160, col=64)
             k.embed(b, K.F16, 64, b, b, scale=8.0)
+            k.embed(b, K.Q6_K, 256, b, b, first_row=16, n_rows=32)
             k.rope(b, 4, 16, 8, 10000.0, 0.5, True)
             k.rope(b, 4, 16, 16, 10000.0, 1.0, False, row=96)
             k.rope(b, 4, 16, 16, 10000.0, 1.0, True, mscale=1.19)

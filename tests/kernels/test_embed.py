@@ -39,3 +39,19 @@ def test_embed_scaled(gpu, kernels_for, rng, wtype):
     kernels = kernels_for("scalar")
     gpu.run(kernels, kernels.embed(gpu.upload(raw), wtype, dim, gpu.upload(ids), out, scale=scale), 4)
     assert_close(gpu.read(out, 4 * dim).reshape(4, dim), table[ids] * scale, 1e-6)
+
+
+@pytest.mark.parametrize("wtype", [K.Q8_0, K.Q6_K], ids=type_name)
+def test_embed_from_a_table_split_into_row_ranges(gpu, kernels_for, rng, wtype):
+    """A vocabulary too big for one binding comes in parts (model.Rows): each part writes only its tokens."""
+    n_vocab, n_tokens, dim = 40, 9, row_length(wtype, 2 if wtype in F16_FIELDS else 3)
+    raw, table = quantised(rng, wtype, n_vocab, dim)
+    row_bytes = len(raw) // n_vocab
+    ids = np.array([0, 15, 16, 39, 17, 3, 31, 32, 16], np.uint32)  # both sides of each boundary
+    out, kernels = gpu.poisoned(n_tokens * dim * 4), kernels_for("scalar")
+    id_buffer = gpu.upload(ids)
+    ops = [kernels.embed(gpu.upload(raw[first * row_bytes : (first + n) * row_bytes]), wtype, dim, id_buffer, out,
+                         first_row=first, n_rows=n)
+           for first, n in ((0, 16), (16, 16), (32, 8))]  # fmt: skip
+    gpu.run(kernels, ops, n_tokens)
+    assert_close(gpu.read(out, n_tokens * dim).reshape(n_tokens, dim), table[ids], 1e-6, f"type {wtype}")

@@ -107,7 +107,7 @@ async def bench_types(device, types: list[int], n_tokens: int, rounds: int, vari
         op = kernels.matmul(w_buf, wtype, n_in, n_out, x_buf, y_buf, n_tokens)
         cells = []
         for t in (1, n_tokens):
-            per_round = max(2, int(1e7 // len(raw) // t)) if cpu else 20
+            per_round = max(2, int(1e7 // len(raw) // t)) if cpu else 200
             seconds, cpu_seconds = await time_op(device, kernels, op, t, y_buf, rounds, per_round)
             for key, s in (((t, "wall"), seconds), ((t, "cpu"), cpu_seconds)):
                 rates[(wtype, *key)] = len(raw) / s / 1e9

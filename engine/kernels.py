@@ -57,7 +57,9 @@ _WEIGHT_LIBRARIES = {
 # to compile one matmul specialisation.
 _PIPELINES: WeakKeyDictionary = WeakKeyDictionary()
 MV_ROWS, MM_ROWS, TILE = 16, 16, 4  # rows and tokens an invocation of matmul.wgsl owns (its constants)
-SG_ROWS = 16  # rows a workgroup owns in matmul_subgroup.wgsl (4 per subgroup)
+# Rows a subgroup owns in matmul_subgroup.wgsl (4 or 8), for one token and for batches; a workgroup's 4
+# subgroups own 4x that.
+SG_RPS, SG_BATCH_RPS = 4, 8
 
 
 def weight_nbytes(wtype: int, n_elements: int) -> int:
@@ -180,12 +182,14 @@ class Kernels:
             grid = lambda n: (px, py, cdiv(n, TILE))  # noqa: E731
             prefill = self._step("matmul.wgsl", "matmul", {**c, "WG": wg}, buffers, grid)
         if self.variant == "subgroup":  # 4 rows per subgroup of 32
-            gx, gy = split_groups(cdiv(n_out * per_row, SG_ROWS))
-            sc = {**c, "WG": 8 * SG_ROWS, "ROWS": SG_ROWS}
+            gx, gy = split_groups(cdiv(n_out * per_row, 4 * SG_RPS))
+            sc = {**c, "WG": 128, "ROWS": 4 * SG_RPS}
             grid = lambda n: (gx, gy, n)  # noqa: E731  (a token a workgroup row: weights come from L2 again)
             plain = [*buffers, x]  # binding 4: the norm's weights, or x again (unused)
-            if max_tokens > 1:
-                prefill = self._step("matmul_subgroup.wgsl", "matvec_subgroup", sc, plain, grid)
+            if max_tokens > 1:  # more rows a subgroup: each x block serves 8 (+25 % on an H200, NOTES.md)
+                bx, by = split_groups(cdiv(n_out * per_row, 4 * SG_BATCH_RPS))
+                batch = {**sc, "ROWS": 4 * SG_BATCH_RPS, "RPS": SG_BATCH_RPS}
+                prefill = self._step("matmul_subgroup.wgsl", "matvec_subgroup", batch, plain, lambda n: (bx, by, n))
             if norm is not None:
                 x_raw, weight, eps = norm
                 sc, plain = {**sc, "NORM": True, "EPS": eps}, [buffers[0], x_raw, y, weight]

@@ -26,6 +26,7 @@ diagnostic(off, subgroup_uniformity);
 // with WG = 8 * ROWS, subgroups of 32 own 4 rows each.
 
 override ROWS: u32 = 16u;
+override RPS: u32 = 4u;  // rows a subgroup owns: 4 or 8 (each x block a lane loads serves them all)
 override NORM: bool = false;
 override EPS: f32 = 1e-5;
 
@@ -57,27 +58,46 @@ fn matvec_subgroup(
         scale = inverseSqrt(subgroupAdd(ss) / f32(N_IN) + EPS);
     }
     let g = wid.y * nwg.x + wid.x;
-    for (var i = 4u * (lid / sg); i < ROWS; i += 4u * max(WG / sg, 1u)) {
+    for (var i = RPS * (lid / sg); i < ROWS; i += RPS * max(WG / sg, 1u)) {
         let r = select(g * ROWS + i, (g * ROWS + i) / 2u, GLU);  // the first output row
         if (r >= N_OUT) { break; }
         var acc = vec4<f32>(0.0);
+        var acc2 = vec4<f32>(0.0);  // rows 4..7 (RPS 8)
         for (var b = lane; b < (N_IN + 31u) / 32u; b += sg) {
             let xs = normed_block(t, b);
             let xsum = block_sum(xs);
             var c: KCache;  // unused between blocks: a lane's blocks are not consecutive
-            acc += vec4<f32>(row_dot(wrow(r, 0u, 4u), b, xs, xsum, &c, true), row_dot(wrow(r, 1u, 4u), b, xs, xsum, &c, true),
-                             row_dot(wrow(r, 2u, 4u), b, xs, xsum, &c, true), row_dot(wrow(r, 3u, 4u), b, xs, xsum, &c, true));
+            acc += vec4<f32>(row_dot(wrow(r, 0u, RPS), b, xs, xsum, &c, true), row_dot(wrow(r, 1u, RPS), b, xs, xsum, &c, true),
+                             row_dot(wrow(r, 2u, RPS), b, xs, xsum, &c, true), row_dot(wrow(r, 3u, RPS), b, xs, xsum, &c, true));
+            if (RPS == 8u) {
+                acc2 += vec4<f32>(row_dot(wrow(r, 4u, 8u), b, xs, xsum, &c, true), row_dot(wrow(r, 5u, 8u), b, xs, xsum, &c, true),
+                                  row_dot(wrow(r, 6u, 8u), b, xs, xsum, &c, true), row_dot(wrow(r, 7u, 8u), b, xs, xsum, &c, true));
+            }
         }
         let total = subgroupAdd(acc) * scale;
-        if (lane == 0u && GLU) {
+        let total2 = subgroupAdd(acc2) * scale;
+        if (lane != 0u) { continue; }
+        if (GLU && RPS == 8u) {  // gate rows r..r+3 in total, up rows in total2
+            let o = glu4(total, total2);
+            store_at(t, r, o.x);
+            store_at(t, r + 1u, o.y);
+            store_at(t, r + 2u, o.z);
+            store_at(t, r + 3u, o.w);
+        } else if (GLU) {
             let o = glu4(total.xyxy, total.zwzw);
             store_at(t, r, o.x);
             store_at(t, r + 1u, o.y);
-        } else if (lane == 0u) {
+        } else {
             store_at(t, r, total.x);
             store_at(t, r + 1u, total.y);
             store_at(t, r + 2u, total.z);
             store_at(t, r + 3u, total.w);
+            if (RPS == 8u) {
+                store_at(t, r + 4u, total2.x);
+                store_at(t, r + 5u, total2.y);
+                store_at(t, r + 6u, total2.z);
+                store_at(t, r + 7u, total2.w);
+            }
         }
     }
 }

@@ -18,12 +18,13 @@ diagnostic(off, subgroup_uniformity);
 //            dispatch fewer a norm (each subgroup finds s itself: x is short and in cache; binding 4 is
 //            the norm's weights, or x again when NORM is off)
 // Overrides: WTYPE, N_IN, N_OUT, WG (invocations per workgroup), ROWS (rows per workgroup, a
-//            multiple of 4), NORM, EPS
+//            multiple of RPS), RPS (rows a subgroup owns: 4, or 8 for batches, where loading each x
+//            block once for 8 rows pays), NORM, EPS
 // Grid:      (ceil(N_OUT / ROWS) as gx*gy, T), twice as many with GLU; g = wid.y * nwg.x + wid.x,
 //            token t = wid.z
 // Subgroup s of a workgroup is taken to be invocations s*sg .. s*sg + sg-1 (as drivers lay them
-// out); it takes rows 4s.., 4(s + n_sg).. < ROWS, so any subgroup size gives the right answer:
-// with WG = 8 * ROWS, subgroups of 32 own 4 rows each.
+// out); it takes rows RPS s.., RPS (s + n_sg).. < ROWS, so any subgroup size gives the right answer:
+// with WG = 128 and ROWS = 4 RPS, subgroups of 32 own RPS rows each.
 
 override ROWS: u32 = 16u;
 override RPS: u32 = 4u;  // rows a subgroup owns: 4 or 8 (each x block a lane loads serves them all)

@@ -11,7 +11,8 @@ diagnostic(off, subgroup_uniformity);
 // bindings, overrides and helpers (x_block, row_dot, store1) are theirs.
 // Bindings:  0 params, 1 w [N_OUT, N_IN] GGUF bytes, 2 x [T, N_IN] f32, 3 y [T, N_OUT] f32
 // Formula:   y[t, r] = sum_k W[r, k] * x[t, k]; lane l of a subgroup takes blocks l, l + sg, ... of its
-//            4 rows, loading each x block once for the 4 (GLU: 2 gate and 2 up rows give 2 outputs;
+//            RPS rows, loading each x block once for them all (GLU: RPS / 2 gate and as many up rows give
+//            RPS / 2 outputs;
 //            ACCUMULATE, Y_STRIDE, Y_COL as in matmul.wgsl)
 //            NORM: x is the residual stream and the RMSNorm before the product is folded in:
 //            y[r] = s * sum_k W[r, k] * (x[k] * norm_w[k]), s = 1 / sqrt(mean_k(x[k]^2) + EPS), one

@@ -75,6 +75,18 @@ class MatmulOp(Op):
             self.prefill.record(recorder, n_tokens)
 
 
+class TokenOrBatchOp(Op):
+    """An op with one sequence of dispatches for one token and another for batches (attention on GPUs)."""
+
+    def __init__(self, decode: tuple[Step, ...], batch: tuple[Step, ...], owned: tuple = ()):
+        super().__init__(*decode, *batch, owned=owned)
+        self.decode, self.batch = decode, batch
+
+    def record(self, recorder, n_tokens: int) -> None:
+        for step in self.decode if n_tokens == 1 else self.batch:
+            step.record(recorder, n_tokens)
+
+
 class BatchOp(Op):
     """An op that batches need and single tokens do not: the decode kernels after it do its work."""
 

@@ -21,7 +21,7 @@ from weakref import WeakKeyDictionary
 
 from .gguf import GGML_TYPES
 from .gpu import UNIFORM
-from .kernel_ops import BatchOp, MatmulOp, Op, PenaltyOp, Step, cdiv, fixed, split_groups
+from .kernel_ops import BatchOp, MatmulOp, Op, PenaltyOp, Step, TokenOrBatchOp, cdiv, fixed, split_groups
 
 # ggml type ids (gguf.GGML_TYPES; shaders/quant.wgsl declares the same constants)
 F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, BF16 = 0, 1, 2, 3, 6, 7, 8, 30
@@ -62,6 +62,23 @@ MV_ROWS, MM_ROWS, TILE = 16, 16, 4  # rows and tokens an invocation of matmul.wg
 SG_RPS, SG_BATCH_RPS = 4, 8
 
 
+def resolve_variant(info, variant: str | None = None) -> str:
+    """The kernel variant for an adapter: `variant` if given (and possible), else "subgroup" on GPUs with
+    subgroups and "scalar" on CPU adapters and the rest."""
+    if variant is None:
+        variant = "subgroup" if not info.is_software and "subgroups" in info.features else "scalar"
+    if variant not in VARIANTS:
+        raise ValueError(f"variant {variant!r} is not one of {VARIANTS}")
+    if variant == "subgroup" and "subgroups" not in info.features:
+        raise ValueError("the subgroup variant needs an adapter with the 'subgroups' feature")
+    return variant
+
+
+def attention_parts(max_ctx: int) -> int:
+    """How many parts one token's weighted sum is split into on GPUs: a part per 64 positions, up to 64."""
+    return max(1, min(64, cdiv(max_ctx, 64)))
+
+
 def weight_nbytes(wtype: int, n_elements: int) -> int:
     """Bytes of n_elements weights of ggml type `wtype` as stored in GGUF."""
     if wtype in FLOAT_TYPES:
@@ -93,12 +110,7 @@ class Kernels:
 
     def __init__(self, device, *, variant: str | None = None, kv_f16: bool = False):
         info = device.info
-        if variant is None:
-            variant = "subgroup" if not info.is_software and "subgroups" in info.features else "scalar"
-        if variant not in VARIANTS:
-            raise ValueError(f"variant {variant!r} is not one of {VARIANTS}")
-        if variant == "subgroup" and "subgroups" not in info.features:
-            raise ValueError("the subgroup variant needs an adapter with the 'subgroups' feature")
+        variant = resolve_variant(info, variant)
         self.device, self.variant, self.kv_f16 = device, variant, kv_f16
         # lavapipe runs 8 lanes at a time: small workgroups spread rows over its threads.
         self.wg = 8 if info.is_software else 64
@@ -312,24 +324,28 @@ class Kernels:
         chunks = n_kv_heads * cdiv(n_heads // n_kv_heads, 4)  # up to 4 query heads per invocation
         split = 64  # groups of 4 positions scored at once per (token, chunk)
         wg, sum_wg = self.wg, min(self.wg, head_dim // 8)
-        return Op(
-            self._step(
-                "attention.wgsl",
-                "scores",
-                {**c, "SPLIT": split, "WG": wg, **score_options, **({"Q_ROW": q_row} if q_row else {})},
-                [q, k_cache, scores],
-                lambda t: (cdiv(split, wg), chunks, t),
-            ),
-            self._step("attention.wgsl", "softmax", {**c, "WG": wg}, [scores], lambda t: (cdiv(t * n_heads, wg), 1, 1)),
-            self._step(
-                "attention.wgsl",
-                "weighted_sum",
-                {**c, "WG": sum_wg},
-                [scores, v_cache, out],
-                lambda t: (cdiv(head_dim // 8, sum_wg), chunks, t),
-            ),
-            owned=(scores,),
-        )
+        q_row_c = {"Q_ROW": q_row} if q_row else {}
+        scoring = {**c, "WG": wg, **score_options, **q_row_c}
+        scores_step = self._step("attention.wgsl", "scores", {**scoring, "SPLIT": split}, [q, k_cache, scores],
+                                 lambda t: (cdiv(split, wg), chunks, t))  # fmt: skip
+        weighted_sum = self._step("attention.wgsl", "weighted_sum", {**c, "WG": sum_wg}, [scores, v_cache, out],
+                                  lambda t: (cdiv(head_dim // 8, sum_wg), chunks, t))  # fmt: skip
+        if self.variant == "scalar":  # CPU adapters: every query's loops in few invocations, barrier-free
+            softmax = self._step("attention.wgsl", "softmax", {**c, "WG": wg}, [scores],
+                                 lambda t: (cdiv(t * n_heads, wg), 1, 1))  # fmt: skip
+            return Op(scores_step, softmax, weighted_sum, owned=(scores,))
+        # GPUs: rows in workgroups, and one token's context split over many invocations (attention.wgsl).
+        softmax = self._step("attention.wgsl", "softmax_rows", c, [scores], lambda t: (t * n_heads, 1, 1))
+        parts, groups = attention_parts(max_ctx), ctx // 4
+        partial = self._shared_scratch(parts * n_heads * head_dim * 4, "attention partials")
+        token_scores = self._step("attention.wgsl", "scores", {**scoring, "SPLIT": groups}, [q, k_cache, scores],
+                                  fixed((cdiv(groups, wg), chunks, 1)))  # fmt: skip
+        token_sum = self._step("attention.wgsl", "weighted_sum_parts", {**c, "WG": wg, "PARTS": parts},
+                               [scores, v_cache, partial], fixed((cdiv(parts * head_dim // 8, wg), chunks, 1)))
+        combine = self._step("attention.wgsl", "combine", {**c, "WG": wg, "PARTS": parts}, [partial, out],
+                             fixed((cdiv(n_heads * head_dim // 4, wg), 1, 1)))  # fmt: skip
+        return TokenOrBatchOp((token_scores, softmax, token_sum, combine), (scores_step, softmax, weighted_sum),
+                              owned=(scores, partial))
 
     def glu_mul(self, gate, up, out, n: int, activation: str = "silu") -> Op:
         """out = act(gate) * up over [T, n] (act: GLU_ACTIVATIONS); out may be gate itself."""

@@ -23,6 +23,7 @@ from .config import ModelConfig
 from .errors import InvalidRequest, UnsupportedModel
 from .gguf import TensorInfo
 from .gpu import AdapterInfo
+from .kernels import attention_parts
 
 WEIGHTS, KV_CACHE, ACTIVATIONS = "weights", "KV cache", "activations"
 Buffer = tuple[str, str, int]  # (kind: WEIGHTS, KV_CACHE or ACTIVATIONS, label, bytes as the device allocates them)
@@ -66,12 +67,12 @@ class MemoryPlan:
 
 def plan_memory(
     config: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: int, max_batch: int, kv_f16: bool = False,
-    max_binding: int | None = None,
+    max_binding: int | None = None, variant: str = "scalar",
 ) -> MemoryPlan:
     """The memory Model.load(n_ctx=n_ctx, max_batch=max_batch, kv_f16=kv_f16) will allocate (n_ctx as
     the model uses it: at most the trained context) on a device binding at most `max_binding` bytes (the
     embedding and head are split into row ranges past it: see `row_ranges`)."""
-    buffers = model_buffers(config, tensors, n_ctx, max_batch, kv_f16, max_binding)
+    buffers = model_buffers(config, tensors, n_ctx, max_batch, kv_f16, max_binding, variant)
     by_kind = {kind: sum(n for k, _, n in buffers if k == kind) for kind in (WEIGHTS, KV_CACHE, ACTIVATIONS)}
     _, largest_name, largest = max(buffers, key=lambda b: b[2])
     return MemoryPlan(by_kind[WEIGHTS], by_kind[KV_CACHE], by_kind[ACTIVATIONS], n_ctx, largest, largest_name)
@@ -79,7 +80,7 @@ def plan_memory(
 
 def model_buffers(
     config: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: int, max_batch: int, kv_f16: bool = False,
-    max_binding: int | None = None,
+    max_binding: int | None = None, variant: str = "scalar",
 ) -> list[Buffer]:
     """Every buffer Model.load creates, in bytes as the device rounds them (whole words, at least one)."""
     c, T, f32 = config, max_batch, 4
@@ -101,6 +102,8 @@ def model_buffers(
         ("attention scores", T * c.n_heads * _ceil(n_ctx, 4) * f32),
         ("argmax partials", 256 * 8), ("penalty entries", max(n_ctx, 1) * 8), ("penalty settings", 16),
     ]  # fmt: skip
+    if variant == "subgroup":  # Kernels.attention on GPUs: one token's weighted sum in parts, summed after
+        activations.append(("attention partials", attention_parts(n_ctx) * c.q_dim * f32))
     # Kernels.rope's constants: a table of inverse frequencies per RoPE base, and ones if the model has no factors
     half = c.rope_dim // 2
     activations += [("rope_inv_freq", half * f32)] * len({c.rope_base(i) for i in range(c.n_layers)})

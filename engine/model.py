@@ -111,8 +111,9 @@ class Model:
         n_ctx = min(n_ctx, config.context_length)
         _check_no_unknown_tensors(config, gguf.tensors)
         # Before the first buffer: a model that cannot fit is refused, never left half-loaded.
-        binding = device.info.max_storage_binding
-        plan_memory(config, gguf.tensors, n_ctx, max_batch, kv_f16, binding).check(device.info, memory_budget)
+        variant = K.resolve_variant(device.info, variant)
+        plan = plan_memory(config, gguf.tensors, n_ctx, max_batch, kv_f16, device.info.max_storage_binding, variant)
+        plan.check(device.info, memory_budget)
         model = cls(device, config, n_ctx, max_batch, K.Kernels(device, variant=variant, kv_f16=kv_f16))
         # LongRoPE's files hold factors for short and long contexts; the context reads one (progress counts it).
         unused = frozenset(_LONG_ROPE_FACTORS) - {config.rope_factors_tensor(n_ctx)}

@@ -19,7 +19,17 @@
 //   weighted_sum  1 S, 2 v_cache, 3 out [T, N_HEADS * HEAD_DIM] f32
 //            out[t, h, d] = sum_{s <= p} S[t, h, s] * v[s, kvh, d]
 //            grid (ceil(HEAD_DIM / 8 / WG), N_KV_HEADS * CHUNKS, T): an invocation per 8 dims
-// Overrides: N_HEADS, N_KV_HEADS, HEAD_DIM (multiple of 8), CTX, KV_F16, SPLIT, WG,
+// One token on a GPU ("subgroup" variant) has too few queries to fill the machine with the loops above:
+// weighted_sum would give a whole context to each of HEAD_DIM / 8 invocations a chunk, and softmax a
+// whole row to one. So its scores use SPLIT = CTX / 4 (an invocation per 4 positions), and:
+//   softmax_rows  1 S: as softmax, a workgroup of ROW_WG per row reducing in workgroup memory
+//            grid (T * N_HEADS, 1, 1)
+//   weighted_sum_parts  1 S, 2 v_cache, 3 partial [PARTS, N_HEADS * HEAD_DIM] f32: part p sums the
+//            positions of its PARTS-th of 0..p ("split-K", flash-decoding's split without rescaling:
+//            the probabilities are already normalised). grid (ceil(PARTS * HEAD_DIM / 8 / WG),
+//            N_KV_HEADS * CHUNKS, 1): invocation i takes dims 8 (i % (HEAD_DIM / 8)) of part i / (HEAD_DIM / 8)
+//   combine  1 partial, 2 out [1, N_HEADS * HEAD_DIM]: out = sum over parts, grid (ceil(N_HEADS * HEAD_DIM / 4 / WG))
+// Overrides: N_HEADS, N_KV_HEADS, HEAD_DIM (multiple of 8), CTX, KV_F16, SPLIT, WG, PARTS,
 //            Q_ROW (0: N_HEADS * HEAD_DIM; a multiple of 4), SCALE (0: 1 / sqrt(HEAD_DIM)),
 //            SOFTCAP (0: none), WINDOW (0: none)
 // activations.wgsl is appended (tanh for SOFTCAP).
@@ -37,6 +47,11 @@ struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 @group(0) @binding(1) var<storage, read> weights: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> v_cache: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
+// weighted_sum_parts
+@group(0) @binding(3) var<storage, read_write> partial_out: array<vec4<f32>>;
+// combine
+@group(0) @binding(1) var<storage, read> partials: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> combined: array<vec4<f32>>;
 
 override N_HEADS: u32;
 override N_KV_HEADS: u32;
@@ -49,6 +64,10 @@ override Q_ROW: u32 = 0u;
 override SCALE: f32 = 0.0;
 override SOFTCAP: f32 = 0.0;
 override WINDOW: u32 = 0u;
+override PARTS: u32 = 1u;
+const ROW_WG: u32 = 128u;  // a power of two (softmax_rows' tree reduction halves it)
+
+var<workgroup> row_partial: array<f32, ROW_WG>;
 
 const MASKED = -3.0e38;  // finite, so a running max that starts here never meets inf - inf
 
@@ -206,4 +225,86 @@ fn weighted_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (ch.n > 1u) { out[o + HEAD_DIM / 4u] = a1[0]; out[o + HEAD_DIM / 4u + 1u] = a1[1]; }
     if (ch.n > 2u) { out[o + HEAD_DIM / 2u] = a2[0]; out[o + HEAD_DIM / 2u + 1u] = a2[1]; }
     if (ch.n > 3u) { out[o + 3u * HEAD_DIM / 4u] = a3[0]; out[o + 3u * HEAD_DIM / 4u + 1u] = a3[1]; }
+}
+
+// The workgroup's `v` combined by max (is_max) or sum, left in row_partial[0] for every invocation.
+fn reduce_row(li: u32, v: f32, is_max: bool) -> f32 {
+    row_partial[li] = v;
+    workgroupBarrier();
+    for (var half = ROW_WG / 2u; half > 0u; half /= 2u) {
+        if (li < half) {
+            let other = row_partial[li + half];
+            row_partial[li] = select(row_partial[li] + other, max(row_partial[li], other), is_max);
+        }
+        workgroupBarrier();
+    }
+    let result = row_partial[0];
+    workgroupBarrier();  // every invocation has read it before the next reduction writes
+    return result;
+}
+
+@compute @workgroup_size(ROW_WG)
+fn softmax_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let row = wid.x;  // t * N_HEADS + h: the same for the whole workgroup, so the barriers stay uniform
+    if (row >= params.n_tokens * N_HEADS) { return; }
+    let groups = (params.pos + row / N_HEADS) / 4u + 1u;
+    let base = row * (CTX / 4u);
+    var m = MASKED;
+    for (var g = li; g < groups; g += ROW_WG) {
+        let v = probs[base + g];
+        m = max(m, max(max(v.x, v.y), max(v.z, v.w)));
+    }
+    m = reduce_row(li, m, true);
+    var l = 0.0;
+    for (var g = li; g < groups; g += ROW_WG) { l += dot(exp(probs[base + g] - m), vec4<f32>(1.0)); }
+    let inv = 1.0 / reduce_row(li, l, false);
+    for (var g = li; g < groups; g += ROW_WG) {
+        let p = exp(probs[base + g] - m) * inv;  // subnormals flushed as in softmax
+        probs[base + g] = select(p, vec4<f32>(0.0), p < vec4<f32>(1.1754944e-38));
+    }
+}
+
+@compute @workgroup_size(WG)
+fn weighted_sum_parts(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let d = 8u * (gid.x % (HEAD_DIM / 8u));
+    let part = gid.x / (HEAD_DIM / 8u);
+    if (part >= PARTS) { return; }
+    let ch = chunk(gid.y);
+    let last = params.pos;  // one token
+    let kv_dim = N_KV_HEADS * HEAD_DIM;
+    let col = ch.kv * HEAD_DIM + d;
+    let row = ch.h0 * (CTX / 4u);
+    let groups = last / 4u + 1u;
+    let per = (groups + PARTS - 1u) / PARTS;
+    var a0: array<vec4<f32>, 2>;
+    var a1: array<vec4<f32>, 2>;
+    var a2: array<vec4<f32>, 2>;
+    var a3: array<vec4<f32>, 2>;
+    for (var g = part * per; g < min(groups, (part + 1u) * per); g++) {
+        let s = 4u * g;
+        let v0 = v8(min(s, last) * kv_dim + col);
+        let v1 = v8(min(s + 1u, last) * kv_dim + col);
+        let v2 = v8(min(s + 2u, last) * kv_dim + col);
+        let v3 = v8(min(s + 3u, last) * kv_dim + col);
+        weigh(&a0, weights[row + g], v0, v1, v2, v3);
+        if (ch.n > 1u) { weigh(&a1, weights[row + CTX / 4u + g], v0, v1, v2, v3); }
+        if (ch.n > 2u) { weigh(&a2, weights[row + 2u * CTX / 4u + g], v0, v1, v2, v3); }
+        if (ch.n > 3u) { weigh(&a3, weights[row + 3u * CTX / 4u + g], v0, v1, v2, v3); }
+    }
+    let o = ((part * N_HEADS + ch.h0) * HEAD_DIM + d) / 4u;  // parts past the context store zeros
+    partial_out[o] = a0[0];
+    partial_out[o + 1u] = a0[1];
+    if (ch.n > 1u) { partial_out[o + HEAD_DIM / 4u] = a1[0]; partial_out[o + HEAD_DIM / 4u + 1u] = a1[1]; }
+    if (ch.n > 2u) { partial_out[o + HEAD_DIM / 2u] = a2[0]; partial_out[o + HEAD_DIM / 2u + 1u] = a2[1]; }
+    if (ch.n > 3u) { partial_out[o + 3u * HEAD_DIM / 4u] = a3[0]; partial_out[o + 3u * HEAD_DIM / 4u + 1u] = a3[1]; }
+}
+
+@compute @workgroup_size(WG)
+fn combine(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x;
+    let n = N_HEADS * HEAD_DIM / 4u;
+    if (i >= n || params.n_tokens == 0u) { return; }  // (every entry point binds params)
+    var total = vec4<f32>(0.0);
+    for (var p = 0u; p < PARTS; p++) { total += partials[p * n + i]; }
+    combined[i] = total;
 }

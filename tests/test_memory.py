@@ -113,9 +113,10 @@ def test_a_vocabulary_table_past_a_binding_is_planned_in_row_ranges(model_gguf):
         row_ranges(100, 1000, 15_999)
 
 
-def test_the_plan_matches_what_the_device_allocates(engine, model_gguf, monkeypatch):
+@pytest.mark.parametrize("variant", ["scalar", "subgroup"])
+def test_the_plan_matches_what_the_device_allocates(engine, model_gguf, monkeypatch, variant):
     """Load the default model again on the real device, counting the buffers it creates (reads' staging
-    buffers are made apart, by the backend itself)."""
+    buffers are made apart, by the backend itself); the GPU variant adds attention's partial sums."""
     device, made = engine.model.device, []
     create = device.create_buffer
 
@@ -126,11 +127,12 @@ def test_the_plan_matches_what_the_device_allocates(engine, model_gguf, monkeypa
 
     n_ctx, max_batch = engine.model.n_ctx, engine.model.max_batch  # the fixture's: its pipelines are compiled
     monkeypatch.setattr(device, "create_buffer", counted)
-    Model.load(device, model_gguf, n_ctx=n_ctx, max_batch=max_batch)
+    Model.load(device, model_gguf, n_ctx=n_ctx, max_batch=max_batch, variant=variant)
     monkeypatch.undo()
-    plan = plan_memory(_config(model_gguf), model_gguf.tensors, n_ctx, max_batch)
+    plan = plan_memory(_config(model_gguf), model_gguf.tensors, n_ctx, max_batch, variant=variant)
     planned = Counter((label, n) for _, label, n in model_buffers(_config(model_gguf), model_gguf.tensors, n_ctx,
-                                                                   max_batch))  # fmt: skip
+                                                                   max_batch, variant=variant))  # fmt: skip
+    assert ("attention partials" in dict(made)) == (variant == "subgroup")
     diff = f"made, not planned: {Counter(made) - planned}; planned, not made: {planned - Counter(made)}"
     assert abs(sum(n for _, n in made) - plan.total) <= TOLERANCE, diff
     assert max(n for _, n in made) == plan.largest

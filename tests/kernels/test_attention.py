@@ -147,6 +147,25 @@ def test_attention_scaled_and_soft_capped(gpu, kernels_for, rng, n_tokens, pos):
                     scale=0.0625)
 
 
+@pytest.mark.parametrize("kv_f16", [False, True])
+@pytest.mark.parametrize("length", [1, 7, 513, 4097])
+def test_one_tokens_attention_on_gpus_splits_the_context(gpu, kernels_for, rng, kv_f16, length):
+    """The GPU variant's decode path: scores an invocation per 4 positions, softmax a workgroup per row,
+    the weighted sum in parts (one per 64 positions) added by `combine`."""
+    shape = dict(n_heads=10, n_kv_heads=2, head_dim=32, max_ctx=length + 3)
+    check_attention(gpu, kernels_for("subgroup", kv_f16), rng, **shape, pos=length - 1, n_tokens=1, rtol=1e-5,
+                    packed=length % 2 == 1)
+    check_attention(gpu, kernels_for("subgroup", kv_f16), rng, **shape, pos=length - 1, n_tokens=1, rtol=1e-5,
+                    window=5, softcap=30.0)
+
+
+@pytest.mark.parametrize("n_tokens,pos", [(3, 0), (9, 130)])
+def test_a_batchs_attention_on_gpus(gpu, kernels_for, rng, n_tokens, pos):
+    """The GPU variant's batch path: softmax a workgroup per row, the rest as on CPU adapters."""
+    shape = dict(n_heads=6, n_kv_heads=2, head_dim=16, max_ctx=160)
+    check_attention(gpu, kernels_for("subgroup"), rng, **shape, pos=pos, n_tokens=n_tokens, rtol=1e-5, packed=True)
+
+
 def test_attention_refuses_odd_shapes(gpu, kernels_for):
     kernels, b = kernels_for("scalar"), gpu.poisoned(64)
     with pytest.raises(ValueError):

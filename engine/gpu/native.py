@@ -18,6 +18,26 @@ _FEATURE_NAMES = {"shader-f16": "shader-f16", "subgroup": "subgroups", "subgroup
 _NAGA_UNSUPPORTED = ("enable subgroups;", "diagnostic(off, subgroup_uniformity);")
 
 
+def _native_calls():
+    """wgpu-native's own compute-pass functions, if this wgpu-py (pinned in pyproject.toml) exposes them.
+
+    A decode step records ~300 dispatches, and wgpu-py's set_bind_group builds a cffi array of dynamic offsets
+    and a keep-alive entry on every call (~10 us on a slow CPU: most of a small model's time per token). The
+    engine never uses dynamic offsets, and its ops hold their pipelines and bind groups for as long as the model
+    lives, so the recorder calls the C functions itself. Errors still surface through the device's error scope
+    at submit. None: some other wgpu-py; the public methods are used."""
+    try:
+        from wgpu.backends.wgpu_native._ffi import ffi, lib
+
+        return (lib.wgpuComputePassEncoderSetPipeline, lib.wgpuComputePassEncoderSetBindGroup,
+                lib.wgpuComputePassEncoderDispatchWorkgroups, ffi.NULL)  # fmt: skip
+    except (ImportError, AttributeError):
+        return None
+
+
+_CALLS = _native_calls()
+
+
 class NativeRecorder:
     """Records into one command encoder, opening a compute pass lazily so copies can sit between passes."""
 
@@ -28,9 +48,16 @@ class NativeRecorder:
     def dispatch(self, pipeline, bind_group, groups):
         if self._pass is None:
             self._pass = self.encoder.begin_compute_pass()
-        self._pass.set_pipeline(pipeline)
-        self._pass.set_bind_group(0, bind_group)
-        self._pass.dispatch_workgroups(*groups)
+        if _CALLS is None:
+            self._pass.set_pipeline(pipeline)
+            self._pass.set_bind_group(0, bind_group)
+            self._pass.dispatch_workgroups(*groups)
+            return
+        set_pipeline, set_bind_group, dispatch, null = _CALLS
+        handle = self._pass._internal
+        set_pipeline(handle, pipeline._internal)
+        set_bind_group(handle, 0, bind_group._internal, 0, null)
+        dispatch(handle, *groups)
 
     def copy(self, src, src_offset, dst, dst_offset, size):
         self._end_pass()

@@ -18,8 +18,8 @@ from pathlib import Path
 import gguf
 import numpy as np
 
+from tests.gguf_files import read_gguf
 from tests.llama_sdist import template, vocab_case
-from tests.reference import read_gguf
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from tests import arch_models
-from tests.gguf_files import write_gguf
+from tests.gguf_files import read_gguf, write_gguf
 from tests.llama_sdist import template, vocab_case
-from tests.reference import read_gguf
 
 
 def test_array_writer_writes_the_bytes_gguf_writes(tmp_path):

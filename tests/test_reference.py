@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from tests.arch_models import ARCHS, FAMILIES, write_tiny_model
-from tests.gguf_files import write_gguf
+from tests.gguf_files import read_gguf, write_gguf
 from tests.greedy_cases import compare_greedy
 from tests.llama_sdist import template, vocab_case
-from tests.reference import ReferenceModel, UnsupportedModel, Weights, read_config, read_gguf
+from tests.reference import ReferenceModel, UnsupportedModel, Weights, read_config
 
 FRANCE_PROMPT = (
     "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"

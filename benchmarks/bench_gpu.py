@@ -1,80 +1,148 @@
-"""The engine on a real GPU (wgpu-py over Vulkan) next to PyTorch running the same transformer, in one run.
+"""The engine on a real GPU (wgpu-py over Vulkan) next to llama.cpp (CUDA) on the same GGUFs, in one run.
 
-For the device tool's GPU machine, where the model cannot travel: run it on the synthetic GGUF that
-synthetic_model.py writes (the real model's shapes, tensor types and tokenizer; made-up weights), so both
-sides ignore end-of-text and generate exactly --decode-tokens. The peer is Hugging Face transformers'
-LlamaForCausalLM with the same hyperparameters on CUDA (eager, KV cache, one read-back per token, as a
-streaming server does), in float16 and float32.
+For the device tool's GPU machine, where real models cannot travel: run it on files synthetic_model.py writes
+there (the real shapes and weight types, made-up weights), so both sides ignore end-of-text. For each file:
+prefill of --prompt tokens, and decode of --decode tokens at depth 0 and at --depth, each side's best of
+--repeats; then the ratios, and the floor decode could reach: the weight bytes a token reads (every matrix
+once; one row of the embedding) over the bandwidth a plain WGSL kernel reads one buffer at. llama.cpp is its
+own llama-bench (`--llama-bench PATH`, built with CUDA from the pinned llama-cpp-python sdist's vendor/llama.cpp); with
+`--torch`, Hugging Face transformers' LlamaForCausalLM of the same shape joins as a second peer (float16).
 
-Usage: python benchmarks/bench_gpu.py --model synthetic.gguf [--prompt-tokens 128] [--decode-tokens 64]
+Usage: python benchmarks/bench_gpu.py --llama-bench /tmp/llama.cpp/build/bin/llama-bench A.gguf [B.gguf ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import subprocess
 import time
+from pathlib import Path
 
 from bench_engine import bench_engine
 
 from engine.config import ModelConfig
 from engine.gguf import open_gguf
+from engine.gpu import open_device
+
+# Every invocation sums its vec4s of a big buffer and stores one f32: a read as a GEMV reads its weights.
+_READ = """
+@group(0) @binding(0) var<storage, read> data: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> sums: array<f32>;
+override PER: u32 = 64u;
+@compute @workgroup_size(256)
+fn read_all(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let n = nwg.x * 256u;
+    var s = vec4<f32>(0.0);
+    for (var i = 0u; i < PER; i++) { s += data[i * n + gid.x]; }
+    sums[gid.x] = s.x + s.y + s.z + s.w;
+}
+"""
 
 
-def bench_torch(config: ModelConfig, n_prompt: int, n_decode: int, dtype_name: str) -> tuple[float, float]:
+async def read_bandwidth(nbytes: int = 1 << 30, rounds: int = 5) -> float:
+    """Bytes/s a WGSL kernel reads from one device buffer (coalesced vec4 loads), best of `rounds`."""
+    device = await open_device()
+    per, lanes = 64, nbytes // 16 // 64  # each invocation reads 64 vec4s, strided for coalescing
+    data, sums = device.create_buffer(nbytes), device.create_buffer(lanes * 4)
+    pipeline = device.create_pipeline(_READ, "read_all", {"PER": per})
+    bind_group = device.create_bind_group(pipeline, [data, sums])
+    best = float("inf")
+    for _ in range(rounds + 1):  # the first compiles and warms up
+        recorder = device.recorder()
+        for _ in range(10):
+            recorder.dispatch(pipeline, bind_group, (lanes // 256, 1, 1))
+        start = time.perf_counter()
+        device.submit(recorder)
+        await device.read_buffer(sums, 0, 4)
+        best = min(best, (time.perf_counter() - start) / 10)
+    return nbytes / best
+
+
+def bytes_per_token(path: Path) -> int:
+    """Weight bytes one decode step reads: every tensor, but only one row of the embedding table (or all of
+    it when it is also the head)."""
+    gguf = open_gguf(path)
+    config = ModelConfig.from_gguf(gguf.metadata, set(gguf.tensors))
+    total = sum(t.nbytes for t in gguf.tensors.values())
+    if not config.tied_output:
+        embedding = gguf.tensors["token_embd.weight"]
+        total -= embedding.nbytes - embedding.nbytes // config.vocab_size
+    return total
+
+
+def llama_bench(binary: Path, path: Path, args: list[str], repeats: int) -> dict[str, float]:
+    """{test name: tokens/s} from llama-bench's JSON output (fully offloaded)."""
+    command = [str(binary), "-m", str(path), "-ngl", "99", "-r", str(repeats), "-o", "json", *args]
+    rows = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    return {f"pp{r['n_prompt']}" if r["n_prompt"] else f"tg{r['n_gen']}@{r.get('n_depth', 0)}": r["avg_ts"]
+            for r in rows}  # fmt: skip
+
+
+def bench_torch(path: Path, n_prompt: int, n_decode: int) -> tuple[float, float]:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    dtype = getattr(torch, dtype_name)
-    llama = LlamaConfig(vocab_size=config.vocab_size, hidden_size=config.dim, intermediate_size=config.ffn_dim,
-                        num_hidden_layers=config.n_layers, num_attention_heads=config.n_heads,
-                        num_key_value_heads=config.n_kv_heads, head_dim=config.head_dim, rms_norm_eps=config.rms_eps,
-                        rope_theta=config.rope_theta, max_position_embeddings=config.context_length,
-                        tie_word_embeddings=config.tied_output)  # fmt: skip
-    model = LlamaForCausalLM(llama).to("cuda", dtype).eval()
-    ids = torch.randint(0, config.vocab_size, (1, n_prompt), device="cuda")
+    gguf = open_gguf(path)
+    c = ModelConfig.from_gguf(gguf.metadata, set(gguf.tensors))
+    llama = LlamaConfig(vocab_size=c.vocab_size, hidden_size=c.dim, intermediate_size=c.ffn_dim,
+                        num_hidden_layers=c.n_layers, num_attention_heads=c.n_heads, num_key_value_heads=c.n_kv_heads,
+                        head_dim=c.head_dim, rms_norm_eps=c.rms_eps, rope_theta=c.rope_theta,
+                        max_position_embeddings=c.context_length, tie_word_embeddings=c.tied_output)  # fmt: skip
+    model = LlamaForCausalLM(llama).to("cuda", torch.float16).eval()
+    ids = torch.randint(0, c.vocab_size, (1, n_prompt), device="cuda")
     with torch.inference_mode():
-        for _ in range(3):  # warm up kernels and the allocator
-            model(ids, use_cache=True).logits[:, -1].argmax(-1).item()
-        torch.cuda.synchronize()
+        model(ids, use_cache=True).logits[:, -1].argmax(-1).item()  # warm up
         start = time.perf_counter()
         out = model(ids, use_cache=True)
         token = out.logits[:, -1].argmax(-1, keepdim=True)
         token.item()
         prefill = n_prompt / (time.perf_counter() - start)
-        past = out.past_key_values
-        start = time.perf_counter()
+        past, start = out.past_key_values, time.perf_counter()
         for _ in range(n_decode):
             out = model(token, past_key_values=past, use_cache=True)
             past, token = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
-            token.item()  # the token goes to the client before the next step, as when streaming
-        decode = n_decode / (time.perf_counter() - start)
-    return prefill, decode
+            token.item()  # streamed: the token goes out before the next step
+    return prefill, n_decode / (time.perf_counter() - start)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--prompt-tokens", type=int, default=128)
-    parser.add_argument("--decode-tokens", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each; the best is reported")
+    parser.add_argument("models", type=Path, nargs="+")
+    parser.add_argument("--llama-bench", type=Path, help="llama.cpp's llama-bench (CUDA build)")
+    parser.add_argument("--prompt", type=int, default=512)
+    parser.add_argument("--decode", type=int, default=128)
+    parser.add_argument("--depth", type=int, default=2048)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--torch", action="store_true", help="transformers on CUDA as a second peer")
     args = parser.parse_args()
-    gguf = open_gguf(args.model)
-    config = ModelConfig.from_gguf(gguf.metadata, set(gguf.tensors))
-    rows = {}
-    for _ in range(args.repeats):
-        e_pre, e_dec, device = asyncio.run(bench_engine(args.model, args.prompt_tokens, args.decode_tokens, True))
-        rows.setdefault(f"engine ({device})", []).append((e_pre, e_dec))
-        for dtype in ("float16", "float32"):
-            rows.setdefault(f"transformers (CUDA, {dtype})", []).append(
-                bench_torch(config, args.prompt_tokens, args.decode_tokens, dtype))  # fmt: skip
-    best = {name: (max(p for p, _ in runs), max(d for _, d in runs)) for name, runs in rows.items()}
-    print(f"{args.prompt_tokens}-token prompt, {args.decode_tokens} decode steps, best of {args.repeats}:")
-    for name, (pre, dec) in best.items():
-        print(f"{name:48s} prefill {pre:9.1f} tok/s   decode {dec:7.1f} tok/s")
-    e_pre, e_dec = next(iter(best.values()))
-    for name, (pre, dec) in list(best.items())[1:]:
-        print(f"engine / {name:39s} prefill {e_pre / pre:8.2f}x      decode {e_dec / dec:6.2f}x")
+    bandwidth = asyncio.run(read_bandwidth())
+    print(f"read bandwidth {bandwidth / 1e12:.2f} TB/s; tokens/s, best of {args.repeats}; ratio = engine / peer")
+    header = (f"{'model':24s} {'side':10s} {'pp' + str(args.prompt):>9s} {'tg@0':>8s} "
+              f"{'tg@' + str(args.depth):>8s} {'floor':>7s}")  # fmt: skip
+    print(header)
+    for path in args.models:
+        floor = bandwidth / bytes_per_token(path)
+        ours = [asyncio.run(bench_engine(path, args.prompt, 8, True))[0] for _ in range(args.repeats)]
+        at0 = [asyncio.run(bench_engine(path, 1, args.decode, True))[1] for _ in range(args.repeats)]
+        deep = [asyncio.run(bench_engine(path, args.depth, args.decode, True))[1] for _ in range(args.repeats)]
+        engine = (max(ours), max(at0), max(deep))
+        rows = {"engine": engine}
+        if args.llama_bench:
+            tests = llama_bench(args.llama_bench, path, ["-p", str(args.prompt), "-n", str(args.decode)], args.repeats)
+            tests |= llama_bench(args.llama_bench, path, ["-p", "0", "-n", str(args.decode), "-d", str(args.depth)],
+                                 args.repeats)  # fmt: skip
+            rows["llama.cpp"] = (tests[f"pp{args.prompt}"], tests[f"tg{args.decode}@0"],
+                                 tests[f"tg{args.decode}@{args.depth}"])  # fmt: skip
+        if args.torch:
+            pre, dec = bench_torch(path, args.prompt, args.decode)
+            rows["torch f16"] = (pre, dec, float("nan"))
+        for side, (pre, d0, dd) in rows.items():
+            print(f"{path.name:24s} {side:10s} {pre:9.1f} {d0:8.1f} {dd:8.1f} {floor:7.1f}")
+            if side != "engine":
+                print(f"{'':24s} {'ratio':10s} {engine[0] / pre:9.2f} {engine[1] / d0:8.2f} {engine[2] / dd:8.2f}")
+        print(f"{'':24s} {'depth kept':10s} {'':9s} {'':8s} {engine[2] / engine[1]:8.2f}")
 
 
 if __name__ == "__main__":

@@ -19,17 +19,29 @@ import struct
 from pathlib import Path
 from weakref import WeakKeyDictionary
 
-from .gguf import GGML_TYPES
 from .gpu import UNIFORM
 from .kernel_ops import BatchOp, MatmulOp, Op, PenaltyOp, Step, TokenOrBatchOp, cdiv, fixed, split_groups
+from .weight_types import (  # noqa: F401  (the model and tests name the types as kernels.X)
+    BF16,
+    BLOCK_TYPES,
+    F16,
+    F32,
+    FLOAT_TYPES,
+    Q2_K,
+    Q3_K,
+    Q4_0,
+    Q4_1,
+    Q4_K,
+    Q5_0,
+    Q5_1,
+    Q5_K,
+    Q6_K,
+    Q8_0,
+    SUPPORTED_WEIGHT_TYPES,
+    check_row,
+    weight_nbytes,
+)
 
-# ggml type ids (gguf.GGML_TYPES; shaders/quant.wgsl declares the same constants)
-F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, BF16 = 0, 1, 2, 3, 6, 7, 8, 30
-Q2_K, Q3_K, Q4_K, Q5_K, Q6_K = 10, 11, 12, 13, 14
-FLOAT_TYPES = {F32: 4, F16: 2, BF16: 2}  # bytes per weight
-# Blocks: (weights, bytes) of one block as GGUF stores it; the K-quants' are superblocks of 256.
-BLOCK_TYPES = {t: GGML_TYPES[t][1:] for t in (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)}
-SUPPORTED_WEIGHT_TYPES = frozenset(FLOAT_TYPES) | frozenset(BLOCK_TYPES)
 VARIANTS = ("scalar", "subgroup")
 # WGSL has no include: these files are appended to a module's own text (declarations may come in
 # any order; only directives such as `enable` must come first, so they stay in the module's file).
@@ -79,30 +91,9 @@ def attention_parts(max_ctx: int) -> int:
     return max(1, min(64, cdiv(max_ctx, 64)))
 
 
-def weight_nbytes(wtype: int, n_elements: int) -> int:
-    """Bytes of n_elements weights of ggml type `wtype` as stored in GGUF."""
-    if wtype in FLOAT_TYPES:
-        return FLOAT_TYPES[wtype] * n_elements
-    if wtype not in BLOCK_TYPES:
-        raise ValueError(f"ggml type {wtype} is not supported (supported: {sorted(SUPPORTED_WEIGHT_TYPES)})")
-    block, nbytes = BLOCK_TYPES[wtype]
-    if n_elements % block:
-        raise ValueError(f"{n_elements} elements are not whole blocks of {block}")
-    return n_elements // block * nbytes
-
-
 def load_shader(name: str) -> str:
     """The WGSL text of shaders/<name>; the browser build replaces this with its own loader."""
     return (Path(__file__).parent.parent / "shaders" / name).read_text()
-
-
-def _check_row(wtype: int, n: int) -> None:
-    """Rows are read as vec4 and block types as whole blocks (superblocks of 256 for the K-quants)."""
-    if wtype not in SUPPORTED_WEIGHT_TYPES:
-        raise ValueError(f"ggml type {wtype} is not supported (supported: {sorted(SUPPORTED_WEIGHT_TYPES)})")
-    step = BLOCK_TYPES[wtype][0] if wtype in BLOCK_TYPES else 4
-    if n <= 0 or n % step:
-        raise ValueError(f"rows of {n} elements: ggml type {wtype} needs a multiple of {step}")
 
 
 class Kernels:
@@ -177,7 +168,7 @@ class Kernels:
         norm: (x_raw, weight, eps), where x = rmsnorm(x_raw) * weight; when `folds_norm`, one token's
         product reads x_raw and normalises it itself (batches still read x, which a BatchOp fills).
         """
-        _check_row(wtype, n_in)
+        check_row(wtype, n_in)
         _check_glu(glu)
         if accumulate:
             _distinct(x, y, "an accumulating matmul's y")
@@ -218,7 +209,7 @@ class Kernels:
         """out[t, :] = dequant(table row ids[t]) * scale; ids is a u32 buffer of at least n_tokens ids.
         n_rows: the table holds rows first_row.. first_row + n_rows - 1 of a split one (model.Rows), and
         only tokens among them are written (0: the whole table)."""
-        _check_row(wtype, dim)
+        check_row(wtype, dim)
         c = {"WTYPE": wtype, "N_IN": dim, "WG": self.wg, **({"SCALE": scale} if scale != 1.0 else {})}
         if n_rows:
             c.update(FIRST_ROW=first_row, N_ROWS=n_rows)

@@ -10,41 +10,15 @@ only `set_step` (one small uniform write) plus the recorded dispatches.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import kernels as K
 from .config import DEFAULT_N_CTX, ModelConfig
-from .errors import ContextTooLong, UnsupportedModel
-from .gguf import GGUFFile, ggml_type_name
+from .errors import ContextTooLong
+from .gguf import GGUFFile
 from .gpu import Device
-from .memory import plan_memory, row_ranges
-
-ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total)
-
-
-@dataclass(frozen=True)
-class Weight:
-    """A matrix (or matrices stacked row-wise) in one GPU buffer, in one ggml type."""
-
-    buffer: object
-    type: int  # ggml type, one of kernels.SUPPORTED_WEIGHT_TYPES (floats, 32-weight blocks, K-quants)
-
-
-@dataclass(frozen=True)
-class Separate:
-    """Matrices a product would read stacked, in one buffer each: their types differ (a buffer holds one
-    type) or a part would start off a 4-byte boundary. The model then runs one product per part."""
-
-    parts: tuple[Weight, ...]
-
-
-@dataclass(frozen=True)
-class Rows:
-    """A vocabulary-sized matrix (the embedding, the head) too big for one binding, as row ranges of one
-    buffer each: (the part, its first row, its rows). Products and lookups run once per part."""
-
-    parts: tuple[tuple[Weight, int, int], ...]
+from .memory import plan_memory
+from .upload import LONG_ROPE_FACTORS, ProgressFn, Rows, Separate, Uploader, Weight, check_no_unknown_tensors, row_parts
 
 
 @dataclass(frozen=True)
@@ -109,15 +83,15 @@ class Model:
         memory_budget: bytes the model may take on the GPU (None: only the adapter's limits bound it)."""
         config = ModelConfig.from_gguf(gguf.metadata, set(gguf.tensors))
         n_ctx = min(n_ctx, config.context_length)
-        _check_no_unknown_tensors(config, gguf.tensors)
+        check_no_unknown_tensors(config, gguf.tensors)
         # Before the first buffer: a model that cannot fit is refused, never left half-loaded.
         variant = K.resolve_variant(device.info, variant)
         plan = plan_memory(config, gguf.tensors, n_ctx, max_batch, kv_f16, device.info.max_storage_binding, variant)
         plan.check(device.info, memory_budget)
         model = cls(device, config, n_ctx, max_batch, K.Kernels(device, variant=variant, kv_f16=kv_f16))
         # LongRoPE's files hold factors for short and long contexts; the context reads one (progress counts it).
-        unused = frozenset(_LONG_ROPE_FACTORS) - {config.rope_factors_tensor(n_ctx)}
-        uploader = _Uploader(device, gguf, progress, unused)
+        unused = frozenset(LONG_ROPE_FACTORS) - {config.rope_factors_tensor(n_ctx)}
+        uploader = Uploader(device, gguf, progress, unused)
         model._make_activations()
         model._load_globals(uploader)
         for i in range(config.n_layers):
@@ -140,7 +114,7 @@ class Model:
         self.logits_all = None  # (T, vocab), made on first use: only tests read every position
         self.token_out = d.create_buffer(4, label="token_out")  # (1,) u32 argmax
 
-    def _load_globals(self, up: _Uploader) -> None:
+    def _load_globals(self, up: Uploader) -> None:
         c, k = self.config, self.kernels
         self.token_embd = up.vocab_matrix("token_embd.weight", (c.dim, c.vocab_size))  # (vocab, dim)
         self.output_norm = up.norm("output_norm.weight", c.dim)  # (dim,)
@@ -150,7 +124,7 @@ class Model:
         self.rope_freqs = up.norm(factors, c.rope_dim // 2) if up.has(factors) else None
         self.ops_embed = [k.embed(w.buffer, w.type, c.dim, self.ids, self.x, scale=c.embed_scale, first_row=first,
                                   n_rows=n if isinstance(self.token_embd, Rows) else 0)  # fmt: skip
-                          for w, first, n in _row_parts(self.token_embd, c.vocab_size)]
+                          for w, first, n in row_parts(self.token_embd, c.vocab_size)]
         self.op_final_norm = k.rmsnorm(self.x, self.output_norm, self.xb, c.dim, c.rms_eps)
         self.ops_logits = self._head_ops(self.x_last, self.logits, 1)  # of 1 row
         self.op_softcap = k.softcap(self.logits, c.vocab_size, c.final_softcap) if c.final_softcap else None
@@ -158,7 +132,7 @@ class Model:
         # Distinct tokens in any penalty window are at most the context, so the window always fits.
         self.op_penalize = k.penalize(self.logits, c.vocab_size, max_history=self.n_ctx)
 
-    def _load_layer(self, up: _Uploader, i: int) -> Layer:
+    def _load_layer(self, up: Uploader, i: int) -> Layer:
         c, p = self.config, f"blk.{i}."
         qkv_rows, cache_bytes = [c.q_dim, c.kv_dim, c.kv_dim], self.kernels.kv_cache_nbytes(self.n_ctx, c.kv_dim)
         # q, k and v (and gate and up) in one buffer each, so one dispatch makes them all; Phi 3's files
@@ -342,146 +316,6 @@ class Model:
     def rewind(self, n_past: int) -> None:
         """Forget cached positions from `n_past` on (later tokens simply overwrite them)."""
         self.n_past = max(0, min(n_past, self.n_past))
-
-
-def _row_parts(matrix: Weight | Rows, n_rows: int) -> tuple[tuple[Weight, int, int], ...]:
-    return matrix.parts if isinstance(matrix, Rows) else ((matrix, 0, n_rows),)
-
-
-# What the block reads (Model._load_globals, _load_layer); LongRoPE's files hold both factor tensors, of
-# which the context picks one.
-_LONG_ROPE_FACTORS = ("rope_factors_short.weight", "rope_factors_long.weight")
-_GLOBAL_TENSORS = {"token_embd.weight", "output_norm.weight", "output.weight", "rope_freqs.weight", *_LONG_ROPE_FACTORS}
-_LAYER_TENSORS = {
-    *(f"attn_{n}.weight" for n in ("q", "k", "v", "qkv", "output", "norm", "q_norm", "k_norm")),
-    *(f"attn_{n}.bias" for n in "qkv"),
-    *(f"ffn_{n}.weight" for n in ("gate", "up", "down", "norm")),
-    "post_attention_norm.weight", "post_ffw_norm.weight",
-}  # fmt: skip
-
-
-def _check_no_unknown_tensors(config, tensors) -> None:
-    """Refuse a file with a tensor the block would not read (an output bias, a MoE router, a vision
-    tower): running without it would answer, and answer wrongly."""
-    for name in tensors:
-        layer, _, rest = name.removeprefix("blk.").partition(".")
-        known = rest in _LAYER_TENSORS and layer.isdigit() and int(layer) < config.n_layers
-        if name not in _GLOBAL_TENSORS and not (name.startswith("blk.") and known):
-            raise UnsupportedModel(f"tensor {name} is not part of the {config.arch} block Hearth runs")
-
-
-class _Uploader:
-    """Moves tensors from the GGUF's bytes to GPU buffers, checking types and shapes on the way."""
-
-    def __init__(self, device: Device, gguf: GGUFFile, progress: ProgressFn | None, unused: frozenset = frozenset()):
-        self.device, self.gguf, self.progress = device, gguf, progress
-        self.total = sum(t.nbytes for t in gguf.tensors.values() if t.name not in unused)
-        self.done = 0
-
-    def has(self, name: str) -> bool:
-        return name in self.gguf.tensors
-
-    def vocab_matrix(self, name: str, shape: tuple[int, int]) -> Weight | Rows:
-        """The embedding or the head: one buffer, or row ranges of one buffer each past a binding
-        (memory.row_ranges, which the memory plan counted the same way)."""
-        info = self._info(name, shape, whole=False)
-        self._check_type(info)
-        n_rows = shape[1]
-        row_bytes = info.nbytes // n_rows
-        ranges = row_ranges(n_rows, row_bytes, self.device.info.max_storage_binding)
-        if len(ranges) == 1:
-            return Weight(self._upload(info), info.type)
-        return Rows(tuple(
-            (Weight(self._upload_bytes(info, first * row_bytes, n * row_bytes, f"{name} rows {first}.."), info.type),
-             first, n)
-            for first, n in ranges
-        ))  # fmt: skip
-
-    def tensor(self, name: str, shape: tuple[int, int]) -> Weight:
-        """A matrix weight, uploaded in its own (possibly quantised) type."""
-        info = self._info(name, shape)
-        self._check_type(info)
-        return Weight(self._upload(info), info.type)
-
-    def _check_type(self, info) -> None:
-        if info.type not in K.SUPPORTED_WEIGHT_TYPES:
-            supported = ", ".join(ggml_type_name(t) for t in sorted(K.SUPPORTED_WEIGHT_TYPES))
-            raise UnsupportedModel(
-                f"tensor {info.name} has type {info.type_name}, which Hearth does not run (supported: {supported})"
-            )
-
-    def stacked(self, names: list[str], n_in: int, rows: list[int]) -> Weight | Separate:
-        """Matrices of n_in columns stacked row-wise in one buffer; Separate when their types differ
-        (or a part would start off a 4-byte boundary)."""
-        infos = []
-        for name, n in zip(names, rows, strict=True):  # each checked in turn: errors name the first bad one
-            infos.append(self._info(name, (n_in, n)))
-            self._check_type(infos[-1])
-        if len({info.type for info in infos}) > 1 or any(info.nbytes % 4 for info in infos[:-1]):
-            return self.separate(names, n_in, rows)
-        return Weight(self._upload_all(infos, infos[0].name + " stacked"), infos[0].type)
-
-    def separate(self, names: list[str], n_in: int, rows: list[int]) -> Separate:
-        """Matrices of n_in columns, one buffer each (what `stacked` falls back to)."""
-        return Separate(tuple(self.tensor(name, (n_in, n)) for name, n in zip(names, rows, strict=True)))
-
-    def stacked_norms(self, names: list[str], sizes: list[int]):
-        """F32 vectors one after another in one buffer (Qwen2's q, k and v biases)."""
-        infos = [self._info(name, (n,)) for name, n in zip(names, sizes, strict=True)]
-        for info in infos:
-            if info.type != K.F32:
-                raise UnsupportedModel(f"tensor {info.name} has type {info.type_name}; Hearth expects F32 vectors")
-        return self._upload_all(infos, infos[0].name + " stacked")
-
-    def norm(self, name: str, n: int):
-        """A vector (norm weight, rope factors) as a buffer; kernels read these as f32."""
-        info = self._info(name, (n,))
-        if info.type != K.F32:
-            raise UnsupportedModel(f"tensor {name} has type {info.type_name}; Hearth expects F32 vectors")
-        return self._upload(info)
-
-    def _info(self, name: str, shape: tuple[int, ...], whole: bool = True):
-        info = self.gguf.tensors.get(name)
-        if info is None:
-            raise UnsupportedModel(f"the model lacks tensor {name}")
-        if tuple(info.shape) != tuple(shape):
-            raise UnsupportedModel(f"tensor {name} has shape {list(info.shape)}, expected {list(shape)}")
-        if whole and info.nbytes > self.device.info.max_storage_binding:
-            raise UnsupportedModel(
-                f"tensor {name} ({info.nbytes >> 20} MiB) exceeds this GPU's largest binding "
-                f"({self.device.info.max_storage_binding >> 20} MiB)"
-            )
-        return info
-
-    def _upload(self, info):
-        return self._upload_all([info], info.name)
-
-    def _upload_bytes(self, info, start: int, n: int, label: str):
-        """Bytes start..start + n of one tensor, into a buffer of their own (a row range of a Rows)."""
-        buffer = self.device.create_buffer(n, label=label)
-        self.device.write_buffer(buffer, self.gguf.source.view(info.offset + start, n))
-        self._advance(n)
-        return buffer
-
-    def _advance(self, n: int) -> None:
-        self.done += n
-        if self.progress:
-            self.progress(self.done, self.total)
-
-    def _upload_all(self, infos: list, label: str):
-        total = sum(info.nbytes for info in infos)
-        if total > self.device.info.max_storage_binding:
-            raise UnsupportedModel(
-                f"{label} ({total >> 20} MiB) exceeds this GPU's largest binding "
-                f"({self.device.info.max_storage_binding >> 20} MiB)"
-            )
-        buffer = self.device.create_buffer(total, label=label)
-        offset = 0
-        for info in infos:
-            self.device.write_buffer(buffer, self.gguf.view(info.name), offset)
-            offset += info.nbytes
-            self._advance(info.nbytes)
-        return buffer
 
 
 def _u32_bytes(values: list[int]) -> bytes:

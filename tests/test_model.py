@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine import model as model_module
 from engine.gguf import open_gguf
-from engine.model import Model, Separate, Weight
+from engine.model import Model
+from engine.upload import Rows, Separate, Uploader, Weight
 from tests.gguf_files import write_gguf
 
 STACKED = ["attn_norm", "qkv", "rope", "store_kv", "attention", "o", "ffn_norm", "gate_up", "down"]
@@ -21,7 +21,7 @@ STEPS = ([1, 2, 3, 4, 5, 6, 7], [8], [9])  # a prefill, then two decode steps
 
 def _load(engine, gguf, monkeypatch, separate: bool, variant: str = "scalar") -> Model:
     if separate:  # as if q, k, v (and gate, up) differed in type
-        monkeypatch.setattr(model_module._Uploader, "stacked", model_module._Uploader.separate)
+        monkeypatch.setattr(Uploader, "stacked", Uploader.separate)
     model = Model.load(engine.model.device, gguf, n_ctx=64, max_batch=8, variant=variant)
     monkeypatch.undo()
     return model
@@ -133,8 +133,6 @@ def test_embedding_and_head_split_past_a_binding_give_the_same_logits(engine, ev
     """On a GPU whose binding is smaller than the vocabulary's table (a 128k x 4096 embedding elsewhere), the
     table is uploaded as row ranges; lookups and the head run per range, and nothing else changes."""
     import dataclasses
-
-    from engine.model import Rows
 
     whole = _logits(event_loop_session, _load(engine, model_gguf, monkeypatch, separate=False))
     device = engine.model.device

@@ -1,0 +1,34 @@
+"""The ggml weight types the kernels decode: their ids, block sizes and the row lengths each allows."""
+
+from __future__ import annotations
+
+from .gguf import GGML_TYPES
+
+# ggml type ids (gguf.GGML_TYPES; shaders/quant.wgsl declares the same constants)
+F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, BF16 = 0, 1, 2, 3, 6, 7, 8, 30
+Q2_K, Q3_K, Q4_K, Q5_K, Q6_K = 10, 11, 12, 13, 14
+FLOAT_TYPES = {F32: 4, F16: 2, BF16: 2}  # bytes per weight
+# Blocks: (weights, bytes) of one block as GGUF stores it; the K-quants' are superblocks of 256.
+BLOCK_TYPES = {t: GGML_TYPES[t][1:] for t in (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)}
+SUPPORTED_WEIGHT_TYPES = frozenset(FLOAT_TYPES) | frozenset(BLOCK_TYPES)
+
+
+def weight_nbytes(wtype: int, n_elements: int) -> int:
+    """Bytes of n_elements weights of ggml type `wtype` as stored in GGUF."""
+    if wtype in FLOAT_TYPES:
+        return FLOAT_TYPES[wtype] * n_elements
+    if wtype not in BLOCK_TYPES:
+        raise ValueError(f"ggml type {wtype} is not supported (supported: {sorted(SUPPORTED_WEIGHT_TYPES)})")
+    block, nbytes = BLOCK_TYPES[wtype]
+    if n_elements % block:
+        raise ValueError(f"{n_elements} elements are not whole blocks of {block}")
+    return n_elements // block * nbytes
+
+
+def check_row(wtype: int, n: int) -> None:
+    """Rows are read as vec4 and block types as whole blocks (superblocks of 256 for the K-quants)."""
+    if wtype not in SUPPORTED_WEIGHT_TYPES:
+        raise ValueError(f"ggml type {wtype} is not supported (supported: {sorted(SUPPORTED_WEIGHT_TYPES)})")
+    step = BLOCK_TYPES[wtype][0] if wtype in BLOCK_TYPES else 4
+    if n <= 0 or n % step:
+        raise ValueError(f"rows of {n} elements: ggml type {wtype} needs a multiple of {step}")

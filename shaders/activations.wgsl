@@ -21,9 +21,12 @@ fn tanh4(x: vec4<f32>) -> vec4<f32> {
     return sign(x) * select(far, near, a < vec4<f32>(0.0625));
 }
 
-// GELU, tanh approximation: x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+// GELU, tanh approximation: x/2 (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3), computed as the equal
+// x / (1 + e^(-2u)): 1 + tanh(u) would cancel for negative x, leaving f32 rounding for the whole result.
 fn gelu4(x: vec4<f32>) -> vec4<f32> {
-    return 0.5 * x * (1.0 + tanh4(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+    let e = -1.5957691216057308 * (x + 0.044715 * x * x * x);  // -2u
+    // Past e^88 (f32's largest is 3.4e38) the result is below 1e-36 |x|: 0, and exp never overflows.
+    return select(x / (1.0 + exp(min(e, vec4<f32>(88.0)))), vec4<f32>(0.0), e > vec4<f32>(88.0));
 }
 
 fn glu4(g: vec4<f32>, u: vec4<f32>) -> vec4<f32> {

@@ -100,10 +100,14 @@ def assert_close(got: np.ndarray, want: np.ndarray, rtol: float = 1e-4, what: st
 
 
 def glu(activation: str, gate: np.ndarray, up: np.ndarray) -> np.ndarray:
-    """act(gate) * up in float64: SiLU, or GELU's tanh approximation (engine.kernels.GLU_ACTIVATIONS)."""
+    """act(gate) * up in float64: SiLU, or GELU's tanh approximation (engine.kernels.GLU_ACTIVATIONS), with
+    results below f32's smallest normal flushed to zero as the kernels do."""
     g = np.asarray(gate, dtype=np.float64)
     if activation == "silu":
         act = g / (1.0 + np.exp(-g))
     else:
-        act = 0.5 * g * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (g + 0.044715 * g**3)))
-    return act * up
+        u = np.sqrt(2.0 / np.pi) * (g + 0.044715 * g**3)
+        with np.errstate(over="ignore"):  # e^-2u overflowing to inf gives the right 0
+            act = g / (1.0 + np.exp(-2.0 * u))  # = g / 2 (1 + tanh u), without its cancellation for negative g
+    out = act * up
+    return np.where(np.abs(out) < 1.1754944e-38, 0.0, out)  # as the kernels flush (activations.wgsl says why)

@@ -39,7 +39,7 @@ def test_glu_mul_into_gate(gpu, kernels_for, rng, activation, n, n_tokens):
 
 
 def test_gelu_is_exact_at_every_scale(gpu, kernels_for):
-    """GELU's tanh near 0 (where 1 - 2 / (e^2x + 1) would cancel) and far out (where e^2x overflows)."""
+    """GELU near 0, far out (where e^2u overflows) and very negative (where 1 + tanh(u) would cancel)."""
     kernels = kernels_for("scalar")
     gate = np.concatenate([np.geomspace(1e-6, 1e3, 200), -np.geomspace(1e-6, 1e3, 200), [0.0] * 4]).astype(np.float32)
     up = np.ones_like(gate)
@@ -48,10 +48,9 @@ def test_gelu_is_exact_at_every_scale(gpu, kernels_for):
     got = gpu.read(out, gate.size).astype(np.float64)
     want = glu("gelu", gate, up)
     assert np.isfinite(got).all()
-    # Relative to the output near 0 and for positive x; for very negative x GELU is 1 + tanh -> 0 times x,
-    # where f32 can only be exact to ~1e-7 |x| (as in any f32 implementation).
-    err = np.abs(got - want)
-    bad = err > 2e-6 * np.abs(want) + 2e-7 * np.maximum(-gate, 0)
+    # Relative to each output, however small (outputs under 1e-36 may read 0: the kernels flush them); f32's
+    # rounding of the exponent 2u (up to 88) alone allows ~5e-6 there.
+    bad = np.abs(got - want) > 1e-5 * np.abs(want) + 1e-36
     assert not bad.any(), f"x={gate[bad][:5]} got={got[bad][:5]} want={want[bad][:5]}"
 
 

@@ -194,22 +194,17 @@ fn weigh(acc: ptr<function, array<vec4<f32>, 2>>, p: vec4<f32>, v0: array<vec4<f
     (*acc)[1] += p.x * v0[1] + p.y * v1[1] + p.z * v2[1] + p.w * v3[1];
 }
 
-@compute @workgroup_size(WG)
-fn weighted_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let d = 8u * gid.x;
-    let t = gid.z;
-    if (d >= HEAD_DIM || t >= params.n_tokens) { return; }
-    let ch = chunk(gid.y);
-    let last = params.pos + t;
+// The chunk's query heads' sums over position groups g0..g1 - 1 (4 positions each) of the value rows,
+// dims col.. col + 7, weighted by the probabilities from `row` on (head h0 + i's start i * CTX / 4 later).
+// Probabilities past `last` are zero; their positions re-read row `last`.
+fn weigh_groups(ch: Chunk, row: u32, col: u32, last: u32, g0: u32, g1: u32) -> array<array<vec4<f32>, 2>, 4> {
     let kv_dim = N_KV_HEADS * HEAD_DIM;
-    let col = ch.kv * HEAD_DIM + d;
-    let row = (t * N_HEADS + ch.h0) * (CTX / 4u);  // head h0 + i's scores start i * CTX / 4 later
-    var a0: array<vec4<f32>, 2>;
+    var a0: array<vec4<f32>, 2>;  // four variables: passing &a[i] of one array aborted the process on lavapipe
     var a1: array<vec4<f32>, 2>;
     var a2: array<vec4<f32>, 2>;
     var a3: array<vec4<f32>, 2>;
-    for (var g = 0u; 4u * g <= last; g++) {
-        let s = 4u * g;  // probabilities past `last` are zero; their rows re-read row `last`
+    for (var g = g0; g < g1; g++) {
+        let s = 4u * g;
         let v0 = v8(min(s, last) * kv_dim + col);
         let v1 = v8(min(s + 1u, last) * kv_dim + col);
         let v2 = v8(min(s + 2u, last) * kv_dim + col);
@@ -219,12 +214,25 @@ fn weighted_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
         if (ch.n > 2u) { weigh(&a2, weights[row + 2u * CTX / 4u + g], v0, v1, v2, v3); }
         if (ch.n > 3u) { weigh(&a3, weights[row + 3u * CTX / 4u + g], v0, v1, v2, v3); }
     }
+    return array<array<vec4<f32>, 2>, 4>(a0, a1, a2, a3);
+}
+
+@compute @workgroup_size(WG)
+fn weighted_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let d = 8u * gid.x;
+    let t = gid.z;
+    if (d >= HEAD_DIM || t >= params.n_tokens) { return; }
+    let ch = chunk(gid.y);
+    let last = params.pos + t;
+    let col = ch.kv * HEAD_DIM + d;
+    let row = (t * N_HEADS + ch.h0) * (CTX / 4u);  // head h0 + i's scores start i * CTX / 4 later
+    let a = weigh_groups(ch, row, col, last, 0u, last / 4u + 1u);
     let o = ((t * N_HEADS + ch.h0) * HEAD_DIM + d) / 4u;  // head h0 + i's output is i * HEAD_DIM / 4 later
-    out[o] = a0[0];
-    out[o + 1u] = a0[1];
-    if (ch.n > 1u) { out[o + HEAD_DIM / 4u] = a1[0]; out[o + HEAD_DIM / 4u + 1u] = a1[1]; }
-    if (ch.n > 2u) { out[o + HEAD_DIM / 2u] = a2[0]; out[o + HEAD_DIM / 2u + 1u] = a2[1]; }
-    if (ch.n > 3u) { out[o + 3u * HEAD_DIM / 4u] = a3[0]; out[o + 3u * HEAD_DIM / 4u + 1u] = a3[1]; }
+    out[o] = a[0][0];
+    out[o + 1u] = a[0][1];
+    if (ch.n > 1u) { out[o + HEAD_DIM / 4u] = a[1][0]; out[o + HEAD_DIM / 4u + 1u] = a[1][1]; }
+    if (ch.n > 2u) { out[o + HEAD_DIM / 2u] = a[2][0]; out[o + HEAD_DIM / 2u + 1u] = a[2][1]; }
+    if (ch.n > 3u) { out[o + 3u * HEAD_DIM / 4u] = a[3][0]; out[o + 3u * HEAD_DIM / 4u + 1u] = a[3][1]; }
 }
 
 // The workgroup's `v` combined by max (is_max) or sum, left in row_partial[0] for every invocation.
@@ -271,32 +279,17 @@ fn weighted_sum_parts(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (part >= PARTS) { return; }
     let ch = chunk(gid.y);
     let last = params.pos;  // one token
-    let kv_dim = N_KV_HEADS * HEAD_DIM;
     let col = ch.kv * HEAD_DIM + d;
     let row = ch.h0 * (CTX / 4u);
     let groups = last / 4u + 1u;
     let per = (groups + PARTS - 1u) / PARTS;
-    var a0: array<vec4<f32>, 2>;
-    var a1: array<vec4<f32>, 2>;
-    var a2: array<vec4<f32>, 2>;
-    var a3: array<vec4<f32>, 2>;
-    for (var g = part * per; g < min(groups, (part + 1u) * per); g++) {
-        let s = 4u * g;
-        let v0 = v8(min(s, last) * kv_dim + col);
-        let v1 = v8(min(s + 1u, last) * kv_dim + col);
-        let v2 = v8(min(s + 2u, last) * kv_dim + col);
-        let v3 = v8(min(s + 3u, last) * kv_dim + col);
-        weigh(&a0, weights[row + g], v0, v1, v2, v3);
-        if (ch.n > 1u) { weigh(&a1, weights[row + CTX / 4u + g], v0, v1, v2, v3); }
-        if (ch.n > 2u) { weigh(&a2, weights[row + 2u * CTX / 4u + g], v0, v1, v2, v3); }
-        if (ch.n > 3u) { weigh(&a3, weights[row + 3u * CTX / 4u + g], v0, v1, v2, v3); }
-    }
+    let a = weigh_groups(ch, row, col, last, part * per, min(groups, (part + 1u) * per));
     let o = ((part * N_HEADS + ch.h0) * HEAD_DIM + d) / 4u;  // parts past the context store zeros
-    partial_out[o] = a0[0];
-    partial_out[o + 1u] = a0[1];
-    if (ch.n > 1u) { partial_out[o + HEAD_DIM / 4u] = a1[0]; partial_out[o + HEAD_DIM / 4u + 1u] = a1[1]; }
-    if (ch.n > 2u) { partial_out[o + HEAD_DIM / 2u] = a2[0]; partial_out[o + HEAD_DIM / 2u + 1u] = a2[1]; }
-    if (ch.n > 3u) { partial_out[o + 3u * HEAD_DIM / 4u] = a3[0]; partial_out[o + 3u * HEAD_DIM / 4u + 1u] = a3[1]; }
+    partial_out[o] = a[0][0];
+    partial_out[o + 1u] = a[0][1];
+    if (ch.n > 1u) { partial_out[o + HEAD_DIM / 4u] = a[1][0]; partial_out[o + HEAD_DIM / 4u + 1u] = a[1][1]; }
+    if (ch.n > 2u) { partial_out[o + HEAD_DIM / 2u] = a[2][0]; partial_out[o + HEAD_DIM / 2u + 1u] = a[2][1]; }
+    if (ch.n > 3u) { partial_out[o + 3u * HEAD_DIM / 4u] = a[3][0]; partial_out[o + 3u * HEAD_DIM / 4u + 1u] = a[3][1]; }
 }
 
 @compute @workgroup_size(WG)

@@ -61,16 +61,17 @@ class Op:
 
 
 class MatmulOp(Op):
-    """A matrix product: the matrix-vector kernel for one token, the token-tiled one for a batch."""
+    """A matrix product: the matrix-vector dispatches for one token, the token-tiled one for a batch."""
 
-    def __init__(self, decode: Step, prefill: Step | None):
-        super().__init__(decode)
+    def __init__(self, decode: tuple[Step, ...], prefill: Step | None):
+        super().__init__(*decode)
         self.decode, self.prefill = decode, prefill
 
     def record(self, recorder, n_tokens: int) -> None:
         """Record y = W x for n_tokens rows of x."""
         if n_tokens == 1 or self.prefill is None:
-            self.decode.record(recorder, 1)
+            for step in self.decode:
+                step.record(recorder, 1)
         else:
             self.prefill.record(recorder, n_tokens)
 

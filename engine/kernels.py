@@ -50,6 +50,7 @@ WEIGHTS = "<weights>"
 _LIBRARIES = {
     "matmul.wgsl": ("activations.wgsl", "quant.wgsl", WEIGHTS),
     "matmul_subgroup.wgsl": ("matmul.wgsl", "activations.wgsl", "quant.wgsl", WEIGHTS),
+    "matvec_dot4.wgsl": ("matmul.wgsl", "activations.wgsl", "quant.wgsl", WEIGHTS),
     "embed.wgsl": ("quant.wgsl", WEIGHTS),
     "elementwise.wgsl": ("activations.wgsl",),
     "attention.wgsl": ("activations.wgsl",),
@@ -72,6 +73,19 @@ MV_ROWS, MM_ROWS, TILE = 16, 16, 4  # rows and tokens an invocation of matmul.wg
 # Rows a subgroup owns in matmul_subgroup.wgsl (4 or 8), for one token and for batches; a workgroup's 4
 # subgroups own 4x that.
 SG_RPS, SG_BATCH_RPS = 4, 8
+# Types whose library has int_parts: on GPUs one token's product with them is matvec_dot4.wgsl's packed
+# integer dot products, on x quantised by quantize_x.wgsl (the rest keep matmul_subgroup.wgsl).
+DOT4_TYPES = frozenset({Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K})
+DOT4_ROWS = 4  # outputs a workgroup of matvec_dot4 (128 invocations): a subgroup of 32 each
+# Signed bytes quantize_x.wgsl splits each element of x into: 23 bits of a block's largest |x|. Two planes (15
+# bits) read as fast on an H200 but left logits 1e-3 from f32's on SmolLM2 (a block holding one of its
+# outlier channels keeps only a few bits for the rest); three leave 1e-5, f32's own rounding (NOTES.md).
+DOT4_PLANES = 3
+
+
+def dot4_x_nbytes(n_in: int) -> tuple[int, int]:
+    """Bytes of quantize_x.wgsl's two outputs for one token of n_in: the planes, and the scales and sums."""
+    return n_in * DOT4_PLANES, n_in // 32 * 16
 
 
 def resolve_variant(info, variant: str | None = None) -> str:
@@ -193,14 +207,34 @@ class Kernels:
                 bx, by = split_groups(cdiv(n_out * per_row, 4 * SG_BATCH_RPS))
                 batch = {**sc, "ROWS": 4 * SG_BATCH_RPS, "RPS": SG_BATCH_RPS}
                 prefill = self._step("matmul_subgroup.wgsl", "matvec_subgroup", batch, plain, lambda n: (bx, by, n))
-            if norm is not None:
-                x_raw, weight, eps = norm
-                sc, plain = {**sc, "NORM": True, "EPS": eps}, [buffers[0], x_raw, y, weight]
-            decode = self._step("matmul_subgroup.wgsl", "matvec_subgroup", sc, plain, grid)
+            if wtype in DOT4_TYPES:
+                decode = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, norm)
+            else:
+                if norm is not None:
+                    x_raw, weight, eps = norm
+                    sc, plain = {**sc, "NORM": True, "EPS": eps}, [buffers[0], x_raw, y, weight]
+                decode = (self._step("matmul_subgroup.wgsl", "matvec_subgroup", sc, plain, grid),)
         else:
             gx, gy = split_groups(cdiv(n_out * per_row, MV_ROWS * wg))
-            decode = self._step("matmul.wgsl", "matvec", {**c, "WG": wg}, buffers, fixed((gx, gy, 1)))
+            decode = (self._step("matmul.wgsl", "matvec", {**c, "WG": wg}, buffers, fixed((gx, gy, 1))),)
         return MatmulOp(decode, prefill)
+
+    def _matvec_dot4(self, c: dict, w, n_in: int, n_out: int, x, y, norm: tuple | None) -> tuple[Step, Step]:
+        """One token's product as two dispatches: x (normalised first when `norm`) quantised into scratch
+        every product of this width shares, then matvec_dot4 over it."""
+        q_bytes, s_bytes = dot4_x_nbytes(n_in)
+        planes, sums = self._shared_scratch(q_bytes, "dot4 x q"), self._shared_scratch(s_bytes, "dot4 x s")
+        qc: dict = {"N_IN": n_in, "PLANES": DOT4_PLANES}
+        inputs = [x, x]
+        if norm is not None:
+            x_raw, weight, eps = norm
+            qc, inputs = {**qc, "NORM": True, "EPS": eps}, [x_raw, weight]
+        quantize = self._step("quantize_x.wgsl", "quantize_x", qc, [*inputs, planes, sums],
+                              fixed((cdiv(n_in // 32, 64), 1, 1)))  # an invocation a block, 64 a workgroup
+        gx, gy = split_groups(cdiv(n_out, DOT4_ROWS))
+        pc = {**c, "WG": 128, "ROWS": DOT4_ROWS, "PLANES": DOT4_PLANES}
+        product = self._step("matvec_dot4.wgsl", "matvec_dot4", pc, [w, planes, y, sums], fixed((gx, gy, 1)))
+        return quantize, product
 
     # ---------------------------------------------------------------- the rest of a layer
 

@@ -23,7 +23,7 @@ from .config import ModelConfig
 from .errors import InvalidRequest, UnsupportedModel
 from .gguf import TensorInfo
 from .gpu import AdapterInfo
-from .kernels import attention_parts
+from .kernels import DOT4_TYPES, attention_parts, dot4_x_nbytes
 
 WEIGHTS, KV_CACHE, ACTIVATIONS = "weights", "KV cache", "activations"
 Buffer = tuple[str, str, int]  # (kind: WEIGHTS, KV_CACHE or ACTIVATIONS, label, bytes as the device allocates them)
@@ -104,6 +104,9 @@ def model_buffers(
     ]  # fmt: skip
     if variant == "subgroup":  # Kernels.attention on GPUs: one token's weighted sum in parts, summed after
         activations.append(("attention partials", attention_parts(n_ctx) * c.q_dim * f32))
+        for width in sorted(_dot4_widths(tensors)):  # Kernels._matvec_dot4: x as integers, a scratch a width
+            planes, sums = dot4_x_nbytes(width)
+            activations += [("dot4 x q", planes), ("dot4 x s", sums)]
     # Kernels.rope's constants: a table of inverse frequencies per RoPE base, and ones if the model has no factors
     half = c.rope_dim // 2
     activations += [("rope_inv_freq", half * f32)] * len({c.rope_base(i) for i in range(c.n_layers)})
@@ -111,6 +114,16 @@ def model_buffers(
         activations.append(("ones", half * f32))
     buffers += [(ACTIVATIONS, label, n) for label, n in activations]
     return [(kind, label, _device_size(n)) for kind, label, n in buffers]
+
+
+def _dot4_widths(tensors: Mapping[str, TensorInfo]) -> set[int]:
+    """Row lengths of the products one token runs as matvec_dot4 on GPUs: every 2-D tensor of a block (all
+    are products) and the head (output.weight, or the tied embedding), in a type with int_parts."""
+    head = "output.weight" if "output.weight" in tensors else "token_embd.weight"
+    return {
+        info.shape[0] for name, info in tensors.items()
+        if info.type in DOT4_TYPES and (name == head or (name.startswith("blk.") and len(info.shape) == 2))
+    }
 
 
 def row_ranges(n_rows: int, row_bytes: int, max_binding: int | None) -> list[tuple[int, int]]:

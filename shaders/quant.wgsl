@@ -83,6 +83,31 @@ fn split_scales() -> bool { return WTYPE == Q6_K || WTYPE == Q3_K || WTYPE == Q2
 // Whether quant_parts' m is ever nonzero (products then add m * sum(x)).
 fn has_offset() -> bool { return !is_float() && WTYPE != Q8_0; }
 
+// A block of 32 weights as signed 8-bit integers, for the packed dot products of matvec_dot4.wgsl: lo
+// packs elements 0..15 and hi elements 16..31, four a word (element 4i + k in byte k of word i), and
+// weight = d.x * q + m.x in lo, d.y * q + m.y in hi. Each library that defines int_parts(row, b) reads
+// the block through w32: the same bytes as w, bound again word by word, since a block's words are
+// most of what that kernel loads and vec4 loads there fetch 16 bytes for each 4 it keeps.
+struct IntParts { lo: vec4<u32>, hi: vec4<u32>, d: vec2<f32>, m: vec2<f32> }
+
+@group(0) @binding(1) var<storage, read> w32: array<u32>;  // only matvec_dot4 reads it (not both w and w32)
+
+fn int_parts1(lo: vec4<u32>, hi: vec4<u32>, d: f32, m: f32) -> IntParts {
+    return IntParts(lo, hi, vec2<f32>(d), vec2<f32>(m));
+}
+
+// The 4 bytes from byte o (even) of w32, and 16 of them (the second word's load is shared when the
+// compiler sees it: a 2-byte-aligned word is two loads and a funnel shift).
+fn u32_at(o: u32) -> u32 {
+    let i = o >> 2u;
+    let a = w32[i];
+    return select(a, (a >> 16u) | (w32[i + 1u] << 16u), (o & 2u) != 0u);
+}
+
+fn u32x4_at(o: u32) -> vec4<u32> {
+    return vec4<u32>(u32_at(o), u32_at(o + 4u), u32_at(o + 8u), u32_at(o + 12u));
+}
+
 // Words of a row that its next blocks reuse, carried between calls of quant_parts (see the families).
 // The scalar kernels read each row's blocks in order and keep one per row; callers whose invocations
 // take blocks out of order (the subgroup kernel, embed) pass fresh = true and nothing is reused.

@@ -63,3 +63,25 @@ fn q45_k_parts(o: u32, j: u32, c: ptr<function, KCache>, fresh: bool) -> QuantPa
     let sm = scale_min_k4(h.yzw, j);
     return parts(quants, dm.x * sm.x, -dm.y * sm.y);
 }
+
+// Sub-block b % 8 of superblock b / 8 of row `row` as integers (see IntParts); 16-byte aligned, so
+// every word is loaded as it lies.
+fn int_parts(row: u32, b: u32) -> IntParts {
+    let v = superblock(row, b) >> 2u;
+    let j = b % 8u;
+    let five = WTYPE == Q5_K;
+    let p = v + select(4u, 12u, five) + 8u * (j / 2u);  // the 32 bytes of nibbles sub-blocks 2p, 2p + 1 share
+    let sh = vec4<u32>(4u * (j & 1u));
+    let m4 = vec4<u32>(0x0F0F0F0Fu);
+    var lo = (vec4<u32>(w32[p], w32[p + 1u], w32[p + 2u], w32[p + 3u]) >> sh) & m4;
+    var hi = (vec4<u32>(w32[p + 4u], w32[p + 5u], w32[p + 6u], w32[p + 7u]) >> sh) & m4;
+    if (five) {  // bit j of qh[l] is the fifth bit of weight l
+        let h = v + 4u;
+        let one = vec4<u32>(0x01010101u);
+        lo |= ((vec4<u32>(w32[h], w32[h + 1u], w32[h + 2u], w32[h + 3u]) >> vec4<u32>(j)) & one) << vec4<u32>(4u);
+        hi |= ((vec4<u32>(w32[h + 4u], w32[h + 5u], w32[h + 6u], w32[h + 7u]) >> vec4<u32>(j)) & one) << vec4<u32>(4u);
+    }
+    let dm = unpack2x16float(w32[v]);
+    let sm = scale_min_k4(vec3<u32>(w32[v + 1u], w32[v + 2u], w32[v + 3u]), j);
+    return int_parts1(lo, hi, dm.x * sm.x, -dm.y * sm.y);
+}

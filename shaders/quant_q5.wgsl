@@ -74,3 +74,24 @@ fn q5_1_block(o: u32) -> QuantParts {
     let dm = unpack2x16float(head.x);
     return parts(q5_quants(qs, head.y), dm.x, dm.y);
 }
+
+// Block b of row `row` as integers (see IntParts): nibbles and high bits joined into 5-bit bytes.
+fn int_parts(row: u32, b: u32) -> IntParts {
+    let o = row * row_bytes() + b * block_bytes();
+    let one = WTYPE == Q5_1;  // {d, m, qh, qs} or {d, qh, qs}
+    let head = u32_at(o);
+    let qh = u32_at(o + select(2u, 4u, one));
+    let qs = u32x4_at(o + select(6u, 8u, one));
+    let m4 = vec4<u32>(0x0F0F0F0Fu);
+    let lo = (qs & m4) | (spread4v(qh) << vec4<u32>(4u));
+    let hi = ((qs >> vec4<u32>(4u)) & m4) | (spread4v(qh >> 16u) << vec4<u32>(4u));
+    if (one) {
+        let dm = unpack2x16float(head);
+        return int_parts1(lo, hi, dm.x, dm.y);
+    }
+    let d = unpack2x16float(head).x;
+    return int_parts1(lo, hi, d, -16.0 * d);
+}
+
+// Bits 0..15 of x as four words of spread4: bits 4i..4i+3 to the low bit of word i's bytes.
+fn spread4v(x: u32) -> vec4<u32> { return vec4<u32>(spread4(x), spread4(x >> 4u), spread4(x >> 8u), spread4(x >> 12u)); }

@@ -29,3 +29,10 @@ fn int8s(q: u32) -> vec4<f32> {
     let v = bitcast<i32>(q);
     return vec4<f32>(vec4<i32>(v << 24u, v << 16u, v << 8u, v) >> vec4<u32>(24u));
 }
+
+// Block b of row `row` as integers (see IntParts): Q8_0's bytes are already signed 8-bit quants.
+fn int_parts(row: u32, b: u32) -> IntParts {
+    let o = row * row_bytes() + b * block_bytes();
+    let d = unpack2x16float(u32_at(o)).x;
+    return int_parts1(u32x4_at(o + 2u), u32x4_at(o + 18u), d, 0.0);
+}

@@ -119,3 +119,14 @@ class PenaltyOp(Op):
         if flat:
             self.device.write_buffer(self.entries, struct.pack(f"<{len(flat)}I", *flat))
         self.device.write_buffer(self.settings, struct.pack("<I3f", len(token_counts), repetition, presence, frequency))
+
+
+def same_buffer(a, b) -> bool:
+    """Whether two bindings (a buffer, or (buffer, offset, size)) are of one buffer."""
+    return (a[0] if isinstance(a, tuple) else a) is (b[0] if isinstance(b, tuple) else b)
+
+
+def check_distinct(a, b, what: str) -> None:
+    """WebGPU forbids binding one buffer both writable and again in the same dispatch."""
+    if same_buffer(a, b):
+        raise ValueError(f"{what} must be a different buffer")

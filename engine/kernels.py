@@ -11,16 +11,28 @@ SIMD lanes, pay heavily at barriers, and pay per load instruction), and their ba
 (prefill) are register-tiled; "subgroup" products give 4 rows of a token to a subgroup whose lanes
 split the blocks and reduce with subgroupAdd, a token per grid row (real GPUs), fold the RMSNorm
 before them in for one token, and normalise rows with a workgroup each. The other ops are shared.
+The matrix products are products.py's, mixed in.
 """
 
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 from weakref import WeakKeyDictionary
 
 from .gpu import UNIFORM
-from .kernel_ops import BatchOp, MatmulOp, Op, PenaltyOp, Step, TokenOrBatchOp, cdiv, fixed, split_groups
+from .kernel_ops import BatchOp, Op, PenaltyOp, Step, TokenOrBatchOp, cdiv, check_distinct, fixed, same_buffer
+from .products import (  # noqa: F401  (tests name these as kernels.X)
+    DOT4_PLANES,
+    DOT4_TYPES,
+    GLU_ACTIVATIONS,
+    MM_ROWS,
+    MV_ROWS,
+    TILE,
+    ProductKernels,
+    check_glu,
+    dot4_x_nbytes,
+)
+from .shader_sources import load_shader, module_parts  # noqa: F401  (tests read shaders as kernels.load_shader)
 from .weight_types import (  # noqa: F401  (the model and tests name the types as kernels.X)
     BF16,
     BLOCK_TYPES,
@@ -43,49 +55,9 @@ from .weight_types import (  # noqa: F401  (the model and tests name the types a
 )
 
 VARIANTS = ("scalar", "subgroup")
-# WGSL has no include: these files are appended to a module's own text (declarations may come in
-# any order; only directives such as `enable` must come first, so they stay in the module's file).
-# WEIGHTS stands for the libraries that decode the pipeline's WTYPE (_WEIGHT_LIBRARIES).
-WEIGHTS = "<weights>"
-_LIBRARIES = {
-    "matmul.wgsl": ("activations.wgsl", "quant.wgsl", WEIGHTS),
-    "matmul_subgroup.wgsl": ("matmul.wgsl", "activations.wgsl", "quant.wgsl", WEIGHTS),
-    "matvec_dot4.wgsl": ("matmul.wgsl", "activations.wgsl", "quant.wgsl", WEIGHTS),
-    "embed.wgsl": ("quant.wgsl", WEIGHTS),
-    "elementwise.wgsl": ("activations.wgsl",),
-    "attention.wgsl": ("activations.wgsl",),
-}
-GLU_ACTIVATIONS = ("silu", "gelu")  # the feed-forward's gate: SiLU (SwiGLU), or GELU's tanh form (GeGLU)
-# The libraries that decode each type (after quant.wgsl): only the decoder of a pipeline's type is
-# compiled into it, since CPU adapters inline every decoder that a switch on WTYPE names before they
-# drop the unused cases (floats never decode blocks: any will do).
-_K = "quant_k.wgsl"  # what the K-quant libraries share
-_WEIGHT_LIBRARIES = {
-    F32: ("quant_q4.wgsl",), F16: ("quant_q4.wgsl",), BF16: ("quant_q4.wgsl",),
-    Q4_0: ("quant_q4.wgsl",), Q4_1: ("quant_q4.wgsl",), Q5_0: ("quant_q5.wgsl",), Q5_1: ("quant_q5.wgsl",),
-    Q8_0: ("quant_q8.wgsl",), Q4_K: (_K, "quant_q4k.wgsl"), Q5_K: (_K, "quant_q4k.wgsl"),
-    Q6_K: (_K, "quant_q6k.wgsl"), Q3_K: (_K, "quant_q3k.wgsl"), Q2_K: (_K, "quant_q2k.wgsl"),
-}  # fmt: skip
 # Compiled pipelines per device, shared by every Kernels on it: CPU adapters take up to a second
 # to compile one matmul specialisation.
 _PIPELINES: WeakKeyDictionary = WeakKeyDictionary()
-MV_ROWS, MM_ROWS, TILE = 16, 16, 4  # rows and tokens an invocation of matmul.wgsl owns (its constants)
-# Rows a subgroup owns in matmul_subgroup.wgsl (4 or 8), for one token and for batches; a workgroup's 4
-# subgroups own 4x that.
-SG_RPS, SG_BATCH_RPS = 4, 8
-# Types whose library has int_parts: on GPUs one token's product with them is matvec_dot4.wgsl's packed
-# integer dot products, on x quantised by quantize_x.wgsl (the rest keep matmul_subgroup.wgsl).
-DOT4_TYPES = frozenset({Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K})
-DOT4_ROWS = 4  # outputs a workgroup of matvec_dot4 (128 invocations): a subgroup of 32 each
-# Signed bytes quantize_x.wgsl splits each element of x into: 23 bits of a block's largest |x|. Two planes (15
-# bits) read as fast on an H200 but left logits 1e-3 from f32's on SmolLM2 (a block holding one of its
-# outlier channels keeps only a few bits for the rest); three leave 1e-5, f32's own rounding (NOTES.md).
-DOT4_PLANES = 3
-
-
-def dot4_x_nbytes(n_in: int) -> tuple[int, int]:
-    """Bytes of quantize_x.wgsl's two outputs for one token of n_in: the planes, and the scales and sums."""
-    return n_in * DOT4_PLANES, n_in // 32 * 16
 
 
 def resolve_variant(info, variant: str | None = None) -> str:
@@ -105,12 +77,7 @@ def attention_parts(max_ctx: int) -> int:
     return max(1, min(64, cdiv(max_ctx, 64)))
 
 
-def load_shader(name: str) -> str:
-    """The WGSL text of shaders/<name>; the browser build replaces this with its own loader."""
-    return (Path(__file__).parent.parent / "shaders" / name).read_text()
-
-
-class Kernels:
+class Kernels(ProductKernels):
     """Compiles and caches pipelines for one device, and builds the ops the model records."""
 
     def __init__(self, device, *, variant: str | None = None, kv_f16: bool = False):
@@ -136,9 +103,7 @@ class Kernels:
         """The compute pipeline of `entry` in shaders/`file`, cached by (file, entry, constants)."""
         key = (file, entry, tuple(sorted(constants.items())))
         if key not in self._pipelines:
-            parts: tuple = ()
-            for part in (file, *_LIBRARIES.get(file, ())):
-                parts += _WEIGHT_LIBRARIES[constants["WTYPE"]] if part == WEIGHTS else (part,)
+            parts = module_parts(file, constants.get("WTYPE"))
             if parts not in self._sources:
                 self._sources[parts] = "\n".join(load_shader(part) for part in parts)
             self._pipelines[key] = self.device.create_pipeline(self._sources[parts], entry, constants)
@@ -169,75 +134,6 @@ class Kernels:
 
     # ---------------------------------------------------------------- matrix products
 
-    def matmul(
-        self, w, wtype: int, n_in: int, n_out: int, x, y, max_tokens: int, *,
-        glu: str | None = None, accumulate: bool = False, y_stride: int = 0, y_col: int = 0,
-        norm: tuple | None = None,
-    ) -> Op:
-        """y[t, r] = sum_k W[r, k] x[t, k]; W is n_out rows of n_in weights in ggml type `wtype`.
-
-        glu: "silu" or "gelu": W is 2 * n_out rows (gate, then up) and y = act(gate x) * (up x).
-        accumulate: y +=.
-        y_stride, y_col: y's rows are y_stride wide (0: n_out) and this product fills columns y_col..
-        norm: (x_raw, weight, eps), where x = rmsnorm(x_raw) * weight; when `folds_norm`, one token's
-        product reads x_raw and normalises it itself (batches still read x, which a BatchOp fills).
-        """
-        check_row(wtype, n_in)
-        _check_glu(glu)
-        if accumulate:
-            _distinct(x, y, "an accumulating matmul's y")
-        c = {"WTYPE": wtype, "N_IN": n_in, "N_OUT": n_out}
-        for name, value, default in (("GLU", bool(glu), False), ("GELU", glu == "gelu", False),
-                                     ("ACCUMULATE", accumulate, False),
-                                     ("Y_STRIDE", y_stride, 0), ("Y_COL", y_col, 0)):
-            if value != default:  # only what differs, so plain products keep their pipelines
-                c[name] = value
-        buffers = [self._whole_vec4s(w), x, y]
-        wg, prefill, per_row = self.wg, None, 2 if glu else 1  # GLU: two weight rows per output
-        if max_tokens > 1 and self.variant == "scalar":
-            px, py = split_groups(cdiv(n_out * per_row, MM_ROWS * wg))
-            grid = lambda n: (px, py, cdiv(n, TILE))  # noqa: E731
-            prefill = self._step("matmul.wgsl", "matmul", {**c, "WG": wg}, buffers, grid)
-        if self.variant == "subgroup":  # 4 rows per subgroup of 32
-            gx, gy = split_groups(cdiv(n_out * per_row, 4 * SG_RPS))
-            sc = {**c, "WG": 128, "ROWS": 4 * SG_RPS}
-            grid = lambda n: (gx, gy, n)  # noqa: E731  (a token a workgroup row: weights come from L2 again)
-            plain = [*buffers, x]  # binding 4: the norm's weights, or x again (unused)
-            if max_tokens > 1:  # more rows a subgroup: each x block serves 8 (+25 % on an H200, NOTES.md)
-                bx, by = split_groups(cdiv(n_out * per_row, 4 * SG_BATCH_RPS))
-                batch = {**sc, "ROWS": 4 * SG_BATCH_RPS, "RPS": SG_BATCH_RPS}
-                prefill = self._step("matmul_subgroup.wgsl", "matvec_subgroup", batch, plain, lambda n: (bx, by, n))
-            if wtype in DOT4_TYPES:
-                decode = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, norm)
-            else:
-                if norm is not None:
-                    x_raw, weight, eps = norm
-                    sc, plain = {**sc, "NORM": True, "EPS": eps}, [buffers[0], x_raw, y, weight]
-                decode = (self._step("matmul_subgroup.wgsl", "matvec_subgroup", sc, plain, grid),)
-        else:
-            gx, gy = split_groups(cdiv(n_out * per_row, MV_ROWS * wg))
-            decode = (self._step("matmul.wgsl", "matvec", {**c, "WG": wg}, buffers, fixed((gx, gy, 1))),)
-        return MatmulOp(decode, prefill)
-
-    def _matvec_dot4(self, c: dict, w, n_in: int, n_out: int, x, y, norm: tuple | None) -> tuple[Step, Step]:
-        """One token's product as two dispatches: x (normalised first when `norm`) quantised into scratch
-        every product of this width shares, then matvec_dot4 over it."""
-        q_bytes, s_bytes = dot4_x_nbytes(n_in)
-        planes, sums = self._shared_scratch(q_bytes, "dot4 x q"), self._shared_scratch(s_bytes, "dot4 x s")
-        qc: dict = {"N_IN": n_in, "PLANES": DOT4_PLANES}
-        inputs = [x, x]
-        if norm is not None:
-            x_raw, weight, eps = norm
-            qc, inputs = {**qc, "NORM": True, "EPS": eps}, [x_raw, weight]
-        quantize = self._step("quantize_x.wgsl", "quantize_x", qc, [*inputs, planes, sums],
-                              fixed((cdiv(n_in // 32, 64), 1, 1)))  # an invocation a block, 64 a workgroup
-        gx, gy = split_groups(cdiv(n_out, DOT4_ROWS))
-        pc = {**c, "WG": 128, "ROWS": DOT4_ROWS, "PLANES": DOT4_PLANES}
-        product = self._step("matvec_dot4.wgsl", "matvec_dot4", pc, [w, planes, y, sums], fixed((gx, gy, 1)))
-        return quantize, product
-
-    # ---------------------------------------------------------------- the rest of a layer
-
     def embed(self, table, wtype: int, dim: int, ids, out, scale: float = 1.0, first_row: int = 0,
               n_rows: int = 0) -> Op:
         """out[t, :] = dequant(table row ids[t]) * scale; ids is a u32 buffer of at least n_tokens ids.
@@ -250,17 +146,11 @@ class Kernels:
         gx = cdiv(dim // 4, self.wg)
         return Op(self._step("embed.wgsl", "embed", c, [self._whole_vec4s(table), ids, out], lambda n: (gx, n, 1)))
 
-    @property
-    def folds_norm(self) -> bool:
-        """Whether one token's products apply the RMSNorm before them (matmul's `norm`): on GPUs, where
-        a dispatch fewer is worth more than the few loads each subgroup repeats."""
-        return self.variant == "subgroup"
-
     def rmsnorm(self, x, weight, out, n: int, eps: float, *, batches_only: bool = False,
                 accumulate: bool = False) -> Op:
         """out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight (accumulate: out[t] +=); out must not be x.
         batches_only: nothing for one token (the products after it fold the norm in: see `folds_norm`)."""
-        _distinct(x, out, "rmsnorm's out")
+        check_distinct(x, out, "rmsnorm's out")
         if batches_only:
             return BatchOp(*self.rmsnorm(x, weight, out, n, eps, accumulate=accumulate).steps)
         c = {"N": n, "EPS": eps, **({"ACCUMULATE": True} if accumulate else {})}
@@ -309,7 +199,8 @@ class Kernels:
         if mscale != 1.0:
             c["MSCALE"] = mscale
         gx = cdiv(half, self.wg)
-        return Op(self._step("rope.wgsl", "rope", c, [x, inv_freq_buffer, freq_factors], lambda t: (gx, t, 1)))
+        grid = lambda t: (gx, t, n_heads)  # noqa: E731
+        return Op(self._step("rope.wgsl", "rope", c, [x, inv_freq_buffer, freq_factors], grid))
 
     def kv_cache_nbytes(self, max_ctx: int, kv_dim: int) -> int:
         """Bytes of one layer's key (or value) cache: max_ctx rows of kv_dim f32, or f16 when kv_f16."""
@@ -374,16 +265,16 @@ class Kernels:
 
     def glu_mul(self, gate, up, out, n: int, activation: str = "silu") -> Op:
         """out = act(gate) * up over [T, n] (act: GLU_ACTIVATIONS); out may be gate itself."""
-        _check_glu(activation)
+        check_glu(activation)
         gelu = {"GELU": True} if activation == "gelu" else {}
-        if _same(out, gate):
+        if same_buffer(out, gate):
             return self._elementwise("glu_mul_in_gate", [gate, up], n, gelu)
-        _distinct(out, up, "glu_mul's out")
+        check_distinct(out, up, "glu_mul's out")
         return self._elementwise("glu_mul", [gate, up, out], n, gelu)
 
     def add(self, x, y, n: int) -> Op:
         """x += y over [T, n] (the residual stream)."""
-        _distinct(x, y, "add's y")
+        check_distinct(x, y, "add's y")
         return self._elementwise("add", [x, y], n)
 
     def add_bias(self, x, bias, n: int) -> Op:
@@ -456,22 +347,3 @@ class Kernels:
             self.device.write_buffer(buffer, data)
             self._constants[key] = buffer
         return self._constants[key]
-
-
-def _check_glu(activation: str | None) -> None:
-    if activation is not None and activation not in GLU_ACTIVATIONS:
-        raise ValueError(f"GLU activation {activation!r} is not one of {GLU_ACTIVATIONS}")
-
-
-def _buffer_of(item):
-    return item[0] if isinstance(item, tuple) else item
-
-
-def _same(a, b) -> bool:
-    return _buffer_of(a) is _buffer_of(b)
-
-
-def _distinct(a, b, what: str) -> None:
-    """WebGPU forbids binding one buffer both writable and again in the same dispatch."""
-    if _same(a, b):
-        raise ValueError(f"{what} must be a different buffer")

@@ -223,10 +223,21 @@ class Model:
         if isinstance(wqkv, Weight):
             return [LayerOp("qkv", self._matmul(wqkv, c.dim, self.qkv_dim, self.xb, self.qkv, norm=norm))]
         widths, cols = (c.q_dim, c.kv_dim, c.kv_dim), (0, c.q_dim, c.q_dim + c.kv_dim)
+        reuse = self._reuse_x(wqkv)
         return [
-            LayerOp(name, self._matmul(w, c.dim, n, self.xb, self.qkv, y_stride=self.qkv_dim, y_col=col, norm=norm))
-            for name, w, n, col in zip("qkv", wqkv.parts, widths, cols, strict=True)
+            LayerOp(name, self._matmul(w, c.dim, n, self.xb, self.qkv, y_stride=self.qkv_dim, y_col=col, norm=norm,
+                                       reuse_x=again))
+            for name, w, n, col, again in zip("qkv", wqkv.parts, widths, cols, reuse, strict=True)
         ]
+
+    def _reuse_x(self, parts: Separate) -> list[bool]:
+        """For products of one x in a row: whether each can take x as integers from an earlier one
+        (Kernels.matmul's reuse_x), which holds once a part before it quantised x."""
+        reuse, quantised = [], False
+        for w in parts.parts:
+            reuse.append(quantised)
+            quantised = quantised or self.kernels.uses_dot4(w.type)
+        return reuse
 
     def _gate_up_ops(self, w_gate_up: Weight | Separate, norm: tuple) -> list[LayerOp]:
         """hb = act(w_gate xb) * (w_up xb): one GLU product over the stacked weights, or three ops
@@ -238,9 +249,10 @@ class Model:
         w_gate, w_up = w_gate_up.parts
         if self.hb2 is None:
             self.hb2 = self.device.create_buffer(self.max_batch * c.ffn_dim * 4, label="hb2")
+        again = self._reuse_x(w_gate_up)[1]
         return [
             LayerOp("gate", self._matmul(w_gate, c.dim, c.ffn_dim, self.xb, self.hb, norm=norm)),
-            LayerOp("up", self._matmul(w_up, c.dim, c.ffn_dim, self.xb, self.hb2, norm=norm)),
+            LayerOp("up", self._matmul(w_up, c.dim, c.ffn_dim, self.xb, self.hb2, norm=norm, reuse_x=again)),
             LayerOp("glu_mul", self.kernels.glu_mul(self.hb, self.hb2, self.hb, c.ffn_dim, c.glu)),
         ]
 

@@ -9,8 +9,9 @@
 //            (a cos - b sin, a sin + b cos) * MSCALE (LongRoPE's attention factor; 1 elsewhere). Pairs are (2i, 2i+1), or (i, i + N_ROT/2) when NEOX;
 //            dims N_ROT.. of each head stay as they are.
 // Overrides: N_HEADS, HEAD_DIM, N_ROT, NEOX, ROW (0: N_HEADS * HEAD_DIM), WG, MSCALE
-// Grid:      (ceil(N_ROT / 2 / WG), T): one invocation per rotation i of a token, for every head
-//            (one angle, one sin and cos, for N_HEADS pairs).
+// Grid:      (ceil(N_ROT / 2 / WG), T, N_HEADS): one invocation per rotation i of a token's head. (One
+//            invocation looping over the heads took 16 us for Llama 3 8B's 40 on an H200: each head's
+//            loads waited for the stores before them, which the compiler cannot move past.)
 
 struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 
@@ -54,13 +55,11 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>) {
     let sc = sin_cos(f32(params.pos + t) * (inv_freq[i] / factors[i]));
     let s = sc.x * MSCALE;
     let c = sc.y * MSCALE;
-    for (var h = 0u; h < N_HEADS; h++) {
-        let base = t * select(ROW, N_HEADS * HEAD_DIM, ROW == 0u) + h * HEAD_DIM;
-        let i0 = base + select(2u * i, i, NEOX);
-        let i1 = base + select(2u * i + 1u, i + half, NEOX);
-        let a = x[i0];
-        let b = x[i1];
-        x[i0] = a * c - b * s;
-        x[i1] = a * s + b * c;
-    }
+    let base = t * select(ROW, N_HEADS * HEAD_DIM, ROW == 0u) + gid.z * HEAD_DIM;
+    let i0 = base + select(2u * i, i, NEOX);
+    let i1 = base + select(2u * i + 1u, i + half, NEOX);
+    let a = x[i0];
+    let b = x[i1];
+    x[i0] = a * c - b * s;
+    x[i1] = a * s + b * c;
 }

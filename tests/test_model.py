@@ -52,6 +52,15 @@ def test_fallback_layout_matches_the_stacked_one(engine, event_loop_session, mod
     assert np.abs(stacked - separate).max() <= 1e-4 * np.abs(stacked).max()
 
 
+def test_separate_products_of_one_x_quantise_it_once(engine, model_gguf, monkeypatch):
+    """On GPUs one token's q, k and v (and gate, up) each read x as integers: the first quantises it and the
+    others take it from there (Kernels.matmul's reuse_x), a dispatch each fewer."""
+    model = _load(engine, model_gguf, monkeypatch, separate=True, variant="subgroup")
+    ops = {layer_op.name: layer_op.op for layer_op in model.layers[0].ops}
+    assert all(model.kernels.uses_dot4(w.type) for w in model.layers[0].wqkv.parts)
+    assert [len(ops[name].decode) for name in ("q", "k", "v", "gate", "up", "o")] == [2, 1, 1, 2, 1, 2]
+
+
 def test_gpu_variant_with_folded_norms_matches_the_scalar_one(engine, event_loop_session, model_gguf, monkeypatch):
     scalar = _logits(event_loop_session, _load(engine, model_gguf, monkeypatch, separate=False))
     for separate in (False, True):  # folded into qkv and gate_up, or into q, k, v, gate and up

@@ -58,7 +58,7 @@ def quantised(rng, wtype: int, n_out: int, n_in: int) -> tuple[bytes, np.ndarray
 
 def uses_dot4(kernels, wtype: int, n_tokens: int) -> bool:
     """Whether this product goes through quantize_x.wgsl's integer x (matvec_dot4: GPUs, one token)."""
-    return kernels.variant == "subgroup" and n_tokens == 1 and wtype in K.DOT4_TYPES
+    return n_tokens == 1 and kernels.uses_dot4(wtype)
 
 
 def dot4_bound(w: np.ndarray, x: np.ndarray, act: str | None = None) -> np.ndarray:

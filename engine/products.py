@@ -1,0 +1,122 @@
+"""Matrix products: which kernel computes y = W x for each adapter variant, weight type and batch size.
+
+A part of `Kernels` (kernels.py), which mixes it in: the methods use its plumbing (_step, _shared_scratch,
+_whole_vec4s, variant, wg). Why each kernel where: CPU adapters take matmul.wgsl (barrier-free, whole rows an
+invocation, token-tiled batches); GPUs matmul_subgroup.wgsl for batches and for the weight types below
+without integer decoders, and matvec_dot4.wgsl (x quantised by quantize_x.wgsl, packed integer dot
+products) for one token with the rest.
+"""
+
+from __future__ import annotations
+
+from .kernel_ops import MatmulOp, Op, Step, cdiv, check_distinct, fixed, split_groups
+from .weight_types import Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0, check_row
+
+GLU_ACTIVATIONS = ("silu", "gelu")  # the feed-forward's gate: SiLU (SwiGLU), or GELU's tanh form (GeGLU)
+MV_ROWS, MM_ROWS, TILE = 16, 16, 4  # rows and tokens an invocation of matmul.wgsl owns (its constants)
+# Rows a subgroup owns in matmul_subgroup.wgsl (4 or 8), for one token and for batches; a workgroup's 4
+# subgroups own 4x that.
+SG_RPS, SG_BATCH_RPS = 4, 8
+# Types whose library has int_parts: on GPUs one token's product with them is matvec_dot4.wgsl's packed
+# integer dot products, on x quantised by quantize_x.wgsl (the rest keep matmul_subgroup.wgsl).
+DOT4_TYPES = frozenset({Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K})
+DOT4_ROWS = 4  # outputs a workgroup of matvec_dot4 (128 invocations): a subgroup of 32 each
+# Signed bytes quantize_x.wgsl splits each element of x into: 23 bits of a block's largest |x|. Two planes (15
+# bits) read as fast on an H200 but left logits 1e-3 from f32's on SmolLM2 (a block holding one of its
+# outlier channels keeps only a few bits for the rest); three leave 1e-5, f32's own rounding (NOTES.md).
+DOT4_PLANES = 3
+
+
+def dot4_x_nbytes(n_in: int) -> tuple[int, int]:
+    """Bytes of quantize_x.wgsl's two outputs for one token of n_in: the planes, and the scales and sums."""
+    return n_in * DOT4_PLANES, n_in // 32 * 16
+
+
+def check_glu(activation: str | None) -> None:
+    if activation is not None and activation not in GLU_ACTIVATIONS:
+        raise ValueError(f"GLU activation {activation!r} is not one of {GLU_ACTIVATIONS}")
+
+
+class ProductKernels:
+    """Kernels' matrix products (see the module's docstring)."""
+
+    @property
+    def folds_norm(self) -> bool:
+        """Whether one token's products apply the RMSNorm before them (matmul's `norm`): on GPUs, where
+        a dispatch fewer is worth more than the few loads each subgroup repeats."""
+        return self.variant == "subgroup"
+
+    def matmul(
+        self, w, wtype: int, n_in: int, n_out: int, x, y, max_tokens: int, *,
+        glu: str | None = None, accumulate: bool = False, y_stride: int = 0, y_col: int = 0,
+        norm: tuple | None = None, reuse_x: bool = False,
+    ) -> Op:
+        """y[t, r] = sum_k W[r, k] x[t, k]; W is n_out rows of n_in weights in ggml type `wtype`.
+
+        glu: "silu" or "gelu": W is 2 * n_out rows (gate, then up) and y = act(gate x) * (up x).
+        accumulate: y +=.
+        y_stride, y_col: y's rows are y_stride wide (0: n_out) and this product fills columns y_col..
+        norm: (x_raw, weight, eps), where x = rmsnorm(x_raw) * weight; when `folds_norm`, one token's
+        product reads x_raw and normalises it itself (batches still read x, which a BatchOp fills).
+        reuse_x: one token's product takes x as integers from the product recorded just before it, which
+        `uses_dot4` and had the same x, norm and n_in (Separate q, k, v after the first): one dispatch fewer.
+        """
+        check_row(wtype, n_in)
+        check_glu(glu)
+        if accumulate:
+            check_distinct(x, y, "an accumulating matmul's y")
+        c = {"WTYPE": wtype, "N_IN": n_in, "N_OUT": n_out}
+        for name, value, default in (("GLU", bool(glu), False), ("GELU", glu == "gelu", False),
+                                     ("ACCUMULATE", accumulate, False),
+                                     ("Y_STRIDE", y_stride, 0), ("Y_COL", y_col, 0)):
+            if value != default:  # only what differs, so plain products keep their pipelines
+                c[name] = value
+        buffers = [self._whole_vec4s(w), x, y]
+        wg, prefill, per_row = self.wg, None, 2 if glu else 1  # GLU: two weight rows per output
+        if max_tokens > 1 and self.variant == "scalar":
+            px, py = split_groups(cdiv(n_out * per_row, MM_ROWS * wg))
+            grid = lambda n: (px, py, cdiv(n, TILE))  # noqa: E731
+            prefill = self._step("matmul.wgsl", "matmul", {**c, "WG": wg}, buffers, grid)
+        if self.variant == "subgroup":  # 4 rows per subgroup of 32
+            gx, gy = split_groups(cdiv(n_out * per_row, 4 * SG_RPS))
+            sc = {**c, "WG": 128, "ROWS": 4 * SG_RPS}
+            grid = lambda n: (gx, gy, n)  # noqa: E731  (a token a workgroup row: weights come from L2 again)
+            plain = [*buffers, x]  # binding 4: the norm's weights, or x again (unused)
+            if max_tokens > 1:  # more rows a subgroup: each x block serves 8 (+25 % on an H200, NOTES.md)
+                bx, by = split_groups(cdiv(n_out * per_row, 4 * SG_BATCH_RPS))
+                batch = {**sc, "ROWS": 4 * SG_BATCH_RPS, "RPS": SG_BATCH_RPS}
+                prefill = self._step("matmul_subgroup.wgsl", "matvec_subgroup", batch, plain, lambda n: (bx, by, n))
+            if wtype in DOT4_TYPES:
+                decode = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, norm)[reuse_x:]
+            else:
+                if norm is not None:
+                    x_raw, weight, eps = norm
+                    sc, plain = {**sc, "NORM": True, "EPS": eps}, [buffers[0], x_raw, y, weight]
+                decode = (self._step("matmul_subgroup.wgsl", "matvec_subgroup", sc, plain, grid),)
+        else:
+            gx, gy = split_groups(cdiv(n_out * per_row, MV_ROWS * wg))
+            decode = (self._step("matmul.wgsl", "matvec", {**c, "WG": wg}, buffers, fixed((gx, gy, 1))),)
+        return MatmulOp(decode, prefill)
+
+    def uses_dot4(self, wtype: int) -> bool:
+        """Whether one token's product with weights of `wtype` quantises x first (see `matmul`'s reuse_x)."""
+        return self.variant == "subgroup" and wtype in DOT4_TYPES
+
+    def _matvec_dot4(self, c: dict, w, n_in: int, n_out: int, x, y, norm: tuple | None) -> tuple[Step, Step]:
+        """One token's product as two dispatches: x (normalised first when `norm`) quantised into scratch
+        every product of this width shares, then matvec_dot4 over it."""
+        q_bytes, s_bytes = dot4_x_nbytes(n_in)
+        planes, sums = self._shared_scratch(q_bytes, "dot4 x q"), self._shared_scratch(s_bytes, "dot4 x s")
+        qc: dict = {"N_IN": n_in, "PLANES": DOT4_PLANES}
+        inputs = [x, x]
+        if norm is not None:
+            x_raw, weight, eps = norm
+            qc, inputs = {**qc, "NORM": True, "EPS": eps}, [x_raw, weight]
+        quantize = self._step("quantize_x.wgsl", "quantize_x", qc, [*inputs, planes, sums],
+                              fixed((cdiv(n_in // 32, 64), 1, 1)))  # an invocation a block, 64 a workgroup
+        gx, gy = split_groups(cdiv(n_out, DOT4_ROWS))
+        pc = {**c, "WG": 128, "ROWS": DOT4_ROWS, "PLANES": DOT4_PLANES}
+        product = self._step("matvec_dot4.wgsl", "matvec_dot4", pc, [w, planes, y, sums], fixed((gx, gy, 1)))
+        return quantize, product
+
+    # ---------------------------------------------------------------- the rest of a layer

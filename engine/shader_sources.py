@@ -1,0 +1,48 @@
+"""Which WGSL files make each kernel's module, and where they are read from.
+
+WGSL has no include, so a kernel's module is its own file followed by the libraries it uses; kernels.py
+compiles the joined text once per (file, weight type).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .weight_types import BF16, F16, F32, Q2_K, Q3_K, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0
+
+# These files are appended to a module's own text (declarations may come in
+# any order; only directives such as `enable` must come first, so they stay in the module's file).
+# WEIGHTS stands for the libraries that decode the pipeline's WTYPE (_WEIGHT_LIBRARIES).
+WEIGHTS = "<weights>"
+_LIBRARIES = {
+    "matmul.wgsl": ("activations.wgsl", "quant.wgsl", WEIGHTS),
+    "matmul_subgroup.wgsl": ("matmul.wgsl", "activations.wgsl", "quant.wgsl", WEIGHTS),
+    "matvec_dot4.wgsl": ("matmul.wgsl", "activations.wgsl", "quant.wgsl", WEIGHTS),
+    "embed.wgsl": ("quant.wgsl", WEIGHTS),
+    "elementwise.wgsl": ("activations.wgsl",),
+    "attention.wgsl": ("activations.wgsl",),
+}
+# The libraries that decode each type (after quant.wgsl): only the decoder of a pipeline's type is
+# compiled into it, since CPU adapters inline every decoder that a switch on WTYPE names before they
+# drop the unused cases (floats never decode blocks: any will do).
+_K = "quant_k.wgsl"  # what the K-quant libraries share
+_WEIGHT_LIBRARIES = {
+    F32: ("quant_q4.wgsl",), F16: ("quant_q4.wgsl",), BF16: ("quant_q4.wgsl",),
+    Q4_0: ("quant_q4.wgsl",), Q4_1: ("quant_q4.wgsl",), Q5_0: ("quant_q5.wgsl",), Q5_1: ("quant_q5.wgsl",),
+    Q8_0: ("quant_q8.wgsl",), Q4_K: (_K, "quant_q4k.wgsl"), Q5_K: (_K, "quant_q4k.wgsl"),
+    Q6_K: (_K, "quant_q6k.wgsl"), Q3_K: (_K, "quant_q3k.wgsl"), Q2_K: (_K, "quant_q2k.wgsl"),
+}  # fmt: skip
+
+
+def module_parts(file: str, wtype: int | None) -> tuple[str, ...]:
+    """The files whose text, joined in order, is the module of a kernel in `file` (for weight type `wtype`
+    where it reads weights)."""
+    parts: tuple[str, ...] = ()
+    for part in (file, *_LIBRARIES.get(file, ())):
+        parts += _WEIGHT_LIBRARIES[wtype] if part == WEIGHTS else (part,)
+    return parts
+
+
+def load_shader(name: str) -> str:
+    """The WGSL text of shaders/<name>; the browser build replaces this with its own loader."""
+    return (Path(__file__).parent.parent / "shaders" / name).read_text()

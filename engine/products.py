@@ -10,7 +10,7 @@ products) for one token with the rest.
 from __future__ import annotations
 
 from .kernel_ops import MatmulOp, Op, Step, cdiv, check_distinct, fixed, split_groups
-from .weight_types import Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0, check_row
+from .weight_types import Q2_K, Q3_K, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0, check_row
 
 GLU_ACTIVATIONS = ("silu", "gelu")  # the feed-forward's gate: SiLU (SwiGLU), or GELU's tanh form (GeGLU)
 MV_ROWS, MM_ROWS, TILE = 16, 16, 4  # rows and tokens an invocation of matmul.wgsl owns (its constants)
@@ -19,7 +19,7 @@ MV_ROWS, MM_ROWS, TILE = 16, 16, 4  # rows and tokens an invocation of matmul.wg
 SG_RPS, SG_BATCH_RPS = 4, 8
 # Types whose library has int_parts: on GPUs one token's product with them is matvec_dot4.wgsl's packed
 # integer dot products, on x quantised by quantize_x.wgsl (the rest keep matmul_subgroup.wgsl).
-DOT4_TYPES = frozenset({Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K})
+DOT4_TYPES = frozenset({Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K})
 DOT4_ROWS = 4  # outputs a workgroup of matvec_dot4 (128 invocations): a subgroup of 32 each
 # Signed bytes quantize_x.wgsl splits each element of x into: 23 bits of a block's largest |x|. Two planes (15
 # bits) read as fast on an H200 but left logits 1e-3 from f32's on SmolLM2 (a block holding one of its

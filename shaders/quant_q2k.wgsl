@@ -32,3 +32,19 @@ fn q2_k_parts(o: u32, j: u32, c: ptr<function, KCache>, fresh: bool) -> QuantPar
     let s = vec2<u32>(sc, sc >> 8u);
     return QuantParts(quants8(a, b), dm.x * vec2<f32>(s & vec2<u32>(0xFu)), -dm.y * vec2<f32>((s >> vec2<u32>(4u)) & vec2<u32>(0xFu)));
 }
+
+// Sub-block b % 8 of superblock b / 8 of row `row` as integers (see IntParts); 4-byte aligned.
+fn int_parts(row: u32, b: u32) -> IntParts {
+    let o = superblock(row, b) >> 2u;
+    let j = b % 8u;
+    let n = j / 4u;
+    let k = j & 3u;
+    let q = o + 4u + 8u * n;
+    let m2 = vec4<u32>(0x03030303u);
+    let lo = (vec4<u32>(w32[q], w32[q + 1u], w32[q + 2u], w32[q + 3u]) >> vec4<u32>(2u * k)) & m2;
+    let hi = (vec4<u32>(w32[q + 4u], w32[q + 5u], w32[q + 6u], w32[q + 7u]) >> vec4<u32>(2u * k)) & m2;
+    let sc = (w32[o + 2u * n + k / 2u] >> (16u * (k & 1u))) & 0xFFFFu;  // scales 8n + 2k and 8n + 2k + 1
+    let dm = unpack2x16float(w32[o + 20u]);
+    let s = vec2<u32>(sc, sc >> 8u);
+    return IntParts(lo, hi, dm.x * vec2<f32>(s & vec2<u32>(0xFu)), -dm.y * vec2<f32>((s >> vec2<u32>(4u)) & vec2<u32>(0xFu)));
+}

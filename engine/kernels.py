@@ -30,6 +30,7 @@ from .products import (  # noqa: F401  (tests name these as kernels.X)
     TILE,
     ProductKernels,
     check_glu,
+    dot4_pays,
     dot4_x_nbytes,
 )
 from .shader_sources import load_shader, module_parts  # noqa: F401  (tests read shaders as kernels.load_shader)
@@ -80,10 +81,12 @@ def attention_parts(max_ctx: int) -> int:
 class Kernels(ProductKernels):
     """Compiles and caches pipelines for one device, and builds the ops the model records."""
 
-    def __init__(self, device, *, variant: str | None = None, kv_f16: bool = False):
+    def __init__(self, device, *, variant: str | None = None, kv_f16: bool = False, dot4: bool = True):
+        """dot4: one token's products on GPUs quantise x and multiply integers (products.py; see dot4_pays)."""
         info = device.info
         variant = resolve_variant(info, variant)
         self.device, self.variant, self.kv_f16 = device, variant, kv_f16
+        self.dot4 = dot4 and variant == "subgroup"
         # lavapipe runs 8 lanes at a time: small workgroups spread rows over its threads.
         self.wg = 8 if info.is_software else 64
         self.params = device.create_buffer(16, UNIFORM, label="step_params")

@@ -67,12 +67,12 @@ class MemoryPlan:
 
 def plan_memory(
     config: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: int, max_batch: int, kv_f16: bool = False,
-    max_binding: int | None = None, variant: str = "scalar",
+    max_binding: int | None = None, variant: str = "scalar", *, dot4: bool = False,
 ) -> MemoryPlan:
     """The memory Model.load(n_ctx=n_ctx, max_batch=max_batch, kv_f16=kv_f16) will allocate (n_ctx as
     the model uses it: at most the trained context) on a device binding at most `max_binding` bytes (the
-    embedding and head are split into row ranges past it: see `row_ranges`)."""
-    buffers = model_buffers(config, tensors, n_ctx, max_batch, kv_f16, max_binding, variant)
+    embedding and head are split into row ranges past it: see `row_ranges`); dot4 as Model.load's."""
+    buffers = model_buffers(config, tensors, n_ctx, max_batch, kv_f16, max_binding, variant, dot4=dot4)
     by_kind = {kind: sum(n for k, _, n in buffers if k == kind) for kind in (WEIGHTS, KV_CACHE, ACTIVATIONS)}
     _, largest_name, largest = max(buffers, key=lambda b: b[2])
     return MemoryPlan(by_kind[WEIGHTS], by_kind[KV_CACHE], by_kind[ACTIVATIONS], n_ctx, largest, largest_name)
@@ -80,7 +80,7 @@ def plan_memory(
 
 def model_buffers(
     config: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: int, max_batch: int, kv_f16: bool = False,
-    max_binding: int | None = None, variant: str = "scalar",
+    max_binding: int | None = None, variant: str = "scalar", *, dot4: bool = False,
 ) -> list[Buffer]:
     """Every buffer Model.load creates, in bytes as the device rounds them (whole words, at least one)."""
     c, T, f32 = config, max_batch, 4
@@ -104,7 +104,7 @@ def model_buffers(
     ]  # fmt: skip
     if variant == "subgroup":  # Kernels.attention on GPUs: one token's weighted sum in parts, summed after
         activations.append(("attention partials", attention_parts(n_ctx) * c.q_dim * f32))
-        for width in sorted(_dot4_widths(tensors)):  # Kernels._matvec_dot4: x as integers, a scratch a width
+        for width in sorted(_dot4_widths(tensors) if dot4 else ()):  # Kernels._matvec_dot4: x as integers
             planes, sums = dot4_x_nbytes(width)
             activations += [("dot4 x q", planes), ("dot4 x s", sums)]
     # Kernels.rope's constants: a table of inverse frequencies per RoPE base, and ones if the model has no factors

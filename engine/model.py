@@ -77,18 +77,23 @@ class Model:
         variant: str | None = None,
         progress: ProgressFn | None = None,
         memory_budget: int | None = None,
+        dot4: bool | None = None,
     ) -> Model:
         """Upload the weights straight from the file's bytes to GPU buffers and bind every kernel.
 
-        memory_budget: bytes the model may take on the GPU (None: only the adapter's limits bound it)."""
+        memory_budget: bytes the model may take on the GPU (None: only the adapter's limits bound it).
+        dot4: GPUs' integer products for one token (None: where they pay, K.dot4_pays)."""
         config = ModelConfig.from_gguf(gguf.metadata, set(gguf.tensors))
         n_ctx = min(n_ctx, config.context_length)
         check_no_unknown_tensors(config, gguf.tensors)
         # Before the first buffer: a model that cannot fit is refused, never left half-loaded.
         variant = K.resolve_variant(device.info, variant)
-        plan = plan_memory(config, gguf.tensors, n_ctx, max_batch, kv_f16, device.info.max_storage_binding, variant)
+        dot4 = K.dot4_pays(config.dim) if dot4 is None else dot4
+        plan = plan_memory(config, gguf.tensors, n_ctx, max_batch, kv_f16, device.info.max_storage_binding, variant,
+                           dot4=dot4)
         plan.check(device.info, memory_budget)
-        model = cls(device, config, n_ctx, max_batch, K.Kernels(device, variant=variant, kv_f16=kv_f16))
+        kernels = K.Kernels(device, variant=variant, kv_f16=kv_f16, dot4=dot4)
+        model = cls(device, config, n_ctx, max_batch, kernels)
         # LongRoPE's files hold factors for short and long contexts; the context reads one (progress counts it).
         unused = frozenset(LONG_ROPE_FACTORS) - {config.rope_factors_tensor(n_ctx)}
         uploader = Uploader(device, gguf, progress, unused)

@@ -21,6 +21,10 @@ SG_RPS, SG_BATCH_RPS = 4, 8
 # integer dot products, on x quantised by quantize_x.wgsl (the rest keep matmul_subgroup.wgsl).
 DOT4_TYPES = frozenset({Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K})
 DOT4_ROWS = 4  # outputs a workgroup of matvec_dot4 (128 invocations): a subgroup of 32 each
+# Model width from which one token's products quantise x (dot4_pays): below it the extra dispatch a product
+# costs more than the integer products save. H200, GPU time a token: SmolLM2-135M (dim 576) 3.36 ms with
+# them, 2.30 without; the Llama 3.2 1B shape (2048) 2.12 with, 2.48 without (NOTES.md).
+DOT4_MIN_DIM = 1024
 # Signed bytes quantize_x.wgsl splits each element of x into: 23 bits of a block's largest |x|. Two planes (15
 # bits) read as fast on an H200 but left logits 1e-3 from f32's on SmolLM2 (a block holding one of its
 # outlier channels keeps only a few bits for the rest); three leave 1e-5, f32's own rounding (NOTES.md).
@@ -30,6 +34,11 @@ DOT4_PLANES = 3
 def dot4_x_nbytes(n_in: int) -> tuple[int, int]:
     """Bytes of quantize_x.wgsl's two outputs for one token of n_in: the planes, and the scales and sums."""
     return n_in * DOT4_PLANES, n_in // 32 * 16
+
+
+def dot4_pays(dim: int) -> bool:
+    """Whether a model of this width runs one token's products as matvec_dot4 on GPUs (Kernels' dot4)."""
+    return dim >= DOT4_MIN_DIM
 
 
 def check_glu(activation: str | None) -> None:
@@ -86,7 +95,7 @@ class ProductKernels:
                 bx, by = split_groups(cdiv(n_out * per_row, 4 * SG_BATCH_RPS))
                 batch = {**sc, "ROWS": 4 * SG_BATCH_RPS, "RPS": SG_BATCH_RPS}
                 prefill = self._step("matmul_subgroup.wgsl", "matvec_subgroup", batch, plain, lambda n: (bx, by, n))
-            if wtype in DOT4_TYPES:
+            if self.uses_dot4(wtype):
                 decode = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, norm)[reuse_x:]
             else:
                 if norm is not None:
@@ -100,7 +109,7 @@ class ProductKernels:
 
     def uses_dot4(self, wtype: int) -> bool:
         """Whether one token's product with weights of `wtype` quantises x first (see `matmul`'s reuse_x)."""
-        return self.variant == "subgroup" and wtype in DOT4_TYPES
+        return self.dot4 and wtype in DOT4_TYPES
 
     def _matvec_dot4(self, c: dict, w, n_in: int, n_out: int, x, y, norm: tuple | None) -> tuple[Step, Step]:
         """One token's product as two dispatches: x (normalised first when `norm`) quantised into scratch

@@ -5,6 +5,8 @@ Each layer's dispatch sequence is built once at load, in the order the forward p
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -19,10 +21,10 @@ SEPARATE = ["attn_norm", "q", "k", "v", "rope", "store_kv", "attention", "o",
 STEPS = ([1, 2, 3, 4, 5, 6, 7], [8], [9])  # a prefill, then two decode steps
 
 
-def _load(engine, gguf, monkeypatch, separate: bool, variant: str = "scalar") -> Model:
+def _load(engine, gguf, monkeypatch, separate: bool, variant: str = "scalar", dot4: bool | None = None) -> Model:
     if separate:  # as if q, k, v (and gate, up) differed in type
         monkeypatch.setattr(Uploader, "stacked", Uploader.separate)
-    model = Model.load(engine.model.device, gguf, n_ctx=64, max_batch=8, variant=variant)
+    model = Model.load(engine.model.device, gguf, n_ctx=64, max_batch=8, variant=variant, dot4=dot4)
     monkeypatch.undo()
     return model
 
@@ -55,17 +57,30 @@ def test_fallback_layout_matches_the_stacked_one(engine, event_loop_session, mod
 def test_separate_products_of_one_x_quantise_it_once(engine, model_gguf, monkeypatch):
     """On GPUs one token's q, k and v (and gate, up) each read x as integers: the first quantises it and the
     others take it from there (Kernels.matmul's reuse_x), a dispatch each fewer."""
-    model = _load(engine, model_gguf, monkeypatch, separate=True, variant="subgroup")
+    model = _load(engine, model_gguf, monkeypatch, separate=True, variant="subgroup", dot4=True)
     ops = {layer_op.name: layer_op.op for layer_op in model.layers[0].ops}
     assert all(model.kernels.uses_dot4(w.type) for w in model.layers[0].wqkv.parts)
     assert [len(ops[name].decode) for name in ("q", "k", "v", "gate", "up", "o")] == [2, 1, 1, 2, 1, 2]
 
 
+@pytest.mark.parametrize("mix", ["Q4_K_M", "Q3_K_M", "Q2_K", "Q5_0"])
+def test_integer_products_follow_the_scalar_ones_on_real_k_quant_files(engine, event_loop_session, requantised, mix):
+    """llama.cpp's own mixes (Q4_K + Q6_K with Q5_0/Q8_0 where rows are short; Q3_K, Q2_K) through the GPUs'
+    integer products of one token: logits as close to the f32 kernels' as the products of f32 x."""
+    gguf = open_gguf(requantised(mix))
+    device = engine.model.device
+    scalar = _logits(event_loop_session, Model.load(device, gguf, n_ctx=64, max_batch=8, variant="scalar"))
+    gpu = _logits(event_loop_session, Model.load(device, gguf, n_ctx=64, max_batch=8, variant="subgroup", dot4=True))
+    assert np.abs(scalar - gpu).max() <= 1e-4 * np.abs(scalar).max()
+    assert (scalar.argmax(axis=1) == gpu.argmax(axis=1)).all()
+
+
 def test_gpu_variant_with_folded_norms_matches_the_scalar_one(engine, event_loop_session, model_gguf, monkeypatch):
     scalar = _logits(event_loop_session, _load(engine, model_gguf, monkeypatch, separate=False))
-    for separate in (False, True):  # folded into qkv and gate_up, or into q, k, v, gate and up
-        gpu = _logits(event_loop_session, _load(engine, model_gguf, monkeypatch, separate, variant="subgroup"))
-        assert np.abs(scalar - gpu).max() <= 1e-4 * np.abs(scalar).max(), f"separate={separate}"
+    # folded into qkv and gate_up, or into q, k, v, gate and up; products of f32 x, or of integer x (dot4)
+    for separate, dot4 in itertools.product((False, True), (False, True)):
+        gpu = _logits(event_loop_session, _load(engine, model_gguf, monkeypatch, separate, "subgroup", dot4))
+        assert np.abs(scalar - gpu).max() <= 1e-4 * np.abs(scalar).max(), f"separate={separate} dot4={dot4}"
         assert (scalar.argmax(axis=1) == gpu.argmax(axis=1)).all()
 
 

@@ -123,6 +123,17 @@ def test_matmul_awkward_shapes(gpu, kernels_for, rng, variant, wtype):
         check_matmul(gpu, kernels_for(variant), rng, wtype, row_length(wtype, blocks), n_out, n_tokens)
 
 
+@pytest.mark.parametrize("wtype", sorted(K.DOT4_TYPES), ids=type_name)
+def test_one_tokens_product_of_f32_x_on_gpus(gpu, kernels_for, rng, wtype):
+    """Where integer x does not pay (K.dot4_pays: small models), one token's product on GPUs is
+    matmul_subgroup.wgsl's, on f32 x: plain, GLU, and with the RMSNorm folded in."""
+    kernels = K.Kernels(kernels_for("subgroup").device, variant="subgroup", dot4=False)
+    assert not kernels.uses_dot4(wtype)
+    for blocks, n_out in [(1, 1), (5, 129)]:
+        check_matmul(gpu, kernels, rng, wtype, row_length(wtype, blocks), n_out, 1)
+    check_matmul_mode(gpu, kernels, rng, wtype, row_length(wtype, 3), 33, 1, act="silu")
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("wtype", [K.F32, K.F16, K.BF16], ids=type_name)
 def test_matmul_float_rows_not_whole_blocks(gpu, kernels_for, rng, variant, wtype):

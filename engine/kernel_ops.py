@@ -63,7 +63,7 @@ class Op:
 class MatmulOp(Op):
     """A matrix product: the matrix-vector dispatches for one token, the token-tiled one for a batch."""
 
-    def __init__(self, decode: tuple[Step, ...], prefill: Step | None):
+    def __init__(self, decode: tuple[Step, ...], prefill: tuple[Step, ...] | None):
         super().__init__(*decode)
         self.decode, self.prefill = decode, prefill
 
@@ -73,7 +73,8 @@ class MatmulOp(Op):
             for step in self.decode:
                 step.record(recorder, 1)
         else:
-            self.prefill.record(recorder, n_tokens)
+            for step in self.prefill:
+                step.record(recorder, n_tokens)
 
 
 class TokenOrBatchOp(Op):

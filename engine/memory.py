@@ -104,9 +104,9 @@ def model_buffers(
     ]  # fmt: skip
     if variant == "subgroup":  # Kernels.attention on GPUs: one token's weighted sum in parts, summed after
         activations.append(("attention partials", attention_parts(n_ctx) * c.q_dim * f32))
-        for width in sorted(_dot4_widths(tensors) if dot4 else ()):  # Kernels._matvec_dot4: x as integers
+        for width, tokens in sorted(_dot4_scratch(tensors, T) if dot4 else ()):  # Kernels._matvec_dot4's x
             planes, sums = dot4_x_nbytes(width)
-            activations += [("dot4 x q", planes), ("dot4 x s", sums)]
+            activations += [("dot4 x q", planes * tokens), ("dot4 x s", sums * tokens)]
     # Kernels.rope's constants: a table of inverse frequencies per RoPE base, and ones if the model has no factors
     half = c.rope_dim // 2
     activations += [("rope_inv_freq", half * f32)] * len({c.rope_base(i) for i in range(c.n_layers)})
@@ -116,14 +116,16 @@ def model_buffers(
     return [(kind, label, _device_size(n)) for kind, label, n in buffers]
 
 
-def _dot4_widths(tensors: Mapping[str, TensorInfo]) -> set[int]:
-    """Row lengths of the products one token runs as matvec_dot4 on GPUs: every 2-D tensor of a block (all
-    are products) and the head (output.weight, or the tied embedding), in a type with int_parts."""
+def _dot4_scratch(tensors: Mapping[str, TensorInfo], max_batch: int) -> set[tuple[int, int]]:
+    """(row length, tokens) of the integer x scratch of the products run as matvec_dot4 on GPUs: every 2-D
+    tensor of a block (all are products, of up to max_batch tokens) and the head of one (output.weight, or
+    the tied embedding), in a type with int_parts."""
     head = "output.weight" if "output.weight" in tensors else "token_embd.weight"
-    return {
-        info.shape[0] for name, info in tensors.items()
-        if info.type in DOT4_TYPES and (name == head or (name.startswith("blk.") and len(info.shape) == 2))
-    }
+    scratch = {(info.shape[0], max_batch) for name, info in tensors.items()
+               if info.type in DOT4_TYPES and name.startswith("blk.") and len(info.shape) == 2}
+    if head in tensors and tensors[head].type in DOT4_TYPES:
+        scratch.add((tensors[head].shape[0], 1))
+    return scratch
 
 
 def row_ranges(n_rows: int, row_bytes: int, max_binding: int | None) -> list[tuple[int, int]]:

@@ -21,6 +21,7 @@ SG_RPS, SG_BATCH_RPS = 4, 8
 # integer dot products, on x quantised by quantize_x.wgsl (the rest keep matmul_subgroup.wgsl).
 DOT4_TYPES = frozenset({Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K})
 DOT4_ROWS = 4  # outputs a workgroup of matvec_dot4 (128 invocations): a subgroup of 32 each
+DOT4_TT = 8  # a batch's tokens a subgroup of matvec_dot4 takes (its MAX_TT): each weight block decoded once for them
 # Model width from which one token's products quantise x (dot4_pays): below it the extra dispatch a product
 # costs more than the integer products save. H200, GPU time a token: SmolLM2-135M (dim 576) 3.36 ms with
 # them, 2.30 without; the Llama 3.2 1B shape (2048) 2.12 with, 2.48 without (NOTES.md).
@@ -85,8 +86,12 @@ class ProductKernels:
         if max_tokens > 1 and self.variant == "scalar":
             px, py = split_groups(cdiv(n_out * per_row, MM_ROWS * wg))
             grid = lambda n: (px, py, cdiv(n, TILE))  # noqa: E731
-            prefill = self._step("matmul.wgsl", "matmul", {**c, "WG": wg}, buffers, grid)
-        if self.variant == "subgroup":  # 4 rows per subgroup of 32
+            prefill = (self._step("matmul.wgsl", "matmul", {**c, "WG": wg}, buffers, grid),)
+        if self.uses_dot4(wtype):  # GPUs: x quantised, then integer products (a batch's 8 tokens a subgroup)
+            decode = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, norm, max_tokens, 1)[reuse_x:]
+            if max_tokens > 1:
+                prefill = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, None, max_tokens, DOT4_TT)[reuse_x:]
+        elif self.variant == "subgroup":  # 4 rows per subgroup of 32
             gx, gy = split_groups(cdiv(n_out * per_row, 4 * SG_RPS))
             sc = {**c, "WG": 128, "ROWS": 4 * SG_RPS}
             grid = lambda n: (gx, gy, n)  # noqa: E731  (a token a workgroup row: weights come from L2 again)
@@ -94,14 +99,11 @@ class ProductKernels:
             if max_tokens > 1:  # more rows a subgroup: each x block serves 8 (+25 % on an H200, NOTES.md)
                 bx, by = split_groups(cdiv(n_out * per_row, 4 * SG_BATCH_RPS))
                 batch = {**sc, "ROWS": 4 * SG_BATCH_RPS, "RPS": SG_BATCH_RPS}
-                prefill = self._step("matmul_subgroup.wgsl", "matvec_subgroup", batch, plain, lambda n: (bx, by, n))
-            if self.uses_dot4(wtype):
-                decode = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, norm)[reuse_x:]
-            else:
-                if norm is not None:
-                    x_raw, weight, eps = norm
-                    sc, plain = {**sc, "NORM": True, "EPS": eps}, [buffers[0], x_raw, y, weight]
-                decode = (self._step("matmul_subgroup.wgsl", "matvec_subgroup", sc, plain, grid),)
+                prefill = (self._step("matmul_subgroup.wgsl", "matvec_subgroup", batch, plain, lambda n: (bx, by, n)),)
+            if norm is not None:
+                x_raw, weight, eps = norm
+                sc, plain = {**sc, "NORM": True, "EPS": eps}, [buffers[0], x_raw, y, weight]
+            decode = (self._step("matmul_subgroup.wgsl", "matvec_subgroup", sc, plain, grid),)
         else:
             gx, gy = split_groups(cdiv(n_out * per_row, MV_ROWS * wg))
             decode = (self._step("matmul.wgsl", "matvec", {**c, "WG": wg}, buffers, fixed((gx, gy, 1))),)
@@ -111,21 +113,23 @@ class ProductKernels:
         """Whether one token's product with weights of `wtype` quantises x first (see `matmul`'s reuse_x)."""
         return self.dot4 and wtype in DOT4_TYPES
 
-    def _matvec_dot4(self, c: dict, w, n_in: int, n_out: int, x, y, norm: tuple | None) -> tuple[Step, Step]:
-        """One token's product as two dispatches: x (normalised first when `norm`) quantised into scratch
-        every product of this width shares, then matvec_dot4 over it."""
-        q_bytes, s_bytes = dot4_x_nbytes(n_in)
+    def _matvec_dot4(self, c: dict, w, n_in: int, n_out: int, x, y, norm: tuple | None, max_tokens: int,
+                     tt: int) -> tuple[Step, Step]:
+        """A product as two dispatches: x (normalised first when `norm`) quantised into scratch every product
+        of this width and max_tokens shares, then matvec_dot4 over it, tt tokens a subgroup."""
+        q_bytes, s_bytes = (n * max_tokens for n in dot4_x_nbytes(n_in))
         planes, sums = self._shared_scratch(q_bytes, "dot4 x q"), self._shared_scratch(s_bytes, "dot4 x s")
         qc: dict = {"N_IN": n_in, "PLANES": DOT4_PLANES}
         inputs = [x, x]
         if norm is not None:
             x_raw, weight, eps = norm
             qc, inputs = {**qc, "NORM": True, "EPS": eps}, [x_raw, weight]
-        quantize = self._step("quantize_x.wgsl", "quantize_x", qc, [*inputs, planes, sums],
-                              fixed((cdiv(n_in // 32, 64), 1, 1)))  # an invocation a block, 64 a workgroup
+        blocks = cdiv(n_in // 32, 64)  # an invocation a block, 64 a workgroup, a workgroup row a token
+        quantize = self._step("quantize_x.wgsl", "quantize_x", qc, [*inputs, planes, sums], lambda n: (blocks, 1, n))
         gx, gy = split_groups(cdiv(n_out, DOT4_ROWS))
-        pc = {**c, "WG": 128, "ROWS": DOT4_ROWS, "PLANES": DOT4_PLANES}
-        product = self._step("matvec_dot4.wgsl", "matvec_dot4", pc, [w, planes, y, sums], fixed((gx, gy, 1)))
+        pc = {**c, "WG": 128, "ROWS": DOT4_ROWS, "PLANES": DOT4_PLANES, "TT": tt}
+        grid = lambda n: (gx, gy, cdiv(n, tt))  # noqa: E731
+        product = self._step("matvec_dot4.wgsl", "matvec_dot4", pc, [w, planes, y, sums], grid)
         return quantize, product
 
     # ---------------------------------------------------------------- the rest of a layer

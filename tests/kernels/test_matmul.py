@@ -56,9 +56,12 @@ def quantised(rng, wtype: int, n_out: int, n_in: int) -> tuple[bytes, np.ndarray
     return q.tobytes(), gguf.quants.dequantize(q, TYPES[wtype]).astype(np.float64).reshape(n_out, n_in)
 
 
-def uses_dot4(kernels, wtype: int, n_tokens: int) -> bool:
-    """Whether this product goes through quantize_x.wgsl's integer x (matvec_dot4: GPUs, one token)."""
-    return n_tokens == 1 and kernels.uses_dot4(wtype)
+def dot4_bounds(kernels, wtype: int, w: np.ndarray, x: np.ndarray, act: str | None = None) -> np.ndarray | None:
+    """dot4_bound for each token of x when the product goes through quantize_x.wgsl's integer x (matvec_dot4,
+    on GPUs), else None."""
+    if not kernels.uses_dot4(wtype):
+        return None
+    return np.stack([dot4_bound(w, row, act) for row in np.atleast_2d(x)])
 
 
 def dot4_bound(w: np.ndarray, x: np.ndarray, act: str | None = None) -> np.ndarray:
@@ -100,7 +103,7 @@ def check_matmul(gpu, kernels, rng, wtype, n_in, n_out, n_tokens, max_tokens=Non
     got = gpu.read(y, n_tokens * n_out).reshape(n_tokens, n_out)
     want = x[:n_tokens].astype(np.float64) @ w.T
     what = f"type {wtype} {n_in}->{n_out} T={n_tokens}"
-    assert_close_or_within(got, want, dot4_bound(w, x[0]) if uses_dot4(kernels, wtype, n_tokens) else None, what)
+    assert_close_or_within(got, want, dot4_bounds(kernels, wtype, w, x[:n_tokens]), what)
     if n_tokens < max_tokens:  # rows past the batch stay untouched
         assert np.isnan(gpu.read(y, n_out, offset=n_tokens * n_out * 4)).all()
 
@@ -192,10 +195,11 @@ def test_matmul_grid_split_over_two_dimensions(gpu, kernels_for, rng, variant, m
     if variant == "scalar":  # 10 decode workgroups, 10 of a 7-token batch
         check_matmul(gpu, kernels, rng, K.Q8_0, 64, 1200, 1)
         check_matmul(gpu, kernels, rng, K.Q8_0, 64, 1200, 7)
-    else:  # 13 of matvec_dot4 (4 rows each), 13 of matvec_subgroup (16), 7 of a batch (32; z is the token)
+    else:  # 13 of matvec_dot4 (4 rows each), 13 of matvec_subgroup (16), 7 of its batch (32; z: the token)
         check_matmul(gpu, kernels, rng, K.Q8_0, 64, 52, 1)
+        check_matmul(gpu, kernels, rng, K.Q8_0, 64, 52, 4)
         check_matmul(gpu, kernels, rng, K.F32, 64, 200, 1)
-        check_matmul(gpu, kernels, rng, K.Q8_0, 64, 200, 4)
+        check_matmul(gpu, kernels, rng, K.F32, 64, 200, 4)
 
 
 def test_variant_choice(device):
@@ -238,8 +242,7 @@ def check_matmul_mode(gpu, kernels, rng, wtype, n_in, n_out, n_tokens, *, act=No
     cols = slice(y_col or 0, (y_col or 0) + n_out)
     want = product + (y0[:n_tokens, cols] if accumulate else 0.0)
     what = f"type {wtype} {n_in}->{n_out} T={n_tokens} glu={act} accumulate={accumulate} y_col={y_col}"
-    bound = dot4_bound(w, x[0], act) if uses_dot4(kernels, wtype, n_tokens) else None
-    assert_close_or_within(got[:n_tokens, cols], want, bound, what)
+    assert_close_or_within(got[:n_tokens, cols], want, dot4_bounds(kernels, wtype, w, x[:n_tokens], act), what)
     untouched = np.ones(got.shape, dtype=bool)
     untouched[:n_tokens, cols] = False
     np.testing.assert_array_equal(got[untouched], y0[untouched], what)  # NaN == NaN here
@@ -322,7 +325,7 @@ def test_one_tokens_product_folds_the_rmsnorm_in(gpu, kernels_for, rng, wtype, a
     want = x @ w.T
     if act:
         want = glu(act, want[:, :n_out], want[:, n_out:])
-    bound = dot4_bound(w, x, act) if uses_dot4(kernels, wtype, 1) else None
+    bound = dot4_bounds(kernels, wtype, w, x, act)
     assert_close_or_within(gpu.read(y, n_out).reshape(1, n_out), want, bound, f"type {wtype} {n_in}->{n_out} glu={act}")
 
 

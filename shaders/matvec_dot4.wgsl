@@ -18,8 +18,9 @@ diagnostic(off, subgroup_uniformity);
 //            (tokens a subgroup takes: 1 for one token; batches decode each weight block once for TT)
 // Grid:      (ceil(N_OUT / ROWS) workgroups as (x, y), ceil(T / TT)), g = wid.y * nwg.x + wid.x
 // A subgroup owns one output (its gate and up rows with GLU), its lanes the row's blocks: an H200 read
-// fastest so (1, 2 and 4 rows a subgroup: 1756, 1478 and 1590 GB/s at 14336 x 4096). Subgroup s of a
-// workgroup takes outputs s, s + WG / sg, ... < ROWS, so any subgroup size gives the right answer.
+// fastest so (1, 2 and 4 rows a subgroup: 1724, 1478 and 1590 GB/s at 14336 x 4096 in a lab kernel of one
+// plane). Subgroup s of a workgroup takes outputs s, s + WG / sg, ... < ROWS, so any subgroup size gives
+// the right answer.
 
 @group(0) @binding(2) var<storage, read> xq: array<vec4<u32>>;
 @group(0) @binding(4) var<storage, read> xs: array<vec4<f32>>;

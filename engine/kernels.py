@@ -82,7 +82,7 @@ class Kernels(ProductKernels):
     """Compiles and caches pipelines for one device, and builds the ops the model records."""
 
     def __init__(self, device, *, variant: str | None = None, kv_f16: bool = False, dot4: bool = True):
-        """dot4: one token's products on GPUs quantise x and multiply integers (products.py; see dot4_pays)."""
+        """dot4: products on GPUs quantise x and multiply integers (products.py; see dot4_pays)."""
         info = device.info
         variant = resolve_variant(info, variant)
         self.device, self.variant, self.kv_f16 = device, variant, kv_f16

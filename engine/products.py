@@ -2,9 +2,8 @@
 
 A part of `Kernels` (kernels.py), which mixes it in: the methods use its plumbing (_step, _shared_scratch,
 _whole_vec4s, variant, wg). Why each kernel where: CPU adapters take matmul.wgsl (barrier-free, whole rows an
-invocation, token-tiled batches); GPUs matmul_subgroup.wgsl for batches and for the weight types below
-without integer decoders, and matvec_dot4.wgsl (x quantised by quantize_x.wgsl, packed integer dot
-products) for one token with the rest.
+invocation, token-tiled batches); GPUs matvec_dot4.wgsl (x quantised by quantize_x.wgsl, packed integer dot
+products) for the quantised types where it pays (dot4_pays), and matmul_subgroup.wgsl (f32 x) for the rest.
 """
 
 from __future__ import annotations
@@ -17,12 +16,12 @@ MV_ROWS, MM_ROWS, TILE = 16, 16, 4  # rows and tokens an invocation of matmul.wg
 # Rows a subgroup owns in matmul_subgroup.wgsl (4 or 8), for one token and for batches; a workgroup's 4
 # subgroups own 4x that.
 SG_RPS, SG_BATCH_RPS = 4, 8
-# Types whose library has int_parts: on GPUs one token's product with them is matvec_dot4.wgsl's packed
-# integer dot products, on x quantised by quantize_x.wgsl (the rest keep matmul_subgroup.wgsl).
+# Types whose library has int_parts: on GPUs their products are matvec_dot4.wgsl's packed integer dot
+# products, on x quantised by quantize_x.wgsl (the rest keep matmul_subgroup.wgsl).
 DOT4_TYPES = frozenset({Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K})
 DOT4_ROWS = 4  # outputs a workgroup of matvec_dot4 (128 invocations): a subgroup of 32 each
 DOT4_TT = 8  # a batch's tokens a subgroup of matvec_dot4 takes (its MAX_TT): each weight block decoded once for them
-# Model width from which one token's products quantise x (dot4_pays): below it the extra dispatch a product
+# Model width from which the products quantise x (dot4_pays): below it the extra dispatch a product
 # costs more than the integer products save. H200, GPU time a token: SmolLM2-135M (dim 576) 3.36 ms with
 # them, 2.30 without; the Llama 3.2 1B shape (2048) 2.12 with, 2.48 without (NOTES.md).
 DOT4_MIN_DIM = 1024
@@ -38,7 +37,7 @@ def dot4_x_nbytes(n_in: int) -> tuple[int, int]:
 
 
 def dot4_pays(dim: int) -> bool:
-    """Whether a model of this width runs one token's products as matvec_dot4 on GPUs (Kernels' dot4)."""
+    """Whether a model of this width runs its products as matvec_dot4 on GPUs (Kernels' dot4)."""
     return dim >= DOT4_MIN_DIM
 
 
@@ -68,8 +67,8 @@ class ProductKernels:
         y_stride, y_col: y's rows are y_stride wide (0: n_out) and this product fills columns y_col..
         norm: (x_raw, weight, eps), where x = rmsnorm(x_raw) * weight; when `folds_norm`, one token's
         product reads x_raw and normalises it itself (batches still read x, which a BatchOp fills).
-        reuse_x: one token's product takes x as integers from the product recorded just before it, which
-        `uses_dot4` and had the same x, norm and n_in (Separate q, k, v after the first): one dispatch fewer.
+        reuse_x: the product takes x as integers from the product recorded just before it, which `uses_dot4`
+        and had the same x, norm, n_in and max_tokens (Separate q, k, v after the first): one dispatch fewer.
         """
         check_row(wtype, n_in)
         check_glu(glu)
@@ -110,7 +109,7 @@ class ProductKernels:
         return MatmulOp(decode, prefill)
 
     def uses_dot4(self, wtype: int) -> bool:
-        """Whether one token's product with weights of `wtype` quantises x first (see `matmul`'s reuse_x)."""
+        """Whether products with weights of `wtype` quantise x first (see `matmul`'s reuse_x)."""
         return self.dot4 and wtype in DOT4_TYPES
 
     def _matvec_dot4(self, c: dict, w, n_in: int, n_out: int, x, y, norm: tuple | None, max_tokens: int,
@@ -131,5 +130,3 @@ class ProductKernels:
         grid = lambda n: (gx, gy, cdiv(n, tt))  # noqa: E731
         product = self._step("matvec_dot4.wgsl", "matvec_dot4", pc, [w, planes, y, sums], grid)
         return quantize, product
-
-    # ---------------------------------------------------------------- the rest of a layer

@@ -82,7 +82,7 @@ class Model:
         """Upload the weights straight from the file's bytes to GPU buffers and bind every kernel.
 
         memory_budget: bytes the model may take on the GPU (None: only the adapter's limits bound it).
-        dot4: GPUs' integer products for one token (None: where they pay, K.dot4_pays)."""
+        dot4: GPUs' integer products (None: where they pay, K.dot4_pays)."""
         config = ModelConfig.from_gguf(gguf.metadata, set(gguf.tensors))
         n_ctx = min(n_ctx, config.context_length)
         check_no_unknown_tensors(config, gguf.tensors)

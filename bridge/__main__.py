@@ -46,7 +46,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)  # as Ctrl-C does
+    # SIGTERM stops it as Ctrl-C does; SIGINT is handled here too, since a shell starts its background jobs
+    # with SIGINT ignored and asyncio then leaves it so: `python -m bridge &` could not be stopped with it.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, asyncio.current_task().cancel)
     if args.launch_browser and args.port != DEFAULT_PORT:
         print(f"bridge: a freshly installed extension connects to port {DEFAULT_PORT}: --launch-browser needs it",
               file=sys.stderr)  # fmt: skip

@@ -131,3 +131,20 @@ def test_the_bridge_installs_the_host_when_it_starts(tmp_path):
     port = int((token_file.parent / "bridge-port").read_text())
     assert port > 0 and any(f"ws://127.0.0.1:{port}" in line for line in lines)
     assert stat.S_IMODE(token_file.parent.stat().st_mode) == 0o700
+
+
+def test_ctrl_c_stops_a_bridge_started_as_a_background_job(tmp_path):
+    """A shell starts its background jobs (`python -m bridge &`) with SIGINT ignored, which asyncio leaves so
+    unless the bridge handles it itself: it must still stop on Ctrl-C, and say it stopped cleanly (exit 0)."""
+    env = {**os.environ, "HOME": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "bridge", "--port", "0", "--token-file", str(tmp_path / "t")],
+                               cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # fmt: skip
+    try:
+        while not (line := process.stderr.readline()).startswith("waiting for the Hearth extension"):
+            assert line, "the bridge exited before it served"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+        process.communicate()

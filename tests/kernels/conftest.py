@@ -89,12 +89,18 @@ def gpu(device):
     return Gpu(device)
 
 
-def assert_close(got: np.ndarray, want: np.ndarray, rtol: float = 1e-4, what: str = "") -> None:
-    """|got - want| <= rtol * max|want| everywhere (the output's scale), and no NaN anywhere."""
+def assert_close(got: np.ndarray, want: np.ndarray, rtol: float = 1e-4, what: str = "", widen=None) -> None:
+    """|got - want| <= rtol * max|want| everywhere (the output's scale), and no NaN anywhere; `widen` (an
+    array broadcast to want's shape) adds its own allowance to each output's (a known error bound)."""
     got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
     assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
     assert np.isfinite(got).all(), f"{what}: {int((~np.isfinite(got)).sum())} non-finite outputs (unwritten?)"
     scale = max(float(np.abs(want).max(initial=0.0)), 1e-30)
+    if widen is not None:
+        err = np.abs(got - want)
+        over = err > np.broadcast_to(widen, want.shape) + rtol * scale
+        assert not over.any(), f"{what}: {int(over.sum())} outputs past their bound (largest error {err.max():.3g})"
+        return
     err = np.abs(got - want).max(initial=0.0) / scale
     assert err <= rtol, f"{what}: max error {err:.3g} of the output scale > {rtol:g}"
 

@@ -57,8 +57,8 @@ def quantised(rng, wtype: int, n_out: int, n_in: int) -> tuple[bytes, np.ndarray
 
 
 def dot4_bounds(kernels, wtype: int, w: np.ndarray, x: np.ndarray, act: str | None = None) -> np.ndarray | None:
-    """dot4_bound for each token of x when the product goes through quantize_x.wgsl's integer x (matvec_dot4,
-    on GPUs), else None."""
+    """dot4_bound for each token of x (assert_close's widen) when the product goes through quantize_x.wgsl's
+    integer x (matvec_dot4, on GPUs), else None."""
     if not kernels.uses_dot4(wtype):
         return None
     return np.stack([dot4_bound(w, row, act) for row in np.atleast_2d(x)])
@@ -81,18 +81,6 @@ def dot4_bound(w: np.ndarray, x: np.ndarray, act: str | None = None) -> np.ndarr
     return 1.2 * rows[:n] * (np.abs(up) + rows[n:]) + np.abs(glu(act, gate, np.ones(n))) * rows[n:]
 
 
-def assert_close_or_within(got, want, bound, what: str) -> None:
-    """assert_close at 1e-4 of the output scale, widened by `bound` per output (dot4_bound) if given."""
-    if bound is None:
-        assert_close(got, want, 1e-4, what)
-        return
-    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
-    assert np.isfinite(got).all(), f"{what}: {int((~np.isfinite(got)).sum())} non-finite outputs (unwritten?)"
-    err = np.abs(got - want).reshape(-1)
-    limit = np.broadcast_to(bound, want.shape).reshape(-1) + 1e-4 * max(float(np.abs(want).max(initial=0.0)), 1e-30)
-    assert (err <= limit).all(), f"{what}: error {err.max():.3g} past the quantised-x bound {limit[err.argmax()]:.3g}"
-
-
 def check_matmul(gpu, kernels, rng, wtype, n_in, n_out, n_tokens, max_tokens=None):
     raw, w = quantised(rng, wtype, n_out, n_in)
     max_tokens = max_tokens or n_tokens
@@ -103,7 +91,7 @@ def check_matmul(gpu, kernels, rng, wtype, n_in, n_out, n_tokens, max_tokens=Non
     got = gpu.read(y, n_tokens * n_out).reshape(n_tokens, n_out)
     want = x[:n_tokens].astype(np.float64) @ w.T
     what = f"type {wtype} {n_in}->{n_out} T={n_tokens}"
-    assert_close_or_within(got, want, dot4_bounds(kernels, wtype, w, x[:n_tokens]), what)
+    assert_close(got, want, 1e-4, what, widen=dot4_bounds(kernels, wtype, w, x[:n_tokens]))
     if n_tokens < max_tokens:  # rows past the batch stay untouched
         assert np.isnan(gpu.read(y, n_out, offset=n_tokens * n_out * 4)).all()
 
@@ -242,7 +230,7 @@ def check_matmul_mode(gpu, kernels, rng, wtype, n_in, n_out, n_tokens, *, act=No
     cols = slice(y_col or 0, (y_col or 0) + n_out)
     want = product + (y0[:n_tokens, cols] if accumulate else 0.0)
     what = f"type {wtype} {n_in}->{n_out} T={n_tokens} glu={act} accumulate={accumulate} y_col={y_col}"
-    assert_close_or_within(got[:n_tokens, cols], want, dot4_bounds(kernels, wtype, w, x[:n_tokens], act), what)
+    assert_close(got[:n_tokens, cols], want, 1e-4, what, widen=dot4_bounds(kernels, wtype, w, x[:n_tokens], act))
     untouched = np.ones(got.shape, dtype=bool)
     untouched[:n_tokens, cols] = False
     np.testing.assert_array_equal(got[untouched], y0[untouched], what)  # NaN == NaN here
@@ -326,7 +314,8 @@ def test_one_tokens_product_folds_the_rmsnorm_in(gpu, kernels_for, rng, wtype, a
     if act:
         want = glu(act, want[:, :n_out], want[:, n_out:])
     bound = dot4_bounds(kernels, wtype, w, x, act)
-    assert_close_or_within(gpu.read(y, n_out).reshape(1, n_out), want, bound, f"type {wtype} {n_in}->{n_out} glu={act}")
+    what = f"type {wtype} {n_in}->{n_out} glu={act}"
+    assert_close(gpu.read(y, n_out).reshape(1, n_out), want, 1e-4, what, widen=bound)
 
 
 @pytest.mark.parametrize("wtype", [t for t in TYPES if t != K.F32], ids=type_name)

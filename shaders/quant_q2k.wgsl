@@ -27,10 +27,15 @@ fn q2_k_parts(o: u32, j: u32, c: ptr<function, KCache>, fresh: bool) -> QuantPar
     let m2 = vec4<u32>(0x03030303u);
     let a = ((*c).c >> vec4<u32>(2u * k)) & m2;
     let b = ((*c).d >> vec4<u32>(2u * k)) & m2;
-    let sc = byte_pair((*c).a, 8u * n + 2u * k);
-    let dm = unpack2x16float((*c).b.x);
+    let dm = q2_k_scales(byte_pair((*c).a, 8u * n + 2u * k), unpack2x16float((*c).b.x));
+    return QuantParts(quants8(a, b), dm[0], dm[1]);
+}
+
+// The halves' d and m of a sub-block from its two scale bytes (the low 16 bits of sc: scale in the low
+// nibble, min in the high) and the superblock's {d, dmin}.
+fn q2_k_scales(sc: u32, dm: vec2<f32>) -> array<vec2<f32>, 2> {
     let s = vec2<u32>(sc, sc >> 8u);
-    return QuantParts(quants8(a, b), dm.x * vec2<f32>(s & vec2<u32>(0xFu)), -dm.y * vec2<f32>((s >> vec2<u32>(4u)) & vec2<u32>(0xFu)));
+    return array<vec2<f32>, 2>(dm.x * vec2<f32>(s & vec2<u32>(0xFu)), -dm.y * vec2<f32>((s >> vec2<u32>(4u)) & vec2<u32>(0xFu)));
 }
 
 // Sub-block b % 8 of superblock b / 8 of row `row` as integers (see IntParts); 4-byte aligned.
@@ -44,7 +49,6 @@ fn int_parts(row: u32, b: u32) -> IntParts {
     let lo = (vec4<u32>(w32[q], w32[q + 1u], w32[q + 2u], w32[q + 3u]) >> vec4<u32>(2u * k)) & m2;
     let hi = (vec4<u32>(w32[q + 4u], w32[q + 5u], w32[q + 6u], w32[q + 7u]) >> vec4<u32>(2u * k)) & m2;
     let sc = (w32[o + 2u * n + k / 2u] >> (16u * (k & 1u))) & 0xFFFFu;  // scales 8n + 2k and 8n + 2k + 1
-    let dm = unpack2x16float(w32[o + 20u]);
-    let s = vec2<u32>(sc, sc >> 8u);
-    return IntParts(lo, hi, dm.x * vec2<f32>(s & vec2<u32>(0xFu)), -dm.y * vec2<f32>((s >> vec2<u32>(4u)) & vec2<u32>(0xFu)));
+    let dm = q2_k_scales(sc, unpack2x16float(w32[o + 20u]));
+    return IntParts(lo, hi, dm[0], dm[1]);
 }

@@ -50,10 +50,8 @@ fn q45_k_parts(o: u32, j: u32, c: ptr<function, KCache>, fresh: bool) -> QuantPa
     if (WTYPE == Q5_K) {
         let sh = vec4<u32>(4u * (j & 1u));
         let m4 = vec4<u32>(0x0F0F0F0Fu);
-        let h0 = (((*c).b >> vec4<u32>(j)) & vec4<u32>(0x01010101u)) << vec4<u32>(4u);
-        let h1 = (((*c).c >> vec4<u32>(j)) & vec4<u32>(0x01010101u)) << vec4<u32>(4u);
-        let a = ((q0 >> sh) & m4) | h0;
-        let b = ((q1 >> sh) & m4) | h1;
+        let a = ((q0 >> sh) & m4) | q5_k_high((*c).b, j);
+        let b = ((q1 >> sh) & m4) | q5_k_high((*c).c, j);
         quants = array<vec4<f32>, 8>(
             bytes4(a.x), bytes4(a.y), bytes4(a.z), bytes4(a.w), bytes4(b.x), bytes4(b.y), bytes4(b.z), bytes4(b.w),
         );
@@ -62,6 +60,11 @@ fn q45_k_parts(o: u32, j: u32, c: ptr<function, KCache>, fresh: bool) -> QuantPa
     let dm = unpack2x16float(h.x);
     let sm = scale_min_k4(h.yzw, j);
     return parts(quants, dm.x * sm.x, -dm.y * sm.y);
+}
+
+// Q5_K's fifth bits of sub-block j for 16 weights (qh[l] of them): bit j of each byte, moved to bit 4.
+fn q5_k_high(qh: vec4<u32>, j: u32) -> vec4<u32> {
+    return ((qh >> vec4<u32>(j)) & vec4<u32>(0x01010101u)) << vec4<u32>(4u);
 }
 
 // Sub-block b % 8 of superblock b / 8 of row `row` as integers (see IntParts); 16-byte aligned, so
@@ -75,11 +78,10 @@ fn int_parts(row: u32, b: u32) -> IntParts {
     let m4 = vec4<u32>(0x0F0F0F0Fu);
     var lo = (vec4<u32>(w32[p], w32[p + 1u], w32[p + 2u], w32[p + 3u]) >> sh) & m4;
     var hi = (vec4<u32>(w32[p + 4u], w32[p + 5u], w32[p + 6u], w32[p + 7u]) >> sh) & m4;
-    if (five) {  // bit j of qh[l] is the fifth bit of weight l
+    if (five) {
         let h = v + 4u;
-        let one = vec4<u32>(0x01010101u);
-        lo |= ((vec4<u32>(w32[h], w32[h + 1u], w32[h + 2u], w32[h + 3u]) >> vec4<u32>(j)) & one) << vec4<u32>(4u);
-        hi |= ((vec4<u32>(w32[h + 4u], w32[h + 5u], w32[h + 6u], w32[h + 7u]) >> vec4<u32>(j)) & one) << vec4<u32>(4u);
+        lo |= q5_k_high(vec4<u32>(w32[h], w32[h + 1u], w32[h + 2u], w32[h + 3u]), j);
+        hi |= q5_k_high(vec4<u32>(w32[h + 4u], w32[h + 5u], w32[h + 6u], w32[h + 7u]), j);
     }
     let dm = unpack2x16float(w32[v]);
     let sm = scale_min_k4(vec3<u32>(w32[v + 1u], w32[v + 2u], w32[v + 3u]), j);

@@ -39,15 +39,23 @@ fn stream3(o: u32, c: ptr<function, KCache>, first: bool) -> array<vec4<u32>, 3>
 // Bits 0..3 of x moved to bits 0, 8, 16, 24 (one multiply: the four shifted copies do not overlap).
 fn spread4(x: u32) -> u32 { return ((x & 0xFu) * 0x00204081u) & 0x01010101u; }
 
-// The 32 five-bit quants of a Q5 block from its 16 bytes of nibbles and its 32 high bits.
+// Bits 0..15 of x as four words of spread4: bits 4i..4i+3 to the low bit of word i's bytes.
+fn spread4v(x: u32) -> vec4<u32> { return vec4<u32>(spread4(x), spread4(x >> 4u), spread4(x >> 8u), spread4(x >> 12u)); }
+
+// The 32 five-bit quants of a Q5 block, a byte each (elements 0..15 in the first vec4, 16..31 in the
+// second), from its 16 bytes of nibbles and its 32 high bits.
+fn q5_bytes(qs: vec4<u32>, qh: u32) -> array<vec4<u32>, 2> {
+    let m4 = vec4<u32>(0x0F0F0F0Fu);
+    return array<vec4<u32>, 2>((qs & m4) | (spread4v(qh) << vec4<u32>(4u)),
+                               ((qs >> vec4<u32>(4u)) & m4) | (spread4v(qh >> 16u) << vec4<u32>(4u)));
+}
+
+// The same quants as f32, in element order.
 fn q5_quants(qs: vec4<u32>, qh: u32) -> array<vec4<f32>, 8> {
-    let lo = qs & vec4<u32>(0x0F0F0F0Fu);
-    let hi = (qs >> vec4<u32>(4u)) & vec4<u32>(0x0F0F0F0Fu);
+    let q = q5_bytes(qs, qh);
     return array<vec4<f32>, 8>(
-        bytes4(lo.x | (spread4(qh) << 4u)), bytes4(lo.y | (spread4(qh >> 4u) << 4u)),
-        bytes4(lo.z | (spread4(qh >> 8u) << 4u)), bytes4(lo.w | (spread4(qh >> 12u) << 4u)),
-        bytes4(hi.x | (spread4(qh >> 16u) << 4u)), bytes4(hi.y | (spread4(qh >> 20u) << 4u)),
-        bytes4(hi.z | (spread4(qh >> 24u) << 4u)), bytes4(hi.w | (spread4(qh >> 28u) << 4u)),
+        bytes4(q[0].x), bytes4(q[0].y), bytes4(q[0].z), bytes4(q[0].w),
+        bytes4(q[1].x), bytes4(q[1].y), bytes4(q[1].z), bytes4(q[1].w),
     );
 }
 
@@ -81,17 +89,11 @@ fn int_parts(row: u32, b: u32) -> IntParts {
     let one = WTYPE == Q5_1;  // {d, m, qh, qs} or {d, qh, qs}
     let head = u32_at(o);
     let qh = u32_at(o + select(2u, 4u, one));
-    let qs = u32x4_at(o + select(6u, 8u, one));
-    let m4 = vec4<u32>(0x0F0F0F0Fu);
-    let lo = (qs & m4) | (spread4v(qh) << vec4<u32>(4u));
-    let hi = ((qs >> vec4<u32>(4u)) & m4) | (spread4v(qh >> 16u) << vec4<u32>(4u));
+    let q = q5_bytes(u32x4_at(o + select(6u, 8u, one)), qh);
     if (one) {
         let dm = unpack2x16float(head);
-        return int_parts1(lo, hi, dm.x, dm.y);
+        return int_parts1(q[0], q[1], dm.x, dm.y);
     }
     let d = unpack2x16float(head).x;
-    return int_parts1(lo, hi, d, -16.0 * d);
+    return int_parts1(q[0], q[1], d, -16.0 * d);
 }
-
-// Bits 0..15 of x as four words of spread4: bits 4i..4i+3 to the low bit of word i's bytes.
-fn spread4v(x: u32) -> vec4<u32> { return vec4<u32>(spread4(x), spread4(x >> 4u), spread4(x >> 8u), spread4(x >> 12u)); }

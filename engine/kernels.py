@@ -2,8 +2,9 @@
 
 Each `Kernels` method compiles (or reuses) the pipelines of one op family from `shaders/`, binds
 the buffers it is given and returns an `Op`; the model then only calls `op.record(recorder, n)`
-every step. Every kernel reads the shared `StepParams` uniform at binding 0 (`set_step` writes it),
-so one command buffer serves any position, and grids depend only on n_tokens.
+every step. Every kernel reads the shared `StepParams` uniform at binding 0 (`set_step` writes it, or
+`set_places` for a step of several sequences), so one command buffer serves any position, and grids
+depend only on n_tokens.
 
 Variants, chosen by adapter: "scalar" kernels never use barriers or workgroup memory and give each
 invocation whole rows (CPU adapters such as lavapipe and SwiftShader run workgroups as loops over
@@ -56,6 +57,10 @@ from .weight_types import (  # noqa: F401  (the model and tests name the types a
 )
 
 VARIANTS = ("scalar", "subgroup")
+# Tokens a step of several sequences may hold (positions.wgsl's MAX_TABLE_TOKENS): each token's place
+# (its sequence's first cache row, its position) rides in the StepParams uniform, after its 16 bytes.
+MAX_TABLE_TOKENS = 64
+STEP_PARAMS_NBYTES = 16 + 8 * MAX_TABLE_TOKENS
 # Compiled pipelines per device, shared by every Kernels on it: CPU adapters take up to a second
 # to compile one matmul specialisation.
 _PIPELINES: WeakKeyDictionary = WeakKeyDictionary()
@@ -89,7 +94,7 @@ class Kernels(ProductKernels):
         self.dot4 = dot4 and variant == "subgroup"
         # lavapipe runs 8 lanes at a time: small workgroups spread rows over its threads.
         self.wg = 8 if info.is_software else 64
-        self.params = device.create_buffer(16, UNIFORM, label="step_params")
+        self.params = device.create_buffer(STEP_PARAMS_NBYTES, UNIFORM, label="step_params")
         self._sources: dict[tuple, str] = {}
         self._pipelines: dict[tuple, object] = _PIPELINES.setdefault(device, {})
         self._constants: dict[tuple, object] = {}
@@ -99,8 +104,16 @@ class Kernels(ProductKernels):
     # ---------------------------------------------------------------- plumbing
 
     def set_step(self, pos: int, n_tokens: int) -> None:
-        """Write StepParams: the batch's first absolute position and its number of tokens."""
+        """Write StepParams for a batch of one sequence: its first position and its number of tokens."""
         self.device.write_buffer(self.params, struct.pack("<4I", pos, n_tokens, 0, 0))
+
+    def set_places(self, places: list[tuple[int, int]]) -> None:
+        """Write StepParams for a batch whose token t is at (first cache row of its sequence, position)
+        places[t]: tokens of several sequences in one step (positions.wgsl)."""
+        if not 0 < len(places) <= MAX_TABLE_TOKENS:
+            raise ValueError(f"a step of several sequences holds 1..{MAX_TABLE_TOKENS} tokens, got {len(places)}")
+        flat = [value for place in places for value in place]
+        self.device.write_buffer(self.params, struct.pack(f"<4I{len(flat)}I", 0, len(places), 1, 0, *flat))
 
     def pipeline(self, file: str, entry: str, constants: dict[str, float]):
         """The compute pipeline of `entry` in shaders/`file`, cached by (file, entry, constants)."""

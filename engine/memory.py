@@ -23,7 +23,7 @@ from .config import ModelConfig
 from .errors import InvalidRequest, UnsupportedModel
 from .gguf import TensorInfo
 from .gpu import AdapterInfo
-from .kernels import DOT4_TYPES, attention_parts, dot4_x_nbytes
+from .kernels import DOT4_TYPES, STEP_PARAMS_NBYTES, attention_parts, dot4_x_nbytes
 
 WEIGHTS, KV_CACHE, ACTIVATIONS = "weights", "KV cache", "activations"
 Buffer = tuple[str, str, int]  # (kind: WEIGHTS, KV_CACHE or ACTIVATIONS, label, bytes as the device allocates them)
@@ -97,7 +97,7 @@ def model_buffers(
         ("att", T * c.q_dim * f32), ("hb", T * c.ffn_dim * f32), ("x_last", c.dim * f32),
         ("logits", c.vocab_size * f32), ("token_out", 4),
         *([("hb2", T * c.ffn_dim * f32)] if separate_ffn else []),  # Model._gate_up_ops, for Separate gate, up
-        ("step_params", 16),  # Kernels: the StepParams uniform
+        ("step_params", STEP_PARAMS_NBYTES),  # Kernels: the StepParams uniform
         # Kernels.attention: one scores buffer every layer shares, (max_batch, n_heads, ctx rounded up to 4) f32
         ("attention scores", T * c.n_heads * _ceil(n_ctx, 4) * f32),
         ("argmax partials", 256 * 8), ("penalty entries", max(n_ctx, 1) * 8), ("penalty settings", 16),

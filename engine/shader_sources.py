@@ -20,7 +20,9 @@ _LIBRARIES = {
     "matvec_dot4.wgsl": ("matmul.wgsl", "activations.wgsl", "quant.wgsl", WEIGHTS),
     "embed.wgsl": ("quant.wgsl", WEIGHTS),
     "elementwise.wgsl": ("activations.wgsl",),
-    "attention.wgsl": ("activations.wgsl",),
+    "attention.wgsl": ("positions.wgsl", "activations.wgsl"),
+    "rope.wgsl": ("positions.wgsl",),
+    "kv_cache.wgsl": ("positions.wgsl",),
 }
 # The libraries that decode each type (after quant.wgsl): only the decoder of a pipeline's type is
 # compiled into it, since CPU adapters inline every decoder that a switch on WTYPE names before they

@@ -1,9 +1,10 @@
 // Causal grouped-query attention over the KV cache: three barrier-free dispatches.
 //
-// Query t of the batch sits at position p = params.pos + t and sees cache rows 0..p; query head h
+// Query t of the batch sits at position p = token_pos(t) of its sequence and sees that sequence's
+// positions 0..p, cache rows base..base + p (base = token_base(t); positions.wgsl); query head h
 // reads KV head h / GROUP (GROUP = N_HEADS / N_KV_HEADS). Scores live in a scratch S [T, N_HEADS,
 // CTX] f32 owned by the op (CTX = max_ctx rounded up to 4, read as vec4: 4 positions a load).
-// The caches are [max_ctx, KV_DIM] as f32 bits, or (KV_F16) f16 pairs packed in u32 (kv_cache.wgsl).
+// The caches are [rows, KV_DIM] (max_ctx rows a sequence) as f32 bits, or (KV_F16) f16 pairs packed in u32 (kv_cache.wgsl).
 // Loads are what CPU adapters pay for, so an invocation takes up to 4 query heads of one KV group
 // (a "chunk") and reuses each key or value row it loads for all of them.
 //
@@ -34,9 +35,6 @@
 //            SOFTCAP (0: none), WINDOW (0: none)
 // activations.wgsl is appended (tanh for SOFTCAP).
 
-struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
-
-@group(0) @binding(0) var<uniform> params: StepParams;
 // scores
 @group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> k_cache: array<vec4<u32>>;
@@ -128,8 +126,8 @@ fn scores(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t = gid.z;
     if (t >= params.n_tokens) { return; }
     let ch = chunk(gid.y);
-    let last = params.pos + t;
-    let col = ch.kv * HEAD_DIM;
+    let last = token_pos(t);
+    let col = token_base(t) * N_KV_HEADS * HEAD_DIM + ch.kv * HEAD_DIM;  // the sequence's row 0, this head
     let kv_dim = N_KV_HEADS * HEAD_DIM;
     let scale = select(SCALE, inverseSqrt(f32(HEAD_DIM)), SCALE == 0.0);
     for (var g = gid.x; 4u * g <= last; g += SPLIT) {
@@ -168,7 +166,7 @@ fn scores(@builtin(global_invocation_id) gid: vec3<u32>) {
 fn softmax(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = gid.x;  // t * N_HEADS + h
     if (row >= params.n_tokens * N_HEADS) { return; }
-    let groups = (params.pos + row / N_HEADS) / 4u + 1u;
+    let groups = token_pos(row / N_HEADS) / 4u + 1u;
     let base = row * (CTX / 4u);
     var m = MASKED;
     var l = 0.0;
@@ -195,7 +193,7 @@ fn weigh(acc: ptr<function, array<vec4<f32>, 2>>, p: vec4<f32>, v0: array<vec4<f
 }
 
 // The chunk's query heads' sums over position groups g0..g1 - 1 (4 positions each) of the value rows,
-// dims col.. col + 7, weighted by the probabilities from `row` on (head h0 + i's start i * CTX / 4 later).
+// dims col.. col + 7 of the sequence's first row (col counts from the cache's start), weighted by the probabilities from `row` on (head h0 + i's start i * CTX / 4 later).
 // Probabilities past `last` are zero; their positions re-read row `last`.
 fn weigh_groups(ch: Chunk, row: u32, col: u32, last: u32, g0: u32, g1: u32) -> array<array<vec4<f32>, 2>, 4> {
     let kv_dim = N_KV_HEADS * HEAD_DIM;
@@ -223,8 +221,8 @@ fn weighted_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t = gid.z;
     if (d >= HEAD_DIM || t >= params.n_tokens) { return; }
     let ch = chunk(gid.y);
-    let last = params.pos + t;
-    let col = ch.kv * HEAD_DIM + d;
+    let last = token_pos(t);
+    let col = token_base(t) * N_KV_HEADS * HEAD_DIM + ch.kv * HEAD_DIM + d;
     let row = (t * N_HEADS + ch.h0) * (CTX / 4u);  // head h0 + i's scores start i * CTX / 4 later
     let a = weigh_groups(ch, row, col, last, 0u, last / 4u + 1u);
     let o = ((t * N_HEADS + ch.h0) * HEAD_DIM + d) / 4u;  // head h0 + i's output is i * HEAD_DIM / 4 later
@@ -255,7 +253,7 @@ fn reduce_row(li: u32, v: f32, is_max: bool) -> f32 {
 fn softmax_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let row = wid.x;  // t * N_HEADS + h: the same for the whole workgroup, so the barriers stay uniform
     if (row >= params.n_tokens * N_HEADS) { return; }
-    let groups = (params.pos + row / N_HEADS) / 4u + 1u;
+    let groups = token_pos(row / N_HEADS) / 4u + 1u;
     let base = row * (CTX / 4u);
     var m = MASKED;
     for (var g = li; g < groups; g += ROW_WG) {
@@ -278,8 +276,8 @@ fn weighted_sum_parts(@builtin(global_invocation_id) gid: vec3<u32>) {
     let part = gid.x / (HEAD_DIM / 8u);
     if (part >= PARTS) { return; }
     let ch = chunk(gid.y);
-    let last = params.pos;  // one token
-    let col = ch.kv * HEAD_DIM + d;
+    let last = token_pos(0u);  // one token
+    let col = token_base(0u) * N_KV_HEADS * HEAD_DIM + ch.kv * HEAD_DIM + d;
     let row = ch.h0 * (CTX / 4u);
     let groups = last / 4u + 1u;
     let per = (groups + PARTS - 1u) / PARTS;

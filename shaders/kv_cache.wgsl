@@ -1,18 +1,15 @@
 // Appending this batch's keys and values to the KV cache.
 //
-// Bindings:  0 params: StepParams (token t goes to cache row params.pos + t)
+// Bindings:  0 params: StepParams (positions.wgsl: token t goes to cache row token_base(t) + token_pos(t))
 //            1 k, 2 v: [T, KV_DIM] f32, read as vec4; or (SRC_ROW > 0) both the model's [T, SRC_ROW]
 //              q | k | v buffer, keys in columns K_COL.., values in V_COL.. (multiples of 4)
-//            3 k_cache, 4 v_cache: [max_ctx, KV_DIM] as f32 bits, or (KV_F16) f16 pairs packed in u32
-// Formula:   cache[pos + t, :] = k[t, :] (and v); f16 rounds to nearest even (pack2x16float)
+//            3 k_cache, 4 v_cache: [rows, KV_DIM] (max_ctx rows a sequence) as f32 bits, or (KV_F16) f16 pairs packed in u32
+// Formula:   cache[base + pos, :] = k[t, :] (and v); f16 rounds to nearest even (pack2x16float)
 // Overrides: KV_DIM (a multiple of 4), KV_F16, SRC_ROW (0: KV_DIM), K_COL, V_COL, WG
 // Grid:      (ceil(KV_DIM / 4 / WG), T): one invocation per 4 elements of a row.
 // Packing f16 pairs into u32 words needs no shader-f16 feature (SwiftShader lacks it), and the
 // f32 and f16 caches then share one declaration: a switch on KV_F16 the compiler folds.
 
-struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
-
-@group(0) @binding(0) var<uniform> params: StepParams;
 @group(0) @binding(1) var<storage, read> k: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> v: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> k_cache: array<u32>;
@@ -31,7 +28,7 @@ fn store_kv(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t = gid.y;
     if (j >= KV_DIM / 4u || t >= params.n_tokens) { return; }
     let src = t * select(SRC_ROW, KV_DIM, SRC_ROW == 0u) / 4u + j;
-    let row = (params.pos + t) * (KV_DIM / 4u) + j;  // in units of 4 elements
+    let row = (token_base(t) + token_pos(t)) * (KV_DIM / 4u) + j;  // in units of 4 elements
     let kv = k[src + K_COL / 4u];
     let vv = v[src + V_COL / 4u];
     if (KV_F16) {

@@ -1,11 +1,11 @@
 // Rotary position embedding, in place on the query or key rows.
 //
-// Bindings:  0 params: StepParams (row t has position params.pos + t)
+// Bindings:  0 params: StepParams (positions.wgsl: row t has position token_pos(t))
 //            1 x: [T, ROW] f32 whose first N_HEADS * HEAD_DIM columns are rotated in place (the model
 //              rotates q's and k's heads together: they lead each row of its [T, q | k | v] buffer)
 //            2 inv_freq: [N_ROT / 2] f32, freq_scale * theta^(-2i / N_ROT) (made in float64 on the host)
 //            3 factors: [N_ROT / 2] f32, llama3's rope_freqs (ones when the model has none)
-// Formula:   angle = (pos + t) * inv_freq[i] / factors[i]; the pair (a, b) of rotation i becomes
+// Formula:   angle = token_pos(t) * inv_freq[i] / factors[i]; the pair (a, b) of rotation i becomes
 //            (a cos - b sin, a sin + b cos) * MSCALE (LongRoPE's attention factor; 1 elsewhere). Pairs are (2i, 2i+1), or (i, i + N_ROT/2) when NEOX;
 //            dims N_ROT.. of each head stay as they are.
 // Overrides: N_HEADS, HEAD_DIM, N_ROT, NEOX, ROW (0: N_HEADS * HEAD_DIM), WG, MSCALE
@@ -13,9 +13,6 @@
 //            invocation looping over the heads took 16 us for Llama 3 8B's 40 on an H200: each head's
 //            loads waited for the stores before them, which the compiler cannot move past.)
 
-struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
-
-@group(0) @binding(0) var<uniform> params: StepParams;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
 @group(0) @binding(2) var<storage, read> inv_freq: array<f32>;
 @group(0) @binding(3) var<storage, read> factors: array<f32>;
@@ -52,7 +49,7 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = gid.x;
     let t = gid.y;
     if (i >= half || t >= params.n_tokens) { return; }
-    let sc = sin_cos(f32(params.pos + t) * (inv_freq[i] / factors[i]));
+    let sc = sin_cos(f32(token_pos(t)) * (inv_freq[i] / factors[i]));
     let s = sc.x * MSCALE;
     let c = sc.y * MSCALE;
     let base = t * select(ROW, N_HEADS * HEAD_DIM, ROW == 0u) + gid.z * HEAD_DIM;

@@ -50,7 +50,7 @@ def test_the_default_models_plan_adds_up(model_gguf):
     activations = (
         T * 4 + 2 * T * dim * 4 + T * (q_dim + 2 * kv_dim) * 4 + T * q_dim * 4 + T * ffn_dim * 4  # ids .. hb
         + dim * 4 + vocab * 4 + 4  # x_last, logits, token_out
-        + 16 + T * n_heads * n_ctx * 4  # step params, attention scores (one buffer; 2048 is whole 4s)
+        + 16 + 8 * 64 + T * n_heads * n_ctx * 4  # step params (and its table of 64 places), attention scores
         + 256 * 8 + n_ctx * 8 + 16  # argmax partials, penalty entries and settings
         + 2 * (64 // 2) * 4  # RoPE's inverse frequencies and ones (no rope_freqs), of rope_dim // 2
     )  # fmt: skip

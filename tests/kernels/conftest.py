@@ -69,9 +69,13 @@ class Gpu:
         """A buffer of nbytes filled with 0xFF bytes (NaN as f32)."""
         return self.upload(POISON * nbytes)
 
-    def run(self, kernels: Kernels, ops, n_tokens: int, pos: int = 0) -> None:
-        """set_step(pos, n_tokens), then record `ops` into one command buffer and submit it."""
-        kernels.set_step(pos, n_tokens)
+    def run(self, kernels: Kernels, ops, n_tokens: int, pos: int = 0, places=None) -> None:
+        """set_step(pos, n_tokens) (or set_places(places): tokens of several sequences), then record `ops`
+        into one command buffer and submit it."""
+        if places is None:
+            kernels.set_step(pos, n_tokens)
+        else:
+            kernels.set_places(places)
         recorder = self.device.recorder()
         for op in ops if isinstance(ops, list | tuple) else [ops]:
             op.record(recorder, n_tokens)

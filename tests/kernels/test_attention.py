@@ -166,6 +166,62 @@ def test_a_batchs_attention_on_gpus(gpu, kernels_for, rng, n_tokens, pos):
     check_attention(gpu, kernels_for("subgroup"), rng, **shape, pos=pos, n_tokens=n_tokens, rtol=1e-5, packed=True)
 
 
+def check_sequences(gpu, kernels, rng, *, lengths, steps, n_heads, n_kv_heads, head_dim, max_ctx, **options):
+    """Several sequences in one cache, max_ctx rows each: sequence s holds lengths[s] rows already, and the
+    step runs a token of sequence steps[t] for each t (a sequence may have several, in order). Each token
+    must see its own sequence's keys up to its own position, and write its own row, nothing else."""
+    store = np.float16 if kernels.kv_f16 else np.float32
+    kv_dim, n_seqs, T = n_kv_heads * head_dim, len(lengths), len(steps)
+    nbytes = kernels.kv_cache_nbytes(max_ctx, kv_dim) * n_seqs
+    caches = [np.frombuffer(b"\xff" * nbytes, dtype=store).reshape(n_seqs, max_ctx, kv_dim).copy() for _ in "kv"]
+    for cache in caches:
+        for s, n in enumerate(lengths):
+            cache[s, :n] = rng.standard_normal((n, kv_dim))
+    k_cache, v_cache = (gpu.upload(cache) for cache in caches)
+    q, k, v = (rng.standard_normal((T, n)).astype(np.float32) for n in (n_heads * head_dim, kv_dim, kv_dim))
+    places, seen = [], list(lengths)
+    for s in steps:
+        places.append((s * max_ctx, seen[s]))
+        seen[s] += 1
+    out = gpu.poisoned(q.nbytes)
+    ops = [kernels.store_kv(gpu.upload(k), gpu.upload(v), k_cache, v_cache, kv_dim),
+           kernels.attention(gpu.upload(q), k_cache, v_cache, out, n_heads, n_kv_heads, head_dim, max_ctx, T,
+                             **options)]  # fmt: skip
+    gpu.run(kernels, ops, T, places=places)
+
+    want_caches = [cache.copy() for cache in caches]
+    for t, (s, (_, pos)) in enumerate(zip(steps, places, strict=True)):
+        want_caches[0][s, pos], want_caches[1][s, pos] = k[t], v[t]
+    for name, buffer, want_cache in zip("kv", (k_cache, v_cache), want_caches, strict=True):
+        got_cache = gpu.read(buffer, want_cache.size, store).reshape(want_cache.shape)
+        written = np.array([[p < n for p in range(max_ctx)] for n in seen])
+        assert (got_cache[written] == want_cache[written]).all(), f"{name} cache rows differ"
+        assert np.isnan(got_cache[~written].astype(np.float32)).all(), f"{name} cache rows past the step were written"
+    got = gpu.read(out, q.size).reshape(T, n_heads, head_dim)
+    keys, values = (c.astype(np.float64).reshape(n_seqs, max_ctx, n_kv_heads, head_dim) for c in want_caches)
+    for t, (s, (_, pos)) in enumerate(zip(steps, places, strict=True)):
+        want = reference_attention(q[t].reshape(1, n_heads, head_dim).astype(np.float64), keys[s, : pos + 1],
+                                   values[s, : pos + 1], pos, n_heads, n_kv_heads, **options)  # fmt: skip
+        assert_close(got[t], want[0], 1e-5, f"token {t} of sequence {s} at {pos}")
+
+
+@pytest.mark.parametrize("variant", ["scalar", "subgroup"])
+@pytest.mark.parametrize("kv_f16", [False, True])
+def test_attention_of_several_sequences_in_one_step(gpu, kernels_for, rng, variant, kv_f16):
+    """Streams decoding together (Kernels.set_places): tokens of sequences 2, 0, 1 and 0 again, each over its
+    own rows of one cache; sequence 1 starts empty."""
+    shape = dict(n_heads=6, n_kv_heads=2, head_dim=16, max_ctx=40)
+    check_sequences(gpu, kernels_for(variant, kv_f16), rng, lengths=[9, 0, 33], steps=[2, 0, 1, 0], **shape)
+    check_sequences(gpu, kernels_for(variant, kv_f16), rng, lengths=[9, 0, 33], steps=[1, 2], window=5, **shape)
+
+
+@pytest.mark.parametrize("length", [1, 130])
+def test_one_tokens_attention_on_gpus_in_a_later_sequence(gpu, kernels_for, rng, length):
+    """The GPU variant's one-token path (context split in parts) over a sequence that does not start at row 0."""
+    shape = dict(n_heads=10, n_kv_heads=2, head_dim=32, max_ctx=length + 3)
+    check_sequences(gpu, kernels_for("subgroup"), rng, lengths=[length, length - 1], steps=[1], **shape)
+
+
 def test_attention_refuses_odd_shapes(gpu, kernels_for):
     kernels, b = kernels_for("scalar"), gpu.poisoned(64)
     with pytest.raises(ValueError):

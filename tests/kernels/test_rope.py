@@ -116,3 +116,25 @@ def test_rope_long_rope_factors_and_attention_factor(gpu, kernels_for, rng):
     # Phi-3's LongRoPE: per-pair factors, NeoX pairs, and cos and sin scaled by the attention factor.
     check_rope(gpu, kernels_for("scalar"), rng, n_heads=4, head_dim=32, n_rot=24, neox=True, pos=11, n_tokens=3,
                freq_scale=1.0, factors=True, rtol=1e-5, mscale=1.1902380714238083)
+
+
+@pytest.mark.parametrize("variant", ["scalar", "subgroup"])
+def test_rope_at_each_tokens_own_position(gpu, kernels_for, rng, variant):
+    """A step of several sequences (Kernels.set_places): each token turns by its own position, in any order."""
+    n_heads, head_dim, positions = 3, 16, [5, 0, 37, 6, 4096]
+    x = rng.standard_normal((len(positions), n_heads * head_dim)).astype(np.float32)
+    buffer = gpu.upload(x)
+    kernels = kernels_for(variant)
+    op = kernels.rope(buffer, n_heads, head_dim, head_dim, 10000.0, 1.0, True)
+    gpu.run(kernels, op, len(positions), places=[(7 * i, p) for i, p in enumerate(positions)])
+    inv_freq = 10000.0 ** (-np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    want = rope(x.reshape(-1, n_heads, head_dim).astype(np.float64), np.array(positions, np.float64), inv_freq, True)
+    assert_close(gpu.read(buffer, x.size).reshape(want.shape), want, 1e-5, "positions from the table")
+
+
+def test_a_step_holds_at_most_the_tables_tokens(gpu, kernels_for):
+    kernels = kernels_for("scalar")
+    with pytest.raises(ValueError, match="1..64 tokens"):
+        kernels.set_places([(0, i) for i in range(65)])
+    with pytest.raises(ValueError):
+        kernels.set_places([])

@@ -60,6 +60,7 @@ VARIANTS = ("scalar", "subgroup")
 # Tokens a step of several sequences may hold (positions.wgsl's MAX_TABLE_TOKENS): each token's place
 # (its sequence's first cache row, its position) rides in the StepParams uniform, after its 16 bytes.
 MAX_TABLE_TOKENS = 64
+ARGMAX_PARTS = 256  # invocations that each scan a share of a row of logits before one picks among them
 STEP_PARAMS_NBYTES = 16 + 8 * MAX_TABLE_TOKENS
 # Compiled pipelines per device, shared by every Kernels on it: CPU adapters take up to a second
 # to compile one matmul specialisation.
@@ -315,14 +316,18 @@ class Kernels(ProductKernels):
 
     # ---------------------------------------------------------------- sampling
 
-    def argmax(self, logits, out, n: int) -> Op:
-        """out[0] = index of the largest of logits[0:n] (lowest on ties); one row, whatever the batch."""
-        parts = 256
-        partial = self._scratch(parts * 8, "argmax partials")
+    def argmax(self, logits, out, n: int, *, rows: bool = False, max_rows: int = 1) -> Op:
+        """out[0] = index of the largest of logits[0:n] (lowest on ties): one row, whatever the batch; or with
+        `rows`, out[t] for each row t of a batch's [T, n] logits (up to max_rows)."""
+        parts = ARGMAX_PARTS
+        partial = self._scratch(parts * 8 * max_rows, "argmax partials")
         c = {"N": n, "PARTS": parts, "WG": self.wg}
+        gx = cdiv(parts, self.wg)
+        partial_grid, final_grid = (lambda t: (gx, t, 1), lambda t: (t, 1, 1)) if rows else \
+            (fixed((gx, 1, 1)), fixed((1, 1, 1)))  # fmt: skip
         return Op(
-            self._step("sampling.wgsl", "argmax_partial", c, [logits, partial], fixed((cdiv(parts, self.wg), 1, 1))),
-            self._step("sampling.wgsl", "argmax_final", {"PARTS": parts}, [partial, out], fixed((1, 1, 1))),
+            self._step("sampling.wgsl", "argmax_partial", c, [logits, partial], partial_grid),
+            self._step("sampling.wgsl", "argmax_final", {"PARTS": parts}, [partial, out], final_grid),
             owned=(partial,),
         )
 

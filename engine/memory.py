@@ -23,7 +23,7 @@ from .config import ModelConfig
 from .errors import InvalidRequest, UnsupportedModel
 from .gguf import TensorInfo
 from .gpu import AdapterInfo
-from .kernels import DOT4_TYPES, STEP_PARAMS_NBYTES, attention_parts, dot4_x_nbytes
+from .kernels import ARGMAX_PARTS, DOT4_TYPES, MAX_TABLE_TOKENS, STEP_PARAMS_NBYTES, attention_parts, dot4_x_nbytes
 
 WEIGHTS, KV_CACHE, ACTIVATIONS = "weights", "KV cache", "activations"
 Buffer = tuple[str, str, int]  # (kind: WEIGHTS, KV_CACHE or ACTIVATIONS, label, bytes as the device allocates them)
@@ -67,12 +67,13 @@ class MemoryPlan:
 
 def plan_memory(
     config: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: int, max_batch: int, kv_f16: bool = False,
-    max_binding: int | None = None, variant: str = "scalar", *, dot4: bool = False,
+    max_binding: int | None = None, variant: str = "scalar", *, dot4: bool = False, n_seqs: int = 1,
 ) -> MemoryPlan:
     """The memory Model.load(n_ctx=n_ctx, max_batch=max_batch, kv_f16=kv_f16) will allocate (n_ctx as
     the model uses it: at most the trained context) on a device binding at most `max_binding` bytes (the
-    embedding and head are split into row ranges past it: see `row_ranges`); dot4 as Model.load's."""
-    buffers = model_buffers(config, tensors, n_ctx, max_batch, kv_f16, max_binding, variant, dot4=dot4)
+    embedding and head are split into row ranges past it: see `row_ranges`); dot4 and n_seqs as Model.load's."""
+    buffers = model_buffers(config, tensors, n_ctx, max_batch, kv_f16, max_binding, variant, dot4=dot4,
+                            n_seqs=n_seqs)
     by_kind = {kind: sum(n for k, _, n in buffers if k == kind) for kind in (WEIGHTS, KV_CACHE, ACTIVATIONS)}
     _, largest_name, largest = max(buffers, key=lambda b: b[2])
     return MemoryPlan(by_kind[WEIGHTS], by_kind[KV_CACHE], by_kind[ACTIVATIONS], n_ctx, largest, largest_name)
@@ -80,7 +81,7 @@ def plan_memory(
 
 def model_buffers(
     config: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: int, max_batch: int, kv_f16: bool = False,
-    max_binding: int | None = None, variant: str = "scalar", *, dot4: bool = False,
+    max_binding: int | None = None, variant: str = "scalar", *, dot4: bool = False, n_seqs: int = 1,
 ) -> list[Buffer]:
     """Every buffer Model.load creates, in bytes as the device rounds them (whole words, at least one)."""
     c, T, f32 = config, max_batch, 4
@@ -88,7 +89,7 @@ def model_buffers(
     buffers = [(WEIGHTS, label, n) for label, n in weights]
     # Kernels._whole_vec4s: a kernel reads a matrix as vec4<u32>s; one not whole 16-byte words gets a padded copy
     buffers += [(WEIGHTS, "padded weights", _ceil(n, 16)) for n in map(_device_size, matrices) if n % 16]
-    cache = n_ctx * c.kv_dim * (2 if kv_f16 else 4)  # Kernels.kv_cache_nbytes
+    cache = n_seqs * n_ctx * c.kv_dim * (2 if kv_f16 else 4)  # Kernels.kv_cache_nbytes, every sequence
     for i in range(c.n_layers):
         buffers += [(KV_CACHE, f"key_cache.{i}", cache), (KV_CACHE, f"value_cache.{i}", cache)]
     qkv_dim = c.q_dim + 2 * c.kv_dim
@@ -100,8 +101,12 @@ def model_buffers(
         ("step_params", STEP_PARAMS_NBYTES),  # Kernels: the StepParams uniform
         # Kernels.attention: one scores buffer every layer shares, (max_batch, n_heads, ctx rounded up to 4) f32
         ("attention scores", T * c.n_heads * _ceil(n_ctx, 4) * f32),
-        ("argmax partials", 256 * 8), ("penalty entries", max(n_ctx, 1) * 8), ("penalty settings", 16),
+        ("argmax partials", ARGMAX_PARTS * 8), ("penalty entries", max(n_ctx, 1) * 8), ("penalty settings", 16),
     ]  # fmt: skip
+    if n_seqs > 1:  # Model.forward_rows: every row's logits and argmax
+        rows = min(T, MAX_TABLE_TOKENS)
+        activations += [("logits_all", T * c.vocab_size * f32), ("row_tokens", rows * 4),
+                        ("argmax partials", ARGMAX_PARTS * 8 * rows)]  # fmt: skip
     if variant == "subgroup":  # Kernels.attention on GPUs: one token's weighted sum in parts, summed after
         activations.append(("attention partials", attention_parts(n_ctx) * c.q_dim * f32))
         for width, tokens in sorted(_dot4_scratch(tensors, T) if dot4 else ()):  # Kernels._matvec_dot4's x

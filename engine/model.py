@@ -4,8 +4,10 @@ One block serves every architecture (engine/config.py says what each family adds
 chosen once at load from its config, so the forward pass never asks which family it runs.
 
 `forward()` records one step's dispatches into a command buffer and submits it; nothing here waits
-on the GPU. Buffers are made once at load time and every kernel's bindings with them, so a step is
-only `set_step` (one small uniform write) plus the recorded dispatches.
+on the GPU. The KV cache holds `n_seqs` sequences of n_ctx positions each: `forward` runs sequence 0,
+`forward_rows` a step whose tokens come from any of them (streams decoding together). Buffers are made
+once at load time and every kernel's bindings with them, so a step is only `set_step` or `set_places`
+(one small uniform write) plus the recorded dispatches.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ class Layer:
     # blk.N.ffn_gate, ffn_up stacked (2 * ffn_dim, dim) (Phi 3's ffn_up is both), or one (ffn_dim, dim) each
     w_gate_up: Weight | Separate
     w_down: Weight  # blk.N.ffn_down (dim, ffn_dim)
-    key_cache: object  # (n_ctx, kv_dim)
-    value_cache: object  # (n_ctx, kv_dim)
+    key_cache: object  # (n_seqs * n_ctx, kv_dim): sequence s in rows s * n_ctx..
+    value_cache: object  # (n_seqs * n_ctx, kv_dim)
     q_norm: object | None = None  # blk.N.attn_q_norm (head_dim,) f32, and attn_k_norm: Qwen 3, Gemma 3
     k_norm: object | None = None
     attn_post_norm: object | None = None  # blk.N.post_attention_norm (dim,) f32, and post_ffw_norm: Gemma
@@ -54,14 +56,26 @@ class Layer:
 class Model:
     """A loaded model: call `forward` with the next tokens, then read logits or the argmax."""
 
-    def __init__(self, device: Device, config: ModelConfig, n_ctx: int, max_batch: int, kernels: K.Kernels):
+    def __init__(self, device: Device, config: ModelConfig, n_ctx: int, max_batch: int, kernels: K.Kernels,
+                 n_seqs: int = 1):
         self.device = device
         self.config = config
-        self.n_ctx = n_ctx
+        self.n_ctx = n_ctx  # positions a sequence holds
         self.max_batch = max_batch
         self.kernels = kernels
         self.layers: list[Layer] = []
-        self.n_past = 0  # tokens already in the KV cache
+        self.n_seqs = n_seqs
+        self.past = [0] * n_seqs  # tokens already in each sequence's KV cache
+        self._ops_logits_all: list[K.Op] | None = None  # the head over every row, bound on first use
+
+    @property
+    def n_past(self) -> int:
+        """Tokens already in sequence 0's KV cache (the one `forward` runs)."""
+        return self.past[0]
+
+    @n_past.setter
+    def n_past(self, n: int) -> None:
+        self.past[0] = n
 
     # ---------------------------------------------------------------- loading
 
@@ -78,11 +92,15 @@ class Model:
         progress: ProgressFn | None = None,
         memory_budget: int | None = None,
         dot4: bool | None = None,
+        n_seqs: int = 1,
     ) -> Model:
         """Upload the weights straight from the file's bytes to GPU buffers and bind every kernel.
 
         memory_budget: bytes the model may take on the GPU (None: only the adapter's limits bound it).
-        dot4: GPUs' integer products (None: where they pay, K.dot4_pays)."""
+        dot4: GPUs' integer products (None: where they pay, K.dot4_pays).
+        n_seqs: sequences the KV cache holds, n_ctx positions each (forward_rows runs them together)."""
+        if n_seqs < 1:
+            raise ValueError(f"a model holds at least one sequence, not {n_seqs}")
         config = ModelConfig.from_gguf(gguf.metadata, set(gguf.tensors))
         n_ctx = min(n_ctx, config.context_length)
         check_no_unknown_tensors(config, gguf.tensors)
@@ -90,10 +108,10 @@ class Model:
         variant = K.resolve_variant(device.info, variant)
         dot4 = K.dot4_pays(config.dim) if dot4 is None else dot4
         plan = plan_memory(config, gguf.tensors, n_ctx, max_batch, kv_f16, device.info.max_storage_binding, variant,
-                           dot4=dot4)
+                           dot4=dot4, n_seqs=n_seqs)
         plan.check(device.info, memory_budget)
         kernels = K.Kernels(device, variant=variant, kv_f16=kv_f16, dot4=dot4)
-        model = cls(device, config, n_ctx, max_batch, kernels)
+        model = cls(device, config, n_ctx, max_batch, kernels, n_seqs)
         # LongRoPE's files hold factors for short and long contexts; the context reads one (progress counts it).
         unused = frozenset(LONG_ROPE_FACTORS) - {config.rope_factors_tensor(n_ctx)}
         uploader = Uploader(device, gguf, progress, unused)
@@ -116,8 +134,12 @@ class Model:
         self.hb2 = None  # (T, ffn_dim) up, made only when gate and up differ in type
         self.x_last = d.create_buffer(c.dim * f32, label="x_last")  # (1, dim) last row, normed
         self.logits = d.create_buffer(c.vocab_size * f32, label="logits")  # (vocab,) of the last row
-        self.logits_all = None  # (T, vocab), made on first use: only tests read every position
+        self.logits_all = None  # (T, vocab), made on first use (tests read every position), or below
         self.token_out = d.create_buffer(4, label="token_out")  # (1,) u32 argmax
+        self.rows = min(T, K.MAX_TABLE_TOKENS)  # tokens a step of several sequences holds
+        if self.n_seqs > 1:  # forward_rows: every row's logits and argmax
+            self.logits_all = d.create_buffer(T * c.vocab_size * f32, label="logits_all")
+            self.row_tokens = d.create_buffer(self.rows * 4, label="row_tokens")  # (rows,) u32
 
     def _load_globals(self, up: Uploader) -> None:
         c, k = self.config, self.kernels
@@ -134,12 +156,16 @@ class Model:
         self.ops_logits = self._head_ops(self.x_last, self.logits, 1)  # of 1 row
         self.op_softcap = k.softcap(self.logits, c.vocab_size, c.final_softcap) if c.final_softcap else None
         self.op_argmax = k.argmax(self.logits, self.token_out, c.vocab_size)
+        if self.n_seqs > 1:
+            self.op_argmax_rows = k.argmax(self.logits_all, self.row_tokens, c.vocab_size, rows=True,
+                                           max_rows=self.rows)
         # Distinct tokens in any penalty window are at most the context, so the window always fits.
         self.op_penalize = k.penalize(self.logits, c.vocab_size, max_history=self.n_ctx)
 
     def _load_layer(self, up: Uploader, i: int) -> Layer:
         c, p = self.config, f"blk.{i}."
-        qkv_rows, cache_bytes = [c.q_dim, c.kv_dim, c.kv_dim], self.kernels.kv_cache_nbytes(self.n_ctx, c.kv_dim)
+        qkv_rows = [c.q_dim, c.kv_dim, c.kv_dim]
+        cache_bytes = self.kernels.kv_cache_nbytes(self.n_seqs * self.n_ctx, c.kv_dim)
         # q, k and v (and gate and up) in one buffer each, so one dispatch makes them all; Phi 3's files
         # already hold them so.
         if up.has(p + "attn_qkv.weight"):
@@ -293,15 +319,49 @@ class Model:
         if self.n_past + T > self.n_ctx:
             raise ContextTooLong(f"the context holds {self.n_ctx} tokens; this step needs {self.n_past + T}")
 
-    def _record_forward(self, T: int, rec, all_logits: bool) -> None:
-        c = self.config
-        self.kernels.set_step(self.n_past, T)
+    def forward_rows(self, rows: list[tuple[int, int]], *, recorder=None):
+        """One step of tokens from several sequences: row i runs token rows[i][1] of sequence rows[i][0] at
+        that sequence's next position (a sequence's rows in the order given: a prompt's chunk, or one
+        token of each stream decoding). Leaves every row's logits in `logits_all` and each row's argmax
+        in `row_tokens`. Records into `recorder` if given (then the caller submits); returns the recorder."""
+        T = len(rows)
+        if self.n_seqs == 1:
+            raise ValueError("forward_rows needs a model loaded with n_seqs > 1")
+        if not 0 < T <= self.rows:
+            raise ValueError(f"a step of several sequences takes 1..{self.rows} tokens, got {T}")
+        places, past = [], list(self.past)
+        for seq, _token in rows:
+            if not 0 <= seq < self.n_seqs:
+                raise ValueError(f"sequence {seq} is not one of this model's {self.n_seqs}")
+            places.append((seq * self.n_ctx, past[seq]))
+            past[seq] += 1
+        if (longest := max(past)) > self.n_ctx:
+            raise ContextTooLong(f"the context holds {self.n_ctx} tokens; this step needs {longest}")
+        self.device.write_buffer(self.ids, _u32_bytes([token for _seq, token in rows]))
+        rec = recorder or self.device.recorder()
+        self.kernels.set_places(places)
+        self._record_layers(T, rec)
+        for op in self._all_logits_ops():
+            op.record(rec, T)
+        self.op_argmax_rows.record(rec, T)
+        self.past = past
+        if recorder is None:
+            self.device.submit(rec)
+        return rec
+
+    def _record_layers(self, T: int, rec) -> None:
+        """Embedding, every layer and the final norm (into xb) for the step StepParams describes."""
         for op in self.ops_embed:
             op.record(rec, T)
         for layer in self.layers:
             for layer_op in layer.ops:  # built once at load (Model._layer_ops)
                 layer_op.op.record(rec, T)
         self.op_final_norm.record(rec, T)
+
+    def _record_forward(self, T: int, rec, all_logits: bool) -> None:
+        c = self.config
+        self.kernels.set_step(self.n_past, T)
+        self._record_layers(T, rec)
         if all_logits:
             for op in self._all_logits_ops():
                 op.record(rec, T)
@@ -322,17 +382,18 @@ class Model:
                 for w, first, n in self.output.parts]  # fmt: skip
 
     def _all_logits_ops(self) -> list[K.Op]:
-        if self.logits_all is None:
+        if self._ops_logits_all is None:
             c = self.config
-            self.logits_all = self.device.create_buffer(self.max_batch * c.vocab_size * 4, label="logits_all")
+            if self.logits_all is None:  # made at load only for several sequences: only tests read every row
+                self.logits_all = self.device.create_buffer(self.max_batch * c.vocab_size * 4, label="logits_all")
             self._ops_logits_all = self._head_ops(self.xb, self.logits_all, self.max_batch)
             if c.final_softcap:
                 self._ops_logits_all.append(self.kernels.softcap(self.logits_all, c.vocab_size, c.final_softcap))
         return self._ops_logits_all
 
-    def rewind(self, n_past: int) -> None:
-        """Forget cached positions from `n_past` on (later tokens simply overwrite them)."""
-        self.n_past = max(0, min(n_past, self.n_past))
+    def rewind(self, n_past: int, seq: int = 0) -> None:
+        """Forget sequence seq's cached positions from `n_past` on (later tokens simply overwrite them)."""
+        self.past[seq] = max(0, min(n_past, self.past[seq]))
 
 
 def _u32_bytes(values: list[int]) -> bytes:

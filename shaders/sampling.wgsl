@@ -1,10 +1,11 @@
-// On-GPU sampling helpers for one row of logits: greedy argmax and repetition penalties.
+// On-GPU sampling helpers: greedy argmax (of one row of logits, or of each of a batch's rows) and
+// repetition penalties (one row).
 //
-// Entry points (params at 0; they touch one row whatever the batch):
-//   argmax_partial  1 logits [N] f32, 2 partial [PARTS] vec2<u32> (value bits, index)
-//                   invocation i scans i, i + PARTS, ...   grid (PARTS / WG, 1, 1)
-//   argmax_final    1 partial, 2 out [1] u32: the index of the largest logit, lowest on ties
-//                   grid (1, 1, 1): one invocation over PARTS partials
+// Entry points (params at 0):
+//   argmax_partial  1 logits [rows, N] f32, 2 partial [rows, PARTS] vec2<u32> (value bits, index)
+//                   invocation i of row r scans i, i + PARTS, ...   grid (PARTS / WG, rows, 1)
+//   argmax_final    1 partial, 2 out [rows] u32: each row's index of its largest logit, lowest on ties
+//                   grid (rows, 1, 1): one invocation a row, over its PARTS partials
 //   penalize        1 logits (read-write), 2 entries [max_history] vec2<u32> (token, count),
 //                   3 settings {count, repetition, presence, frequency}
 //                   for each entry: l = l > 0 ? l / repetition : l * repetition;
@@ -41,25 +42,27 @@ fn beats(v: f32, i: u32, best: f32, best_i: u32) -> bool {
 @compute @workgroup_size(WG)
 fn argmax_partial(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (gid.x >= PARTS || params.n_tokens == 0u) { return; }
+    let row = gid.y;
     // Finite, far below any logit, not -inf: Tint (Chrome) rejects a constant -inf such as bitcast<f32>(0xFF800000u).
     var best = -3.0e38;
     var best_i = NONE;
     for (var i = gid.x; i < N; i += PARTS) {
-        let v = logits[i];
+        let v = logits[row * N + i];
         if (beats(v, i, best, best_i)) { best = v; best_i = i; }
     }
-    partial_out[gid.x] = vec2<u32>(bitcast<u32>(best), best_i);
+    partial_out[row * PARTS + gid.x] = vec2<u32>(bitcast<u32>(best), best_i);
 }
 
 @compute @workgroup_size(1)
-fn argmax_final() {
+fn argmax_final(@builtin(workgroup_id) wid: vec3<u32>) {
+    let row = wid.x;
     var best = -3.0e38;
     var best_i = NONE;
     for (var p = 0u; p < PARTS; p++) {
-        let e = partial[p];
+        let e = partial[row * PARTS + p];
         if (e.y != NONE && beats(bitcast<f32>(e.x), e.y, best, best_i)) { best = bitcast<f32>(e.x); best_i = e.y; }
     }
-    out[0] = select(best_i, 0u, best_i == NONE || params.n_tokens == 0u);
+    out[row] = select(best_i, 0u, best_i == NONE || params.n_tokens == 0u);
 }
 
 @compute @workgroup_size(WG)

@@ -113,11 +113,12 @@ def test_a_vocabulary_table_past_a_binding_is_planned_in_row_ranges(model_gguf):
         row_ranges(100, 1000, 15_999)
 
 
-@pytest.mark.parametrize("variant, dot4", [("scalar", False), ("subgroup", False), ("subgroup", True)])
-def test_the_plan_matches_what_the_device_allocates(engine, model_gguf, monkeypatch, variant, dot4):
+@pytest.mark.parametrize("variant, dot4, n_seqs", [("scalar", False, 1), ("subgroup", False, 1), ("subgroup", True, 1),
+                                                   ("scalar", False, 3)])
+def test_the_plan_matches_what_the_device_allocates(engine, model_gguf, monkeypatch, variant, dot4, n_seqs):
     """Load the default model again on the real device, counting the buffers it creates (reads' staging
-    buffers are made apart, by the backend itself); the GPU variant adds attention's partial sums, and with
-    dot4 the integer x of one token's products."""
+    buffers are made apart, by the backend itself); the GPU variant adds attention's partial sums, with
+    dot4 the integer x of one token's products, and several sequences their caches and every row's logits."""
     device, made = engine.model.device, []
     create = device.create_buffer
 
@@ -128,13 +129,17 @@ def test_the_plan_matches_what_the_device_allocates(engine, model_gguf, monkeypa
 
     n_ctx, max_batch = engine.model.n_ctx, engine.model.max_batch  # the fixture's: its pipelines are compiled
     monkeypatch.setattr(device, "create_buffer", counted)
-    Model.load(device, model_gguf, n_ctx=n_ctx, max_batch=max_batch, variant=variant, dot4=dot4)
+    Model.load(device, model_gguf, n_ctx=n_ctx, max_batch=max_batch, variant=variant, dot4=dot4, n_seqs=n_seqs)
     monkeypatch.undo()
-    plan = plan_memory(_config(model_gguf), model_gguf.tensors, n_ctx, max_batch, variant=variant, dot4=dot4)
+    plan = plan_memory(_config(model_gguf), model_gguf.tensors, n_ctx, max_batch, variant=variant, dot4=dot4,
+                       n_seqs=n_seqs)  # fmt: skip
     planned = Counter((label, n) for _, label, n in model_buffers(_config(model_gguf), model_gguf.tensors, n_ctx,
-                                                                   max_batch, variant=variant, dot4=dot4))  # fmt: skip
+                                                                   max_batch, variant=variant, dot4=dot4,
+                                                                   n_seqs=n_seqs))  # fmt: skip
     assert ("attention partials" in dict(made)) == (variant == "subgroup")
     assert ("dot4 x q" in dict(made)) == dot4
+    assert ("row_tokens" in dict(made)) == (n_seqs > 1)
+    assert plan.kv_cache == n_seqs * plan_memory(_config(model_gguf), model_gguf.tensors, n_ctx, max_batch).kv_cache
     diff = f"made, not planned: {Counter(made) - planned}; planned, not made: {planned - Counter(made)}"
     assert abs(sum(n for _, n in made) - plan.total) <= TOLERANCE, diff
     assert max(n for _, n in made) == plan.largest

@@ -10,6 +10,7 @@ import itertools
 import numpy as np
 import pytest
 
+from engine.errors import ContextTooLong
 from engine.gguf import open_gguf
 from engine.model import Model
 from engine.upload import Rows, Separate, Uploader, Weight
@@ -168,3 +169,60 @@ def test_embedding_and_head_split_past_a_binding_give_the_same_logits(engine, ev
     assert isinstance(split.token_embd, Rows) and len(split.token_embd.parts) == 4 and split.output is split.token_embd
     assert sum(n for _, _, n in split.token_embd.parts) == split.config.vocab_size
     np.testing.assert_array_equal(_logits(event_loop_session, split), whole)
+
+
+@pytest.mark.parametrize("variant", ["scalar", "subgroup"])
+def test_sequences_stepped_together_match_each_run_alone(engine, event_loop_session, model_gguf, variant):
+    """Streams decoding together (forward_rows): two prompts prefilled in one step into sequences 2 and 1,
+    then steps of a token of each, and a last step of one (the GPUs' one-token attention). Every row's
+    logits are those of its sequence run alone through `forward`, and row_tokens holds each row's argmax."""
+    device, read = engine.model.device, lambda buffer, n: np.frombuffer(
+        bytes(event_loop_session.run_until_complete(device.read_buffer(buffer, 0, n * 4))), np.float32)
+    prompts, n_steps = [[1, 2, 3, 4, 5], [9, 8, 7, 6, 5, 4, 3, 2, 1]], 3
+    alone = Model.load(device, model_gguf, n_ctx=64, max_batch=16, variant=variant)
+    vocab = alone.config.vocab_size
+    fed, want = [], []  # per prompt: the tokens fed after it (its greedy answer), and the logits of each step
+    for prompt in prompts:
+        alone.rewind(0)
+        alone.forward(prompt)
+        rows = [read(alone.logits, vocab)]
+        for _ in range(n_steps):
+            alone.forward([int(rows[-1].argmax())])
+            rows.append(read(alone.logits, vocab))
+        fed.append([int(row.argmax()) for row in rows[:-1]])
+        want.append(np.array(rows))
+
+    together = Model.load(device, model_gguf, n_ctx=64, max_batch=16, variant=variant, n_seqs=3)
+    seqs = [2, 1]
+    steps = [[(2, t) for t in prompts[0]] + [(1, t) for t in prompts[1]]]  # both prompts in one step
+    steps += [[(2, fed[0][i]), (1, fed[1][i])] for i in range(n_steps - 1)] + [[(1, fed[1][-1])]]
+    got: list[list[np.ndarray]] = [[], []]
+    for rows in steps:
+        together.forward_rows(rows)
+        logits = read(together.logits_all, len(rows) * vocab).reshape(len(rows), vocab)
+        tokens = np.frombuffer(bytes(event_loop_session.run_until_complete(
+            device.read_buffer(together.row_tokens, 0, len(rows) * 4))), np.uint32)  # fmt: skip
+        assert (tokens == logits.argmax(axis=1)).all(), "row_tokens is not each row's argmax"
+        for k, seq in enumerate(seqs):
+            last = max((i for i, (s, _) in enumerate(rows) if s == seq), default=None)
+            if last is not None:
+                got[k].append(logits[last])
+    assert together.past == [0, len(prompts[1]) + n_steps, len(prompts[0]) + n_steps - 1]
+    for k in range(2):
+        g, w = np.array(got[k]), want[k][: len(got[k])]
+        assert np.abs(g - w).max() <= 1e-4 * np.abs(w).max(), f"sequence {seqs[k]}"
+
+
+def test_forward_rows_refuses_what_a_step_cannot_hold(engine, model_gguf):
+    device = engine.model.device
+    with pytest.raises(ValueError, match="n_seqs > 1"):
+        Model.load(device, model_gguf, n_ctx=16, max_batch=4).forward_rows([(0, 1)])
+    model = Model.load(device, model_gguf, n_ctx=16, max_batch=4, n_seqs=2)
+    with pytest.raises(ValueError, match="1..4 tokens"):
+        model.forward_rows([(0, 1)] * 5)
+    with pytest.raises(ValueError, match="sequence 2"):
+        model.forward_rows([(2, 1)])
+    model.past[1] = 16
+    with pytest.raises(ContextTooLong):
+        model.forward_rows([(0, 1), (1, 1)])
+    assert model.past == [0, 16], "a refused step changed the sequences"

@@ -20,6 +20,20 @@ def test_argmax_lowest_index_on_ties(gpu, kernels_for, rng, n):
     assert gpu.read(out, 1, np.uint32)[0] == top.min()
 
 
+@pytest.mark.parametrize("n_rows", [1, 3, 8])
+def test_argmax_of_each_row(gpu, kernels_for, rng, n_rows):
+    """A batch's rows (streams decoding together): out[t] is row t's argmax, lowest on ties; rows past the
+    batch's are left alone."""
+    kernels, n, max_rows = kernels_for("scalar"), 1001, 8
+    logits = rng.standard_normal((max_rows, n)).astype(np.float32)
+    logits[0, [5, 700]] = 40.0  # a tie in the first row
+    out = gpu.poisoned(4 * max_rows)
+    gpu.run(kernels, kernels.argmax(gpu.upload(logits), out, n, rows=True, max_rows=max_rows), n_rows)
+    got = gpu.read(out, max_rows, np.uint32)
+    assert (got[:n_rows] == logits[:n_rows].argmax(axis=1)).all()
+    assert (got[n_rows:] == 0xFFFFFFFF).all()
+
+
 def test_argmax_of_infinities(gpu, kernels_for):
     kernels = kernels_for("scalar")
     logits = np.full(300, -np.inf, dtype=np.float32)

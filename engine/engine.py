@@ -9,7 +9,8 @@ the GPU computes step k.
 from __future__ import annotations
 
 import array
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,31 +121,15 @@ class Engine:
         """Stream the completion of `prompt_ids`. Closing the generator (aclose) stops it cleanly."""
         options = options or SamplingOptions()
         options.validate()
-        tok, model = self.tokenizer, self.model
         await self.prefill(prompt_ids)
-        stops = StopMatcher(options.stop)
-        decoder = tok.stream_decoder()
-        penalties = options.repetition_penalty != 1.0 or options.presence_penalty or options.frequency_penalty
-        if options.greedy and not penalties:
+        if options.greedy and not has_penalties(options):
             tokens = self._greedy_ahead(options.max_tokens)
         else:
-            tokens = self._one_by_one(list(prompt_ids), options, penalties)
-        try:
-            async for token in tokens:
-                if token in tok.eog_ids:
-                    yield Chunk(token, stops.flush() + decoder.flush(), "stop")
-                    return
-                text, stopped = stops.feed(decoder.feed(token))
-                if stopped:
-                    yield Chunk(token, text, "stop")
-                    return
-                if len(self._cached) + 1 >= model.n_ctx:  # no room to run this token
-                    yield Chunk(token, text + stops.feed(decoder.flush())[0] + stops.flush(), "length")
-                    return
-                yield Chunk(token, text)
-        finally:
-            await tokens.aclose()  # a step run ahead is rolled back
-        yield Chunk(None, stops.feed(decoder.flush())[0] + stops.flush(), "length")
+            tokens = self._one_by_one(list(prompt_ids), options, has_penalties(options))
+        room = lambda: len(self._cached) + 1 < self.model.n_ctx  # noqa: E731
+        async with aclosing(chunks(self.tokenizer, tokens, options, room)) as stream:  # closed when we are
+            async for chunk in stream:
+                yield chunk
 
     async def _greedy_ahead(self, max_tokens: int) -> AsyncIterator[int]:
         """Greedy tokens, the GPU one step ahead of the host: step k+1 (its input copied on the GPU from
@@ -221,6 +206,37 @@ class Engine:
         """Stream the assistant's answer to an OpenAI-style message list."""
         async for chunk in self.generate(self.chat_prompt(messages), options):
             yield chunk
+
+
+def has_penalties(options: SamplingOptions) -> bool:
+    """Whether sampling must see the history (repetition, presence or frequency penalties)."""
+    return options.repetition_penalty != 1.0 or bool(options.presence_penalty or options.frequency_penalty)
+
+
+async def chunks(
+    tokenizer: Tokenizer, tokens: AsyncIterator[int], options: SamplingOptions, room: Callable[[], bool]
+) -> AsyncIterator[Chunk]:
+    """A generation's tokens as Chunks: text made printable, ended by an end-of-generation token, a stop
+    string, `room()` turning false (no position left to run the token) or the tokens running out
+    (max_tokens: "length"). Closes `tokens` when it ends or is closed itself."""
+    stops = StopMatcher(options.stop)
+    decoder = tokenizer.stream_decoder()
+    try:
+        async for token in tokens:
+            if token in tokenizer.eog_ids:
+                yield Chunk(token, stops.flush() + decoder.flush(), "stop")
+                return
+            text, stopped = stops.feed(decoder.feed(token))
+            if stopped:
+                yield Chunk(token, text, "stop")
+                return
+            if not room():
+                yield Chunk(token, text + stops.feed(decoder.flush())[0] + stops.flush(), "length")
+                return
+            yield Chunk(token, text)
+    finally:
+        await tokens.aclose()  # a step run ahead is rolled back
+    yield Chunk(None, stops.feed(decoder.flush())[0] + stops.flush(), "length")
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

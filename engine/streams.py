@@ -38,7 +38,8 @@ class _Stream:
     seq: int | None = None  # the model sequence it owns while active
     fed: int = 0  # prompt tokens in its sequence
     next_token: int | None = None  # sampled, to run in the next step
-    produced: int = 0  # tokens sampled
+    produced: int = 0  # tokens sampled and handed to its reader's queue
+    in_flight: int = 0  # rows of submitted steps it samples from, not yet read
     read: int = 0  # tokens its reader has taken
     gone: bool = False  # its reader stopped: leave at the next step
 
@@ -102,13 +103,26 @@ class Streams:
     # ---------------------------------------------------------------- the steps
 
     async def _drive(self) -> None:
-        """Run steps while any stream is active or waiting."""
+        """Run steps while any stream is active or waiting, one step ahead of the read-backs: step k + 1 is
+        recorded and submitted before step k's tokens are read (the reads are queued before it runs), its
+        greedy streams' tokens copied on the GPU from step k's argmax, so the host's work overlaps the
+        GPU's (as Engine.generate's greedy path). A stream sampled on the host sits out the step after each
+        of its tokens, while its logits are read."""
+        pending: _Step | None = None  # submitted, not yet read
         try:
-            while self._admit():
-                rows, samplers = self._rows()
-                self.model.forward_rows(rows)
-                self.steps += 1
-                await self._sample(samplers)
+            while True:
+                self._admit()
+                step = self._next_step(pending)
+                if pending is not None:
+                    await self._deliver(pending)
+                    # A read that finished while the next step was recorded resolves without suspending:
+                    # yield, so that readers (and the rest of the host) run between steps.
+                    await asyncio.sleep(0)
+                elif step is None:
+                    if self.active:  # every active stream has a token or prompt to run, or one in flight
+                        raise RuntimeError(f"{len(self.active)} streams have nothing to run")
+                    return
+                pending = step
         except Exception as error:  # every stream hears of it; none hangs
             for stream in [*self.active, *self.waiting]:
                 stream.tokens.put_nowait(error)
@@ -116,8 +130,9 @@ class Streams:
             self.waiting.clear()
             raise
 
-    def _admit(self) -> bool:
-        """Let go of streams whose readers left, give free sequences to waiting streams; any left to run?"""
+    def _admit(self) -> None:
+        """Let go of streams whose readers left, and give free sequences to waiting streams. (Rows of a
+        stream that left may still be running: later steps overwrite what they wrote.)"""
         for stream in [s for s in self.active if s.gone]:
             self._leave(stream)
         while self.waiting and self.waiting[0].gone:
@@ -127,24 +142,34 @@ class Streams:
             stream.seq = self.free.pop(0)
             self.model.rewind(0, stream.seq)
             self.active.append(stream)
-        return bool(self.active)
 
     def _leave(self, stream: _Stream) -> None:
         self.active.remove(stream)
         self.free.append(stream.seq)
         stream.tokens.put_nowait(_END)
 
-    def _rows(self) -> tuple[list[tuple[int, int]], list[tuple[_Stream, int]]]:
-        """This step's (sequence, token) rows: decoding streams' next tokens, then prompts while room lasts;
-        and which streams sample from which row."""
-        rows, samplers = [], []
-        decoding = [s for s in self.active if s.next_token is not None]
-        for stream in decoding:
-            samplers.append((stream, len(rows)))
-            rows.append((stream.seq, stream.next_token))
-            stream.next_token = None
+    def _next_step(self, pending: _Step | None) -> _Step | None:
+        """Record and submit the next step and start reading what it samples; None when no row can run now.
+        Rows: decoding streams' next tokens (known on the host, or in the pending step's argmax on the
+        GPU), then prompts while the step has room."""
+        model = self.model
+        rows: list[tuple[int, int]] = []
+        samplers: list[tuple[_Stream, int]] = []
+        copies: list[tuple[int, int]] = []  # (row of the pending step's argmax, row of this step)
+        ahead: set[_Stream] = set()
         for stream in self.active:
-            room = self.model.rows - len(rows)
+            if stream.next_token is not None:
+                token, stream.next_token = stream.next_token, None
+            elif pending is not None and stream in pending.greedy_rows and self._may_run_ahead(stream):
+                token = 0  # a placeholder: the copy below writes the real one
+                copies.append((pending.greedy_rows[stream], len(rows)))
+                ahead.add(stream)
+            else:
+                continue
+            samplers.append((stream, len(rows)))
+            rows.append((stream.seq, token))
+        for stream in self.active:
+            room = model.rows - len(rows)
             if stream.fed == len(stream.prompt) or room == 0:
                 continue
             part = stream.prompt[stream.fed : stream.fed + room]
@@ -152,31 +177,70 @@ class Streams:
             stream.fed += len(part)
             if stream.fed == len(stream.prompt):  # its prompt ends here: its first token comes from this row
                 samplers.append((stream, len(rows) - 1))
-        return rows, samplers
+        if not rows:
+            return None
+        if pending is not None:
+            pending.ran_ahead = ahead
+        rec = model.device.recorder()
+        for src, dst in copies:  # run after forward_rows' write of the ids: queued before the buffer runs
+            rec.copy(model.row_tokens, src * 4, model.ids, dst * 4, 4)
+        model.forward_rows(rows, recorder=rec)
+        model.device.submit(rec)
+        self.steps += 1
+        for stream, _ in samplers:
+            stream.in_flight += 1
+        return self._start_reads(samplers)
 
-    async def _sample(self, samplers: list[tuple[_Stream, int]]) -> None:
-        """Each sampling stream's next token from its row; hand it over, and end streams that are done."""
+    def _may_run_ahead(self, stream: _Stream) -> bool:
+        """Whether a greedy stream's token in the pending step may run before it is read: it is not the
+        last of max_tokens, and has a position (Engine.generate's rule). The reader may still end it at a
+        stop: that row is then wasted."""
+        k = stream.produced + stream.in_flight  # that token's number
+        return not stream.gone and k < stream.options.max_tokens and len(stream.prompt) + k < self.model.n_ctx
+
+    def _start_reads(self, samplers: list[tuple[_Stream, int]]) -> _Step:
+        """Queue the copies of what the step's samplers need, before any later step overwrites them."""
         model, vocab = self.model, self.model.config.vocab_size
-        argmax = None
-        if any(stream.sampler is None for stream, _ in samplers):
-            n = max(row for stream, row in samplers if stream.sampler is None) + 1
-            argmax = (await model.device.read_buffer(model.row_tokens, 0, n * 4)).cast("I")
-        for stream, row in samplers:
+        greedy_rows = {stream: row for stream, row in samplers if stream.sampler is None}
+        tokens = None
+        if greedy_rows:
+            tokens = model.device.start_read(model.row_tokens, 0, (max(greedy_rows.values()) + 1) * 4)
+        logits = {stream: model.device.start_read(model.logits_all, row * vocab * 4, vocab * 4)
+                  for stream, row in samplers if stream.sampler is not None}  # fmt: skip
+        return _Step(samplers, greedy_rows, tokens, logits)
+
+    async def _deliver(self, step: _Step) -> None:
+        """Hand each sampling stream its token from the step; end the streams that are done."""
+        argmax = (await step.tokens).cast("I") if step.tokens is not None else None
+        for stream, row in step.samplers:
+            stream.in_flight -= 1
             if stream.sampler is None:
                 token = argmax[row]
             else:
-                raw = await model.device.read_buffer(model.logits_all, row * vocab * 4, vocab * 4)
-                logits = array.array("f", raw.tobytes())
+                logits = array.array("f", (await step.logits[stream]).tobytes())
                 if has_penalties(stream.options):
                     o = stream.options
                     counts = penalty_counts(stream.history, o.penalty_last_n)
                     apply_penalties_cpu(logits, counts, o.repetition_penalty, o.presence_penalty, o.frequency_penalty)
                 token = stream.sampler.sample(logits)
+            if stream not in self.active:  # it left while this step ran
+                continue
             stream.produced += 1
             stream.history.append(token)
             stream.tokens.put_nowait(token)
-            full = model.past[stream.seq] + 1 >= model.n_ctx
-            if stream.produced >= stream.options.max_tokens or full or stream.gone:
-                self._leave(stream)  # (the reader ends at an end-of-generation token or stop string itself)
-            else:
+            full = len(stream.prompt) + stream.produced >= self.model.n_ctx  # no position to run it
+            if stream.produced >= stream.options.max_tokens or full:
+                self._leave(stream)  # (the reader ends at an end-of-generation token or a stop string itself)
+            elif stream not in step.ran_ahead:
                 stream.next_token = token
+
+
+@dataclass(eq=False)
+class _Step:
+    """A submitted step: who samples from which row, and the reads under way."""
+
+    samplers: list[tuple[_Stream, int]]
+    greedy_rows: dict[_Stream, int]  # GPU-greedy streams' rows of the argmax
+    tokens: object | None  # the read of row_tokens, when greedy_rows
+    logits: dict[_Stream, object]  # the reads of host-sampled streams' logits rows
+    ran_ahead: set[_Stream] = field(default_factory=set)  # streams whose token the next step runs already

@@ -60,8 +60,9 @@ def test_streams_together_answer_as_each_alone(engine, streams, event_loop_sessi
     got = event_loop_session.run_until_complete(together())
     for i, (a, g) in enumerate(zip(alone, got, strict=True)):
         assert [_fields(c) for c in g] == [_fields(c) for c in a], f"stream {i}"
-    # Decoded together: far fewer steps than the streams' tokens (4 seats for 5 streams).
-    assert streams.steps - steps < sum(len(a) for a in alone) / 2
+    # Decoded together: far fewer steps than the streams' tokens (4 seats for 5 streams; the two sampled on
+    # the host sit out every other step).
+    assert streams.steps - steps < 0.7 * sum(len(a) for a in alone)
     assert sorted(streams.free) == [1, 2, 3, 4] and not streams.active and not streams.waiting
 
 

@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="serve from the native engine while no browser provider is connected")  # fmt: skip
     parser.add_argument("--model", type=Path, help="GGUF for --native (default: SmolLM2-135M-Instruct Q4_1)")
     parser.add_argument("--n-ctx", type=int, default=DEFAULT_N_CTX, help="context size for --native (tokens)")
+    parser.add_argument("--parallel", type=_at_least_one, default=1, metavar="N",
+                        help="for --native: requests decoded together (each keeps its own context of --n-ctx "
+                             "tokens in memory; default 1)")  # fmt: skip
     parser.add_argument("--token-file", type=Path, default=None,
                         help="where the client token is kept (default: $HEARTH_BRIDGE_TOKEN_FILE or "
                              "~/.config/hearth/bridge-token)")  # fmt: skip
@@ -43,6 +46,16 @@ def _parser() -> argparse.ArgumentParser:
                         help="once the model is ready, ask TEXT through the bridge (greedy) and print the answer "
                              "as it streams; then keep serving")  # fmt: skip
     return parser
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return n
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -70,7 +83,7 @@ async def _serve(args: argparse.Namespace) -> int:
             from .native import load_engine, native_provider
 
             print("loading the native engine...", file=sys.stderr)
-            hub.add_provider(native_provider(hub, await load_engine(args.model, args.n_ctx)))
+            hub.add_provider(native_provider(hub, await load_engine(args.model, args.n_ctx, parallel=args.parallel)))
             print(f"native engine ready: {hub.model_name()}", file=sys.stderr)
         if args.launch_browser:
             from .launch import launch_browser

@@ -277,6 +277,7 @@ class HostReady(BaseModel):
     model: str
     n_ctx: int
     adapter: str = ""
+    seats: int = Field(1, ge=1)  # requests it serves at once (engine/host.py)
 
 
 def _provider_frame(kind: Kind, content: Any) -> type[BaseModel]:

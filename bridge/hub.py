@@ -2,8 +2,10 @@
 
 A provider is anything that takes engine/host.py's input messages and answers with its output messages:
 the extension's offscreen document over a websocket, or the native engine's Host in this process. The hub
-gives a provider one request at a time (so the queue and its fairness live here, not in the provider's FIFO),
-routes what comes back to that request's own event queue, and fails requests promptly when their provider goes.
+gives a provider as many requests at a time as it has seats (its `ready` says; one unless its model holds
+several sequences, which then decode together), so the queue and its fairness live here, not in the
+provider's FIFO; it routes what comes back to each request's own event queue, and fails requests promptly
+when their provider goes.
 """
 
 from __future__ import annotations
@@ -49,8 +51,13 @@ class Provider:
     send: Callable[[Message], None]
     native: bool = False  # the in-process engine, used only while no other provider is connected
     info: HostReady | None = None  # from its `ready` message
-    current: Request | None = None  # the one request it is serving
+    serving: dict[str, Request] = field(default_factory=dict)  # the requests it is serving, by id
     heard: float = field(default_factory=time.monotonic)  # when it last sent anything (liveness)
+
+    @property
+    def seats(self) -> int:
+        """Requests it serves at once."""
+        return self.info.seats if self.info else 1
 
 
 @dataclass(eq=False)
@@ -67,7 +74,7 @@ class Request:
 
 
 class Hub:
-    """Queues requests fairly across clients and hands them, one at a time, to the active provider."""
+    """Queues requests fairly across clients and hands them to the active provider, as many as it has seats."""
 
     def __init__(self) -> None:
         self.providers: list[Provider] = []
@@ -93,9 +100,10 @@ class Hub:
         if provider not in self.providers:
             return
         self.providers.remove(provider)
-        if provider.current is not None:
-            self._finish(provider.current, ApiError(503, f"the model provider ({provider.name}) {why}",
-                                                    type="server_error", code=code))
+        for request in provider.serving.values():
+            self._finish(request, ApiError(503, f"the model provider ({provider.name}) {why}",
+                                           type="server_error", code=code))  # fmt: skip
+        provider.serving.clear()
         if self.active() is None:
             for request in self.queue.drain():
                 self._finish(request, _no_provider())
@@ -108,16 +116,17 @@ class Hub:
             parsed = ProviderFrame.validate_python(message)
         except ValidationError:
             return  # a message the bridge does not read (or a bad one): nothing to route
-        request = provider.current
+        request = provider.serving.get(parsed.id) if isinstance(parsed.id, str) else None
         if parsed.kind == Kind.READY:
             provider.info = parsed.content
-        elif request is None or parsed.id != request.id:
+            self._dispatch()  # it may have more seats than it was given
+        elif request is None:
             return  # late news of a request already failed or cancelled
         elif parsed.kind == Kind.CHUNK:
             if not request.finished:  # (a cancelled request streams on until the provider sees its stop)
                 request.events.put_nowait((Kind.CHUNK, parsed.content))
         elif parsed.kind in (Kind.DONE, Kind.ERROR):
-            provider.current = None
+            del provider.serving[request.id]
             self._finish(request, parsed.content)
             self._dispatch()
 
@@ -142,16 +151,16 @@ class Hub:
         not passed on, and that `done` is what frees the provider for the next request."""
         if request.finished:
             return
-        running = request.provider is not None and request.provider.current is request
+        running = request.provider is not None and request.provider.serving.get(request.id) is request
         if not self.queue.remove(request.key, request) and running:
             request.provider.send(Message(Kind.STOP, request.id))
         self._finish(request, ApiError(400, "the request was cancelled", code="cancelled"))
 
     def _dispatch(self) -> None:
         provider = self.active()
-        while provider is not None and provider.current is None and (request := self.queue.pop()) is not None:
+        while provider is not None and len(provider.serving) < provider.seats and (request := self.queue.pop()):
             request.provider = provider
-            provider.current = request
+            provider.serving[request.id] = request
             provider.send(Message(Kind.CHAT, request.id, request.content))
 
     def _finish(self, request: Request, outcome: HostDone | HostError | ApiError) -> None:

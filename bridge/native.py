@@ -22,8 +22,9 @@ def native_provider(hub: Hub, engine: Any) -> Provider:
     return provider
 
 
-async def load_engine(path: str | None, n_ctx: int, progress=None) -> Any:
-    """The native engine, loaded once (the default model when `path` is None)."""
+async def load_engine(path: str | None, n_ctx: int, progress=None, parallel: int = 1) -> Any:
+    """The native engine, loaded once (the default model when `path` is None), serving `parallel` requests at
+    once (a sequence of n_ctx positions each in its KV cache)."""
     from engine.engine import Engine
 
-    return await Engine.load(path, n_ctx=n_ctx, progress=progress)
+    return await Engine.load(path, n_ctx=n_ctx, progress=progress, n_seqs=parallel)

@@ -40,15 +40,23 @@ class Connection:
 
 
 class Host:
-    """Owns the engine once loaded and serves queued requests one at a time, streaming their replies."""
+    """Owns the engine once loaded and serves queued requests in order, streaming their replies.
+
+    The engine's own sequence (Engine.generate, which reuses the cached prefix of a conversation) serves
+    one request at a time. When the model holds more sequences (Model.load's n_seqs), a chat request
+    that arrives while that one is busy decodes alongside it through engine/streams.py instead, together
+    with every other such request (continuous batching); `seats` in `ready` says how many run at once."""
 
     def __init__(self, engine: Any = None):
         self.engine = engine
+        self.streams = _streams_of(engine)
         self.clients: list[Connection] = []
         self.owners: dict[RequestId, Connection] = {}  # every request not yet answered in full -> its client
         self.queue: asyncio.Queue[Message] = asyncio.Queue()
         self.stopped: set[RequestId] = set()
-        self.busy: RequestId | None = None  # the request being served
+        self.busy: RequestId | None = None  # the request the engine's own sequence serves
+        self._own = asyncio.Lock()  # the engine's own sequence
+        self._serving: set[asyncio.Task] = set()  # every request being served
         self.failure: str | None = None  # why the model failed to load; requests then fail with it
         # The last news about the model, for clients that ask (`status`) or connect late.
         self.news = Message(Kind.READY, None, self.describe()) if engine else progress("start", 0, 1)
@@ -73,8 +81,9 @@ class Host:
 
     # ---------------------------------------------------------------- loading
 
-    async def load(self, source: Any, *, n_ctx: int = DEFAULT_N_CTX, device: Any = None) -> bool:
-        """Open the GPU, parse the GGUF held by `source` and upload it; report progress, then ready or error."""
+    async def load(self, source: Any, *, n_ctx: int = DEFAULT_N_CTX, device: Any = None, seats: int = 1) -> bool:
+        """Open the GPU, parse the GGUF held by `source` and upload it; report progress, then ready or error.
+        seats: requests served at once (a sequence of n_ctx positions each in the KV cache)."""
         from .engine import Engine
         from .gguf import parse_gguf
         from .gpu import open_device
@@ -91,7 +100,8 @@ class Host:
                     last[0] = now
                     self.announce(progress("weights", done, total))
 
-            self.engine = await Engine.load(gguf=gguf, device=device, n_ctx=n_ctx, progress=uploaded)
+            self.engine = await Engine.load(gguf=gguf, device=device, n_ctx=n_ctx, progress=uploaded, n_seqs=seats)
+            self.streams = _streams_of(self.engine)
         except Exception as e:  # noqa: BLE001 - every load failure is reported to the panel, named
             if not isinstance(e, HearthError):
                 traceback.print_exc()
@@ -122,6 +132,7 @@ class Host:
             "model": str(engine.gguf.metadata.get("general.name", "model")),
             "n_ctx": engine.model.n_ctx,
             "adapter": f"{info.vendor} {info.device}".strip(),
+            "seats": engine.model.n_seqs,
         }
 
     # ---------------------------------------------------------------- the kind switch
@@ -166,37 +177,54 @@ class Host:
 
     async def drain(self) -> None:
         """Wait until every queued request has been served (tests)."""
-        while self._worker is not None and not self._worker.done():
-            await asyncio.shield(self._worker)
+        while (self._worker is not None and not self._worker.done()) or self._serving:
+            if self._worker is not None and not self._worker.done():
+                await asyncio.shield(self._worker)
+            if self._serving:
+                await asyncio.wait(list(self._serving))
 
     async def _serve(self) -> None:
+        """Hand queued requests out in order: to the engine's own sequence once it is free, or (chat, while
+        it is busy) to the streams decoding together, which take them at once."""
         while not self.queue.empty():
             request = self.queue.get_nowait()
-            id, self.busy = request.id, request.id
-            try:
-                if id in self.stopped:  # stopped while still queued
-                    self._reply(Message(Kind.DONE, id, _stats([], 0.0, "stop", stopped=True)))
-                elif self.engine is None:
-                    raise LoadError(f"the model failed to load: {self.failure}")
-                elif request.kind == Kind.CHAT:
-                    await self._chat(id, request.content or {})
-                else:
-                    await self._summarize(id, request.content or {})
-            except Exception as e:  # noqa: BLE001 - a failed request must not stop the queue
-                if not isinstance(e, HearthError):
-                    traceback.print_exc()
-                self._reply(error(id, e))
-            finally:
-                self.stopped.discard(id)
-                self.owners.pop(id, None)
+            alongside = self.streams is not None and request.kind == Kind.CHAT and self._own.locked()
+            if not alongside:
+                await self._own.acquire()
+            task = asyncio.ensure_future(self._serve_one(request, alongside))
+            self._serving.add(task)
+            task.add_done_callback(self._serving.discard)
+
+    async def _serve_one(self, request: Message, alongside: bool) -> None:
+        id = request.id
+        if not alongside:
+            self.busy = id
+        try:
+            if id in self.stopped:  # stopped while still queued
+                self._reply(Message(Kind.DONE, id, _stats([], 0.0, "stop", stopped=True)))
+            elif self.engine is None:
+                raise LoadError(f"the model failed to load: {self.failure}")
+            elif request.kind == Kind.CHAT:
+                await self._chat(id, request.content or {}, self.streams.generate if alongside else None)
+            else:
+                await self._summarize(id, request.content or {})
+        except Exception as e:  # noqa: BLE001 - a failed request must not stop the queue
+            if not isinstance(e, HearthError):
+                traceback.print_exc()
+            self._reply(error(id, e))
+        finally:
+            self.stopped.discard(id)
+            self.owners.pop(id, None)
+            if not alongside:
                 self.busy = None
+                self._own.release()
 
     # ---------------------------------------------------------------- requests
 
-    async def _chat(self, id: RequestId, content: dict[str, Any]) -> None:
+    async def _chat(self, id: RequestId, content: dict[str, Any], generate=None) -> None:
         options = sampling_options(content.get("options"))
         prompt = self.engine.chat_prompt(content.get("messages") or [])
-        _, stats = await self.stream(id, prompt, options)
+        _, stats = await self.stream(id, prompt, options, generate=generate)
         self._reply(Message(Kind.DONE, id, stats))
 
     async def _summarize(self, id: RequestId, content: dict[str, Any]) -> None:
@@ -219,15 +247,17 @@ class Host:
         stats["parts"] = parts
         self._reply(Message(Kind.DONE, id, stats))
 
-    async def stream(self, id: RequestId, prompt: list[int], options: SamplingOptions, chunks: bool = True):
-        """Generate from `prompt`, sending a chunk per token when `chunks`; stops early when asked.
-        Returns the text and the statistics the `done` message carries."""
+    async def stream(self, id: RequestId, prompt: list[int], options: SamplingOptions, chunks: bool = True,
+                     generate=None):
+        """Generate from `prompt` (with `generate`: Engine.generate by default, or Streams.generate), sending
+        a chunk per token when `chunks`; stops early when asked. Returns the text and the statistics the
+        `done` message carries."""
         start = time.monotonic()
         first = None
         token_ids: list[int] = []
         text: list[str] = []
         finish, stopped = "length", False
-        generation = self.engine.generate(prompt, options)
+        generation = (generate or self.engine.generate)(prompt, options)
         try:
             async for chunk in generation:
                 if first is None:
@@ -248,6 +278,15 @@ class Host:
         stats["prompt_tokens"] = len(prompt)
         stats["prompt_seconds"] = round((first or time.monotonic()) - start, 3)  # prefill and the first token
         return "".join(text), stats
+
+
+def _streams_of(engine: Any):
+    """Streams over the engine's extra sequences, if its model holds any."""
+    if engine is None or engine.model.n_seqs < 2:
+        return None
+    from .streams import Streams
+
+    return Streams(engine)
 
 
 def _stats(token_ids: list[int], seconds: float, finish: str, decode_seconds: float | None = None,

@@ -12,7 +12,9 @@ from websockets.asyncio.client import connect
 
 import bridge as hearth_bridge
 from bridge import AsyncClient
-from bridge.hub import PING_INTERVAL, PROVIDER_DEADLINE
+from bridge.api import ChatCompletionRequest
+from bridge.hub import PING_INTERVAL, PROVIDER_DEADLINE, Hub, Provider
+from engine.protocol import Kind
 
 from .harness import EchoEngine, EchoProvider
 
@@ -87,3 +89,28 @@ def test_a_second_provider_is_refused_while_the_first_answers(bridge, echo):
     refusal, text = asyncio.run(main())
     assert refusal["kind"] == "error" and refusal["content"]["error"]["code"] == "provider_taken"
     assert text == "still here "
+
+
+def test_a_provider_with_seats_is_given_that_many_requests_at_once():
+    """A provider whose `ready` says seats=2 (a model holding several sequences: engine/host.py) serves two
+    requests at once; the third goes to it when either ends, and its replies reach their own requests."""
+    hub, sent = Hub(), []
+    provider = Provider(name="test", send=sent.append)
+    hub.add_provider(provider)
+    hub.on_message(provider, {"kind": "ready", "id": None, "content": {"model": "m", "n_ctx": 64, "seats": 2}})
+    body = ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "hi"}])
+    first, second, third = (hub.submit(key, body) for key in "abc")
+    assert [m.id for m in sent if m.kind == Kind.CHAT] == [first.id, second.id]
+    hub.on_message(provider, {"kind": "chunk", "id": second.id, "content": {"text": "yes", "token_id": 1}})
+    hub.on_message(provider, {"kind": "done", "id": second.id, "content": {"finish_reason": "stop", "n_tokens": 1}})
+    assert [m.id for m in sent if m.kind == Kind.CHAT] == [first.id, second.id, third.id]
+    assert [kind for kind, _ in _drain(second.events)] == [Kind.CHUNK, Kind.DONE] and first.events.empty()
+    hub.remove_provider(provider, "went away")
+    assert [kind for kind, _ in _drain(first.events)] == [Kind.ERROR] == [kind for kind, _ in _drain(third.events)]
+
+
+def _drain(queue: asyncio.Queue) -> list:
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items

@@ -247,7 +247,7 @@ def test_fair_turns_count_programs_not_connections(bridge, provider, tmp_path):
         return subprocess.Popen([sys.executable, "-c", _PROGRAM, name, str(n), bridge.url], env=env, cwd=ROOT)
 
     def queued() -> int:
-        return len(bridge.hub.queue) + sum(p.current is not None for p in bridge.hub.providers)
+        return len(bridge.hub.queue) + sum(len(p.serving) for p in bridge.hub.providers)
 
     greedy = program("greedy", 8)
     _wait_for(lambda: queued() == 8)

@@ -34,11 +34,12 @@ class MemoryPlan:
     """The GPU memory a model needs, in bytes, and its largest buffer."""
 
     weights: int  # weight buffers, and padded copies of those that are not whole 16-byte words
-    kv_cache: int  # keys and values of n_ctx positions, every layer
+    kv_cache: int  # keys and values of n_ctx positions of every sequence, every layer
     activations: int  # max_batch tokens' activations, attention scores, sampling scratch, small constants
     n_ctx: int
     largest: int  # bytes of the largest buffer, which is bound whole: also the largest binding
     largest_name: str  # its label, as Model.load names it
+    n_seqs: int = 1  # sequences the KV cache holds (requests decoded together)
 
     @property
     def total(self) -> int:
@@ -60,9 +61,13 @@ class MemoryPlan:
                 need, have = f"{self.total} bytes", f"{budget} bytes"
             raise UnsupportedModel(
                 f"this model needs {need} ({format_bytes(self.weights)} of weights, "
-                f"{format_bytes(self.kv_cache)} of KV cache for {self.n_ctx} tokens, "
+                f"{format_bytes(self.kv_cache)} of KV cache for {self._positions()}, "
                 f"{format_bytes(self.activations)} of activations), more than the {have} budget"
             )
+
+
+    def _positions(self) -> str:
+        return f"{self.n_ctx} tokens" if self.n_seqs == 1 else f"{self.n_seqs} sequences of {self.n_ctx} tokens"
 
 
 def plan_memory(
@@ -76,7 +81,8 @@ def plan_memory(
                             n_seqs=n_seqs)
     by_kind = {kind: sum(n for k, _, n in buffers if k == kind) for kind in (WEIGHTS, KV_CACHE, ACTIVATIONS)}
     _, largest_name, largest = max(buffers, key=lambda b: b[2])
-    return MemoryPlan(by_kind[WEIGHTS], by_kind[KV_CACHE], by_kind[ACTIVATIONS], n_ctx, largest, largest_name)
+    return MemoryPlan(by_kind[WEIGHTS], by_kind[KV_CACHE], by_kind[ACTIVATIONS], n_ctx, largest, largest_name,
+                      n_seqs)
 
 
 def model_buffers(

@@ -85,6 +85,8 @@ def test_a_model_over_the_budget_is_refused_before_any_upload(model_gguf):
     assert f"needs {format_bytes(plan.total)} " in message and "more than the 1.0 MiB budget" in message
     assert "of KV cache for 2048 tokens" in message
     plan.check(ROOMY, budget=plan.total)  # exactly the budget fits
+    with pytest.raises(UnsupportedModel, match="of KV cache for 4 sequences of 2048 tokens"):
+        Model.load(_NoUploads(ROOMY), model_gguf, n_ctx=2048, memory_budget=plan.total, n_seqs=4)
 
 
 @pytest.mark.parametrize("limit, size, name, needs", [

@@ -9,7 +9,8 @@ waiting one. Tokens never depend on the other streams: a row reads only its own 
 the products treat every row of a batch alike.
 
 Sampling is each stream's own: greedy streams without penalties take the GPU's argmax of their row
-(one small read a step for all of them); the others read their row of logits and sample on the host.
+(one small read a step for all of them, and the next step runs before it is read: `_drive`); the
+others read their row of logits and sample on the host.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class Streams:
         self.waiting.append(stream)
         if self._driver is None or self._driver.done():
             self._driver = asyncio.ensure_future(self._drive())
-        # Whether the token just read has a position to run at (as the driver counts: see _sample's `full`).
+        # Whether the token just read has a position to run at (as the driver counts: _deliver's `full`).
         room = lambda: len(stream.prompt) + stream.read < self.model.n_ctx  # noqa: E731
         try:
             async with aclosing(chunks(self.engine.tokenizer, self._tokens(stream), options, room)) as out:

@@ -65,7 +65,6 @@ class MemoryPlan:
                 f"{format_bytes(self.activations)} of activations), more than the {have} budget"
             )
 
-
     def _positions(self) -> str:
         return f"{self.n_ctx} tokens" if self.n_seqs == 1 else f"{self.n_seqs} sequences of {self.n_ctx} tokens"
 
@@ -109,10 +108,10 @@ def model_buffers(
         ("attention scores", T * c.n_heads * _ceil(n_ctx, 4) * f32),
         ("argmax partials", ARGMAX_PARTS * 8), ("penalty entries", max(n_ctx, 1) * 8), ("penalty settings", 16),
     ]  # fmt: skip
-    if n_seqs > 1:  # Model.forward_rows: every row's logits and argmax
+    if n_seqs > 1:  # Model.forward_rows: the rows that sample, their logits and argmax
         rows = min(T, MAX_TABLE_TOKENS)
-        activations += [("logits_all", T * c.vocab_size * f32), ("row_tokens", rows * 4),
-                        ("argmax partials", ARGMAX_PARTS * 8 * rows)]  # fmt: skip
+        activations += [("x_rows", rows * c.dim * f32), ("row_logits", rows * c.vocab_size * f32),
+                        ("row_tokens", rows * 4), ("argmax partials", ARGMAX_PARTS * 8 * rows)]  # fmt: skip
     if variant == "subgroup":  # Kernels.attention on GPUs: one token's weighted sum in parts, summed after
         activations.append(("attention partials", attention_parts(n_ctx) * c.q_dim * f32))
         for width, tokens in sorted(_dot4_scratch(tensors, T) if dot4 else ()):  # Kernels._matvec_dot4's x

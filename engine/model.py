@@ -66,7 +66,6 @@ class Model:
         self.layers: list[Layer] = []
         self.n_seqs = n_seqs
         self.past = [0] * n_seqs  # tokens already in each sequence's KV cache
-        self._ops_logits_all: list[K.Op] | None = None  # the head over every row, bound on first use
 
     @property
     def n_past(self) -> int:
@@ -134,11 +133,12 @@ class Model:
         self.hb2 = None  # (T, ffn_dim) up, made only when gate and up differ in type
         self.x_last = d.create_buffer(c.dim * f32, label="x_last")  # (1, dim) last row, normed
         self.logits = d.create_buffer(c.vocab_size * f32, label="logits")  # (vocab,) of the last row
-        self.logits_all = None  # (T, vocab), made on first use (tests read every position), or below
+        self.logits_all = None  # (T, vocab), made on first use: only tests read every position
         self.token_out = d.create_buffer(4, label="token_out")  # (1,) u32 argmax
         self.rows = min(T, K.MAX_TABLE_TOKENS)  # tokens a step of several sequences holds
-        if self.n_seqs > 1:  # forward_rows: every row's logits and argmax
-            self.logits_all = d.create_buffer(T * c.vocab_size * f32, label="logits_all")
+        if self.n_seqs > 1:  # forward_rows: the rows that sample, their logits and argmax
+            self.x_rows = d.create_buffer(self.rows * c.dim * f32, label="x_rows")  # (rows, dim) normed
+            self.row_logits = d.create_buffer(self.rows * c.vocab_size * f32, label="row_logits")  # (rows, vocab)
             self.row_tokens = d.create_buffer(self.rows * 4, label="row_tokens")  # (rows,) u32
 
     def _load_globals(self, up: Uploader) -> None:
@@ -157,7 +157,8 @@ class Model:
         self.op_softcap = k.softcap(self.logits, c.vocab_size, c.final_softcap) if c.final_softcap else None
         self.op_argmax = k.argmax(self.logits, self.token_out, c.vocab_size)
         if self.n_seqs > 1:
-            self.op_argmax_rows = k.argmax(self.logits_all, self.row_tokens, c.vocab_size, rows=True,
+            self.ops_row_logits = self._logits_ops(self.x_rows, self.row_logits, self.rows)
+            self.op_argmax_rows = k.argmax(self.row_logits, self.row_tokens, c.vocab_size, rows=True,
                                            max_rows=self.rows)
         # Distinct tokens in any penalty window are at most the context, so the window always fits.
         self.op_penalize = k.penalize(self.logits, c.vocab_size, max_history=self.n_ctx)
@@ -319,16 +320,19 @@ class Model:
         if self.n_past + T > self.n_ctx:
             raise ContextTooLong(f"the context holds {self.n_ctx} tokens; this step needs {self.n_past + T}")
 
-    def forward_rows(self, rows: list[tuple[int, int]], *, recorder=None):
+    def forward_rows(self, rows: list[tuple[int, int]], sample: list[int], *, recorder=None):
         """One step of tokens from several sequences: row i runs token rows[i][1] of sequence rows[i][0] at
         that sequence's next position (a sequence's rows in the order given: a prompt's chunk, or one
-        token of each stream decoding). Leaves every row's logits in `logits_all` and each row's argmax
-        in `row_tokens`. Records into `recorder` if given (then the caller submits); returns the recorder."""
-        T = len(rows)
+        token of each stream decoding). Only the rows `sample` names go through the head (a prompt's
+        other rows need no logits): the logits of row sample[j] land in `row_logits` row j, its argmax
+        in `row_tokens[j]`. Records into `recorder` if given (then the caller submits); returns it."""
+        T, c = len(rows), self.config
         if self.n_seqs == 1:
             raise ValueError("forward_rows needs a model loaded with n_seqs > 1")
         if not 0 < T <= self.rows:
             raise ValueError(f"a step of several sequences takes 1..{self.rows} tokens, got {T}")
+        if any(not 0 <= i < T for i in sample):
+            raise ValueError(f"rows to sample {sample} are not all among the step's {T}")
         places, past = [], list(self.past)
         for seq, _token in rows:
             if not 0 <= seq < self.n_seqs:
@@ -341,9 +345,11 @@ class Model:
         rec = recorder or self.device.recorder()
         self.kernels.set_places(places)
         self._record_layers(T, rec)
-        for op in self._all_logits_ops():
-            op.record(rec, T)
-        self.op_argmax_rows.record(rec, T)
+        for j, i in enumerate(sample):  # (as _record_forward does with its last row)
+            rec.copy(self.xb, i * c.dim * 4, self.x_rows, j * c.dim * 4, c.dim * 4)
+        if sample:
+            for op in (*self.ops_row_logits, self.op_argmax_rows):
+                op.record(rec, len(sample))
         self.past = past
         if recorder is None:
             self.device.submit(rec)
@@ -381,14 +387,17 @@ class Model:
         return [k.matmul(w.buffer, w.type, c.dim, n, x, logits, max_tokens, y_stride=c.vocab_size, y_col=first)
                 for w, first, n in self.output.parts]  # fmt: skip
 
+    def _logits_ops(self, x, logits, max_tokens: int) -> list[K.Op]:
+        """The head over up to max_tokens rows of x, then Gemma 2's soft-capping of the logits."""
+        c = self.config
+        ops = self._head_ops(x, logits, max_tokens)
+        return [*ops, self.kernels.softcap(logits, c.vocab_size, c.final_softcap)] if c.final_softcap else ops
+
     def _all_logits_ops(self) -> list[K.Op]:
-        if self._ops_logits_all is None:
+        if self.logits_all is None:
             c = self.config
-            if self.logits_all is None:  # made at load only for several sequences: only tests read every row
-                self.logits_all = self.device.create_buffer(self.max_batch * c.vocab_size * 4, label="logits_all")
-            self._ops_logits_all = self._head_ops(self.xb, self.logits_all, self.max_batch)
-            if c.final_softcap:
-                self._ops_logits_all.append(self.kernels.softcap(self.logits_all, c.vocab_size, c.final_softcap))
+            self.logits_all = self.device.create_buffer(self.max_batch * c.vocab_size * 4, label="logits_all")
+            self._ops_logits_all = self._logits_ops(self.xb, self.logits_all, self.max_batch)
         return self._ops_logits_all
 
     def rewind(self, n_past: int, seq: int = 0) -> None:

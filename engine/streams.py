@@ -185,12 +185,12 @@ class Streams:
         rec = model.device.recorder()
         for src, dst in copies:  # run after forward_rows' write of the ids: queued before the buffer runs
             rec.copy(model.row_tokens, src * 4, model.ids, dst * 4, 4)
-        model.forward_rows(rows, recorder=rec)
+        model.forward_rows(rows, [row for _, row in samplers], recorder=rec)
         model.device.submit(rec)
         self.steps += 1
         for stream, _ in samplers:
             stream.in_flight += 1
-        return self._start_reads(samplers)
+        return self._start_reads([stream for stream, _ in samplers])
 
     def _may_run_ahead(self, stream: _Stream) -> bool:
         """Whether a greedy stream's token in the pending step may run before it is read: it is not the
@@ -199,24 +199,25 @@ class Streams:
         k = stream.produced + stream.in_flight  # that token's number
         return not stream.gone and k < stream.options.max_tokens and len(stream.prompt) + k < self.model.n_ctx
 
-    def _start_reads(self, samplers: list[tuple[_Stream, int]]) -> _Step:
-        """Queue the copies of what the step's samplers need, before any later step overwrites them."""
+    def _start_reads(self, samplers: list[_Stream]) -> _Step:
+        """Queue the copies of what the step's samplers need (sampler j's logits and argmax are row j of
+        forward_rows' outputs), before any later step overwrites them."""
         model, vocab = self.model, self.model.config.vocab_size
-        greedy_rows = {stream: row for stream, row in samplers if stream.sampler is None}
+        greedy_rows = {stream: j for j, stream in enumerate(samplers) if stream.sampler is None}
         tokens = None
         if greedy_rows:
             tokens = model.device.start_read(model.row_tokens, 0, (max(greedy_rows.values()) + 1) * 4)
-        logits = {stream: model.device.start_read(model.logits_all, row * vocab * 4, vocab * 4)
-                  for stream, row in samplers if stream.sampler is not None}  # fmt: skip
+        logits = {stream: model.device.start_read(model.row_logits, j * vocab * 4, vocab * 4)
+                  for j, stream in enumerate(samplers) if stream.sampler is not None}  # fmt: skip
         return _Step(samplers, greedy_rows, tokens, logits)
 
     async def _deliver(self, step: _Step) -> None:
         """Hand each sampling stream its token from the step; end the streams that are done."""
         argmax = (await step.tokens).cast("I") if step.tokens is not None else None
-        for stream, row in step.samplers:
+        for stream in step.samplers:
             stream.in_flight -= 1
             if stream.sampler is None:
-                token = argmax[row]
+                token = argmax[step.greedy_rows[stream]]
             else:
                 logits = array.array("f", (await step.logits[stream]).tobytes())
                 if has_penalties(stream.options):
@@ -240,8 +241,8 @@ class Streams:
 class _Step:
     """A submitted step: who samples from which row, and the reads under way."""
 
-    samplers: list[tuple[_Stream, int]]
-    greedy_rows: dict[_Stream, int]  # GPU-greedy streams' rows of the argmax
+    samplers: list[_Stream]  # in the order of their rows of forward_rows' outputs
+    greedy_rows: dict[_Stream, int]  # GPU-greedy streams' rows of the argmax (row_tokens)
     tokens: object | None  # the read of row_tokens, when greedy_rows
     logits: dict[_Stream, object]  # the reads of host-sampled streams' logits rows
     ran_ahead: set[_Stream] = field(default_factory=set)  # streams whose token the next step runs already

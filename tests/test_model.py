@@ -174,8 +174,9 @@ def test_embedding_and_head_split_past_a_binding_give_the_same_logits(engine, ev
 @pytest.mark.parametrize("variant", ["scalar", "subgroup"])
 def test_sequences_stepped_together_match_each_run_alone(engine, event_loop_session, model_gguf, variant):
     """Streams decoding together (forward_rows): two prompts prefilled in one step into sequences 2 and 1,
-    then steps of a token of each, and a last step of one (the GPUs' one-token attention). Every row's
-    logits are those of its sequence run alone through `forward`, and row_tokens holds each row's argmax."""
+    then steps of a token of each, and a last step of one (the GPUs' one-token attention). Each sequence's
+    last row of a step is sampled: its logits are those of the sequence run alone through `forward`, and
+    row_tokens holds each sampled row's argmax."""
     device, read = engine.model.device, lambda buffer, n: np.frombuffer(
         bytes(event_loop_session.run_until_complete(device.read_buffer(buffer, 0, n * 4))), np.float32)
     prompts, n_steps = [[1, 2, 3, 4, 5], [9, 8, 7, 6, 5, 4, 3, 2, 1]], 3
@@ -198,15 +199,15 @@ def test_sequences_stepped_together_match_each_run_alone(engine, event_loop_sess
     steps += [[(2, fed[0][i]), (1, fed[1][i])] for i in range(n_steps - 1)] + [[(1, fed[1][-1])]]
     got: list[list[np.ndarray]] = [[], []]
     for rows in steps:
-        together.forward_rows(rows)
-        logits = read(together.logits_all, len(rows) * vocab).reshape(len(rows), vocab)
+        lasts = {s: i for i, (s, _) in enumerate(rows)}  # each sequence's last row of the step
+        sampled = [k for k, seq in enumerate(seqs) if seq in lasts]
+        together.forward_rows(rows, [lasts[seqs[k]] for k in sampled])
+        logits = read(together.row_logits, len(sampled) * vocab).reshape(len(sampled), vocab)
         tokens = np.frombuffer(bytes(event_loop_session.run_until_complete(
-            device.read_buffer(together.row_tokens, 0, len(rows) * 4))), np.uint32)  # fmt: skip
-        assert (tokens == logits.argmax(axis=1)).all(), "row_tokens is not each row's argmax"
-        for k, seq in enumerate(seqs):
-            last = max((i for i, (s, _) in enumerate(rows) if s == seq), default=None)
-            if last is not None:
-                got[k].append(logits[last])
+            device.read_buffer(together.row_tokens, 0, len(sampled) * 4))), np.uint32)  # fmt: skip
+        assert (tokens == logits.argmax(axis=1)).all(), "row_tokens is not each sampled row's argmax"
+        for j, k in enumerate(sampled):
+            got[k].append(logits[j])
     assert together.past == [0, len(prompts[1]) + n_steps, len(prompts[0]) + n_steps - 1]
     for k in range(2):
         g, w = np.array(got[k]), want[k][: len(got[k])]
@@ -216,13 +217,15 @@ def test_sequences_stepped_together_match_each_run_alone(engine, event_loop_sess
 def test_forward_rows_refuses_what_a_step_cannot_hold(engine, model_gguf):
     device = engine.model.device
     with pytest.raises(ValueError, match="n_seqs > 1"):
-        Model.load(device, model_gguf, n_ctx=16, max_batch=4).forward_rows([(0, 1)])
+        Model.load(device, model_gguf, n_ctx=16, max_batch=4).forward_rows([(0, 1)], [0])
     model = Model.load(device, model_gguf, n_ctx=16, max_batch=4, n_seqs=2)
     with pytest.raises(ValueError, match="1..4 tokens"):
-        model.forward_rows([(0, 1)] * 5)
+        model.forward_rows([(0, 1)] * 5, [4])
     with pytest.raises(ValueError, match="sequence 2"):
-        model.forward_rows([(2, 1)])
+        model.forward_rows([(2, 1)], [0])
+    with pytest.raises(ValueError, match="not all among"):
+        model.forward_rows([(0, 1), (1, 1)], [2])
     model.past[1] = 16
     with pytest.raises(ContextTooLong):
-        model.forward_rows([(0, 1), (1, 1)])
+        model.forward_rows([(0, 1), (1, 1)], [1])
     assert model.past == [0, 16], "a refused step changed the sequences"

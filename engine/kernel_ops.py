@@ -77,15 +77,16 @@ class MatmulOp(Op):
                 step.record(recorder, n_tokens)
 
 
-class TokenOrBatchOp(Op):
-    """An op with one sequence of dispatches for one token and another for batches (attention on GPUs)."""
+class FewOrManyOp(Op):
+    """An op with one sequence of dispatches for steps of up to `few` tokens and another for longer ones
+    (attention on GPUs)."""
 
-    def __init__(self, decode: tuple[Step, ...], batch: tuple[Step, ...], owned: tuple = ()):
-        super().__init__(*decode, *batch, owned=owned)
-        self.decode, self.batch = decode, batch
+    def __init__(self, few_steps: tuple[Step, ...], many_steps: tuple[Step, ...], few: int, owned: tuple = ()):
+        super().__init__(*few_steps, *many_steps, owned=owned)
+        self.few_steps, self.many_steps, self.few = few_steps, many_steps, few
 
     def record(self, recorder, n_tokens: int) -> None:
-        for step in self.decode if n_tokens == 1 else self.batch:
+        for step in self.few_steps if n_tokens <= self.few else self.many_steps:
             step.record(recorder, n_tokens)
 
 

@@ -21,7 +21,7 @@ import struct
 from weakref import WeakKeyDictionary
 
 from .gpu import UNIFORM
-from .kernel_ops import BatchOp, Op, PenaltyOp, Step, TokenOrBatchOp, cdiv, check_distinct, fixed, same_buffer
+from .kernel_ops import BatchOp, FewOrManyOp, Op, PenaltyOp, Step, cdiv, check_distinct, fixed, same_buffer
 from .products import (  # noqa: F401  (tests name these as kernels.X)
     DOT4_PLANES,
     DOT4_TYPES,
@@ -79,9 +79,21 @@ def resolve_variant(info, variant: str | None = None) -> str:
     return variant
 
 
+# GPUs' attention (attention_flash.wgsl) for steps of up to FLASH_MAX_TOKENS queries: one token, or streams
+# decoding together; longer batches (prompts) take attention.wgsl's scores, softmax_rows and weighted_sum.
+FLASH_MAX_TOKENS = 8
+ATTENTION_MIN_PART = 32  # positions a part of the context at least
+ATTENTION_MAX_PARTS = 128
+
+
 def attention_parts(max_ctx: int) -> int:
-    """How many parts one token's weighted sum is split into on GPUs: a part per 64 positions, up to 64."""
-    return max(1, min(64, cdiv(max_ctx, 64)))
+    """The parts one token's context may be split into on GPUs (attention_flash.wgsl's PARTS)."""
+    return max(1, min(ATTENTION_MAX_PARTS, cdiv(max_ctx, ATTENTION_MIN_PART)))
+
+
+def attention_partial_rows(max_ctx: int, max_tokens: int) -> int:
+    """Rows of N_HEADS x HEAD_DIM in attention_flash.wgsl's scratch: its tokens' parts, PARTS shared out."""
+    return max(attention_parts(max_ctx), min(max_tokens, FLASH_MAX_TOKENS))
 
 
 class Kernels(ProductKernels):
@@ -250,14 +262,14 @@ class Kernels(ProductKernels):
         if softcap < 0 or window < 0 or (scale is not None and scale <= 0):
             raise ValueError(f"attention scale {scale}, softcap {softcap} and window {window} must be positive")
         ctx = cdiv(max_ctx, 4) * 4
-        scores = self._shared_scratch(max_tokens * n_heads * ctx * 4, "attention scores")
         c = {"N_HEADS": n_heads, "N_KV_HEADS": n_kv_heads, "HEAD_DIM": head_dim, "CTX": ctx, "KV_F16": self.kv_f16}
         score_options = {name: value for name, value in (("SCALE", scale), ("SOFTCAP", softcap), ("WINDOW", window))
                          if value}
         chunks = n_kv_heads * cdiv(n_heads // n_kv_heads, 4)  # up to 4 query heads per invocation
+        q_row_c = {"Q_ROW": q_row} if q_row else {}
+        scores = self._shared_scratch(max_tokens * n_heads * ctx * 4, "attention scores")
         split = 64  # groups of 4 positions scored at once per (token, chunk)
         wg, sum_wg = self.wg, min(self.wg, head_dim // 8)
-        q_row_c = {"Q_ROW": q_row} if q_row else {}
         scoring = {**c, "WG": wg, **score_options, **q_row_c}
         scores_step = self._step("attention.wgsl", "scores", {**scoring, "SPLIT": split}, [q, k_cache, scores],
                                  lambda t: (cdiv(split, wg), chunks, t))  # fmt: skip
@@ -267,18 +279,22 @@ class Kernels(ProductKernels):
             softmax = self._step("attention.wgsl", "softmax", {**c, "WG": wg}, [scores],
                                  lambda t: (cdiv(t * n_heads, wg), 1, 1))  # fmt: skip
             return Op(scores_step, softmax, weighted_sum, owned=(scores,))
-        # GPUs: rows in workgroups, and one token's context split over many invocations (attention.wgsl).
+        # GPUs: a few queries in two dispatches, the scores in workgroup memory (attention_flash.wgsl) ...
+        parts = attention_parts(max_ctx)
+        rows = attention_partial_rows(max_ctx, max_tokens)
+        acc = self._shared_scratch(rows * n_heads * head_dim * 4, "attention partials")
+        ml = self._shared_scratch(rows * n_heads * 8, "attention maxima")
+        # (combine counts a token's parts as attend_part does: from its visible positions, so WINDOW too)
+        fc = {**c, "PARTS": parts, "MIN_PART": ATTENTION_MIN_PART, **({"WINDOW": window} if window else {})}
+        attending = {**fc, **score_options, **q_row_c, "WG": head_dim // 2}
+        attend = self._step("attention_flash.wgsl", "attend_part", attending, [q, k_cache, v_cache, acc, ml],
+                            lambda t: (max(1, parts // t), chunks, t))
+        combine = self._step("attention_flash.wgsl", "attend_combine", {**fc, "WG": 64}, [acc, ml, out],
+                             lambda t: (cdiv(n_heads * head_dim // 4, 64), t, 1))
+        # ... and longer batches with each row's softmax in a workgroup
         softmax = self._step("attention.wgsl", "softmax_rows", c, [scores], lambda t: (t * n_heads, 1, 1))
-        parts, groups = attention_parts(max_ctx), ctx // 4
-        partial = self._shared_scratch(parts * n_heads * head_dim * 4, "attention partials")
-        token_scores = self._step("attention.wgsl", "scores", {**scoring, "SPLIT": groups}, [q, k_cache, scores],
-                                  fixed((cdiv(groups, wg), chunks, 1)))  # fmt: skip
-        token_sum = self._step("attention.wgsl", "weighted_sum_parts", {**c, "WG": wg, "PARTS": parts},
-                               [scores, v_cache, partial], fixed((cdiv(parts * head_dim // 8, wg), chunks, 1)))
-        combine = self._step("attention.wgsl", "combine", {**c, "WG": wg, "PARTS": parts}, [partial, out],
-                             fixed((cdiv(n_heads * head_dim // 4, wg), 1, 1)))  # fmt: skip
-        return TokenOrBatchOp((token_scores, softmax, token_sum, combine), (scores_step, softmax, weighted_sum),
-                              owned=(scores, partial))
+        return FewOrManyOp((attend, combine), (scores_step, softmax, weighted_sum), FLASH_MAX_TOKENS,
+                           owned=(scores, acc, ml))
 
     def glu_mul(self, gate, up, out, n: int, activation: str = "silu") -> Op:
         """out = act(gate) * up over [T, n] (act: GLU_ACTIVATIONS); out may be gate itself."""

@@ -23,7 +23,14 @@ from .config import ModelConfig
 from .errors import InvalidRequest, UnsupportedModel
 from .gguf import TensorInfo
 from .gpu import AdapterInfo
-from .kernels import ARGMAX_PARTS, DOT4_TYPES, MAX_TABLE_TOKENS, STEP_PARAMS_NBYTES, attention_parts, dot4_x_nbytes
+from .kernels import (
+    ARGMAX_PARTS,
+    DOT4_TYPES,
+    MAX_TABLE_TOKENS,
+    STEP_PARAMS_NBYTES,
+    attention_partial_rows,
+    dot4_x_nbytes,
+)
 
 WEIGHTS, KV_CACHE, ACTIVATIONS = "weights", "KV cache", "activations"
 Buffer = tuple[str, str, int]  # (kind: WEIGHTS, KV_CACHE or ACTIVATIONS, label, bytes as the device allocates them)
@@ -112,8 +119,9 @@ def model_buffers(
         rows = min(T, MAX_TABLE_TOKENS)
         activations += [("x_rows", rows * c.dim * f32), ("row_logits", rows * c.vocab_size * f32),
                         ("row_tokens", rows * 4), ("argmax partials", ARGMAX_PARTS * 8 * rows)]  # fmt: skip
-    if variant == "subgroup":  # Kernels.attention on GPUs: one token's weighted sum in parts, summed after
-        activations.append(("attention partials", attention_parts(n_ctx) * c.q_dim * f32))
+    if variant == "subgroup":  # Kernels.attention on GPUs: a few queries' parts of the context, summed after
+        rows = attention_partial_rows(n_ctx, T)
+        activations += [("attention partials", rows * c.q_dim * f32), ("attention maxima", rows * c.n_heads * 8)]
         for width, tokens in sorted(_dot4_scratch(tensors, T) if dot4 else ()):  # Kernels._matvec_dot4's x
             planes, sums = dot4_x_nbytes(width)
             activations += [("dot4 x q", planes * tokens), ("dot4 x s", sums * tokens)]

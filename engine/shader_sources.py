@@ -21,6 +21,7 @@ _LIBRARIES = {
     "embed.wgsl": ("quant.wgsl", WEIGHTS),
     "elementwise.wgsl": ("activations.wgsl",),
     "attention.wgsl": ("positions.wgsl", "activations.wgsl"),
+    "attention_flash.wgsl": ("attention.wgsl", "positions.wgsl", "activations.wgsl"),
     "rope.wgsl": ("positions.wgsl",),
     "kv_cache.wgsl": ("positions.wgsl",),
 }

@@ -20,17 +20,12 @@
 //   weighted_sum  1 S, 2 v_cache, 3 out [T, N_HEADS * HEAD_DIM] f32
 //            out[t, h, d] = sum_{s <= p} S[t, h, s] * v[s, kvh, d]
 //            grid (ceil(HEAD_DIM / 8 / WG), N_KV_HEADS * CHUNKS, T): an invocation per 8 dims
-// One token on a GPU ("subgroup" variant) has too few queries to fill the machine with the loops above:
-// weighted_sum would give a whole context to each of HEAD_DIM / 8 invocations a chunk, and softmax a
-// whole row to one. So its scores use SPLIT = CTX / 4 (an invocation per 4 positions), and:
+// GPUs ("subgroup" variant) give a few queries (one token, streams decoding together) to
+// attention_flash.wgsl, which extends this module; their batches take scores, then
 //   softmax_rows  1 S: as softmax, a workgroup of ROW_WG per row reducing in workgroup memory
 //            grid (T * N_HEADS, 1, 1)
-//   weighted_sum_parts  1 S, 2 v_cache, 3 partial [PARTS, N_HEADS * HEAD_DIM] f32: part p sums the
-//            positions of its PARTS-th of 0..p ("split-K", flash-decoding's split without rescaling:
-//            the probabilities are already normalised). grid (ceil(PARTS * HEAD_DIM / 8 / WG),
-//            N_KV_HEADS * CHUNKS, 1): invocation i takes dims 8 (i % (HEAD_DIM / 8)) of part i / (HEAD_DIM / 8)
-//   combine  1 partial, 2 out [1, N_HEADS * HEAD_DIM]: out = sum over parts, grid (ceil(N_HEADS * HEAD_DIM / 4 / WG))
-// Overrides: N_HEADS, N_KV_HEADS, HEAD_DIM (multiple of 8), CTX, KV_F16, SPLIT, WG, PARTS,
+// then weighted_sum.
+// Overrides: N_HEADS, N_KV_HEADS, HEAD_DIM (multiple of 8), CTX, KV_F16, SPLIT, WG,
 //            Q_ROW (0: N_HEADS * HEAD_DIM; a multiple of 4), SCALE (0: 1 / sqrt(HEAD_DIM)),
 //            SOFTCAP (0: none), WINDOW (0: none)
 // activations.wgsl is appended (tanh for SOFTCAP).
@@ -45,11 +40,6 @@
 @group(0) @binding(1) var<storage, read> weights: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> v_cache: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
-// weighted_sum_parts
-@group(0) @binding(3) var<storage, read_write> partial_out: array<vec4<f32>>;
-// combine
-@group(0) @binding(1) var<storage, read> partials: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> combined: array<vec4<f32>>;
 
 override N_HEADS: u32;
 override N_KV_HEADS: u32;
@@ -62,7 +52,6 @@ override Q_ROW: u32 = 0u;
 override SCALE: f32 = 0.0;
 override SOFTCAP: f32 = 0.0;
 override WINDOW: u32 = 0u;
-override PARTS: u32 = 1u;
 const ROW_WG: u32 = 128u;  // a power of two (softmax_rows' tree reduction halves it)
 
 var<workgroup> row_partial: array<f32, ROW_WG>;
@@ -268,34 +257,4 @@ fn softmax_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         let p = exp(probs[base + g] - m) * inv;  // subnormals flushed as in softmax
         probs[base + g] = select(p, vec4<f32>(0.0), p < vec4<f32>(1.1754944e-38));
     }
-}
-
-@compute @workgroup_size(WG)
-fn weighted_sum_parts(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let d = 8u * (gid.x % (HEAD_DIM / 8u));
-    let part = gid.x / (HEAD_DIM / 8u);
-    if (part >= PARTS) { return; }
-    let ch = chunk(gid.y);
-    let last = token_pos(0u);  // one token
-    let col = token_base(0u) * N_KV_HEADS * HEAD_DIM + ch.kv * HEAD_DIM + d;
-    let row = ch.h0 * (CTX / 4u);
-    let groups = last / 4u + 1u;
-    let per = (groups + PARTS - 1u) / PARTS;
-    let a = weigh_groups(ch, row, col, last, part * per, min(groups, (part + 1u) * per));
-    let o = ((part * N_HEADS + ch.h0) * HEAD_DIM + d) / 4u;  // parts past the context store zeros
-    partial_out[o] = a[0][0];
-    partial_out[o + 1u] = a[0][1];
-    if (ch.n > 1u) { partial_out[o + HEAD_DIM / 4u] = a[1][0]; partial_out[o + HEAD_DIM / 4u + 1u] = a[1][1]; }
-    if (ch.n > 2u) { partial_out[o + HEAD_DIM / 2u] = a[2][0]; partial_out[o + HEAD_DIM / 2u + 1u] = a[2][1]; }
-    if (ch.n > 3u) { partial_out[o + 3u * HEAD_DIM / 4u] = a[3][0]; partial_out[o + 3u * HEAD_DIM / 4u + 1u] = a[3][1]; }
-}
-
-@compute @workgroup_size(WG)
-fn combine(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = gid.x;
-    let n = N_HEADS * HEAD_DIM / 4u;
-    if (i >= n || params.n_tokens == 0u) { return; }  // (every entry point binds params)
-    var total = vec4<f32>(0.0);
-    for (var p = 0u; p < PARTS; p++) { total += partials[p * n + i]; }
-    combined[i] = total;
 }

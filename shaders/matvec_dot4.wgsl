@@ -16,7 +16,10 @@ diagnostic(off, subgroup_uniformity);
 //            blocks b of 32, x_lo and x_hi the planes' integers; GLU: act(gate row r) * (up row N_OUT + r)
 // Overrides: WTYPE (a type with int_parts), N_IN, N_OUT, WG, ROWS (outputs a workgroup), PLANES, TT
 //            (tokens a subgroup takes: 1 for one token; batches decode each weight block once for TT)
-// Grid:      (ceil(N_OUT / ROWS) workgroups as (x, y), ceil(T / TT)), g = wid.y * nwg.x + wid.x
+// Entry points; g = wid.y * nwg.x + wid.x:
+//   matvec_dot4        batches (and one token where rows are many): grid (ceil(N_OUT / ROWS) as (x, y),
+//                      ceil(T / TT))
+//   matvec_dot4_split  one token, one output a workgroup: grid (N_OUT as (x, y), 1)
 // A subgroup owns one output (its gate and up rows with GLU), its lanes the row's blocks: an H200 read
 // fastest so (1, 2 and 4 rows a subgroup: 1724, 1478 and 1590 GB/s at 14336 x 4096 in a lab kernel of one
 // plane). Subgroup s of a workgroup takes outputs s, s + WG / sg, ... < ROWS, so any subgroup size gives
@@ -80,5 +83,37 @@ fn matvec_dot4(
             let total = subgroupAdd(acc[j]);
             if (lane == 0u && j < nt) { put(t0 + j, r, select(total.x, glu(total.x, total.y), GLU)); }
         }
+    }
+}
+
+// One token's output g, the whole workgroup on its row: each invocation takes every WG-th block, the
+// subgroups' sums meet in workgroup memory. A subgroup a row left a 4096-wide row 4 blocks a lane and,
+// with 4096 rows, 131k invocations in all: too few loads in flight to fill an H200's HBM (the narrow
+// products, qkv, o and down, read at 0.46-0.84 TB/s while gate_up, twice the rows, reached 1.5).
+var<workgroup> partial: array<vec2<f32>, 256>;  // a subgroup's sums each (WG <= 256, subgroups >= 1 lane)
+
+@compute @workgroup_size(WG)
+fn matvec_dot4_split(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_size) sg: u32,
+) {
+    _ = params.n_tokens;  // (one token; bound all the same, as binding 0 of every kernel)
+    let r = wid.y * nwg.x + wid.x;
+    if (r >= N_OUT) { return; }  // the same for the whole workgroup
+    var acc = vec2<f32>(0.0);  // row r (the gate's with GLU), the up row N_OUT + r
+    for (var b = lid; b < N_IN / 32u; b += WG) {
+        acc.x += block_dot(int_parts(r, b), 0u, b);
+        if (GLU) { acc.y += block_dot(int_parts(N_OUT + r, b), 0u, b); }
+    }
+    let sum = subgroupAdd(acc);
+    if (lane == 0u) { partial[lid / sg] = sum; }
+    workgroupBarrier();
+    if (lid == 0u) {
+        var total = vec2<f32>(0.0);
+        for (var i = 0u; i < (WG + sg - 1u) / sg; i++) { total += partial[i]; }
+        put(0u, r, select(total.x, glu(total.x, total.y), GLU));
     }
 }

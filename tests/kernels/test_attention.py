@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from .conftest import assert_close
+from engine import kernels as K
+
+from .conftest import POISON, assert_close
 
 
 def reference_attention(q, keys, values, pos, n_heads, n_kv_heads, scale=None, softcap=0.0, window=0):
@@ -25,6 +27,13 @@ def reference_attention(q, keys, values, pos, n_heads, n_kv_heads, scale=None, s
             p = np.exp(s - s.max())
             out[t, h] = (p / p.sum()) @ v
     return out
+
+
+def poison_scratch(gpu, op) -> None:
+    """NaN in the op's scratch (shared by every op of its shape): a kernel must read only what it wrote
+    in the same step, never what an earlier op of another shape or window left there."""
+    for buffer in op.owned:
+        gpu.device.write_buffer(buffer, POISON * buffer.size)
 
 
 def check_attention(gpu, kernels, rng, *, n_heads, n_kv_heads, head_dim, max_ctx, pos, n_tokens, rtol, packed=False,
@@ -62,6 +71,7 @@ def check_attention(gpu, kernels, rng, *, n_heads, n_kv_heads, head_dim, max_ctx
             kernels.attention(gpu.upload(q), k_cache, v_cache, out, n_heads, n_kv_heads, head_dim, max_ctx, max_tokens,
                               **options),
         ]
+    poison_scratch(gpu, ops[1])
     gpu.run(kernels, ops, n_tokens, pos=pos)
 
     rows = pos + n_tokens
@@ -150,18 +160,30 @@ def test_attention_scaled_and_soft_capped(gpu, kernels_for, rng, n_tokens, pos):
 @pytest.mark.parametrize("kv_f16", [False, True])
 @pytest.mark.parametrize("length", [1, 7, 513, 4097])
 def test_one_tokens_attention_on_gpus_splits_the_context(gpu, kernels_for, rng, kv_f16, length):
-    """The GPU variant's decode path: scores an invocation per 4 positions, softmax a workgroup per row,
-    the weighted sum in parts (one per 64 positions) added by `combine`."""
+    """The GPU variant's path for a few queries (attention_flash.wgsl): the context in parts of at least
+    ATTENTION_MIN_PART positions, each scored and weighed in a workgroup, the parts combined after."""
     shape = dict(n_heads=10, n_kv_heads=2, head_dim=32, max_ctx=length + 3)
     check_attention(gpu, kernels_for("subgroup", kv_f16), rng, **shape, pos=length - 1, n_tokens=1, rtol=1e-5,
                     packed=length % 2 == 1)
     check_attention(gpu, kernels_for("subgroup", kv_f16), rng, **shape, pos=length - 1, n_tokens=1, rtol=1e-5,
                     window=5, softcap=30.0)
+    check_attention(gpu, kernels_for("subgroup", kv_f16), rng, **shape, pos=length - 1, n_tokens=1, rtol=1e-5,
+                    window=100)  # a window of several parts
+
+
+@pytest.mark.parametrize("head_dim", [64, 96, 128])
+@pytest.mark.parametrize("n_tokens,pos", [(2, 700), (K.FLASH_MAX_TOKENS, 300)])
+def test_a_few_queries_attention_on_gpus(gpu, kernels_for, rng, head_dim, n_tokens, pos):
+    """Up to FLASH_MAX_TOKENS queries share the parts one token would have (each its PARTS / T), at the
+    head sizes models use (a workgroup is HEAD_DIM / 2 invocations)."""
+    shape = dict(n_heads=8, n_kv_heads=2, head_dim=head_dim, max_ctx=pos + n_tokens + 5)
+    check_attention(gpu, kernels_for("subgroup"), rng, **shape, pos=pos, n_tokens=n_tokens, rtol=1e-5, packed=True)
 
 
 @pytest.mark.parametrize("n_tokens,pos", [(3, 0), (9, 130)])
 def test_a_batchs_attention_on_gpus(gpu, kernels_for, rng, n_tokens, pos):
-    """The GPU variant's batch path: softmax a workgroup per row, the rest as on CPU adapters."""
+    """The GPU variant's batches: attention_flash.wgsl up to FLASH_MAX_TOKENS queries, then scores,
+    softmax a workgroup per row and the weighted sum as on CPU adapters."""
     shape = dict(n_heads=6, n_kv_heads=2, head_dim=16, max_ctx=160)
     check_attention(gpu, kernels_for("subgroup"), rng, **shape, pos=pos, n_tokens=n_tokens, rtol=1e-5, packed=True)
 
@@ -187,6 +209,7 @@ def check_sequences(gpu, kernels, rng, *, lengths, steps, n_heads, n_kv_heads, h
     ops = [kernels.store_kv(gpu.upload(k), gpu.upload(v), k_cache, v_cache, kv_dim),
            kernels.attention(gpu.upload(q), k_cache, v_cache, out, n_heads, n_kv_heads, head_dim, max_ctx, T,
                              **options)]  # fmt: skip
+    poison_scratch(gpu, ops[1])
     gpu.run(kernels, ops, T, places=places)
 
     want_caches = [cache.copy() for cache in caches]
@@ -217,7 +240,8 @@ def test_attention_of_several_sequences_in_one_step(gpu, kernels_for, rng, varia
 
 @pytest.mark.parametrize("length", [1, 130])
 def test_one_tokens_attention_on_gpus_in_a_later_sequence(gpu, kernels_for, rng, length):
-    """The GPU variant's one-token path (context split in parts) over a sequence that does not start at row 0."""
+    """The GPU variant's path for a few queries (context split in parts) over a sequence that does not start
+    at row 0."""
     shape = dict(n_heads=10, n_kv_heads=2, head_dim=32, max_ctx=length + 3)
     check_sequences(gpu, kernels_for("subgroup"), rng, lengths=[length, length - 1], steps=[1], **shape)
 

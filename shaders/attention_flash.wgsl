@@ -1,0 +1,147 @@
+// Attention for a few queries on GPUs, in two dispatches ("flash-decoding"): each query's visible
+// positions are split into parts, and a workgroup scores its part in workgroup memory, keeps a running
+// softmax (max m, sum l) and sums the value rows it weighs; `attend_combine` rescales the parts to their
+// common max and divides. attention.wgsl's path for one token took four dispatches and a scores buffer
+// (H200, Llama 3 8B shape: 1.2 ms a token over the layers; this, 0.7).
+//
+// An extension of attention.wgsl (kernels.py appends it, with positions.wgsl and activations.wgsl): its
+// overrides, q, k_cache, chunk(), unpack8(), k8(), q8() and cap() serve here as there; a token's query
+// heads come in chunks of up to 4 that share a KV head, and read each key and value row once for all.
+// Entry points:
+//   attend_part     1 q, 2 k_cache, 3 v_rows (the value cache), 4 part_acc [rows, N_HEADS, HEAD_DIM] f32,
+//                   5 part_ml [rows, N_HEADS] (m, l): token t's part i in row t * room + i (room below;
+//                   rows = max(PARTS, T)). Grid (PARTS / T or 1, N_KV_HEADS * CHUNKS, T), WG = HEAD_DIM / 2:
+//                   the part's positions in tiles of WG, an invocation a position's q . k for the chunk's
+//                   heads, then an invocation per (query head, 8 dims) weighing the tile's value rows.
+//   attend_combine  1 part_acc, 2 part_ml, 3 flash_out [T, N_HEADS * HEAD_DIM]. Grid
+//                   (ceil(N_HEADS * HEAD_DIM / 4 / WG), T): out = sum_i e^(m_i - M) acc_i / sum_i e^(m_i - M) l_i
+//                   over the token's parts, M the largest m_i.
+// Visible positions: lo..p for the query at p (token_pos), lo = p + 1 - WINDOW with a window, else 0.
+// Overrides (beyond attention.wgsl's): PARTS (the scratch's rows), MIN_PART (positions a part at least)
+
+// attend_part
+@group(0) @binding(3) var<storage, read> v_rows: array<vec4<u32>>;
+@group(0) @binding(4) var<storage, read_write> part_acc: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> part_ml: array<vec2<f32>>;
+// attend_combine
+@group(0) @binding(1) var<storage, read> acc_in: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> ml_in: array<vec2<f32>>;
+@group(0) @binding(3) var<storage, read_write> flash_out: array<vec4<f32>>;
+
+override PARTS: u32;
+override MIN_PART: u32;
+const MAX_HEAD_DIM = 256u;
+var<workgroup> chunk_q: array<vec4<f32>, MAX_HEAD_DIM>;  // the chunk's 4 query heads, scaled (4 x HEAD_DIM / 4)
+var<workgroup> tile_scores: array<f32, MAX_HEAD_DIM * 2u>;  // [head][position of the tile] (4 x WG)
+
+// A token's parts: up to max(1, PARTS / T) (its share of the scratch), of at least MIN_PART positions
+// each, so that a short context is not scattered over parts that hold a position or two.
+struct Parts { n: u32, per: u32 }
+
+fn room() -> u32 { return max(1u, PARTS / params.n_tokens); }
+
+fn parts_of(visible: u32) -> Parts {
+    let per = max(MIN_PART, (visible + room() - 1u) / room());
+    return Parts((visible + per - 1u) / per, per);
+}
+
+// The first position query `last` sees: with a window, last + 1 - WINDOW.
+fn first_visible(last: u32) -> u32 {
+    if (WINDOW > 0u && last + 1u > WINDOW) { return last + 1u - WINDOW; }
+    return 0u;
+}
+
+fn v_row8(e: u32) -> array<vec4<f32>, 2> {
+    if (KV_F16) { return unpack8(v_rows[e / 8u], vec4<u32>()); }
+    return unpack8(v_rows[e / 4u], v_rows[e / 4u + 1u]);
+}
+
+@compute @workgroup_size(WG)
+fn attend_part(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t = wid.z;  // the same for the whole workgroup: every branch below on it, the chunk or the
+    let part = wid.x;  // part's range is uniform, so the barriers are too
+    if (t >= params.n_tokens) { return; }
+    let last = token_pos(t);
+    let lo = first_visible(last);
+    let parts = parts_of(last + 1u - lo);
+    if (part >= parts.n) { return; }
+    let ch = chunk(wid.y);
+    let a = lo + part * parts.per;
+    let b = min(last + 1u, a + parts.per);
+    let kv_dim = N_KV_HEADS * HEAD_DIM;
+    let col = token_base(t) * kv_dim + ch.kv * HEAD_DIM;  // the sequence's row 0, this KV head
+    let scale = select(SCALE, inverseSqrt(f32(HEAD_DIM)), SCALE == 0.0);
+    for (var j = lid; j < HEAD_DIM; j += WG) {  // 4 heads x HEAD_DIM / 4 vec4s
+        let i = j / (HEAD_DIM / 4u);
+        let qv = q8(t, ch, i, 8u * ((j % (HEAD_DIM / 4u)) / 2u));
+        chunk_q[j] = qv[j % 2u];
+    }
+    workgroupBarrier();
+    let head = lid / (HEAD_DIM / 8u);  // this invocation's outputs: query head h0 + head, dims d..d+7
+    let d = 8u * (lid % (HEAD_DIM / 8u));
+    var m = MASKED;
+    var l = 0.0;
+    var acc = array<vec4<f32>, 2>(vec4<f32>(0.0), vec4<f32>(0.0));
+    for (var s0 = a; s0 < b; s0 += WG) {
+        let s = s0 + lid;
+        if (s < b) {
+            var dots4 = vec4<f32>(0.0);  // the 4 heads' q . k
+            for (var e = 0u; e < HEAD_DIM; e += 8u) {
+                let k = k8(col + s * kv_dim + e);
+                for (var i = 0u; i < 4u; i++) {
+                    let at = i * (HEAD_DIM / 4u) + e / 4u;
+                    dots4[i] += dot(chunk_q[at], k[0]) + dot(chunk_q[at + 1u], k[1]);
+                }
+            }
+            let capped = cap(dots4 * scale);
+            for (var i = 0u; i < 4u; i++) { tile_scores[i * WG + lid] = capped[i]; }
+        }
+        workgroupBarrier();
+        let n = min(WG, b - s0);
+        var tile_max = MASKED;
+        for (var i = 0u; i < n; i++) { tile_max = max(tile_max, tile_scores[head * WG + i]); }
+        let m_new = max(m, tile_max);
+        let rescale = exp(m - m_new);
+        l *= rescale;
+        acc[0] *= rescale;
+        acc[1] *= rescale;
+        for (var i = 0u; i < n; i++) {
+            let p = exp(tile_scores[head * WG + i] - m_new);
+            let v = v_row8(col + (s0 + i) * kv_dim + d);
+            l += p;
+            acc[0] += p * v[0];
+            acc[1] += p * v[1];
+        }
+        m = m_new;
+        workgroupBarrier();  // every invocation has read the tile's scores before the next tile's land
+    }
+    if (head < ch.n) {
+        let h = (t * room() + part) * N_HEADS + ch.h0 + head;
+        part_acc[(h * HEAD_DIM + d) / 4u] = acc[0];
+        part_acc[(h * HEAD_DIM + d) / 4u + 1u] = acc[1];
+        if (d == 0u) { part_ml[h] = vec2<f32>(m, l); }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn attend_combine(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x;  // 4 dims of one head
+    let t = gid.y;
+    let n = N_HEADS * HEAD_DIM / 4u;
+    if (i >= n || t >= params.n_tokens) { return; }
+    let h = i / (HEAD_DIM / 4u);
+    let last = token_pos(t);
+    let parts = parts_of(last + 1u - first_visible(last)).n;
+    let row = t * room();
+    var top = MASKED;
+    for (var p = 0u; p < parts; p++) { top = max(top, ml_in[(row + p) * N_HEADS + h].x); }
+    var l = 0.0;
+    var total = vec4<f32>(0.0);
+    for (var p = 0u; p < parts; p++) {
+        let ml = ml_in[(row + p) * N_HEADS + h];
+        let w = exp(ml.x - top);
+        l += w * ml.y;
+        total += w * acc_in[(row + p) * n + i];
+    }
+    flash_out[t * n + i] = total / l;
+}

@@ -5,7 +5,10 @@ the wait for the one read-back; a round trip with no work in it (the floor of an
 time per forward, from 16 forwards recorded into one submit (their positions all read the last StepParams
 written: the same work, which is all that timing needs).
 
-Usage: python benchmarks/profile_decode.py [--model PATH] [--steps 64]
+With --tokens N (> 1) the per-op figures are for a step of N tokens (as streams decoding together, or a
+prompt's chunk, run them), the rest as above.
+
+Usage: python benchmarks/profile_decode.py [--model PATH] [--steps 64] [--tokens 1]
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from engine.engine import Engine
 BATCHED = 16
 
 
-async def profile(path, steps: int) -> dict[str, float]:
+async def profile(path, steps: int, tokens: int = 1) -> dict[str, float]:
     engine = await Engine.load(path, n_ctx=512)
     model, device = engine.model, engine.model.device
     await engine.prefill(engine.tokenizer.encode("The quick brown fox jumps over the lazy dog.") * 4)
@@ -50,12 +53,13 @@ async def profile(path, steps: int) -> dict[str, float]:
     await device.read_buffer(model.token_out, 0, 4)
     out["GPU per forward"] = ((time.perf_counter() - start) * 1e3 - out["round trip"]) / BATCHED
     floor = out["round trip"] / BATCHED
+    model.kernels.set_step(model.n_past, tokens)  # the kinds below run a step of `tokens` (their grids' T)
     kinds: dict[str, list] = {}  # each kind of layer op (its label), over all layers, in execution order
     for layer in model.layers:
         for layer_op in layer.ops:
             kinds.setdefault(layer_op.name, []).append(layer_op.op)
     for name, ops in kinds.items():  # each kind alone
-        ms = await _gpu_ms(device, model.token_out, lambda rec, ops=ops: [o.record(rec, 1) for o in ops])
+        ms = await _gpu_ms(device, model.token_out, lambda rec, ops=ops: [o.record(rec, tokens) for o in ops])
         out[f"GPU {name}"] = ms - floor
     head = model.ops_logits
     out["GPU logits"] = await _gpu_ms(device, model.token_out, lambda rec: [op.record(rec, 1) for op in head]) - floor
@@ -78,8 +82,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None)
     parser.add_argument("--steps", type=int, default=64)
+    parser.add_argument("--tokens", type=int, default=1, help="tokens a step in the per-op figures")
     args = parser.parse_args()
-    out = asyncio.run(profile(args.model, args.steps))
+    out = asyncio.run(profile(args.model, args.steps, args.tokens))
     print(f"decode step on {out.pop('device')} (median ms):")
     for name, ms in out.items():
         print(f"  {name:16s} {ms:7.3f}")

@@ -19,11 +19,12 @@ SG_RPS, SG_BATCH_RPS = 4, 8
 # Types whose library has int_parts: on GPUs their products are matvec_dot4.wgsl's packed integer dot
 # products, on x quantised by quantize_x.wgsl (the rest keep matmul_subgroup.wgsl).
 DOT4_TYPES = frozenset({Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K})
-DOT4_ROWS = 4  # outputs a workgroup of matvec_dot4 (128 invocations): a subgroup of 32 each
-# Invocations of matvec_dot4_split's workgroup, which owns one output of one token's product: more loads in
-# flight than a subgroup a row (the narrow products of an 8B model read at 0.46-0.84 TB/s so, NOTES.md).
-DOT4_SPLIT_WG = 128
-DOT4_TT = 8  # a batch's tokens a subgroup of matvec_dot4 takes (its MAX_TT): each weight block decoded once for them
+# Invocations of matvec_dot4's workgroup, which owns one output of one token's product: more loads in flight
+# than a subgroup an output (the narrow products of an 8B model read at 0.46-0.84 TB/s so, NOTES.md).
+DOT4_WG = 128
+DOT4_BATCH_ROWS = 8  # outputs a workgroup of matvec_dot4_batch (128 invocations): two a subgroup of 32
+# A batch's tokens a subgroup of matvec_dot4_batch takes (its MAX_TT): each weight block decoded once for them
+DOT4_TT = 8
 # Model width from which the products quantise x (dot4_pays): below it the extra dispatch a product
 # costs more than the integer products save. H200, GPU time a token: SmolLM2-135M (dim 576) 3.36 ms with
 # them, 2.30 without; the Llama 3.2 1B shape (2048) 2.12 with, 2.48 without (NOTES.md).
@@ -118,7 +119,8 @@ class ProductKernels:
     def _matvec_dot4(self, c: dict, w, n_in: int, n_out: int, x, y, norm: tuple | None, max_tokens: int,
                      tt: int) -> tuple[Step, Step]:
         """A product as two dispatches: x (normalised first when `norm`) quantised into scratch every product
-        of this width and max_tokens shares, then matvec_dot4 over it, tt tokens a subgroup."""
+        of this width and max_tokens shares, then matvec_dot4 over it (one token), or matvec_dot4_batch, tt
+        tokens a subgroup."""
         q_bytes, s_bytes = (n * max_tokens for n in dot4_x_nbytes(n_in))
         planes, sums = self._shared_scratch(q_bytes, "dot4 x q"), self._shared_scratch(s_bytes, "dot4 x s")
         qc: dict = {"N_IN": n_in, "PLANES": DOT4_PLANES}
@@ -128,14 +130,13 @@ class ProductKernels:
             qc, inputs = {**qc, "NORM": True, "EPS": eps}, [x_raw, weight]
         blocks = cdiv(n_in // 32, 64)  # an invocation a block, 64 a workgroup, a workgroup row a token
         quantize = self._step("quantize_x.wgsl", "quantize_x", qc, [*inputs, planes, sums], lambda n: (blocks, 1, n))
-        if tt == 1 and DOT4_SPLIT_WG:  # a workgroup a row, no more invocations than the row has blocks
-            wg = min(DOT4_SPLIT_WG, max(32, 1 << (n_in // 32 - 1).bit_length()))
+        if tt == 1:  # a workgroup an output, no more invocations than the row has blocks
+            wg = min(DOT4_WG, max(32, 1 << (n_in // 32 - 1).bit_length()))
             gx, gy = split_groups(n_out)
             pc = {**c, "WG": wg, "PLANES": DOT4_PLANES}
-            product = self._step("matvec_dot4.wgsl", "matvec_dot4_split", pc, [w, planes, y, sums], fixed((gx, gy, 1)))
-            return quantize, product
-        gx, gy = split_groups(cdiv(n_out, DOT4_ROWS))
-        pc = {**c, "WG": 128, "ROWS": DOT4_ROWS, "PLANES": DOT4_PLANES, "TT": tt}
+            return quantize, self._step("matvec_dot4.wgsl", "matvec_dot4", pc, [w, planes, y, sums], fixed((gx, gy, 1)))
+        gx, gy = split_groups(cdiv(n_out, DOT4_BATCH_ROWS))
+        pc = {**c, "WG": 128, "ROWS": DOT4_BATCH_ROWS, "PLANES": DOT4_PLANES, "TT": tt}
         grid = lambda n: (gx, gy, cdiv(n, tt))  # noqa: E731
-        product = self._step("matvec_dot4.wgsl", "matvec_dot4", pc, [w, planes, y, sums], grid)
+        product = self._step("matvec_dot4.wgsl", "matvec_dot4_batch", pc, [w, planes, y, sums], grid)
         return quantize, product

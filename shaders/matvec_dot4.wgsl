@@ -14,21 +14,18 @@ diagnostic(off, subgroup_uniformity);
 //            here), 3 y [T, N_OUT] f32 (ACCUMULATE, Y_STRIDE, Y_COL as in matmul.wgsl)
 // Formula:   y[t, r] = sum_b xs[t, b].x (d.x (q_lo . x_lo) + d.y (q_hi . x_hi)) + m . xs[t, b].yz over
 //            blocks b of 32, x_lo and x_hi the planes' integers; GLU: act(gate row r) * (up row N_OUT + r)
-// Overrides: WTYPE (a type with int_parts), N_IN, N_OUT, WG, ROWS (outputs a workgroup), PLANES, TT
-//            (tokens a subgroup takes: 1 for one token; batches decode each weight block once for TT)
+// Overrides: WTYPE (a type with int_parts), N_IN, N_OUT, WG, PLANES; ROWS (outputs a workgroup) and TT
+//            (tokens a subgroup takes: each weight block is decoded once for them) for batches
 // Entry points; g = wid.y * nwg.x + wid.x:
-//   matvec_dot4        batches (and one token where rows are many): grid (ceil(N_OUT / ROWS) as (x, y),
-//                      ceil(T / TT))
-//   matvec_dot4_split  one token, one output a workgroup: grid (N_OUT as (x, y), 1)
-// A subgroup owns one output (its gate and up rows with GLU), its lanes the row's blocks: an H200 read
-// fastest so (1, 2 and 4 rows a subgroup: 1724, 1478 and 1590 GB/s at 14336 x 4096 in a lab kernel of one
-// plane). Subgroup s of a workgroup takes outputs s, s + WG / sg, ... < ROWS, so any subgroup size gives
-// the right answer.
+//   matvec_dot4        one token: a workgroup output g, its invocations the row's blocks; grid (N_OUT as (x, y), 1)
+//   matvec_dot4_batch  a batch: a subgroup two outputs, its lanes the rows' blocks, TT tokens;
+//                      grid (ceil(N_OUT / ROWS) as (x, y), ceil(T / TT)). Subgroup s of a workgroup takes
+//                      outputs 2s, 2s + 1, then 2(s + WG / sg).. < ROWS, so any subgroup size gives the right answer.
 
 @group(0) @binding(2) var<storage, read> xq: array<vec4<u32>>;
 @group(0) @binding(4) var<storage, read> xs: array<vec4<f32>>;
 
-override ROWS: u32 = 4u;
+override ROWS: u32 = 8u;
 override PLANES: u32 = 3u;
 override TT: u32 = 1u;
 const MAX_TT = 8u;
@@ -52,8 +49,28 @@ fn block_dot(p: IntParts, t: u32, b: u32) -> f32 {
     return s.x * (p.d.x * lo + p.d.y * hi) + dot(p.m, s.yz);
 }
 
+// Block b of token t against two rows' blocks: block_dot's for each, from one load of x's block.
+fn block_dot2(p: IntParts, q: IntParts, t: u32, b: u32) -> vec2<f32> {
+    let tb = t * (N_IN / 32u) + b;
+    let at = 2u * PLANES * tb;
+    var lo = vec2<f32>(0.0);
+    var hi = vec2<f32>(0.0);
+    for (var i = 0u; i < PLANES; i++) {
+        let x_lo = xq[at + 2u * i];
+        let x_hi = xq[at + 2u * i + 1u];
+        lo = lo * 256.0 + vec2<f32>(f32(dot16(p.lo, x_lo)), f32(dot16(q.lo, x_lo)));
+        hi = hi * 256.0 + vec2<f32>(f32(dot16(p.hi, x_hi)), f32(dot16(q.hi, x_hi)));
+    }
+    let s = xs[tb];
+    return s.x * (vec2<f32>(p.d.x, q.d.x) * lo + vec2<f32>(p.d.y, q.d.y) * hi) + vec2<f32>(dot(p.m, s.yz), dot(q.m, s.yz));
+}
+
+// A batch, two outputs a subgroup (rows r and r + 1, and their up rows with GLU): each x block a lane
+// loads serves both rows, half the loads of x a weight block cost with one output a subgroup (H200,
+// prefill of 512 tokens: 8B 520 -> 756 tok/s, 1B 3232 -> 4278). The loop is written out for the two
+// rows: the same kernel over arrays of rows, or with a function returning both rows' sums, ran at 0.5-0.8x.
 @compute @workgroup_size(WG)
-fn matvec_dot4(
+fn matvec_dot4_batch(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
@@ -64,36 +81,52 @@ fn matvec_dot4(
     if (t0 >= params.n_tokens) { return; }
     let nt = min(TT, params.n_tokens - t0);  // the same for the whole workgroup
     let g = wid.y * nwg.x + wid.x;
-    for (var i = lid / sg; i < ROWS; i += max(WG / sg, 1u)) {
-        let r = g * ROWS + i;
+    for (var i = lid / sg; 2u * i < ROWS; i += max(WG / sg, 1u)) {
+        let r = g * ROWS + 2u * i;
         if (r >= N_OUT) { break; }
-        var acc: array<vec2<f32>, MAX_TT>;  // per token: row r (the gate's with GLU), the up row N_OUT + r
+        let r1 = min(r + 1u, N_OUT - 1u);  // past the matrix: its last row again, never stored
+        var acc0: array<vec2<f32>, MAX_TT>;  // per token: row r (the gate's with GLU), the up row N_OUT + r
+        var acc1: array<vec2<f32>, MAX_TT>;  // the same for row r + 1
         for (var b = lane; b < N_IN / 32u; b += sg) {
-            let p = int_parts(r, b);
-            var up: IntParts;
-            if (GLU) { up = int_parts(N_OUT + r, b); }
+            let p0 = int_parts(r, b);
+            let p1 = int_parts(r1, b);
+            var u0: IntParts;
+            var u1: IntParts;
+            if (GLU) {
+                u0 = int_parts(N_OUT + r, b);
+                u1 = int_parts(N_OUT + r1, b);
+            }
             for (var j = 0u; j < TT; j++) {
                 if (j < nt) {
-                    acc[j].x += block_dot(p, t0 + j, b);
-                    if (GLU) { acc[j].y += block_dot(up, t0 + j, b); }
+                    let gate = block_dot2(p0, p1, t0 + j, b);
+                    acc0[j].x += gate.x;
+                    acc1[j].x += gate.y;
+                    if (GLU) {
+                        let up = block_dot2(u0, u1, t0 + j, b);
+                        acc0[j].y += up.x;
+                        acc1[j].y += up.y;
+                    }
                 }
             }
         }
         for (var j = 0u; j < TT; j++) {
-            let total = subgroupAdd(acc[j]);
-            if (lane == 0u && j < nt) { put(t0 + j, r, select(total.x, glu(total.x, total.y), GLU)); }
+            let total0 = subgroupAdd(acc0[j]);
+            let total1 = subgroupAdd(acc1[j]);
+            if (lane == 0u && j < nt) {
+                put(t0 + j, r, select(total0.x, glu(total0.x, total0.y), GLU));
+                if (r + 1u < N_OUT) { put(t0 + j, r + 1u, select(total1.x, glu(total1.x, total1.y), GLU)); }
+            }
         }
     }
 }
 
-// One token's output g, the whole workgroup on its row: each invocation takes every WG-th block, the
-// subgroups' sums meet in workgroup memory. A subgroup a row left a 4096-wide row 4 blocks a lane and,
-// with 4096 rows, 131k invocations in all: too few loads in flight to fill an H200's HBM (the narrow
-// products, qkv, o and down, read at 0.46-0.84 TB/s while gate_up, twice the rows, reached 1.5).
+// One token, output g: the whole workgroup on its row, each invocation every WG-th block, the subgroups'
+// sums met in workgroup memory. A subgroup a row left a 4096-wide row 4 blocks a lane and, with 4096
+// rows, 131k invocations in all: too few loads in flight for an H200's HBM (8B shape: 5-8 % a token).
 var<workgroup> partial: array<vec2<f32>, 256>;  // a subgroup's sums each (WG <= 256, subgroups >= 1 lane)
 
 @compute @workgroup_size(WG)
-fn matvec_dot4_split(
+fn matvec_dot4(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,

@@ -105,7 +105,23 @@ fn attend_part(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         l *= rescale;
         acc[0] *= rescale;
         acc[1] *= rescale;
-        for (var i = 0u; i < n; i++) {
+        var i = 0u;
+        // four positions an iteration: their value rows' loads in flight together (decode at depth 2048, H200:
+        // +4-7 %), then the rest one by one
+        for (; i + 4u <= n; i += 4u) {
+            let at = head * WG + i;
+            let p = exp(vec4<f32>(tile_scores[at], tile_scores[at + 1u], tile_scores[at + 2u],
+                                  tile_scores[at + 3u]) - m_new);
+            let e = col + (s0 + i) * kv_dim + d;
+            let v0 = v_row8(e);
+            let v1 = v_row8(e + kv_dim);
+            let v2 = v_row8(e + 2u * kv_dim);
+            let v3 = v_row8(e + 3u * kv_dim);
+            l += p.x + p.y + p.z + p.w;
+            acc[0] += p.x * v0[0] + p.y * v1[0] + p.z * v2[0] + p.w * v3[0];
+            acc[1] += p.x * v0[1] + p.y * v1[1] + p.z * v2[1] + p.w * v3[1];
+        }
+        for (; i < n; i++) {
             let p = exp(tile_scores[head * WG + i] - m_new);
             let v = v_row8(col + (s0 + i) * kv_dim + d);
             l += p;

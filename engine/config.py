@@ -24,6 +24,8 @@ from typing import Any
 from .errors import UnsupportedModel
 
 DEFAULT_N_CTX = 2048  # tokens of context allocated unless asked otherwise (at most the model's own)
+# Requests a loaded model answers at once (engine/streams.py): each holds its own n_ctx positions of KV cache.
+DEFAULT_SEATS = 1
 
 # NeoX-style RoPE pairs (i, i + d/2); llama.cpp's converter permutes llama's Q/K so it uses (2i, 2i+1).
 _NEOX_ROPE = {"llama": False, "mistral": False, "qwen2": True, "qwen3": True, "phi3": True, "gemma2": True,

@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from .config import DEFAULT_N_CTX
+from .config import DEFAULT_N_CTX, DEFAULT_SEATS
 from .errors import HearthError, InvalidRequest, LoadError
 from .protocol import FINAL_KINDS, REQUEST_KINDS, Kind, Message, RequestId, error, progress, sampling_options
 from .sampler import SamplingOptions
@@ -81,7 +81,8 @@ class Host:
 
     # ---------------------------------------------------------------- loading
 
-    async def load(self, source: Any, *, n_ctx: int = DEFAULT_N_CTX, device: Any = None, seats: int = 1) -> bool:
+    async def load(self, source: Any, *, n_ctx: int = DEFAULT_N_CTX, device: Any = None,
+                   seats: int = DEFAULT_SEATS) -> bool:
         """Open the GPU, parse the GGUF held by `source` and upload it; report progress, then ready or error.
         seats: requests served at once (a sequence of n_ctx positions each in the KV cache)."""
         from .engine import Engine

@@ -13,7 +13,7 @@ only its JavaScript reads.
                                              load message under the status's id (the bridge's liveness ping)
     reload     panel -> service worker       null: start a fresh engine document (new engine settings)
     progress   host -> all                   {stage, done, total}
-    ready      host -> all                   {model, n_ctx, adapter}
+    ready      host -> all                   {model, n_ctx, adapter, seats}
     chunk      host -> asker                 {text, token_id}
     part       host -> asker                 {part, parts} (a long summary, part by part)
     done       host -> asker                 {finish_reason, token_ids, n_tokens, seconds, tokens_per_s, stopped,
@@ -41,7 +41,7 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
-from .config import DEFAULT_N_CTX
+from .config import DEFAULT_N_CTX, DEFAULT_SEATS
 from .errors import ERRORS, InvalidRequest, named
 from .sampler import SamplingOptions
 
@@ -124,10 +124,12 @@ def error(id: RequestId | None, cause: BaseException) -> Message:
 
 
 def defaults() -> dict[str, Any]:
-    """The defaults the extension shows and uses: bridge port, native host, context size and sampling options."""
+    """The defaults the extension shows and uses: bridge port, native host, context size, requests answered
+    at once and sampling options."""
     sampling = {f.name: f.default for f in fields(SamplingOptions)}
     sampling["stop"] = list(sampling["stop"])
-    return {"bridge_port": BRIDGE_PORT, "native_host": NATIVE_HOST, "n_ctx": DEFAULT_N_CTX, "sampling": sampling}
+    return {"bridge_port": BRIDGE_PORT, "native_host": NATIVE_HOST, "n_ctx": DEFAULT_N_CTX, "seats": DEFAULT_SEATS,
+            "sampling": sampling}
 
 
 def javascript() -> str:

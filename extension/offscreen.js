@@ -4,7 +4,9 @@
 import { loadPyodide } from "./pyodide/pyodide.mjs";
 import { DEFAULTS, ErrorType, Kind } from "./protocol.js";
 
-const N_CTX = Number(new URLSearchParams(location.search).get("n_ctx")) || DEFAULTS.n_ctx; // from the worker
+const SETTINGS = new URLSearchParams(location.search); // the engine settings, from the worker
+const N_CTX = Number(SETTINGS.get("n_ctx")) || DEFAULTS.n_ctx;
+const SEATS = Number(SETTINGS.get("seats")) || DEFAULTS.seats; // requests answered at once
 const ENGINE_DIR = "/home/pyodide/hearth"; // engine/ and shaders/ side by side, as engine.kernels expects
 
 let panels = null; // the panels' connection to Python's Host (JSON text in), once the engine is unpacked
@@ -55,7 +57,7 @@ def fail(message):
   panels = pyodide.globals.get("panels");
   early.splice(0).forEach((message) => panels.receive(JSON.stringify(message)));
   pyodide.globals.set("model_buffer", await download(build.model, pyodide.globals.get("announce_download")));
-  await pyodide.runPythonAsync(`await host.load(ArrayBufferSource(model_buffer), n_ctx=${N_CTX})`);
+  await pyodide.runPythonAsync(`await host.load(ArrayBufferSource(model_buffer), n_ctx=${N_CTX}, seats=${SEATS})`);
 }
 
 // The model file into one ArrayBuffer, with progress: Python reads its header and hands views of it to WebGPU.

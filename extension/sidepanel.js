@@ -49,7 +49,8 @@ function onLoadMessage(kind, content) {
     $("load").hidden = true;
     $("prompt").placeholder = `Ask ${content.model} anything… (Enter to send, Shift+Enter for a new line)`;
     const waited = seconds >= 0.5 ? ` in ${seconds} s` : ""; // (already loaded when this panel opened)
-    $("speed").textContent = `Model ready${waited} · ${content.adapter} · ${content.n_ctx}-token context`;
+    const together = content.seats > 1 ? ` · ${content.seats} requests at once` : "";
+    $("speed").textContent = `Model ready${waited} · ${content.adapter} · ${content.n_ctx}-token context${together}`;
     if (!state.active) document.body.dataset.state = "ready";
   } else if (kind === Kind.ERROR) {
     $("load").hidden = true;

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import DEFAULT_N_CTX
+from engine.config import DEFAULT_N_CTX, DEFAULT_SEATS
 from engine.errors import ERRORS, GpuUnavailable, HearthError, InvalidRequest
 from engine.protocol import BRIDGE_PORT, Kind, Message, defaults, error, javascript
 from engine.sampler import SamplingOptions
@@ -64,6 +64,7 @@ def test_protocol_js_carries_python_s_values():
     assert json.loads(tables["ErrorType"]) == {name: name for name in ERRORS}
     shared = json.loads(tables["DEFAULTS"])
     assert shared["bridge_port"] == BRIDGE_PORT and shared["n_ctx"] == DEFAULT_N_CTX
+    assert shared["seats"] == DEFAULT_SEATS
     assert shared["sampling"] == {f.name: json.loads(json.dumps(f.default)) for f in fields(SamplingOptions)}
     assert defaults() == shared
 

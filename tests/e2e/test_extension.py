@@ -262,11 +262,18 @@ def test_hostile_model_output_is_shown_as_text_and_never_runs(panel, site):
     panel.screenshot("hostile-output.png")
 
 
-def test_changing_the_context_size_reloads_the_model(panel):
-    for n_ctx in (N_CTX + 64, N_CTX):  # and back, for whatever runs next
-        panel.settings(n_ctx=n_ctx)
+def test_changing_the_context_size_or_the_parallel_requests_reloads_the_model(panel):
+    # One setting a reload (each change event starts one), and back, for whatever runs next.
+    for setting, shown in (({"n_ctx": N_CTX + 64}, f"{N_CTX + 64}-token context"), ({"seats": 2}, "2 requests at once"),
+                           ({"n_ctx": N_CTX}, f"{N_CTX}-token context"), ({"seats": 1}, "")):  # fmt: skip
+        panel.settings(**setting)
         panel.page.wait_for_selector("body[data-state=ready]", timeout=LOAD_TIMEOUT_MS)
-        assert f"{n_ctx}-token context" in panel.page.inner_text("#speed")
+        speed = panel.page.inner_text("#speed")
+        assert shown in speed and ("requests at once" in speed) == bool(shown.endswith("at once")), speed
+        if setting == {"seats": 2}:  # the model, its cache holding two sequences, still answers
+            panel.ask("Hello")
+            answer = panel.wait_answer()
+            assert answer["text"].strip() and "error" not in answer["note"].lower(), answer
 
 
 @pytest.mark.last

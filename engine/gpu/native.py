@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import wgpu
 
 from ..errors import GpuUnavailable
@@ -36,6 +38,27 @@ def _native_calls():
 
 
 _CALLS = _native_calls()
+
+
+def _submission_calls():
+    """wgpu-native's submit-for-index and poll-until-index, if this wgpu-py exposes them.
+
+    A read must not wait for work submitted after it. wgpu-py resolves a buffer's map_async from a thread that
+    blocks in wgpuDevicePoll(wait) on the newest submission: a read of step k that the host awaits after
+    submitting step k + 1 (the engine runs a step ahead) resolved only when k + 1 had finished too, so the
+    GPU sat idle while the host took token k and recorded k + 2 (lavapipe: a read of the first of two
+    submitted prefills resolved with the second, at 2.2x the time of one; so did its map_async, which first
+    submits an empty command buffer and resolves after it). So reads wait for their own submission's index,
+    in a worker thread, then map without that submission. None: some other wgpu-py; map_async alone."""
+    try:
+        from wgpu.backends.wgpu_native._ffi import ffi, lib
+
+        return lib.wgpuQueueSubmitForIndex, lib.wgpuDevicePoll, ffi
+    except (ImportError, AttributeError):
+        return None
+
+
+_SUBMISSIONS = _submission_calls()
 
 
 class NativeRecorder:
@@ -111,7 +134,21 @@ class NativeDevice:
         return NativeRecorder(self.device)
 
     def submit(self, recorder):
-        self.device.queue.submit([recorder.finish()])
+        self._submit(recorder.finish())
+
+    def _submit(self, command_buffer) -> int | None:
+        """Submit one command buffer; its submission index where wgpu-native gives one."""
+        if _SUBMISSIONS is None:
+            self.device.queue.submit([command_buffer])
+            return None
+        submit_for_index, _poll, ffi = _SUBMISSIONS
+        handles = ffi.new("WGPUCommandBuffer[]", [command_buffer._internal])
+        return submit_for_index(self.device.queue._internal, 1, handles)
+
+    def _wait_for(self, index: int) -> None:
+        """Block until submission `index` is done (and the ones before it), not the ones after it."""
+        _submit, poll, ffi = _SUBMISSIONS
+        poll(self.device._internal, True, ffi.new("WGPUSubmissionIndex *", index))
 
     async def read_buffer(self, buffer, offset=0, size=None):
         return await self.start_read(buffer, offset, size)
@@ -122,12 +159,18 @@ class NativeDevice:
         staging = self._staging(padded)
         encoder = self.device.create_command_encoder()
         encoder.copy_buffer_to_buffer(buffer, offset, staging, 0, padded)
-        self.device.queue.submit([encoder.finish()])
-        mapped = staging.map_async(wgpu.MapMode.READ, 0, padded)
+        index = self._submit(encoder.finish())
+        mapped = staging.map_async(wgpu.MapMode.READ, 0, padded) if index is None else None
 
         async def result() -> memoryview:
             try:
-                await mapped
+                if mapped is None:  # the copy's own submission, then the map (which that leaves ready)
+                    await asyncio.to_thread(self._wait_for, index)
+                    # (without wgpu-py's empty "sync" submission before a read's map, queued after all the
+                    # rest: the copy it guards against reading too early is done)
+                    await staging.map_async("READ_NOSYNC", 0, padded)
+                else:
+                    await mapped
                 return memoryview(staging.read_mapped(0, padded))[:size]
             finally:
                 staging.unmap()

@@ -84,6 +84,7 @@ def resolve_variant(info, variant: str | None = None) -> str:
 FLASH_MAX_TOKENS = 8
 ATTENTION_MIN_PART = 32  # positions a part of the context at least
 ATTENTION_MAX_PARTS = 128
+FLASH_MAX_HEAD_DIM = 256  # attention_flash.wgsl's MAX_HEAD_DIM: its workgroup arrays' size
 
 
 def attention_parts(max_ctx: int) -> int:
@@ -280,6 +281,8 @@ class Kernels(ProductKernels):
                                  lambda t: (cdiv(t * n_heads, wg), 1, 1))  # fmt: skip
             return Op(scores_step, softmax, weighted_sum, owned=(scores,))
         # GPUs: a few queries in two dispatches, the scores in workgroup memory (attention_flash.wgsl) ...
+        if head_dim > FLASH_MAX_HEAD_DIM:
+            raise ValueError(f"heads of {head_dim} dims: GPUs' attention takes up to {FLASH_MAX_HEAD_DIM}")
         parts = attention_parts(max_ctx)
         rows = attention_partial_rows(max_ctx, max_tokens)
         acc = self._shared_scratch(rows * n_heads * head_dim * 4, "attention partials")

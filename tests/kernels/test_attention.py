@@ -254,3 +254,6 @@ def test_attention_refuses_odd_shapes(gpu, kernels_for):
         kernels.attention(b, b, b, gpu.poisoned(64), 2, 1, 12, 8, 1)  # head_dim not a multiple of 8
     with pytest.raises(ValueError):
         kernels.attention(b, b, b, gpu.poisoned(64), 2, 1, 8, 8, 1, window=-1)
+    assert f"const MAX_HEAD_DIM = {K.FLASH_MAX_HEAD_DIM}u;" in K.load_shader("attention_flash.wgsl")
+    with pytest.raises(ValueError, match=f"up to {K.FLASH_MAX_HEAD_DIM}"):  # its workgroup arrays' size
+        kernels_for("subgroup").attention(b, b, b, gpu.poisoned(64), 2, 1, K.FLASH_MAX_HEAD_DIM + 8, 8, 1)

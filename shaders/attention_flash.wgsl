@@ -31,7 +31,7 @@
 override PARTS: u32;
 override MIN_PART: u32;
 const MAX_HEAD_DIM = 256u;
-var<workgroup> chunk_q: array<vec4<f32>, MAX_HEAD_DIM>;  // the chunk's 4 query heads, scaled (4 x HEAD_DIM / 4)
+var<workgroup> chunk_q: array<vec4<f32>, MAX_HEAD_DIM>;  // the chunk's 4 query heads (4 x HEAD_DIM / 4)
 var<workgroup> tile_scores: array<f32, MAX_HEAD_DIM * 2u>;  // [head][position of the tile] (4 x WG)
 
 // A token's parts: up to max(1, PARTS / T) (its share of the scratch), of at least MIN_PART positions

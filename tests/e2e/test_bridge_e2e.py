@@ -17,6 +17,7 @@ import time
 import pytest
 
 import bridge as hearth_bridge
+from engine.config import DEFAULT_SEATS
 from tests.bridge.harness import BridgeThread
 
 from .conftest import LOAD_TIMEOUT_MS, N_CTX, free_port, launch
@@ -120,7 +121,7 @@ def test_the_panels_bridge_port_moves_the_extension_to_another_bridge(bridge, br
         other.close()
     wait_for_provider(bridge)
     assert browser.worker.evaluate("chrome.storage.local.get('engine')")["engine"] == {
-        "n_ctx": N_CTX, "bridge_port": bridge.server.port}  # fmt: skip
+        "n_ctx": N_CTX, "seats": DEFAULT_SEATS, "bridge_port": bridge.server.port}  # fmt: skip
 
 
 def test_the_panel_pairs_with_a_bridge_whose_token_the_native_host_does_not_give(bridge, browser, panel, tmp_path):

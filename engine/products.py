@@ -124,6 +124,8 @@ class ProductKernels:
         q_bytes, s_bytes = (n * max_tokens for n in dot4_x_nbytes(n_in))
         planes, sums = self._shared_scratch(q_bytes, "dot4 x q"), self._shared_scratch(s_bytes, "dot4 x s")
         qc: dict = {"N_IN": n_in, "PLANES": DOT4_PLANES}
+        if tt == 1:  # x_blocks.wgsl: one token's lanes load consecutive words; batches keep blocks whole
+            qc["SPREAD"] = True
         inputs = [x, x]
         if norm is not None:
             x_raw, weight, eps = norm
@@ -133,7 +135,7 @@ class ProductKernels:
         if tt == 1:  # a workgroup an output, no more invocations than the row has blocks
             wg = min(DOT4_WG, max(32, 1 << (n_in // 32 - 1).bit_length()))
             gx, gy = split_groups(n_out)
-            pc = {**c, "WG": wg, "PLANES": DOT4_PLANES}
+            pc = {**c, "WG": wg, "PLANES": DOT4_PLANES, "SPREAD": True}
             return quantize, self._step("matvec_dot4.wgsl", "matvec_dot4", pc, [w, planes, y, sums], fixed((gx, gy, 1)))
         gx, gy = split_groups(cdiv(n_out, DOT4_BATCH_ROWS))
         pc = {**c, "WG": 128, "ROWS": DOT4_BATCH_ROWS, "PLANES": DOT4_PLANES, "TT": tt}

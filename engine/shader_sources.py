@@ -17,7 +17,8 @@ WEIGHTS = "<weights>"
 _LIBRARIES = {
     "matmul.wgsl": ("activations.wgsl", "quant.wgsl", WEIGHTS),
     "matmul_subgroup.wgsl": ("matmul.wgsl", "activations.wgsl", "quant.wgsl", WEIGHTS),
-    "matvec_dot4.wgsl": ("matmul.wgsl", "activations.wgsl", "quant.wgsl", WEIGHTS),
+    "matvec_dot4.wgsl": ("matmul.wgsl", "activations.wgsl", "quant.wgsl", WEIGHTS, "x_blocks.wgsl"),
+    "quantize_x.wgsl": ("x_blocks.wgsl",),
     "embed.wgsl": ("quant.wgsl", WEIGHTS),
     "elementwise.wgsl": ("activations.wgsl",),
     "attention.wgsl": ("positions.wgsl", "activations.wgsl"),

@@ -7,14 +7,14 @@ diagnostic(off, subgroup_uniformity);
 // kernel (matmul_subgroup.wgsl) spent its time converting quants, about 1.2e12 weights/s whatever the
 // type; this one reads at close to what a kernel that only loads the same bytes reaches (NOTES.md).
 //
-// An extension of matmul.wgsl: kernels.py appends matmul.wgsl, activations.wgsl, quant.wgsl and the
-// type's weight library, so params, y, put, GLU and the IntParts decoders are theirs.
+// An extension of matmul.wgsl: kernels.py appends matmul.wgsl, activations.wgsl, quant.wgsl, the type's
+// weight library and x_blocks.wgsl, so params, y, put, GLU, the IntParts decoders and xq_index are theirs.
 // Bindings:  0 params, 1 w32 the weights' GGUF bytes [N_OUT, N_IN] (2 * N_OUT rows with GLU),
 //            2 xq, 4 xs: x [T, N_IN] as quantize_x.wgsl writes it (binding 2 is matmul.wgsl's x, unused
 //            here), 3 y [T, N_OUT] f32 (ACCUMULATE, Y_STRIDE, Y_COL as in matmul.wgsl)
 // Formula:   y[t, r] = sum_b xs[t, b].x (d.x (q_lo . x_lo) + d.y (q_hi . x_hi)) + m . xs[t, b].yz over
 //            blocks b of 32, x_lo and x_hi the planes' integers; GLU: act(gate row r) * (up row N_OUT + r)
-// Overrides: WTYPE (a type with int_parts), N_IN, N_OUT, WG, PLANES; ROWS (outputs a workgroup) and TT
+// Overrides: WTYPE (a type with int_parts), N_IN, N_OUT, WG, PLANES, SPREAD (quantize_x's); ROWS (outputs a workgroup) and TT
 //            (tokens a subgroup takes: each weight block is decoded once for them) for batches
 // Entry points; g = wid.y * nwg.x + wid.x:
 //   matvec_dot4        one token: a workgroup output g, its invocations the row's blocks; grid (N_OUT as (x, y), 1)
@@ -37,31 +37,27 @@ fn dot16(q: vec4<u32>, x: vec4<u32>) -> i32 {
 // Block b of token t's share of a row: the quants against each plane of x (the highest first), each
 // half with its own scale.
 fn block_dot(p: IntParts, t: u32, b: u32) -> f32 {
-    let tb = t * (N_IN / 32u) + b;
-    let at = 2u * PLANES * tb;
     var lo = 0.0;
     var hi = 0.0;
     for (var i = 0u; i < PLANES; i++) {
-        lo = lo * 256.0 + f32(dot16(p.lo, xq[at + 2u * i]));
-        hi = hi * 256.0 + f32(dot16(p.hi, xq[at + 2u * i + 1u]));
+        lo = lo * 256.0 + f32(dot16(p.lo, xq[xq_index(t, 2u * i, b)]));
+        hi = hi * 256.0 + f32(dot16(p.hi, xq[xq_index(t, 2u * i + 1u, b)]));
     }
-    let s = xs[tb];
+    let s = xs[t * (N_IN / 32u) + b];
     return s.x * (p.d.x * lo + p.d.y * hi) + dot(p.m, s.yz);
 }
 
 // Block b of token t against two rows' blocks: block_dot's for each, from one load of x's block.
 fn block_dot2(p: IntParts, q: IntParts, t: u32, b: u32) -> vec2<f32> {
-    let tb = t * (N_IN / 32u) + b;
-    let at = 2u * PLANES * tb;
     var lo = vec2<f32>(0.0);
     var hi = vec2<f32>(0.0);
     for (var i = 0u; i < PLANES; i++) {
-        let x_lo = xq[at + 2u * i];
-        let x_hi = xq[at + 2u * i + 1u];
+        let x_lo = xq[xq_index(t, 2u * i, b)];
+        let x_hi = xq[xq_index(t, 2u * i + 1u, b)];
         lo = lo * 256.0 + vec2<f32>(f32(dot16(p.lo, x_lo)), f32(dot16(q.lo, x_lo)));
         hi = hi * 256.0 + vec2<f32>(f32(dot16(p.hi, x_hi)), f32(dot16(q.hi, x_hi)));
     }
-    let s = xs[tb];
+    let s = xs[t * (N_IN / 32u) + b];
     return s.x * (vec2<f32>(p.d.x, q.d.x) * lo + vec2<f32>(p.d.y, q.d.y) * hi) + vec2<f32>(dot(p.m, s.yz), dot(q.m, s.yz));
 }
 

@@ -10,12 +10,12 @@ diagnostic(off, subgroup_uniformity);
 // follow the float64 reference. The extra planes cost the product kernel little: what it saves is
 // converting weights to f32, not arithmetic on x.
 // Bindings:  0 params, 1 x [T, N_IN] f32 (with NORM the residual stream), 2 norm_w [N_IN] (x again
-//            without NORM), 3 xq [T, N_IN / 32] blocks of 2 PLANES vec4<u32>: plane p's words of
-//            elements 0..15 at 2p, of 16..31 at 2p + 1, 4 xs [T, N_IN / 32] vec4<f32>: (d, sum of
+//            without NORM), 3 xq [T, N_IN / 32, 2 PLANES] vec4<u32>, placed as x_blocks.wgsl says
+//            (SPREAD): plane p's words of elements 0..15 are word 2p, of 16..31 word 2p + 1, 4 xs [T, N_IN / 32] vec4<f32>: (d, sum of
 //            elements 0..15, sum of 16..31, 0) of x itself (the weights' offsets m multiply these)
 // Formula:   NORM: x = x * norm_w / sqrt(mean(x^2) + EPS) first (the RMSNorm before a product, folded:
 //            each workgroup sums the squares of the whole row itself, a few KB from cache)
-// Overrides: N_IN (a multiple of 32), PLANES (2 or 3), NORM, EPS
+// Overrides: N_IN (a multiple of 32), PLANES (2 or 3), NORM, EPS, SPREAD (x_blocks.wgsl, appended)
 // Grid:      (ceil(N_IN / 32 / WG), 1, T): an invocation a block
 
 struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
@@ -70,7 +70,6 @@ fn quantize_x(
         }
         let m = max(max(amax.x, amax.y), max(amax.z, amax.w));
         let inv = select(0.0, vmax() / m, m > 0.0);
-        let o = (t * (N_IN / 32u) + b) * 2u * PLANES;
         for (var half = 0u; half < 2u; half++) {
             var planes: array<vec4<u32>, 3>;  // the planes' words for elements 16 half .. 16 half + 15
             for (var i = 0u; i < 4u; i++) {
@@ -83,7 +82,7 @@ fn quantize_x(
                 }
                 planes[0][i] = pack_bytes(q);
             }
-            for (var p = 0u; p < PLANES; p++) { xq[o + 2u * p + half] = planes[p]; }
+            for (var p = 0u; p < PLANES; p++) { xq[xq_index(t, 2u * p + half, b)] = planes[p]; }
         }
         let s0 = dot((v[0] + v[1]) + (v[2] + v[3]), vec4<f32>(1.0));
         let s1 = dot((v[4] + v[5]) + (v[6] + v[7]), vec4<f32>(1.0));

@@ -17,7 +17,8 @@ diagnostic(off, subgroup_uniformity);
 // Overrides: WTYPE (a type with int_parts), N_IN, N_OUT, WG, PLANES, SPREAD (quantize_x's); ROWS (outputs a workgroup) and TT
 //            (tokens a subgroup takes: each weight block is decoded once for them) for batches
 // Entry points; g = wid.y * nwg.x + wid.x:
-//   matvec_dot4        one token: a workgroup output g, its invocations the row's blocks; grid (N_OUT as (x, y), 1)
+//   matvec_dot4        one token: a workgroup outputs 2g, 2g + 1, its invocations the rows' blocks;
+//                      grid (ceil(N_OUT / 2) as (x, y), 1)
 //   matvec_dot4_batch  a batch: a subgroup two outputs, its lanes the rows' blocks, TT tokens;
 //                      grid (ceil(N_OUT / ROWS) as (x, y), ceil(T / TT)). Subgroup s of a workgroup takes
 //                      outputs 2s, 2s + 1, then 2(s + WG / sg).. < ROWS, so any subgroup size gives the right answer.
@@ -116,10 +117,12 @@ fn matvec_dot4_batch(
     }
 }
 
-// One token, output g: the whole workgroup on its row, each invocation every WG-th block, the subgroups'
-// sums met in workgroup memory. A subgroup a row left a 4096-wide row 4 blocks a lane and, with 4096
-// rows, 131k invocations in all: too few loads in flight for an H200's HBM (8B shape: 5-8 % a token).
-var<workgroup> partial: array<vec2<f32>, 256>;  // a subgroup's sums each (WG <= 256, subgroups >= 1 lane)
+// One token, outputs 2g and 2g + 1: the whole workgroup on the two rows, each invocation every WG-th
+// block of both (each x block it loads dotted with the two), the subgroups' sums met in workgroup
+// memory. A subgroup a row left a 4096-wide row 4 blocks a lane and, with 4096 rows, 131k invocations in
+// all: too few loads in flight for an H200's HBM (8B shape: 5-8 % a token); two rows a workgroup instead
+// of one halve the loads of x (4096 -> 14336: 1257 -> 1624 GB/s on cold weights, NOTES.md).
+var<workgroup> partial: array<vec4<f32>, 256>;  // a subgroup's sums each (WG <= 256, subgroups >= 1 lane)
 
 @compute @workgroup_size(WG)
 fn matvec_dot4(
@@ -130,19 +133,27 @@ fn matvec_dot4(
     @builtin(subgroup_size) sg: u32,
 ) {
     _ = params.n_tokens;  // (one token; bound all the same, as binding 0 of every kernel)
-    let r = wid.y * nwg.x + wid.x;
+    let r = 2u * (wid.y * nwg.x + wid.x);
     if (r >= N_OUT) { return; }  // the same for the whole workgroup
-    var acc = vec2<f32>(0.0);  // row r (the gate's with GLU), the up row N_OUT + r
+    let r1 = min(r + 1u, N_OUT - 1u);  // past the matrix: its last row again, never stored
+    var acc = vec4<f32>(0.0);  // row r (the gate's with GLU), the up row N_OUT + r; then row r + 1's two
     for (var b = lid; b < N_IN / 32u; b += WG) {
-        acc.x += block_dot(int_parts(r, b), 0u, b);
-        if (GLU) { acc.y += block_dot(int_parts(N_OUT + r, b), 0u, b); }
+        let gate = block_dot2(int_parts(r, b), int_parts(r1, b), 0u, b);
+        acc.x += gate.x;
+        acc.z += gate.y;
+        if (GLU) {
+            let up = block_dot2(int_parts(N_OUT + r, b), int_parts(N_OUT + r1, b), 0u, b);
+            acc.y += up.x;
+            acc.w += up.y;
+        }
     }
     let sum = subgroupAdd(acc);
     if (lane == 0u) { partial[lid / sg] = sum; }
     workgroupBarrier();
     if (lid == 0u) {
-        var total = vec2<f32>(0.0);
+        var total = vec4<f32>(0.0);
         for (var i = 0u; i < (WG + sg - 1u) / sg; i++) { total += partial[i]; }
         put(0u, r, select(total.x, glu(total.x, total.y), GLU));
+        if (r + 1u < N_OUT) { put(0u, r + 1u, select(total.z, glu(total.z, total.w), GLU)); }
     }
 }

@@ -16,7 +16,9 @@ diagnostic(off, subgroup_uniformity);
 // Formula:   NORM: x = x * norm_w / sqrt(mean(x^2) + EPS) first (the RMSNorm before a product, folded:
 //            each workgroup sums the squares of the whole row itself, a few KB from cache)
 // Overrides: N_IN (a multiple of 32), PLANES (2 or 3), NORM, EPS, SPREAD (x_blocks.wgsl, appended)
-// Grid:      (ceil(N_IN / 32 / WG), 1, T): an invocation a block
+// Grid:      (ceil(N_IN / 4 / WG), 1, T): an invocation 4 elements, 8 a block, which meet in workgroup
+//            memory for the block's largest |x| and sums. (An invocation a block, peeling 32 elements'
+//            planes in a loop, took 10-12 us for one token on an H200, three times a dependent dispatch.)
 
 struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 @group(0) @binding(0) var<uniform> params: StepParams;
@@ -31,12 +33,14 @@ override EPS: f32 = 1e-5;
 
 override PLANES: u32 = 3u;
 
-const WG = 64u;
+const WG = 256u;
 
 // VMAX: the largest |v| whose top plane is a signed byte (127 (256^PLANES - 1) / 255).
 fn vmax() -> f32 { return select(32639.0, 8355711.0, PLANES == 3u); }
 
-var<workgroup> partial: array<f32, 64>;  // one sum of squares a subgroup
+var<workgroup> partial: array<f32, 256>;  // one sum of squares a subgroup
+var<workgroup> largest: array<f32, WG>;  // each invocation's largest |x| of its 4
+var<workgroup> sums: array<f32, WG>;  // and their sum
 
 @compute @workgroup_size(WG)
 fn quantize_x(
@@ -59,33 +63,36 @@ fn quantize_x(
         for (var i = 0u; i < (WG + sg - 1u) / sg; i++) { total += partial[i]; }
         scale = inverseSqrt(total / f32(N_IN) + EPS);
     }
-    let b = wid.x * WG + lid;
-    if (b < N_IN / 32u) {
-        var v: array<vec4<f32>, 8>;
-        var amax = vec4<f32>(0.0);
-        for (var i = 0u; i < 8u; i++) {
-            v[i] = x[row + b * 8u + i];
-            if (NORM) { v[i] *= scale * norm_w[b * 8u + i]; }
-            amax = max(amax, abs(v[i]));
-        }
-        let m = max(max(amax.x, amax.y), max(amax.z, amax.w));
-        let inv = select(0.0, vmax() / m, m > 0.0);
-        for (var half = 0u; half < 2u; half++) {
-            var planes: array<vec4<u32>, 3>;  // the planes' words for elements 16 half .. 16 half + 15
-            for (var i = 0u; i < 4u; i++) {
-                // (clamped: v * inv may round past the largest by f32's last bit)
-                var q = clamp(vec4<i32>(round(v[4u * half + i] * inv)), vec4<i32>(-i32(vmax())), vec4<i32>(i32(vmax())));
-                for (var p = 0u; p < PLANES - 1u; p++) {  // peel off the low byte, signed: q = 256 h + byte
-                    let h = (q + vec4<i32>(128)) >> vec4<u32>(8u);
-                    planes[PLANES - 1u - p][i] = pack_bytes(q - h * 256);
-                    q = h;
-                }
-                planes[0][i] = pack_bytes(q);
-            }
-            for (var p = 0u; p < PLANES; p++) { xq[xq_index(t, 2u * p + half, b)] = planes[p]; }
-        }
-        let s0 = dot((v[0] + v[1]) + (v[2] + v[3]), vec4<f32>(1.0));
-        let s1 = dot((v[4] + v[5]) + (v[6] + v[7]), vec4<f32>(1.0));
+    let e = wid.x * WG + lid;  // this invocation's 4 elements: e % 8 of block e / 8
+    let inside = e < N_IN / 4u;
+    var v = vec4<f32>(0.0);
+    if (inside) {
+        v = x[row + e];
+        if (NORM) { v *= scale * norm_w[e]; }
+    }
+    let a = abs(v);
+    largest[lid] = max(max(a.x, a.y), max(a.z, a.w));
+    sums[lid] = dot(v, vec4<f32>(1.0));
+    workgroupBarrier();
+    let first = lid & ~7u;  // the block's first invocation (WG is a multiple of 8)
+    var m = 0.0;
+    for (var i = 0u; i < 8u; i++) { m = max(m, largest[first + i]); }
+    if (!inside) { return; }
+    let b = e / 8u;
+    let part = e % 8u;
+    let inv = select(0.0, vmax() / m, m > 0.0);
+    // (clamped: v * inv may round past the largest by f32's last bit)
+    var q = clamp(vec4<i32>(round(v * inv)), vec4<i32>(-i32(vmax())), vec4<i32>(i32(vmax())));
+    let half = part / 4u;
+    for (var p = 0u; p < PLANES - 1u; p++) {  // peel off the low byte, signed: q = 256 h + byte
+        let h = (q + vec4<i32>(128)) >> vec4<u32>(8u);
+        xq[xq_index(t, 2u * (PLANES - 1u - p) + half, b)][part % 4u] = pack_bytes(q - h * 256);
+        q = h;
+    }
+    xq[xq_index(t, half, b)][part % 4u] = pack_bytes(q);
+    if (part == 0u) {
+        let s0 = (sums[first] + sums[first + 1u]) + (sums[first + 2u] + sums[first + 3u]);
+        let s1 = (sums[first + 4u] + sums[first + 5u]) + (sums[first + 6u] + sums[first + 7u]);
         xs[t * (N_IN / 32u) + b] = vec4<f32>(m / vmax(), s0, s1, 0.0);
     }
 }

@@ -19,9 +19,9 @@ diagnostic(off, subgroup_uniformity);
 // Entry points; g = wid.y * nwg.x + wid.x:
 //   matvec_dot4        one token: a workgroup outputs 2g, 2g + 1, its invocations the rows' blocks;
 //                      grid (ceil(N_OUT / 2) as (x, y), 1)
-//   matvec_dot4_batch  a batch: a subgroup two outputs, its lanes the rows' blocks, TT tokens;
+//   matvec_dot4_batch  a batch: a subgroup four outputs, its lanes the rows' blocks, TT tokens;
 //                      grid (ceil(N_OUT / ROWS) as (x, y), ceil(T / TT)). Subgroup s of a workgroup takes
-//                      outputs 2s, 2s + 1, then 2(s + WG / sg).. < ROWS, so any subgroup size gives the right answer.
+//                      outputs 4s .. 4s + 3, then 4(s + WG / sg).. < ROWS, so any subgroup size gives the right answer.
 
 @group(0) @binding(2) var<storage, read> xq: array<vec4<u32>>;
 @group(0) @binding(4) var<storage, read> xs: array<vec4<f32>>;
@@ -35,20 +35,8 @@ fn dot16(q: vec4<u32>, x: vec4<u32>) -> i32 {
     return dot4I8Packed(q.x, x.x) + dot4I8Packed(q.y, x.y) + dot4I8Packed(q.z, x.z) + dot4I8Packed(q.w, x.w);
 }
 
-// Block b of token t's share of a row: the quants against each plane of x (the highest first), each
-// half with its own scale.
-fn block_dot(p: IntParts, t: u32, b: u32) -> f32 {
-    var lo = 0.0;
-    var hi = 0.0;
-    for (var i = 0u; i < PLANES; i++) {
-        lo = lo * 256.0 + f32(dot16(p.lo, xq[xq_index(t, 2u * i, b)]));
-        hi = hi * 256.0 + f32(dot16(p.hi, xq[xq_index(t, 2u * i + 1u, b)]));
-    }
-    let s = xs[t * (N_IN / 32u) + b];
-    return s.x * (p.d.x * lo + p.d.y * hi) + dot(p.m, s.yz);
-}
-
-// Block b of token t against two rows' blocks: block_dot's for each, from one load of x's block.
+// Block b of token t against two rows' blocks, from one load of x's block: the quants against each plane of
+// x (the highest first), each half of the block with its own scale.
 fn block_dot2(p: IntParts, q: IntParts, t: u32, b: u32) -> vec2<f32> {
     var lo = vec2<f32>(0.0);
     var hi = vec2<f32>(0.0);
@@ -62,10 +50,28 @@ fn block_dot2(p: IntParts, q: IntParts, t: u32, b: u32) -> vec2<f32> {
     return s.x * (vec2<f32>(p.d.x, q.d.x) * lo + vec2<f32>(p.d.y, q.d.y) * hi) + vec2<f32>(dot(p.m, s.yz), dot(q.m, s.yz));
 }
 
-// A batch, two outputs a subgroup (rows r and r + 1, and their up rows with GLU): each x block a lane
-// loads serves both rows, half the loads of x a weight block cost with one output a subgroup (H200,
-// prefill of 512 tokens: 8B 520 -> 756 tok/s, 1B 3232 -> 4278). The loop is written out for the two
-// rows: the same kernel over arrays of rows, or with a function returning both rows' sums, ran at 0.5-0.8x.
+// Block b of token t against four rows' blocks, from one load of x's block.
+fn block_dot4(p0: IntParts, p1: IntParts, p2: IntParts, p3: IntParts, t: u32, b: u32) -> vec4<f32> {
+    var lo = vec4<f32>(0.0);
+    var hi = vec4<f32>(0.0);
+    for (var i = 0u; i < PLANES; i++) {
+        let x_lo = xq[xq_index(t, 2u * i, b)];
+        let x_hi = xq[xq_index(t, 2u * i + 1u, b)];
+        lo = lo * 256.0 + vec4<f32>(f32(dot16(p0.lo, x_lo)), f32(dot16(p1.lo, x_lo)), f32(dot16(p2.lo, x_lo)),
+                                    f32(dot16(p3.lo, x_lo)));
+        hi = hi * 256.0 + vec4<f32>(f32(dot16(p0.hi, x_hi)), f32(dot16(p1.hi, x_hi)), f32(dot16(p2.hi, x_hi)),
+                                    f32(dot16(p3.hi, x_hi)));
+    }
+    let s = xs[t * (N_IN / 32u) + b];
+    return s.x * (vec4<f32>(p0.d.x, p1.d.x, p2.d.x, p3.d.x) * lo + vec4<f32>(p0.d.y, p1.d.y, p2.d.y, p3.d.y) * hi)
+        + vec4<f32>(dot(p0.m, s.yz), dot(p1.m, s.yz), dot(p2.m, s.yz), dot(p3.m, s.yz));
+}
+
+// A batch, four outputs a subgroup (rows r .. r + 3, and their up rows with GLU): each x block a lane
+// loads serves the four rows. x, not the weights, is most of what a batch loads: a token's x block is 3
+// planes, 112 bytes, a Q4_0 weight block 18. (H200, prefill of 512 tokens, from one output a subgroup: two
+// gave 8B 520 -> 756 tok/s, 1B 3232 -> 4278; four, with 4 tokens a subgroup instead of 8, 749 -> 833 and
+// 4342 -> 4807.) The loops are written out for the rows: the same kernel over arrays of rows ran at 0.5x.
 @compute @workgroup_size(WG)
 fn matvec_dot4_batch(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -76,42 +82,41 @@ fn matvec_dot4_batch(
 ) {
     let t0 = wid.z * TT;
     if (t0 >= params.n_tokens) { return; }
-    let nt = min(TT, params.n_tokens - t0);  // the same for the whole workgroup
+    let nt = min(TT, params.n_tokens - t0);
     let g = wid.y * nwg.x + wid.x;
-    for (var i = lid / sg; 2u * i < ROWS; i += max(WG / sg, 1u)) {
-        let r = g * ROWS + 2u * i;
+    for (var i = lid / sg; 4u * i < ROWS; i += max(WG / sg, 1u)) {
+        let r = g * ROWS + 4u * i;
         if (r >= N_OUT) { break; }
-        let r1 = min(r + 1u, N_OUT - 1u);  // past the matrix: its last row again, never stored
-        var acc0: array<vec2<f32>, MAX_TT>;  // per token: row r (the gate's with GLU), the up row N_OUT + r
-        var acc1: array<vec2<f32>, MAX_TT>;  // the same for row r + 1
+        let r1 = min(r + 1u, N_OUT - 1u);
+        let r2 = min(r + 2u, N_OUT - 1u);
+        let r3 = min(r + 3u, N_OUT - 1u);
+        var gate: array<vec4<f32>, MAX_TT>;  // per token: rows r .. r + 3 (their gates with GLU)
+        var up: array<vec4<f32>, MAX_TT>;  // with GLU: their up rows
         for (var b = lane; b < N_IN / 32u; b += sg) {
             let p0 = int_parts(r, b);
             let p1 = int_parts(r1, b);
-            var u0: IntParts;
-            var u1: IntParts;
-            if (GLU) {
-                u0 = int_parts(N_OUT + r, b);
-                u1 = int_parts(N_OUT + r1, b);
-            }
+            let p2 = int_parts(r2, b);
+            let p3 = int_parts(r3, b);
             for (var j = 0u; j < TT; j++) {
-                if (j < nt) {
-                    let gate = block_dot2(p0, p1, t0 + j, b);
-                    acc0[j].x += gate.x;
-                    acc1[j].x += gate.y;
-                    if (GLU) {
-                        let up = block_dot2(u0, u1, t0 + j, b);
-                        acc0[j].y += up.x;
-                        acc1[j].y += up.y;
-                    }
+                if (j < nt) { gate[j] += block_dot4(p0, p1, p2, p3, t0 + j, b); }
+            }
+            if (GLU) {
+                let u0 = int_parts(N_OUT + r, b);
+                let u1 = int_parts(N_OUT + r1, b);
+                let u2 = int_parts(N_OUT + r2, b);
+                let u3 = int_parts(N_OUT + r3, b);
+                for (var j = 0u; j < TT; j++) {
+                    if (j < nt) { up[j] += block_dot4(u0, u1, u2, u3, t0 + j, b); }
                 }
             }
         }
         for (var j = 0u; j < TT; j++) {
-            let total0 = subgroupAdd(acc0[j]);
-            let total1 = subgroupAdd(acc1[j]);
+            let a = subgroupAdd(gate[j]);
+            let u = subgroupAdd(up[j]);
             if (lane == 0u && j < nt) {
-                put(t0 + j, r, select(total0.x, glu(total0.x, total0.y), GLU));
-                if (r + 1u < N_OUT) { put(t0 + j, r + 1u, select(total1.x, glu(total1.x, total1.y), GLU)); }
+                for (var k = 0u; k < 4u; k++) {
+                    if (r + k < N_OUT) { put(t0 + j, r + k, select(a[k], glu(a[k], u[k]), GLU)); }
+                }
             }
         }
     }

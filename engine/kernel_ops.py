@@ -32,6 +32,20 @@ def fixed(groups: tuple[int, int, int]) -> Grid:
     return lambda n_tokens: groups
 
 
+class Capture:
+    """A recorder that keeps the dispatches recorded into it, for `Device.plan`: ops' record() calls depend
+    only on n_tokens, so a step's dispatches can be captured once and replayed every step alike."""
+
+    def __init__(self):
+        self.dispatches: list = []
+
+    def dispatch(self, pipeline, bind_group, groups) -> None:
+        self.dispatches.append((pipeline, bind_group, groups))
+
+    def copy(self, *args) -> None:
+        raise ValueError("a plan holds dispatches only: copies go between replays")
+
+
 @dataclass(frozen=True)
 class Step:
     """One dispatch: a pipeline, its bind group and its grid as a function of n_tokens."""

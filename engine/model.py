@@ -19,6 +19,7 @@ from .config import DEFAULT_N_CTX, ModelConfig
 from .errors import ContextTooLong
 from .gguf import GGUFFile
 from .gpu import Device
+from .kernel_ops import Capture
 from .memory import plan_memory
 from .upload import LONG_ROPE_FACTORS, ProgressFn, Rows, Separate, Uploader, Weight, check_no_unknown_tensors, row_parts
 
@@ -64,6 +65,7 @@ class Model:
         self.max_batch = max_batch
         self.kernels = kernels
         self.layers: list[Layer] = []
+        self._plans: dict[int, object] = {}  # a step of T tokens' dispatches (_record_layers)
         self.n_seqs = n_seqs
         self.past = [0] * n_seqs  # tokens already in each sequence's KV cache
 
@@ -356,13 +358,20 @@ class Model:
         return rec
 
     def _record_layers(self, T: int, rec) -> None:
-        """Embedding, every layer and the final norm (into xb) for the step StepParams describes."""
-        for op in self.ops_embed:
-            op.record(rec, T)
-        for layer in self.layers:
-            for layer_op in layer.ops:  # built once at load (Model._layer_ops)
-                layer_op.op.record(rec, T)
-        self.op_final_norm.record(rec, T)
+        """Embedding, every layer and the final norm (into xb) for the step StepParams describes, replayed
+        from the plan of a step of T tokens: the ops are fixed at load and their dispatches depend on T only
+        (positions and places come through StepParams), so each T's are captured once."""
+        plan = self._plans.get(T)
+        if plan is None:
+            capture = Capture()
+            for op in self.ops_embed:
+                op.record(capture, T)
+            for layer in self.layers:
+                for layer_op in layer.ops:  # built once at load (Model._layer_ops)
+                    layer_op.op.record(capture, T)
+            self.op_final_norm.record(capture, T)
+            plan = self._plans[T] = self.device.plan(capture.dispatches)
+        rec.replay(plan)
 
     def _record_forward(self, T: int, rec, all_logits: bool) -> None:
         c = self.config

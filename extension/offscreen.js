@@ -26,6 +26,17 @@ chrome.runtime.onMessage.addListener((message) => {
   return false;
 });
 
+// Records a plan of dispatches ([pipeline, bind group, x, y, z] each) into a compute pass. The engine
+// (engine/gpu/browser.py) calls it once a step: from Python each dispatch would cross Pyodide's FFI three
+// times, ~300 dispatches a token.
+globalThis.hearthReplay = (pass, plan) => {
+  for (const [pipeline, bindGroup, x, y, z] of plan) {
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(x, y, z);
+  }
+};
+
 async function main() {
   progress("pyodide");
   const pyodide = await loadPyodide({ indexURL: chrome.runtime.getURL("pyodide/") });

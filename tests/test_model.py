@@ -55,6 +55,44 @@ def test_fallback_layout_matches_the_stacked_one(engine, event_loop_session, mod
     assert np.abs(stacked - separate).max() <= 1e-4 * np.abs(stacked).max()
 
 
+class _Replays:
+    """A recorder that keeps what it is asked to record: dispatches, and plans as their dispatches."""
+
+    def __init__(self):
+        self.dispatches = []
+
+    def dispatch(self, pipeline, bind_group, groups):
+        self.dispatches.append((pipeline, bind_group, groups))
+
+    def replay(self, plan):
+        self.dispatches += plan.dispatches
+
+    def copy(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("T", [1, 5])
+def test_a_step_replays_the_dispatches_its_ops_record(engine, model_gguf, monkeypatch, T):
+    """A step's layers are recorded from a plan captured once per number of tokens: the ops' own
+    dispatches, in order, the same plan every step of that size."""
+    model = _load(engine, model_gguf, monkeypatch, separate=False, variant="subgroup")
+    direct = _Replays()
+    model.kernels.set_step(0, T)
+    for op in model.ops_embed:
+        op.record(direct, T)
+    for layer in model.layers:
+        for layer_op in layer.ops:
+            layer_op.op.record(direct, T)
+    model.op_final_norm.record(direct, T)
+    replayed = _Replays()
+    model._record_layers(T, replayed)
+    plan = model._plans[T]
+    model._record_layers(T, _Replays())
+    assert model._plans[T] is plan and list(model._plans) == [T]
+    assert replayed.dispatches == direct.dispatches
+    assert len({groups for _p, _b, groups in direct.dispatches}) > 1  # (grids that differ: not one repeated)
+
+
 def test_separate_products_of_one_x_quantise_it_once(engine, model_gguf, monkeypatch):
     """On GPUs one token's q, k and v (and gate, up) each read x as integers: the first quantises it and the
     others take it from there (Kernels.matmul's reuse_x), a dispatch each fewer."""

@@ -43,11 +43,18 @@ class BindGroup(Protocol):
     """The buffers one dispatch reads and writes, bound once and reused every step."""
 
 
+class Plan(Protocol):
+    """A fixed sequence of dispatches (`Device.plan`), recorded again whole by `Recorder.replay`."""
+
+
 class Recorder(Protocol):
     """Records dispatches and copies into one command buffer; `Device.submit` sends it."""
 
     def dispatch(self, pipeline: Pipeline, bind_group: BindGroup, groups: tuple[int, int, int]) -> None:
         """Record one compute dispatch of `groups` workgroups."""
+
+    def replay(self, plan: Plan) -> None:
+        """Record a plan's dispatches, in order, as `dispatch` would each."""
 
     def copy(self, src: Buffer, src_offset: int, dst: Buffer, dst_offset: int, size: int) -> None:
         """Record a buffer-to-buffer copy."""
@@ -69,6 +76,10 @@ class Device(Protocol):
 
     def create_bind_group(self, pipeline: Pipeline, buffers: list[Buffer | tuple[Buffer, int, int]]) -> BindGroup:
         """Bind `buffers` (or `(buffer, offset, size)` ranges) to bindings 0..n-1 of group 0."""
+
+    def plan(self, dispatches: list[tuple[Pipeline, BindGroup, tuple[int, int, int]]]) -> Plan:
+        """Dispatches (pipeline, bind group, groups) made ready to record again and again with the least
+        work on the host: a decode step records the same ~300 every token."""
 
     def recorder(self) -> Recorder:
         """Start recording a command buffer."""

@@ -24,6 +24,13 @@ def _js(value):
     return to_js(value, dict_converter=js.Object.fromEntries)
 
 
+def _replay_in_js():
+    """The host page's function recording a plan (a JS array of [pipeline, bind group, x, y, z]) into a
+    pass, if it has one: one call from Python a step instead of three a dispatch, each crossing Pyodide's
+    FFI. The page defines it (extension/offscreen.js): an extension's CSP forbids making it from a string."""
+    return getattr(js, "hearthReplay", None)
+
+
 class BrowserRecorder:
     """Records into one GPUCommandEncoder, opening a compute pass lazily (copies sit between passes)."""
 
@@ -37,6 +44,16 @@ class BrowserRecorder:
         self._pass.setPipeline(pipeline)
         self._pass.setBindGroup(0, bind_group)
         self._pass.dispatchWorkgroups(*groups)
+
+    def replay(self, plan):
+        if self._pass is None:
+            self._pass = self.encoder.beginComputePass()
+        replay = _replay_in_js()
+        if replay is None:
+            for pipeline, bind_group, groups in plan:
+                self.dispatch(pipeline, bind_group, groups)
+        else:
+            replay(self._pass, plan)
 
     def copy(self, src, src_offset, dst, dst_offset, size):
         self._end_pass()
@@ -87,6 +104,11 @@ class BrowserDevice:
             buffer, offset, size = item if isinstance(item, tuple) else (item, 0, item.size)
             entries.append({"binding": binding, "resource": {"buffer": buffer, "offset": offset, "size": size}})
         return self.device.createBindGroup(_js({"layout": pipeline.getBindGroupLayout(0), "entries": entries}))
+
+    def plan(self, dispatches):
+        if _replay_in_js() is None:
+            return list(dispatches)
+        return to_js([[pipeline, bind_group, *groups] for pipeline, bind_group, groups in dispatches])
 
     def recorder(self):
         return BrowserRecorder(self.device)

@@ -82,6 +82,20 @@ class NativeRecorder:
         set_bind_group(handle, 0, bind_group._internal, 0, null)
         dispatch(handle, *groups)
 
+    def replay(self, plan: NativePlan):
+        if _CALLS is None:
+            for pipeline, bind_group, groups in plan.dispatches:
+                self.dispatch(pipeline, bind_group, groups)
+            return
+        if self._pass is None:
+            self._pass = self.encoder.begin_compute_pass()
+        set_pipeline, set_bind_group, dispatch, null = _CALLS
+        handle = self._pass._internal
+        for pipeline, bind_group, x, y, z in plan.handles:
+            set_pipeline(handle, pipeline)
+            set_bind_group(handle, 0, bind_group, 0, null)
+            dispatch(handle, x, y, z)
+
     def copy(self, src, src_offset, dst, dst_offset, size):
         self._end_pass()
         self.encoder.copy_buffer_to_buffer(src, src_offset, dst, dst_offset, size)
@@ -94,6 +108,16 @@ class NativeRecorder:
     def finish(self):
         self._end_pass()
         return self.encoder.finish()
+
+
+class NativePlan:
+    """Dispatches as wgpu-native's handles (the wgpu-py objects kept alive alongside): replaying one is three
+    C calls a dispatch, without the engine's ops in between (a decode step's recording 2.4 -> 1.3 ms on a
+    slow 2-core CPU)."""
+
+    def __init__(self, dispatches: list):
+        self.dispatches = tuple(dispatches)
+        self.handles = tuple((p._internal, b._internal, *groups) for p, b, groups in self.dispatches)
 
 
 class NativeDevice:
@@ -129,6 +153,9 @@ class NativeDevice:
             buffer, offset, size = item if isinstance(item, tuple) else (item, 0, item.size)
             entries.append({"binding": binding, "resource": {"buffer": buffer, "offset": offset, "size": size}})
         return self.device.create_bind_group(layout=pipeline.get_bind_group_layout(0), entries=entries)
+
+    def plan(self, dispatches):
+        return NativePlan(dispatches)
 
     def recorder(self):
         return NativeRecorder(self.device)

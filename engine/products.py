@@ -19,7 +19,7 @@ SG_RPS, SG_BATCH_RPS = 4, 8
 # Types whose library has int_parts: on GPUs their products are matvec_dot4.wgsl's packed integer dot
 # products, on x quantised by quantize_x.wgsl (the rest keep matmul_subgroup.wgsl).
 DOT4_TYPES = frozenset({Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K})
-# Invocations of matvec_dot4's workgroup, which owns two outputs of one token's product: more loads in flight
+# Invocations of matvec_dot4's workgroup, which owns four outputs of one token's product: more loads in flight
 # than a subgroup an output (NOTES.md).
 DOT4_WG = 128
 QUANTIZE_WG = 256  # quantize_x.wgsl's WG
@@ -134,9 +134,9 @@ class ProductKernels:
             qc, inputs = {**qc, "NORM": True, "EPS": eps}, [x_raw, weight]
         groups = cdiv(n_in // 4, QUANTIZE_WG)  # an invocation 4 elements, a workgroup row a token
         quantize = self._step("quantize_x.wgsl", "quantize_x", qc, [*inputs, planes, sums], lambda n: (groups, 1, n))
-        if tt == 1:  # a workgroup two outputs, no more invocations than a row has blocks
+        if tt == 1:  # a workgroup four outputs, no more invocations than a row has blocks
             wg = min(DOT4_WG, max(32, 1 << (n_in // 32 - 1).bit_length()))
-            gx, gy = split_groups(cdiv(n_out, 2))  # two outputs a workgroup
+            gx, gy = split_groups(cdiv(n_out, 4))  # four outputs a workgroup
             pc = {**c, "WG": wg, "PLANES": DOT4_PLANES, "SPREAD": True}
             return quantize, self._step("matvec_dot4.wgsl", "matvec_dot4", pc, [w, planes, y, sums], fixed((gx, gy, 1)))
         gx, gy = split_groups(cdiv(n_out, DOT4_BATCH_ROWS))

@@ -17,8 +17,8 @@ diagnostic(off, subgroup_uniformity);
 // Overrides: WTYPE (a type with int_parts), N_IN, N_OUT, WG, PLANES, SPREAD (quantize_x's); ROWS (outputs a workgroup) and TT
 //            (tokens a subgroup takes: each weight block is decoded once for them) for batches
 // Entry points; g = wid.y * nwg.x + wid.x:
-//   matvec_dot4        one token: a workgroup outputs 2g, 2g + 1, its invocations the rows' blocks;
-//                      grid (ceil(N_OUT / 2) as (x, y), 1)
+//   matvec_dot4        one token: a workgroup outputs 4g .. 4g + 3, its invocations the rows' blocks;
+//                      grid (ceil(N_OUT / 4) as (x, y), 1)
 //   matvec_dot4_batch  a batch: a subgroup four outputs, its lanes the rows' blocks, TT tokens;
 //                      grid (ceil(N_OUT / ROWS) as (x, y), ceil(T / TT)). Subgroup s of a workgroup takes
 //                      outputs 4s .. 4s + 3, then 4(s + WG / sg).. < ROWS, so any subgroup size gives the right answer.
@@ -35,22 +35,8 @@ fn dot16(q: vec4<u32>, x: vec4<u32>) -> i32 {
     return dot4I8Packed(q.x, x.x) + dot4I8Packed(q.y, x.y) + dot4I8Packed(q.z, x.z) + dot4I8Packed(q.w, x.w);
 }
 
-// Block b of token t against two rows' blocks, from one load of x's block: the quants against each plane of
-// x (the highest first), each half of the block with its own scale.
-fn block_dot2(p: IntParts, q: IntParts, t: u32, b: u32) -> vec2<f32> {
-    var lo = vec2<f32>(0.0);
-    var hi = vec2<f32>(0.0);
-    for (var i = 0u; i < PLANES; i++) {
-        let x_lo = xq[xq_index(t, 2u * i, b)];
-        let x_hi = xq[xq_index(t, 2u * i + 1u, b)];
-        lo = lo * 256.0 + vec2<f32>(f32(dot16(p.lo, x_lo)), f32(dot16(q.lo, x_lo)));
-        hi = hi * 256.0 + vec2<f32>(f32(dot16(p.hi, x_hi)), f32(dot16(q.hi, x_hi)));
-    }
-    let s = xs[t * (N_IN / 32u) + b];
-    return s.x * (vec2<f32>(p.d.x, q.d.x) * lo + vec2<f32>(p.d.y, q.d.y) * hi) + vec2<f32>(dot(p.m, s.yz), dot(q.m, s.yz));
-}
-
-// Block b of token t against four rows' blocks, from one load of x's block.
+// Block b of token t against four rows' blocks, from one load of x's block: the quants against each plane
+// of x (the highest first), each half of the block with its own scale.
 fn block_dot4(p0: IntParts, p1: IntParts, p2: IntParts, p3: IntParts, t: u32, b: u32) -> vec4<f32> {
     var lo = vec4<f32>(0.0);
     var hi = vec4<f32>(0.0);
@@ -122,12 +108,13 @@ fn matvec_dot4_batch(
     }
 }
 
-// One token, outputs 2g and 2g + 1: the whole workgroup on the two rows, each invocation every WG-th
-// block of both (each x block it loads dotted with the two), the subgroups' sums met in workgroup
-// memory. A subgroup a row left a 4096-wide row 4 blocks a lane and, with 4096 rows, 131k invocations in
-// all: too few loads in flight for an H200's HBM (8B shape: 5-8 % a token); two rows a workgroup instead
-// of one halve the loads of x (4096 -> 14336: 1257 -> 1624 GB/s on cold weights, NOTES.md).
+// One token, outputs 4g .. 4g + 3: the whole workgroup on the four rows, each invocation every WG-th block
+// of each (each x block it loads dotted with all four), the subgroups' sums met in workgroup memory. A
+// subgroup a row left a 4096-wide row 4 blocks a lane and, with 4096 rows, 131k invocations in all: too few
+// loads in flight for an H200's HBM; a workgroup a row fixed that, and more rows a workgroup share x's loads
+// (H200 decode, against one row a workgroup: 8B Q4_0 ~200 -> 244 tok/s; NOTES.md).
 var<workgroup> partial: array<vec4<f32>, 256>;  // a subgroup's sums each (WG <= 256, subgroups >= 1 lane)
+var<workgroup> partial_up: array<vec4<f32>, 256>;  // with GLU: of the up rows
 
 @compute @workgroup_size(WG)
 fn matvec_dot4(
@@ -138,27 +125,36 @@ fn matvec_dot4(
     @builtin(subgroup_size) sg: u32,
 ) {
     _ = params.n_tokens;  // (one token; bound all the same, as binding 0 of every kernel)
-    let r = 2u * (wid.y * nwg.x + wid.x);
+    let r = 4u * (wid.y * nwg.x + wid.x);
     if (r >= N_OUT) { return; }  // the same for the whole workgroup
     let r1 = min(r + 1u, N_OUT - 1u);  // past the matrix: its last row again, never stored
-    var acc = vec4<f32>(0.0);  // row r (the gate's with GLU), the up row N_OUT + r; then row r + 1's two
+    let r2 = min(r + 2u, N_OUT - 1u);
+    let r3 = min(r + 3u, N_OUT - 1u);
+    var acc = vec4<f32>(0.0);  // rows r .. r + 3 (their gates with GLU)
+    var acc_up = vec4<f32>(0.0);  // with GLU: their up rows
     for (var b = lid; b < N_IN / 32u; b += WG) {
-        let gate = block_dot2(int_parts(r, b), int_parts(r1, b), 0u, b);
-        acc.x += gate.x;
-        acc.z += gate.y;
+        acc += block_dot4(int_parts(r, b), int_parts(r1, b), int_parts(r2, b), int_parts(r3, b), 0u, b);
         if (GLU) {
-            let up = block_dot2(int_parts(N_OUT + r, b), int_parts(N_OUT + r1, b), 0u, b);
-            acc.y += up.x;
-            acc.w += up.y;
+            acc_up += block_dot4(int_parts(N_OUT + r, b), int_parts(N_OUT + r1, b), int_parts(N_OUT + r2, b),
+                                 int_parts(N_OUT + r3, b), 0u, b);
         }
     }
     let sum = subgroupAdd(acc);
-    if (lane == 0u) { partial[lid / sg] = sum; }
+    let sum_up = subgroupAdd(acc_up);
+    if (lane == 0u) {
+        partial[lid / sg] = sum;
+        partial_up[lid / sg] = sum_up;
+    }
     workgroupBarrier();
     if (lid == 0u) {
         var total = vec4<f32>(0.0);
-        for (var i = 0u; i < (WG + sg - 1u) / sg; i++) { total += partial[i]; }
-        put(0u, r, select(total.x, glu(total.x, total.y), GLU));
-        if (r + 1u < N_OUT) { put(0u, r + 1u, select(total.z, glu(total.z, total.w), GLU)); }
+        var total_up = vec4<f32>(0.0);
+        for (var i = 0u; i < (WG + sg - 1u) / sg; i++) {
+            total += partial[i];
+            total_up += partial_up[i];
+        }
+        for (var k = 0u; k < 4u; k++) {
+            if (r + k < N_OUT) { put(0u, r + k, select(total[k], glu(total[k], total_up[k]), GLU)); }
+        }
     }
 }

@@ -183,9 +183,9 @@ def test_matmul_grid_split_over_two_dimensions(gpu, kernels_for, rng, variant, m
     if variant == "scalar":  # 10 decode workgroups, 10 of a 7-token batch
         check_matmul(gpu, kernels, rng, K.Q8_0, 64, 1200, 1)
         check_matmul(gpu, kernels, rng, K.Q8_0, 64, 1200, 7)
-    else:  # 13 of matvec_dot4 (two rows each, the last one row), 13 of matvec_dot4_batch (16 rows each),
+    else:  # 13 of matvec_dot4 (four rows each, the last one row), 13 of matvec_dot4_batch (16 rows each),
         # 13 of matvec_subgroup (16), 7 of its batch (32; z: the token)
-        check_matmul(gpu, kernels, rng, K.Q8_0, 64, 25, 1)
+        check_matmul(gpu, kernels, rng, K.Q8_0, 64, 49, 1)
         check_matmul(gpu, kernels, rng, K.Q8_0, 64, 200, 4)
         check_matmul(gpu, kernels, rng, K.Q8_0, 64, 52, 4)
         check_matmul(gpu, kernels, rng, K.F32, 64, 200, 1)

@@ -14,14 +14,14 @@ diagnostic(off, subgroup_uniformity);
 //            here), 3 y [T, N_OUT] f32 (ACCUMULATE, Y_STRIDE, Y_COL as in matmul.wgsl)
 // Formula:   y[t, r] = sum_b xs[t, b].x (d.x (q_lo . x_lo) + d.y (q_hi . x_hi)) + m . xs[t, b].yz over
 //            blocks b of 32, x_lo and x_hi the planes' integers; GLU: act(gate row r) * (up row N_OUT + r)
-// Overrides: WTYPE (a type with int_parts), N_IN, N_OUT, WG, PLANES, SPREAD (quantize_x's); ROWS (outputs a workgroup) and TT
-//            (tokens a subgroup takes: each weight block is decoded once for them) for batches
+// Overrides: WTYPE (a type with int_parts), N_IN, N_OUT, WG, PLANES, SPREAD (quantize_x's); for batches
+//            ROWS (outputs a workgroup) and TT (tokens a subgroup takes: each weight block decoded once for them)
 // Entry points; g = wid.y * nwg.x + wid.x:
 //   matvec_dot4        one token: a workgroup outputs 4g .. 4g + 3, its invocations the rows' blocks;
 //                      grid (ceil(N_OUT / 4) as (x, y), 1)
 //   matvec_dot4_batch  a batch: a subgroup four outputs, its lanes the rows' blocks, TT tokens;
 //                      grid (ceil(N_OUT / ROWS) as (x, y), ceil(T / TT)). Subgroup s of a workgroup takes
-//                      outputs 4s .. 4s + 3, then 4(s + WG / sg).. < ROWS, so any subgroup size gives the right answer.
+//                      outputs 4s .. 4s + 3, then 4(s + WG / sg).. < ROWS: right for any subgroup size.
 
 @group(0) @binding(2) var<storage, read> xq: array<vec4<u32>>;
 @group(0) @binding(4) var<storage, read> xs: array<vec4<f32>>;

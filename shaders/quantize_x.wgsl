@@ -11,8 +11,9 @@ diagnostic(off, subgroup_uniformity);
 // converting weights to f32, not arithmetic on x.
 // Bindings:  0 params, 1 x [T, N_IN] f32 (with NORM the residual stream), 2 norm_w [N_IN] (x again
 //            without NORM), 3 xq [T, N_IN / 32, 2 PLANES] vec4<u32>, placed as x_blocks.wgsl says
-//            (SPREAD): plane p's words of elements 0..15 are word 2p, of 16..31 word 2p + 1, 4 xs [T, N_IN / 32] vec4<f32>: (d, sum of
-//            elements 0..15, sum of 16..31, 0) of x itself (the weights' offsets m multiply these)
+//            (SPREAD): plane p's words of elements 0..15 are word 2p, of 16..31 word 2p + 1,
+//            4 xs [T, N_IN / 32] vec4<f32>: (d, sum of elements 0..15, sum of 16..31, 0) of x itself (the
+//            weights' offsets m multiply these)
 // Formula:   NORM: x = x * norm_w / sqrt(mean(x^2) + EPS) first (the RMSNorm before a product, folded:
 //            each workgroup sums the squares of the whole row itself, a few KB from cache)
 // Overrides: N_IN (a multiple of 32), PLANES (2 or 3), NORM, EPS, SPREAD (x_blocks.wgsl, appended)

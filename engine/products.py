@@ -125,9 +125,10 @@ class ProductKernels:
         tokens a subgroup."""
         q_bytes, s_bytes = (n * max_tokens for n in dot4_x_nbytes(n_in))
         planes, sums = self._shared_scratch(q_bytes, "dot4 x q"), self._shared_scratch(s_bytes, "dot4 x s")
-        qc: dict = {"N_IN": n_in, "PLANES": DOT4_PLANES}
-        if tt == 1:  # x_blocks.wgsl: one token's lanes load consecutive words; batches keep blocks whole
-            qc["SPREAD"] = True
+        # x_blocks.wgsl's layout, which quantize_x and the product must share: one token's lanes load
+        # consecutive words; batches keep blocks whole
+        layout = {"SPREAD": True} if tt == 1 else {}
+        qc: dict = {"N_IN": n_in, "PLANES": DOT4_PLANES, **layout}
         inputs = [x, x]
         if norm is not None:
             x_raw, weight, eps = norm
@@ -137,7 +138,7 @@ class ProductKernels:
         if tt == 1:  # a workgroup four outputs, no more invocations than a row has blocks
             wg = min(DOT4_WG, max(32, 1 << (n_in // 32 - 1).bit_length()))
             gx, gy = split_groups(cdiv(n_out, 4))  # four outputs a workgroup
-            pc = {**c, "WG": wg, "PLANES": DOT4_PLANES, "SPREAD": True}
+            pc = {**c, "WG": wg, "PLANES": DOT4_PLANES, **layout}
             return quantize, self._step("matvec_dot4.wgsl", "matvec_dot4", pc, [w, planes, y, sums], fixed((gx, gy, 1)))
         gx, gy = split_groups(cdiv(n_out, DOT4_BATCH_ROWS))
         pc = {**c, "WG": 128, "ROWS": DOT4_BATCH_ROWS, "PLANES": DOT4_PLANES, "TT": tt}

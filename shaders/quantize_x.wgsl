@@ -39,7 +39,7 @@ const WG = 256u;
 // VMAX: the largest |v| whose top plane is a signed byte (127 (256^PLANES - 1) / 255).
 fn vmax() -> f32 { return select(32639.0, 8355711.0, PLANES == 3u); }
 
-var<workgroup> partial: array<f32, 256>;  // one sum of squares a subgroup
+var<workgroup> partial: array<f32, WG>;  // one sum of squares a subgroup (subgroups >= 1 lane)
 var<workgroup> largest: array<f32, WG>;  // each invocation's largest |x| of its 4
 var<workgroup> sums: array<f32, WG>;  // and their sum
 

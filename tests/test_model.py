@@ -12,6 +12,7 @@ import pytest
 
 from engine.errors import ContextTooLong
 from engine.gguf import open_gguf
+from engine.kernel_ops import Capture
 from engine.model import Model
 from engine.upload import Rows, Separate, Uploader, Weight
 from tests.gguf_files import write_gguf
@@ -55,20 +56,11 @@ def test_fallback_layout_matches_the_stacked_one(engine, event_loop_session, mod
     assert np.abs(stacked - separate).max() <= 1e-4 * np.abs(stacked).max()
 
 
-class _Replays:
+class _Replays(Capture):
     """A recorder that keeps what it is asked to record: dispatches, and plans as their dispatches."""
-
-    def __init__(self):
-        self.dispatches = []
-
-    def dispatch(self, pipeline, bind_group, groups):
-        self.dispatches.append((pipeline, bind_group, groups))
 
     def replay(self, plan):
         self.dispatches += plan.dispatches
-
-    def copy(self, *args):
-        pass
 
 
 @pytest.mark.parametrize("T", [1, 5])

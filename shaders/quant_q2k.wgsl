@@ -38,17 +38,18 @@ fn q2_k_scales(sc: u32, dm: vec2<f32>) -> array<vec2<f32>, 2> {
     return array<vec2<f32>, 2>(dm.x * vec2<f32>(s & vec2<u32>(0xFu)), -dm.y * vec2<f32>((s >> vec2<u32>(4u)) & vec2<u32>(0xFu)));
 }
 
-// Sub-block b % 8 of superblock b / 8 of row `row` as integers (see IntParts); 4-byte aligned.
+// Sub-block b % 8 of superblock b / 8 of row `row` as integers (see IntParts); 4-byte aligned: the 32
+// bytes of bit pairs three 16-byte loads (words3), the scale pair and {d, dmin} one each (word_at).
 fn int_parts(row: u32, b: u32) -> IntParts {
-    let o = superblock(row, b) >> 2u;
+    let o = superblock(row, b);
     let j = b % 8u;
     let n = j / 4u;
     let k = j & 3u;
-    let q = o + 4u + 8u * n;
+    let q = words3(o + 16u + 32u * n);
     let m2 = vec4<u32>(0x03030303u);
-    let lo = (vec4<u32>(w32[q], w32[q + 1u], w32[q + 2u], w32[q + 3u]) >> vec4<u32>(2u * k)) & m2;
-    let hi = (vec4<u32>(w32[q + 4u], w32[q + 5u], w32[q + 6u], w32[q + 7u]) >> vec4<u32>(2u * k)) & m2;
-    let sc = (w32[o + 2u * n + k / 2u] >> (16u * (k & 1u))) & 0xFFFFu;  // scales 8n + 2k and 8n + 2k + 1
-    let dm = q2_k_scales(sc, unpack2x16float(w32[o + 20u]));
+    let lo = (q[0] >> vec4<u32>(2u * k)) & m2;
+    let hi = (q[1] >> vec4<u32>(2u * k)) & m2;
+    let sc = (word_at(o + 8u * n + 4u * (k / 2u)) >> (16u * (k & 1u))) & 0xFFFFu;  // scales 8n + 2k, 8n + 2k + 1
+    let dm = q2_k_scales(sc, unpack2x16float(word_at(o + 80u)));
     return IntParts(lo, hi, dm[0], dm[1]);
 }

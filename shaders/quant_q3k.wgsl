@@ -43,16 +43,18 @@ fn q3_k_parts(o: u32, j: u32, c: ptr<function, KCache>, fresh: bool) -> QuantPar
     return QuantParts(quants8(a, b), d, -4.0 * d);
 }
 
-// Sub-block b % 8 of superblock b / 8 of row `row` as integers (see IntParts); 2-byte aligned (u32_at).
+// Sub-block b % 8 of superblock b / 8 of row `row` as integers (see IntParts); 2-byte aligned: 32 bytes
+// are three 16-byte loads and a half shift (load32), scales[12] and d two (load18).
 fn int_parts(row: u32, b: u32) -> IntParts {
     let o = superblock(row, b);
     let j = b % 8u;
     let n = j / 4u;
     let k = j & 3u;
-    let q = o + 32u + 32u * n;
-    let lo = assemble(u32x4_at(q), 2u * k, 0x03030303u, u32x4_at(o), 4u * n + k, 0x01010101u, 2u);
-    let hi = assemble(u32x4_at(q + 16u), 2u * k, 0x03030303u, u32x4_at(o + 16u), 4u * n + k, 0x01010101u, 2u);
-    let scales = vec4<u32>(u32_at(o + 96u), u32_at(o + 100u), u32_at(o + 104u), u32_at(o + 108u));  // then d
+    let q = load32(o + 32u + 32u * n);
+    let h = load32(o);
+    let lo = assemble(q[0], 2u * k, 0x03030303u, h[0], 4u * n + k, 0x01010101u, 2u);
+    let hi = assemble(q[1], 2u * k, 0x03030303u, h[1], 4u * n + k, 0x01010101u, 2u);
+    let scales = load18(o + 96u)[0];  // scales[12], then d
     let d = unpack2x16float(scales.w).x * scale_pair_k3(scales, j);
     return IntParts(lo, hi, d, -4.0 * d);
 }

@@ -68,22 +68,23 @@ fn q5_k_high(qh: vec4<u32>, j: u32) -> vec4<u32> {
 }
 
 // Sub-block b % 8 of superblock b / 8 of row `row` as integers (see IntParts); 16-byte aligned, so
-// every word is loaded as it lies.
+// three 16-byte loads (four for Q5_K): the header, and the 32 bytes of nibbles sub-blocks 2p and 2p + 1
+// share (twelve 4-byte loads before: see quant.wgsl's IntParts).
 fn int_parts(row: u32, b: u32) -> IntParts {
-    let v = superblock(row, b) >> 2u;
+    let v = superblock(row, b) >> 4u;
     let j = b % 8u;
     let five = WTYPE == Q5_K;
-    let p = v + select(4u, 12u, five) + 8u * (j / 2u);  // the 32 bytes of nibbles sub-blocks 2p, 2p + 1 share
+    let p = v + select(1u, 3u, five) + 2u * (j / 2u);
     let sh = vec4<u32>(4u * (j & 1u));
     let m4 = vec4<u32>(0x0F0F0F0Fu);
-    var lo = (vec4<u32>(w32[p], w32[p + 1u], w32[p + 2u], w32[p + 3u]) >> sh) & m4;
-    var hi = (vec4<u32>(w32[p + 4u], w32[p + 5u], w32[p + 6u], w32[p + 7u]) >> sh) & m4;
+    var lo = (w[p] >> sh) & m4;
+    var hi = (w[p + 1u] >> sh) & m4;
     if (five) {
-        let h = v + 4u;
-        lo |= q5_k_high(vec4<u32>(w32[h], w32[h + 1u], w32[h + 2u], w32[h + 3u]), j);
-        hi |= q5_k_high(vec4<u32>(w32[h + 4u], w32[h + 5u], w32[h + 6u], w32[h + 7u]), j);
+        lo |= q5_k_high(w[v + 1u], j);
+        hi |= q5_k_high(w[v + 2u], j);
     }
-    let dm = unpack2x16float(w32[v]);
-    let sm = scale_min_k4(vec3<u32>(w32[v + 1u], w32[v + 2u], w32[v + 3u]), j);
+    let h = w[v];
+    let dm = unpack2x16float(h.x);
+    let sm = scale_min_k4(h.yzw, j);
     return int_parts1(lo, hi, dm.x * sm.x, -dm.y * sm.y);
 }

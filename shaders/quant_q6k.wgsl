@@ -43,17 +43,18 @@ fn q6_k_parts(o: u32, j: u32, c: ptr<function, KCache>, fresh: bool) -> QuantPar
 }
 
 // Sub-block b % 8 of superblock b / 8 of row `row` as integers (see IntParts): 4 bits of ql and 2 of
-// qh a byte; the halves have their own scales. Superblocks are 2-byte aligned (u32_at).
+// qh a byte; the halves have their own scales. Superblocks are 2-byte aligned: 32 bytes are three
+// 16-byte loads and a half shift (load32), a scale pair or d one load (half_at).
 fn int_parts(row: u32, b: u32) -> IntParts {
     let o = superblock(row, b);
     let j = b % 8u;
     let n = j / 4u;
     let k = j & 3u;
-    let ql = o + 64u * n + 32u * (k & 1u);
-    let qh = o + 128u + 32u * n;
+    let ql = load32(o + 64u * n + 32u * (k & 1u));
+    let qh = load32(o + 128u + 32u * n);
     let ls = 4u * (k >> 1u);
-    let lo = assemble(u32x4_at(ql), ls, 0x0F0F0F0Fu, u32x4_at(qh), 2u * k, 0x03030303u, 4u);
-    let hi = assemble(u32x4_at(ql + 16u), ls, 0x0F0F0F0Fu, u32x4_at(qh + 16u), 2u * k, 0x03030303u, 4u);
-    let d = unpack2x16float(u32_at(o + 208u)).x * int8_pair(u32_at(o + 192u + 8u * n + 2u * k));
+    let lo = assemble(ql[0], ls, 0x0F0F0F0Fu, qh[0], 2u * k, 0x03030303u, 4u);
+    let hi = assemble(ql[1], ls, 0x0F0F0F0Fu, qh[1], 2u * k, 0x03030303u, 4u);
+    let d = unpack2x16float(half_at(o + 208u)).x * int8_pair(half_at(o + 192u + 8u * n + 2u * k));
     return IntParts(lo, hi, d, -32.0 * d);
 }

@@ -93,14 +93,17 @@ class MatmulOp(Op):
 
 class FewOrManyOp(Op):
     """An op with one sequence of dispatches for steps of up to `few` tokens and another for longer ones
-    (attention on GPUs)."""
+    (attention on GPUs), and optionally a third for one token (`one_steps`; else the few's)."""
 
-    def __init__(self, few_steps: tuple[Step, ...], many_steps: tuple[Step, ...], few: int, owned: tuple = ()):
+    def __init__(self, few_steps: tuple[Step, ...], many_steps: tuple[Step, ...], few: int, owned: tuple = (),
+                 one_steps: tuple[Step, ...] | None = None):
         super().__init__(*few_steps, *many_steps, owned=owned)
         self.few_steps, self.many_steps, self.few = few_steps, many_steps, few
+        self.one_steps = one_steps or few_steps
 
     def record(self, recorder, n_tokens: int) -> None:
-        for step in self.few_steps if n_tokens <= self.few else self.many_steps:
+        steps = self.one_steps if n_tokens == 1 else self.few_steps if n_tokens <= self.few else self.many_steps
+        for step in steps:
             step.record(recorder, n_tokens)
 
 

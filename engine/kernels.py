@@ -252,12 +252,15 @@ class Kernels(ProductKernels):
     def attention(
         self, q, k_cache, v_cache, out, n_heads: int, n_kv_heads: int, head_dim: int, max_ctx: int, max_tokens: int,
         q_row: int = 0, *, scale: float | None = None, softcap: float = 0.0, window: int = 0,
+        quantise_out: bool = False,
     ) -> Op:
         """Causal GQA of q [T, n_heads * head_dim] over cache rows 0..pos + t, into out (same shape).
 
         q_row: q's rows are this wide (0: n_heads * head_dim), the query heads leading each.
         scale: of q.k (None: 1 / sqrt(head_dim)); softcap: scores become softcap * tanh(s / softcap)
-        (0: not capped); window: query p sees only keys p - window < s <= p (0: every earlier key)."""
+        (0: not capped); window: query p sees only keys p - window < s <= p (0: every earlier key).
+        quantise_out: on GPUs with `dot4`, one token's out also goes into the integer x of the products of
+        n_heads * head_dim inputs, for a `matmul` with x_quantised (o's) to take without quantising it."""
         if n_heads % n_kv_heads or head_dim % 8 or q_row % 4:
             raise ValueError(f"{n_heads} heads over {n_kv_heads} KV heads of {head_dim} dims: unsupported")
         if softcap < 0 or window < 0 or (scale is not None and scale <= 0):
@@ -294,10 +297,16 @@ class Kernels(ProductKernels):
                             lambda t: (max(1, parts // t), chunks, t))
         combine = self._step("attention_flash.wgsl", "attend_combine", {**fc, "WG": 64}, [acc, ml, out],
                              lambda t: (cdiv(n_heads * head_dim // 4, 64), t, 1))
+        one = None
+        if quantise_out and self.dot4:
+            planes, sums = self.dot4_x(n_heads * head_dim, max_tokens)
+            quantising = {**fc, **self.dot4_x_layout(n_heads * head_dim, 1), "WG": 64}
+            one = (attend, self._step("attention_flash.wgsl", "attend_combine_quantized", quantising,
+                                      [acc, ml, out, planes, sums], combine.grid))
         # ... and longer batches with each row's softmax in a workgroup
         softmax = self._step("attention.wgsl", "softmax_rows", c, [scores], lambda t: (t * n_heads, 1, 1))
         return FewOrManyOp((attend, combine), (scores_step, softmax, weighted_sum), FLASH_MAX_TOKENS,
-                           owned=(scores, acc, ml))
+                           owned=(scores, acc, ml), one_steps=one)
 
     def glu_mul(self, gate, up, out, n: int, activation: str = "silu") -> Op:
         """out = act(gate) * up over [T, n] (act: GLU_ACTIVATIONS); out may be gate itself."""

@@ -221,9 +221,10 @@ class Model:
                                                   row=row, col=kv_col)),
             ]
         window = c.sliding_window if c.slides(i) else 0
+        o_takes_integers = k.uses_dot4(layer.wo.type)  # one token's attention quantises o's x itself
         attention = k.attention(self.qkv, layer.key_cache, layer.value_cache, self.att, c.n_heads, c.n_kv_heads,
                                 c.head_dim, self.n_ctx, T, q_row=row, scale=c.attn_scale, softcap=c.attn_softcap,
-                                window=window)  # fmt: skip
+                                window=window, quantise_out=o_takes_integers)  # fmt: skip
         return (
             LayerOp("attn_norm", k.rmsnorm(self.x, layer.attn_norm, self.xb, c.dim, c.rms_eps, batches_only=fold)),
             *self._qkv_ops(layer.wqkv, (self.x, layer.attn_norm, c.rms_eps)),
@@ -232,20 +233,22 @@ class Model:
             LayerOp("store_kv", k.store_kv(self.qkv, self.qkv, layer.key_cache, layer.value_cache, c.kv_dim,
                                            src_row=row, k_col=kv_col, v_col=kv_col + c.kv_dim)),
             LayerOp("attention", attention),
-            *self._into_residual("o", layer.wo, c.q_dim, self.att, layer.attn_post_norm),  # x += (norm) wo att
+            *self._into_residual("o", layer.wo, c.q_dim, self.att, layer.attn_post_norm,  # x += (norm) wo att
+                                 x_quantised=o_takes_integers),
             LayerOp("ffn_norm", k.rmsnorm(self.x, layer.ffn_norm, self.xb, c.dim, c.rms_eps, batches_only=fold)),
             *self._gate_up_ops(layer.w_gate_up, (self.x, layer.ffn_norm, c.rms_eps)),
             *self._into_residual("down", layer.w_down, c.ffn_dim, self.hb, layer.ffn_post_norm),  # x += (norm) down
         )
 
-    def _into_residual(self, name: str, w: Weight, n_in: int, x, post_norm) -> list[LayerOp]:
+    def _into_residual(self, name: str, w: Weight, n_in: int, x, post_norm, x_quantised: bool = False
+                       ) -> list[LayerOp]:
         """x += W x_branch, in the product itself; with Gemma's post-norm, x += rmsnorm(W x_branch) (the
-        product writes xb, free by then, and the norm adds into x)."""
+        product writes xb, free by then, and the norm adds into x). x_quantised: Kernels.matmul's."""
         c = self.config
         if post_norm is None:
-            return [LayerOp(name, self._matmul(w, n_in, c.dim, x, self.x, accumulate=True))]
+            return [LayerOp(name, self._matmul(w, n_in, c.dim, x, self.x, accumulate=True, x_quantised=x_quantised))]
         return [
-            LayerOp(name, self._matmul(w, n_in, c.dim, x, self.xb)),
+            LayerOp(name, self._matmul(w, n_in, c.dim, x, self.xb, x_quantised=x_quantised)),
             LayerOp(f"{name}_post_norm", self.kernels.rmsnorm(self.xb, post_norm, self.x, c.dim, c.rms_eps,
                                                               accumulate=True)),
         ]

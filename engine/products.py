@@ -64,7 +64,7 @@ class ProductKernels:
     def matmul(
         self, w, wtype: int, n_in: int, n_out: int, x, y, max_tokens: int, *,
         glu: str | None = None, accumulate: bool = False, y_stride: int = 0, y_col: int = 0,
-        norm: tuple | None = None, reuse_x: bool = False,
+        norm: tuple | None = None, reuse_x: bool = False, x_quantised: bool = False,
     ) -> Op:
         """y[t, r] = sum_k W[r, k] x[t, k]; W is n_out rows of n_in weights in ggml type `wtype`.
 
@@ -75,6 +75,8 @@ class ProductKernels:
         product reads x_raw and normalises it itself (batches still read x, which a BatchOp fills).
         reuse_x: the product takes x as integers from the product recorded just before it, which `uses_dot4`
         and had the same x, norm, n_in and max_tokens (Separate q, k, v after the first): one dispatch fewer.
+        x_quantised: one token's x arrives as integers from the op recorded just before (`attention`'s
+        quantise_out, for o): that product, too, skips quantize_x; batches still quantise x.
         """
         check_row(wtype, n_in)
         check_glu(glu)
@@ -93,7 +95,7 @@ class ProductKernels:
             grid = lambda n: (px, py, cdiv(n, TILE))  # noqa: E731
             prefill = (self._step("matmul.wgsl", "matmul", {**c, "WG": wg}, buffers, grid),)
         if self.uses_dot4(wtype):  # GPUs: x quantised, then integer products (a batch's 8 tokens a subgroup)
-            decode = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, norm, max_tokens, 1)[reuse_x:]
+            decode = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, norm, max_tokens, 1)[reuse_x or x_quantised:]
             if max_tokens > 1:
                 prefill = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, None, max_tokens, DOT4_TT)[reuse_x:]
         elif self.variant == "subgroup":  # 4 rows per subgroup of 32
@@ -118,18 +120,26 @@ class ProductKernels:
         """Whether products with weights of `wtype` quantise x first (see `matmul`'s reuse_x)."""
         return self.dot4 and wtype in DOT4_TYPES
 
+    def dot4_x(self, n_in: int, max_tokens: int) -> tuple:
+        """The scratch where x of n_in inputs goes as integers (planes, then scales and sums), which every
+        product of this width and max_tokens and what quantises x for them share."""
+        q_bytes, s_bytes = (n * max_tokens for n in dot4_x_nbytes(n_in))
+        return self._shared_scratch(q_bytes, "dot4 x q"), self._shared_scratch(s_bytes, "dot4 x s")
+
+    @staticmethod
+    def dot4_x_layout(n_in: int, tt: int) -> dict:
+        """The overrides that say how x of n_in inputs lies in dot4_x (x_blocks.wgsl), for products that take
+        tt tokens a subgroup, which what quantises x and the product must share: one token's lanes load
+        consecutive words (SPREAD); batches keep blocks whole."""
+        return {"N_IN": n_in, "PLANES": DOT4_PLANES, **({"SPREAD": True} if tt == 1 else {})}
+
     def _matvec_dot4(self, c: dict, w, n_in: int, n_out: int, x, y, norm: tuple | None, max_tokens: int,
                      tt: int) -> tuple[Step, Step]:
-        """A product as two dispatches: x (normalised first when `norm`) quantised into scratch every product
-        of this width and max_tokens shares, then matvec_dot4 over it (one token), or matvec_dot4_batch, tt
-        tokens a subgroup."""
-        q_bytes, s_bytes = (n * max_tokens for n in dot4_x_nbytes(n_in))
-        planes, sums = self._shared_scratch(q_bytes, "dot4 x q"), self._shared_scratch(s_bytes, "dot4 x s")
-        # x_blocks.wgsl's layout, which quantize_x and the product must share: one token's lanes load
-        # consecutive words; batches keep blocks whole
-        layout = {"SPREAD": True} if tt == 1 else {}
-        qc: dict = {"N_IN": n_in, "PLANES": DOT4_PLANES, **layout}
-        inputs = [x, x]
+        """A product as two dispatches: x (normalised first when `norm`) quantised into dot4_x, then
+        matvec_dot4 over it (one token), or matvec_dot4_batch, tt tokens a subgroup."""
+        planes, sums = self.dot4_x(n_in, max_tokens)
+        layout = self.dot4_x_layout(n_in, tt)
+        qc, inputs = layout, [x, x]
         if norm is not None:
             x_raw, weight, eps = norm
             qc, inputs = {**qc, "NORM": True, "EPS": eps}, [x_raw, weight]
@@ -138,10 +148,10 @@ class ProductKernels:
         if tt == 1:  # a workgroup four outputs, no more invocations than a row has blocks
             wg = min(DOT4_WG, max(32, 1 << (n_in // 32 - 1).bit_length()))
             gx, gy = split_groups(cdiv(n_out, 4))  # four outputs a workgroup
-            pc = {**c, "WG": wg, "PLANES": DOT4_PLANES, **layout}
+            pc = {**c, "WG": wg, **layout}
             return quantize, self._step("matvec_dot4.wgsl", "matvec_dot4", pc, [w, planes, y, sums], fixed((gx, gy, 1)))
         gx, gy = split_groups(cdiv(n_out, DOT4_BATCH_ROWS))
-        pc = {**c, "WG": 128, "ROWS": DOT4_BATCH_ROWS, "PLANES": DOT4_PLANES, "TT": tt}
+        pc = {**c, "WG": 128, "ROWS": DOT4_BATCH_ROWS, "TT": tt, **layout}
         grid = lambda n: (gx, gy, cdiv(n, tt))  # noqa: E731
         product = self._step("matvec_dot4.wgsl", "matvec_dot4_batch", pc, [w, planes, y, sums], grid)
         return quantize, product

@@ -18,11 +18,13 @@ _LIBRARIES = {
     "matmul.wgsl": ("activations.wgsl", "quant.wgsl", WEIGHTS),
     "matmul_subgroup.wgsl": ("matmul.wgsl", "activations.wgsl", "quant.wgsl", WEIGHTS),
     "matvec_dot4.wgsl": ("matmul.wgsl", "activations.wgsl", "quant.wgsl", WEIGHTS, "x_blocks.wgsl"),
-    "quantize_x.wgsl": ("x_blocks.wgsl",),
+    "quantize_x.wgsl": ("x_quantize.wgsl", "x_blocks.wgsl"),
     "embed.wgsl": ("quant.wgsl", WEIGHTS),
     "elementwise.wgsl": ("activations.wgsl",),
     "attention.wgsl": ("positions.wgsl", "activations.wgsl"),
-    "attention_flash.wgsl": ("attention.wgsl", "positions.wgsl", "activations.wgsl"),
+    "attention_flash.wgsl": (
+        "attention.wgsl", "positions.wgsl", "activations.wgsl", "x_quantize.wgsl", "x_blocks.wgsl",
+    ),
     "rope.wgsl": ("positions.wgsl",),
     "kv_cache.wgsl": ("positions.wgsl",),
 }

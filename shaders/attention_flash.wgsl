@@ -16,8 +16,13 @@
 //   attend_combine  1 part_acc, 2 part_ml, 3 flash_out [T, N_HEADS * HEAD_DIM]. Grid
 //                   (ceil(N_HEADS * HEAD_DIM / 4 / WG), T): out = sum_i e^(m_i - M) acc_i / sum_i e^(m_i - M) l_i
 //                   over the token's parts, M the largest m_i.
+//   attend_combine_quantized  the same, and into 4 xq, 5 xs: out quantised for
+//                   o's matvec_dot4 as quantize_x.wgsl would (x_quantize.wgsl's quantize4; N_IN = N_HEADS *
+//                   HEAD_DIM, PLANES, SPREAD), which then needs no dispatch of its own: on an H200 that
+//                   dispatch cost 6-9 us a layer, against 3.4 us for one that does nothing.
 // Visible positions: lo..p for the query at p (token_pos), lo = p + 1 - WINDOW with a window, else 0.
-// Overrides (beyond attention.wgsl's): PARTS (the scratch's rows), MIN_PART (positions a part at least)
+// Overrides (beyond attention.wgsl's): PARTS (the scratch's rows), MIN_PART (positions a part at least);
+// for attend_combine_quantized N_IN, PLANES, SPREAD (x_quantize.wgsl and x_blocks.wgsl are appended)
 
 // attend_part
 @group(0) @binding(3) var<storage, read> v_rows: array<vec4<u32>>;
@@ -27,9 +32,13 @@
 @group(0) @binding(1) var<storage, read> acc_in: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> ml_in: array<vec2<f32>>;
 @group(0) @binding(3) var<storage, read_write> flash_out: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> xq: array<vec4<u32>>;  // attend_combine_quantized
+@group(0) @binding(5) var<storage, read_write> xs: array<vec4<f32>>;
 
 override PARTS: u32;
 override MIN_PART: u32;
+override N_IN: u32 = 32u;
+override PLANES: u32 = 3u;
 const MAX_HEAD_DIM = 256u;
 var<workgroup> chunk_q: array<vec4<f32>, MAX_HEAD_DIM>;  // the chunk's 4 query heads (4 x HEAD_DIM / 4)
 var<workgroup> tile_scores: array<f32, MAX_HEAD_DIM * 2u>;  // [head][position of the tile] (4 x WG)
@@ -139,12 +148,9 @@ fn attend_part(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     }
 }
 
-@compute @workgroup_size(WG)
-fn attend_combine(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = gid.x;  // 4 dims of one head
-    let t = gid.y;
+// Token t's dims 4i .. 4i + 3 of its head, from the head's parts.
+fn combined(t: u32, i: u32) -> vec4<f32> {
     let n = N_HEADS * HEAD_DIM / 4u;
-    if (i >= n || t >= params.n_tokens) { return; }
     let h = i / (HEAD_DIM / 4u);
     let last = token_pos(t);
     let parts = parts_of(last + 1u - first_visible(last)).n;
@@ -159,5 +165,30 @@ fn attend_combine(@builtin(global_invocation_id) gid: vec3<u32>) {
         l += w * ml.y;
         total += w * acc_in[(row + p) * n + i];
     }
-    flash_out[t * n + i] = total / l;
+    return total / l;
+}
+
+@compute @workgroup_size(WG)
+fn attend_combine(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x;  // 4 dims of one head
+    let t = gid.y;
+    let n = N_HEADS * HEAD_DIM / 4u;
+    if (i >= n || t >= params.n_tokens) { return; }
+    flash_out[t * n + i] = combined(t, i);
+}
+
+@compute @workgroup_size(WG)
+fn attend_combine_quantized(@builtin(global_invocation_id) gid: vec3<u32>,
+                            @builtin(local_invocation_index) lid: u32) {
+    let i = gid.x;
+    let t = gid.y;  // the same for the whole workgroup: quantize4's barrier stays uniform
+    let n = N_HEADS * HEAD_DIM / 4u;
+    if (t >= params.n_tokens) { return; }
+    let inside = i < n;
+    var out = vec4<f32>(0.0);
+    if (inside) {
+        out = combined(t, i);
+        flash_out[t * n + i] = out;
+    }
+    quantize4(t, i, out, lid, inside);
 }

@@ -16,7 +16,8 @@ diagnostic(off, subgroup_uniformity);
 //            weights' offsets m multiply these)
 // Formula:   NORM: x = x * norm_w / sqrt(mean(x^2) + EPS) first (the RMSNorm before a product, folded:
 //            each workgroup sums the squares of the whole row itself, a few KB from cache)
-// Overrides: N_IN (a multiple of 32), PLANES (2 or 3), NORM, EPS, SPREAD (x_blocks.wgsl, appended)
+// Overrides: N_IN (a multiple of 32), PLANES (2 or 3), NORM, EPS, SPREAD (x_blocks.wgsl, appended after
+//            x_quantize.wgsl, which does the quantising: quantize4)
 // Grid:      (ceil(N_IN / 4 / WG), 1, T): an invocation 4 elements, 8 a block, which meet in workgroup
 //            memory for the block's largest |x| and sums. (An invocation a block, peeling 32 elements'
 //            planes in a loop, took 10-12 us for one token on an H200, three times a dependent dispatch.)
@@ -36,12 +37,7 @@ override PLANES: u32 = 3u;
 
 const WG = 256u;
 
-// VMAX: the largest |v| whose top plane is a signed byte (127 (256^PLANES - 1) / 255).
-fn vmax() -> f32 { return select(32639.0, 8355711.0, PLANES == 3u); }
-
 var<workgroup> partial: array<f32, WG>;  // one sum of squares a subgroup (subgroups >= 1 lane)
-var<workgroup> largest: array<f32, WG>;  // each invocation's largest |x| of its 4
-var<workgroup> sums: array<f32, WG>;  // and their sum
 
 @compute @workgroup_size(WG)
 fn quantize_x(
@@ -71,35 +67,5 @@ fn quantize_x(
         v = x[row + e];
         if (NORM) { v *= scale * norm_w[e]; }
     }
-    let a = abs(v);
-    largest[lid] = max(max(a.x, a.y), max(a.z, a.w));
-    sums[lid] = dot(v, vec4<f32>(1.0));
-    workgroupBarrier();
-    let first = lid & ~7u;  // the block's first invocation (WG is a multiple of 8)
-    var m = 0.0;
-    for (var i = 0u; i < 8u; i++) { m = max(m, largest[first + i]); }
-    if (!inside) { return; }
-    let b = e / 8u;
-    let part = e % 8u;
-    let inv = select(0.0, vmax() / m, m > 0.0);
-    // (clamped: v * inv may round past the largest by f32's last bit)
-    var q = clamp(vec4<i32>(round(v * inv)), vec4<i32>(-i32(vmax())), vec4<i32>(i32(vmax())));
-    let half = part / 4u;
-    for (var p = 0u; p < PLANES - 1u; p++) {  // peel off the low byte, signed: q = 256 h + byte
-        let h = (q + vec4<i32>(128)) >> vec4<u32>(8u);
-        xq[xq_index(t, 2u * (PLANES - 1u - p) + half, b)][part % 4u] = pack_bytes(q - h * 256);
-        q = h;
-    }
-    xq[xq_index(t, half, b)][part % 4u] = pack_bytes(q);
-    if (part == 0u) {
-        let s0 = (sums[first] + sums[first + 1u]) + (sums[first + 2u] + sums[first + 3u]);
-        let s1 = (sums[first + 4u] + sums[first + 5u]) + (sums[first + 6u] + sums[first + 7u]);
-        xs[t * (N_IN / 32u) + b] = vec4<f32>(m / vmax(), s0, s1, 0.0);
-    }
-}
-
-// Four signed bytes (-128..127) in one word, the first in the low byte.
-fn pack_bytes(v: vec4<i32>) -> u32 {
-    let u = bitcast<vec4<u32>>(v) & vec4<u32>(0xFFu);
-    return u.x | (u.y << 8u) | (u.z << 16u) | (u.w << 24u);
+    quantize4(t, e, v, lid, inside);
 }

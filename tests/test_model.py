@@ -87,11 +87,13 @@ def test_a_step_replays_the_dispatches_its_ops_record(engine, model_gguf, monkey
 
 def test_separate_products_of_one_x_quantise_it_once(engine, model_gguf, monkeypatch):
     """On GPUs one token's q, k and v (and gate, up) each read x as integers: the first quantises it and the
-    others take it from there (Kernels.matmul's reuse_x), a dispatch each fewer."""
+    others take it from there (Kernels.matmul's reuse_x), a dispatch each fewer; o takes its x as integers
+    from attention (x_quantised), down quantises its own."""
     model = _load(engine, model_gguf, monkeypatch, separate=True, variant="subgroup", dot4=True)
     ops = {layer_op.name: layer_op.op for layer_op in model.layers[0].ops}
     assert all(model.kernels.uses_dot4(w.type) for w in model.layers[0].wqkv.parts)
-    assert [len(ops[name].decode) for name in ("q", "k", "v", "gate", "up", "o")] == [2, 1, 1, 2, 1, 2]
+    assert [len(ops[name].decode) for name in ("q", "k", "v", "gate", "up", "o", "down")] == [2, 1, 1, 2, 1, 1, 2]
+    assert len(ops["attention"].one_steps) == 2 and ops["attention"].one_steps != ops["attention"].few_steps
 
 
 @pytest.mark.parametrize("mix", ["Q4_K_M", "Q3_K_M", "Q2_K", "Q5_0"])

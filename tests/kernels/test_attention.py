@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gguf
 import numpy as np
 import pytest
 
@@ -257,3 +258,40 @@ def test_attention_refuses_odd_shapes(gpu, kernels_for):
     assert f"const MAX_HEAD_DIM = {K.FLASH_MAX_HEAD_DIM}u;" in K.load_shader("attention_flash.wgsl")
     with pytest.raises(ValueError, match=f"up to {K.FLASH_MAX_HEAD_DIM}"):  # its workgroup arrays' size
         kernels_for("subgroup").attention(b, b, b, gpu.poisoned(64), 2, 1, K.FLASH_MAX_HEAD_DIM + 8, 8, 1)
+
+
+@pytest.mark.parametrize("kv_f16", [False, True])
+@pytest.mark.parametrize("n_heads,n_kv_heads,head_dim,length", [(6, 2, 32, 1), (10, 2, 64, 300)])
+def test_one_tokens_attention_quantises_the_next_products_x(gpu, kernels_for, rng, kv_f16, n_heads, n_kv_heads,
+                                                          head_dim, length):
+    """quantise_out (GPUs, one token): attention's output also goes into the integer x that products of its
+    width read, the very bytes quantize_x makes of it, and a product that takes them (matmul's x_quantised,
+    o in the model) equals one that quantises x itself. 6 heads of 32: the output is 6 blocks, not a whole
+    workgroup of attend_combine's (64 invocations, 8 blocks)."""
+    kernels = kernels_for("subgroup", kv_f16)
+    q_dim, kv_dim, max_tokens, n_out = n_heads * head_dim, n_kv_heads * head_dim, 4, 40
+    store = np.float16 if kv_f16 else np.float32
+    k_cache = gpu.upload(rng.standard_normal((length, kv_dim)).astype(store))
+    v_cache = gpu.upload(rng.standard_normal((length, kv_dim)).astype(store))
+    q = gpu.upload(rng.standard_normal((max_tokens, q_dim)).astype(np.float32))
+    raw = gguf.quants.quantize(rng.standard_normal((n_out, q_dim)).astype(np.float32), gguf.GGMLQuantizationType.Q4_0)
+    w = gpu.upload(raw)
+    planes, sums = kernels.dot4_x(q_dim, max_tokens)
+    results = []
+    for fused in (True, False):
+        out, y = gpu.poisoned(max_tokens * q_dim * 4), gpu.poisoned(max_tokens * n_out * 4)
+        for scratch in (planes, sums):
+            gpu.device.write_buffer(scratch, POISON * scratch.size)
+        ops = [
+            kernels.attention(q, k_cache, v_cache, out, n_heads, n_kv_heads, head_dim, length, max_tokens,
+                              quantise_out=fused),
+            kernels.matmul(w, K.Q4_0, q_dim, n_out, out, y, max_tokens, x_quantised=fused),
+        ]
+        assert len(ops[1].decode) == (1 if fused else 2)  # the product alone, or quantize_x and the product
+        gpu.run(kernels, ops, 1, pos=length - 1)
+        results.append({"attention": gpu.read(out, q_dim), "planes": gpu.read(planes, q_dim * 3 // 4, np.uint32),
+                        "scales and sums": gpu.read(sums, q_dim // 32 * 4), "product": gpu.read(y, n_out)})
+    fused, alone = results
+    for what in fused:
+        assert fused[what].tobytes() == alone[what].tobytes(), f"{what} differ"
+    assert not np.isnan(fused["scales and sums"]).any() and not np.isnan(fused["product"]).any()

@@ -1,0 +1,48 @@
+// Quantising x for matvec_dot4.wgsl where it is made: the part of quantize_x.wgsl that turns 4 elements an
+// invocation into x_blocks.wgsl's planes and scales, shared with a kernel whose output is the next product's
+// x (attention_flash.wgsl's attend_combine: o's input without a dispatch of its own). The including module
+// declares xq and xs (read_write, as quantize_x.wgsl describes them) and the overrides N_IN and PLANES.
+// Its workgroups are at most 256 invocations, a multiple of 8: invocations 8i .. 8i + 7 hold one block.
+
+// VMAX: the largest |v| whose top plane is a signed byte (127 (256^PLANES - 1) / 255).
+fn vmax() -> f32 { return select(32639.0, 8355711.0, PLANES == 3u); }
+
+var<workgroup> largest: array<f32, 256>;  // each invocation's largest |x| of its 4
+var<workgroup> sums: array<f32, 256>;  // and their sum
+
+// Elements 4e .. 4e + 3 of token t's x, v, as part e % 8 of block e / 8 (lid: the invocation's index in
+// its workgroup, e % 8 == lid % 8). A workgroup barrier: every invocation calls it, `inside` false for
+// those past the row, which store nothing.
+fn quantize4(t: u32, e: u32, v: vec4<f32>, lid: u32, inside: bool) {
+    let a = abs(v);
+    largest[lid] = max(max(a.x, a.y), max(a.z, a.w));
+    sums[lid] = dot(v, vec4<f32>(1.0));
+    workgroupBarrier();
+    let first = lid & ~7u;  // the block's first invocation
+    var m = 0.0;
+    for (var i = 0u; i < 8u; i++) { m = max(m, largest[first + i]); }
+    if (!inside) { return; }
+    let b = e / 8u;
+    let part = e % 8u;
+    let inv = select(0.0, vmax() / m, m > 0.0);
+    // (clamped: v * inv may round past the largest by f32's last bit)
+    var q = clamp(vec4<i32>(round(v * inv)), vec4<i32>(-i32(vmax())), vec4<i32>(i32(vmax())));
+    let half = part / 4u;
+    for (var p = 0u; p < PLANES - 1u; p++) {  // peel off the low byte, signed: q = 256 h + byte
+        let h = (q + vec4<i32>(128)) >> vec4<u32>(8u);
+        xq[xq_index(t, 2u * (PLANES - 1u - p) + half, b)][part % 4u] = pack_bytes(q - h * 256);
+        q = h;
+    }
+    xq[xq_index(t, half, b)][part % 4u] = pack_bytes(q);
+    if (part == 0u) {
+        let s0 = (sums[first] + sums[first + 1u]) + (sums[first + 2u] + sums[first + 3u]);
+        let s1 = (sums[first + 4u] + sums[first + 5u]) + (sums[first + 6u] + sums[first + 7u]);
+        xs[t * (N_IN / 32u) + b] = vec4<f32>(m / vmax(), s0, s1, 0.0);
+    }
+}
+
+// Four signed bytes (-128..127) in one word, the first in the low byte.
+fn pack_bytes(v: vec4<i32>) -> u32 {
+    let u = bitcast<vec4<u32>>(v) & vec4<u32>(0xFFu);
+    return u.x | (u.y << 8u) | (u.z << 16u) | (u.w << 24u);
+}

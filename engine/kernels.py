@@ -30,6 +30,7 @@ from .products import (  # noqa: F401  (tests name these as kernels.X)
     MV_ROWS,
     TILE,
     ProductKernels,
+    RopeStore,
     check_glu,
     dot4_pays,
     dot4_x_nbytes,
@@ -210,19 +211,17 @@ class Kernels(ProductKernels):
         freq_factors=None,
         row: int = 0,
         mscale: float = 1.0,
+        *,
+        batches_only: bool = False,
     ) -> Op:
         """Rotates the first n_rot dims of each head of x [T, n_heads * head_dim] in place, row t at pos + t.
 
         row: x's rows are this wide (0: n_heads * head_dim), the heads leading each. mscale multiplies
-        the rotated pairs (LongRoPE's attention factor)."""
+        the rotated pairs (LongRoPE's attention factor). batches_only: nothing for one token (the qkv product
+        rotates its own output: matmul's rope_store)."""
         if n_rot % 2 or not 0 < n_rot <= head_dim:
             raise ValueError(f"n_rot {n_rot} must be even and at most head_dim {head_dim}")
         half = n_rot // 2
-        # Rotation speeds in float64 here, rounded once to f32: closer to the textbook than pow() on the GPU.
-        inv_freq = [freq_scale * theta ** (-2 * i / n_rot) for i in range(half)]
-        inv_freq_buffer = self._constant(struct.pack(f"<{half}f", *inv_freq), "rope_inv_freq")
-        if freq_factors is None:  # the shader always divides by a factor: bind ones
-            freq_factors = self._constant(struct.pack(f"<{half}f", *[1.0] * half), "ones")
         c = {"N_HEADS": n_heads, "HEAD_DIM": head_dim, "N_ROT": n_rot, "NEOX": neox, "WG": self.wg}
         if row:
             c["ROW"] = row
@@ -230,24 +229,39 @@ class Kernels(ProductKernels):
             c["MSCALE"] = mscale
         gx = cdiv(half, self.wg)
         grid = lambda t: (gx, t, n_heads)  # noqa: E731
-        return Op(self._step("rope.wgsl", "rope", c, [x, inv_freq_buffer, freq_factors], grid))
+        tables = self.rope_tables(n_rot, theta, freq_scale, freq_factors)
+        step = self._step("rope.wgsl", "rope", c, [x, *tables], grid)
+        return BatchOp(step) if batches_only else Op(step)
+
+    def rope_tables(self, n_rot: int, theta: float, freq_scale: float, freq_factors=None) -> tuple:
+        """rope.wgsl's inv_freq and factors buffers (rotations.wgsl): each rotation's speed, and its divisor
+        (freq_factors, llama3's rope_freqs; ones when None)."""
+        half = n_rot // 2
+        # Rotation speeds in float64 here, rounded once to f32: closer to the textbook than pow() on the GPU.
+        inv_freq = [freq_scale * theta ** (-2 * i / n_rot) for i in range(half)]
+        inv_freq_buffer = self._constant(struct.pack(f"<{half}f", *inv_freq), "rope_inv_freq")
+        if freq_factors is None:  # the shader always divides by a factor: bind ones
+            freq_factors = self._constant(struct.pack(f"<{half}f", *[1.0] * half), "ones")
+        return inv_freq_buffer, freq_factors
 
     def kv_cache_nbytes(self, max_ctx: int, kv_dim: int) -> int:
         """Bytes of one layer's key (or value) cache: max_ctx rows of kv_dim f32, or f16 when kv_f16."""
         return max_ctx * kv_dim * (2 if self.kv_f16 else 4)
 
-    def store_kv(self, k, v, k_cache, v_cache, kv_dim: int, src_row: int = 0, k_col: int = 0, v_col: int = 0) -> Op:
+    def store_kv(self, k, v, k_cache, v_cache, kv_dim: int, src_row: int = 0, k_col: int = 0, v_col: int = 0, *,
+                 batches_only: bool = False) -> Op:
         """Cache rows pos + t <- k[t], v[t] (f32, or f16 when kv_f16).
 
         src_row, k_col, v_col: k and v are rows src_row wide (0: kv_dim) holding keys from column k_col
-        and values from v_col (the model passes its q | k | v buffer as both)."""
+        and values from v_col (the model passes its q | k | v buffer as both). batches_only: as rope's."""
         if kv_dim % 4 or src_row % 4 or k_col % 4 or v_col % 4:
             raise ValueError(f"kv_dim {kv_dim}, src_row {src_row} and columns {k_col}, {v_col}: not multiples of 4")
         c = {"KV_DIM": kv_dim, "KV_F16": self.kv_f16, "WG": self.wg}
         if src_row:
             c.update(SRC_ROW=src_row, K_COL=k_col, V_COL=v_col)
         gx = cdiv(kv_dim // 4, self.wg)
-        return Op(self._step("kv_cache.wgsl", "store_kv", c, [k, v, k_cache, v_cache], lambda t: (gx, t, 1)))
+        step = self._step("kv_cache.wgsl", "store_kv", c, [k, v, k_cache, v_cache], lambda t: (gx, t, 1))
+        return BatchOp(step) if batches_only else Op(step)
 
     def attention(
         self, q, k_cache, v_cache, out, n_heads: int, n_kv_heads: int, head_dim: int, max_ctx: int, max_tokens: int,

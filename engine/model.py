@@ -197,8 +197,10 @@ class Model:
         layer.ops = self._layer_ops(layer, i)
         return layer
 
-    # 11 dispatches a layer (attention is 3); 9 for one token on GPUs, whose qkv and gate_up apply the
-    # norms before them (Kernels.folds_norm). q, k, v and gate, up, glu_mul are there instead of
+    # 11 dispatches a layer (attention is 3); fewer for one token on GPUs, whose qkv and gate_up apply the
+    # norms before them (Kernels.folds_norm) and whose attention is 2. With integer products (Kernels.dot4)
+    # the products but o quantise x first, o takes it from attention, and the qkv product rotates q and k
+    # and stores k and v itself (RopeStore): 9. q, k, v and gate, up, glu_mul are there instead of
     # qkv and gate_up only when those weights are Separate (one buffer holds one type); qkv_bias
     # only for Qwen2, q_norm and k_norm for Qwen 3 and Gemma 3. The residual adds are inside o and
     # down (they accumulate into x), or inside Gemma's post-norms, which normalise o's and down's
@@ -220,6 +222,14 @@ class Model:
                 LayerOp("k_norm", k.rmsnorm_heads(self.qkv, layer.k_norm, c.n_kv_heads, c.head_dim, c.rms_eps,
                                                   row=row, col=kv_col)),
             ]
+        # One token's stacked qkv product rotates q and k and stores k and v itself where nothing comes between
+        # (no bias, no per-head norms) and pairs are adjacent: rope and store_kv then run for batches only
+        fused = isinstance(layer.wqkv, Weight) and k.uses_dot4(layer.wqkv.type) and not (before_rope or c.rope_neox)
+        rope_store = None
+        if fused:
+            tables = k.rope_tables(c.rope_dim, theta, freq_scale, self.rope_freqs)
+            rope_store = K.RopeStore(c.q_dim, c.kv_dim, c.head_dim, c.rope_dim, tables, layer.key_cache,
+                                     layer.value_cache, c.rope_attn_factor)
         window = c.sliding_window if c.slides(i) else 0
         o_takes_integers = k.uses_dot4(layer.wo.type)  # one token's attention quantises o's x itself
         attention = k.attention(self.qkv, layer.key_cache, layer.value_cache, self.att, c.n_heads, c.n_kv_heads,
@@ -227,11 +237,12 @@ class Model:
                                 window=window, quantise_out=o_takes_integers)  # fmt: skip
         return (
             LayerOp("attn_norm", k.rmsnorm(self.x, layer.attn_norm, self.xb, c.dim, c.rms_eps, batches_only=fold)),
-            *self._qkv_ops(layer.wqkv, (self.x, layer.attn_norm, c.rms_eps)),
+            *self._qkv_ops(layer.wqkv, (self.x, layer.attn_norm, c.rms_eps), rope_store),
             *before_rope,
-            LayerOp("rope", k.rope(self.qkv, c.n_heads + c.n_kv_heads, c.head_dim, row=row, **rope)),  # q's, k's
+            LayerOp("rope", k.rope(self.qkv, c.n_heads + c.n_kv_heads, c.head_dim, row=row, **rope,  # q's, k's
+                                   batches_only=fused)),
             LayerOp("store_kv", k.store_kv(self.qkv, self.qkv, layer.key_cache, layer.value_cache, c.kv_dim,
-                                           src_row=row, k_col=kv_col, v_col=kv_col + c.kv_dim)),
+                                           src_row=row, k_col=kv_col, v_col=kv_col + c.kv_dim, batches_only=fused)),
             LayerOp("attention", attention),
             *self._into_residual("o", layer.wo, c.q_dim, self.att, layer.attn_post_norm,  # x += (norm) wo att
                                  x_quantised=o_takes_integers),
@@ -253,12 +264,13 @@ class Model:
                                                               accumulate=True)),
         ]
 
-    def _qkv_ops(self, wqkv: Weight | Separate, norm: tuple) -> list[LayerOp]:
+    def _qkv_ops(self, wqkv: Weight | Separate, norm: tuple, rope_store=None) -> list[LayerOp]:
         """qkv[t] = (wq | wk | wv) xb[t]: one product over the stacked weights, or one per weight
-        (`norm`: the attention norm, for products that fold it in)."""
+        (`norm`: the attention norm, for products that fold it in; rope_store: Kernels.matmul's)."""
         c = self.config
         if isinstance(wqkv, Weight):
-            return [LayerOp("qkv", self._matmul(wqkv, c.dim, self.qkv_dim, self.xb, self.qkv, norm=norm))]
+            product = self._matmul(wqkv, c.dim, self.qkv_dim, self.xb, self.qkv, norm=norm, rope_store=rope_store)
+            return [LayerOp("qkv", product)]
         widths, cols = (c.q_dim, c.kv_dim, c.kv_dim), (0, c.q_dim, c.q_dim + c.kv_dim)
         reuse = self._reuse_x(wqkv)
         return [

@@ -8,6 +8,8 @@ products) for the quantised types where it pays (dot4_pays), and matmul_subgroup
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .kernel_ops import MatmulOp, Op, Step, cdiv, check_distinct, fixed, split_groups
 from .weight_types import Q2_K, Q3_K, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0, check_row
 
@@ -47,6 +49,22 @@ def dot4_pays(dim: int) -> bool:
     return dim >= DOT4_MIN_DIM
 
 
+@dataclass(frozen=True)
+class RopeStore:
+    """What one token's q | k | v product does after it on GPUs (matmul's rope_store; matvec_dot4_rope):
+    q's and k's heads rotated as Kernels.rope rotates adjacent pairs (not NEOX), with its tables
+    (Kernels.rope_tables) and mscale, and k and v stored into the caches as Kernels.store_kv stores them."""
+
+    q_dim: int
+    kv_dim: int
+    head_dim: int
+    n_rot: int
+    tables: tuple  # (inv_freq, factors) buffers
+    k_cache: object
+    v_cache: object
+    mscale: float = 1.0
+
+
 def check_glu(activation: str | None) -> None:
     if activation is not None and activation not in GLU_ACTIVATIONS:
         raise ValueError(f"GLU activation {activation!r} is not one of {GLU_ACTIVATIONS}")
@@ -65,6 +83,7 @@ class ProductKernels:
         self, w, wtype: int, n_in: int, n_out: int, x, y, max_tokens: int, *,
         glu: str | None = None, accumulate: bool = False, y_stride: int = 0, y_col: int = 0,
         norm: tuple | None = None, reuse_x: bool = False, x_quantised: bool = False,
+        rope_store: RopeStore | None = None,
     ) -> Op:
         """y[t, r] = sum_k W[r, k] x[t, k]; W is n_out rows of n_in weights in ggml type `wtype`.
 
@@ -77,9 +96,13 @@ class ProductKernels:
         and had the same x, norm, n_in and max_tokens (Separate q, k, v after the first): one dispatch fewer.
         x_quantised: one token's x arrives as integers from the op recorded just before (`attention`'s
         quantise_out, for o): that product, too, skips quantize_x; batches still quantise x.
+        rope_store: y is q | k | v, which one token's product rotates and stores itself (see RopeStore); only
+        with `uses_dot4`. Batches leave that to rope and store_kv.
         """
         check_row(wtype, n_in)
         check_glu(glu)
+        if rope_store is not None:
+            check_rope_store(rope_store, n_out, self.uses_dot4(wtype) and not (glu or accumulate or y_stride))
         if accumulate:
             check_distinct(x, y, "an accumulating matmul's y")
         c = {"WTYPE": wtype, "N_IN": n_in, "N_OUT": n_out}
@@ -95,7 +118,8 @@ class ProductKernels:
             grid = lambda n: (px, py, cdiv(n, TILE))  # noqa: E731
             prefill = (self._step("matmul.wgsl", "matmul", {**c, "WG": wg}, buffers, grid),)
         if self.uses_dot4(wtype):  # GPUs: x quantised, then integer products (a batch's 8 tokens a subgroup)
-            decode = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, norm, max_tokens, 1)[reuse_x or x_quantised:]
+            one = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, norm, max_tokens, 1, rope_store)
+            decode = one[reuse_x or x_quantised:]
             if max_tokens > 1:
                 prefill = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, None, max_tokens, DOT4_TT)[reuse_x:]
         elif self.variant == "subgroup":  # 4 rows per subgroup of 32
@@ -134,9 +158,10 @@ class ProductKernels:
         return {"N_IN": n_in, "PLANES": DOT4_PLANES, **({"SPREAD": True} if tt == 1 else {})}
 
     def _matvec_dot4(self, c: dict, w, n_in: int, n_out: int, x, y, norm: tuple | None, max_tokens: int,
-                     tt: int) -> tuple[Step, Step]:
+                     tt: int, rope_store: RopeStore | None = None) -> tuple[Step, Step]:
         """A product as two dispatches: x (normalised first when `norm`) quantised into dot4_x, then
-        matvec_dot4 over it (one token), or matvec_dot4_batch, tt tokens a subgroup."""
+        matvec_dot4 over it (one token; matvec_dot4_rope with rope_store), or matvec_dot4_batch, tt tokens a
+        subgroup."""
         planes, sums = self.dot4_x(n_in, max_tokens)
         layout = self.dot4_x_layout(n_in, tt)
         qc, inputs = layout, [x, x]
@@ -148,10 +173,26 @@ class ProductKernels:
         if tt == 1:  # a workgroup four outputs, no more invocations than a row has blocks
             wg = min(DOT4_WG, max(32, 1 << (n_in // 32 - 1).bit_length()))
             gx, gy = split_groups(cdiv(n_out, 4))  # four outputs a workgroup
-            pc = {**c, "WG": wg, **layout}
-            return quantize, self._step("matvec_dot4.wgsl", "matvec_dot4", pc, [w, planes, y, sums], fixed((gx, gy, 1)))
+            pc, buffers, entry = {**c, "WG": wg, **layout}, [w, planes, y, sums], "matvec_dot4"
+            if rope_store is not None:
+                rs = rope_store
+                pc.update(Q_DIM=rs.q_dim, KV_DIM=rs.kv_dim, HEAD_DIM=rs.head_dim, N_ROT=rs.n_rot, KV_F16=self.kv_f16,
+                          **({"MSCALE": rs.mscale} if rs.mscale != 1.0 else {}))
+                buffers, entry = [*buffers, *rs.tables, rs.k_cache, rs.v_cache], "matvec_dot4_rope"
+            return quantize, self._step("matvec_dot4.wgsl", entry, pc, buffers, fixed((gx, gy, 1)))
         gx, gy = split_groups(cdiv(n_out, DOT4_BATCH_ROWS))
         pc = {**c, "WG": 128, "ROWS": DOT4_BATCH_ROWS, "TT": tt, **layout}
         grid = lambda n: (gx, gy, cdiv(n, tt))  # noqa: E731
         product = self._step("matvec_dot4.wgsl", "matvec_dot4_batch", pc, [w, planes, y, sums], grid)
         return quantize, product
+
+
+def check_rope_store(rs: RopeStore, n_out: int, integer_product: bool) -> None:
+    """matvec_dot4_rope's conditions: a plain integer product whose n_out rows are q | k | v of whole heads of a
+    multiple of 4 dims (an output workgroup's four rows lie in one head)."""
+    if not integer_product:
+        raise ValueError("rope_store: only one token's plain integer products (uses_dot4) rotate their output")
+    whole = not (rs.q_dim % rs.head_dim or rs.kv_dim % rs.head_dim or rs.head_dim % 4 or rs.n_rot % 2)
+    if n_out != rs.q_dim + 2 * rs.kv_dim or not whole or not 0 < rs.n_rot <= rs.head_dim:
+        raise ValueError(f"rope_store: {n_out} outputs are not q | k | v of {rs.q_dim}, {rs.kv_dim}, {rs.kv_dim} "
+                         f"in heads of {rs.head_dim} (a multiple of 4), rotating an even {rs.n_rot} of each")

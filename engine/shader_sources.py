@@ -15,9 +15,11 @@ from .weight_types import BF16, F16, F32, Q2_K, Q3_K, Q4_0, Q4_1, Q4_K, Q5_0, Q5
 # WEIGHTS stands for the libraries that decode the pipeline's WTYPE (_WEIGHT_LIBRARIES).
 WEIGHTS = "<weights>"
 _LIBRARIES = {
-    "matmul.wgsl": ("activations.wgsl", "quant.wgsl", WEIGHTS),
-    "matmul_subgroup.wgsl": ("matmul.wgsl", "activations.wgsl", "quant.wgsl", WEIGHTS),
-    "matvec_dot4.wgsl": ("matmul.wgsl", "activations.wgsl", "quant.wgsl", WEIGHTS, "x_blocks.wgsl"),
+    "matmul.wgsl": ("positions.wgsl", "activations.wgsl", "quant.wgsl", WEIGHTS),
+    "matmul_subgroup.wgsl": ("matmul.wgsl", "positions.wgsl", "activations.wgsl", "quant.wgsl", WEIGHTS),
+    "matvec_dot4.wgsl": (
+        "matmul.wgsl", "positions.wgsl", "rotations.wgsl", "activations.wgsl", "quant.wgsl", WEIGHTS, "x_blocks.wgsl",
+    ),
     "quantize_x.wgsl": ("x_quantize.wgsl", "x_blocks.wgsl"),
     "embed.wgsl": ("quant.wgsl", WEIGHTS),
     "elementwise.wgsl": ("activations.wgsl",),
@@ -25,7 +27,7 @@ _LIBRARIES = {
     "attention_flash.wgsl": (
         "attention.wgsl", "positions.wgsl", "activations.wgsl", "x_quantize.wgsl", "x_blocks.wgsl",
     ),
-    "rope.wgsl": ("positions.wgsl",),
+    "rope.wgsl": ("rotations.wgsl", "positions.wgsl"),
     "kv_cache.wgsl": ("positions.wgsl",),
 }
 # The libraries that decode each type (after quant.wgsl): only the decoder of a pipeline's type is

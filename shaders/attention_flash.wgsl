@@ -179,9 +179,9 @@ fn attend_combine(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 @compute @workgroup_size(WG)
 fn attend_combine_quantized(@builtin(global_invocation_id) gid: vec3<u32>,
-                            @builtin(local_invocation_index) lid: u32) {
+                            @builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = gid.x;
-    let t = gid.y;  // the same for the whole workgroup: quantize4's barrier stays uniform
+    let t = wid.y;  // (gid.y, but a workgroup's own: quantize4's barrier stays in uniform control flow)
     let n = N_HEADS * HEAD_DIM / 4u;
     if (t >= params.n_tokens) { return; }
     let inside = i < n;

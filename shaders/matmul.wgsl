@@ -1,6 +1,6 @@
 // Matrix products with weights in their GGUF type, barrier-free: one invocation owns whole rows.
 //
-// Bindings:  0 params: StepParams (matmul: n_tokens bounds the last token tile)
+// Bindings:  0 params: StepParams (positions.wgsl, appended; matmul: n_tokens bounds the last token tile)
 //            1 w: [N_OUT rows, N_IN] raw GGUF bytes (declared by quant.wgsl, appended to this module)
 //            2 x: [T, N_IN] f32, read as vec4
 //            3 y: [T, N_OUT] f32, or rows of Y_STRIDE with this product in columns Y_COL..
@@ -29,9 +29,6 @@
 // as zero. Quantised blocks add m * sum(x) per half block (block_sum; see QuantParts). GLU results below f32's smallest normal are flushed to
 // zero (activations.wgsl says why).
 
-struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
-
-@group(0) @binding(0) var<uniform> params: StepParams;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 

@@ -15,10 +15,12 @@ diagnostic(off, subgroup_uniformity);
 // Formula:   y[t, r] = sum_b xs[t, b].x (d.x (q_lo . x_lo) + d.y (q_hi . x_hi)) + m . xs[t, b].yz over
 //            blocks b of 32, x_lo and x_hi the planes' integers; GLU: act(gate row r) * (up row N_OUT + r)
 // Overrides: WTYPE (a type with int_parts), N_IN, N_OUT, WG, PLANES, SPREAD (quantize_x's); for batches
-//            ROWS (outputs a workgroup) and TT (tokens a subgroup takes: each weight block decoded once for them)
+//            ROWS (outputs a workgroup) and TT (tokens a subgroup takes: each weight block decoded once for them);
+//            for matvec_dot4_rope those its comment names
 // Entry points; g = wid.y * nwg.x + wid.x:
 //   matvec_dot4        one token: a workgroup outputs 4g .. 4g + 3, its invocations the rows' blocks;
 //                      grid (ceil(N_OUT / 4) as (x, y), 1)
+//   matvec_dot4_rope   the same for q | k | v, rotating q and k and storing k and v in their caches (below)
 //   matvec_dot4_batch  a batch: a subgroup four outputs, its lanes the rows' blocks, TT tokens;
 //                      grid (ceil(N_OUT / ROWS) as (x, y), ceil(T / TT)). Subgroup s of a workgroup takes
 //                      outputs 4s .. 4s + 3, then 4(s + WG / sg).. < ROWS: right for any subgroup size.
@@ -116,17 +118,9 @@ fn matvec_dot4_batch(
 var<workgroup> partial: array<vec4<f32>, 256>;  // a subgroup's sums each (WG <= 256, subgroups >= 1 lane)
 var<workgroup> partial_up: array<vec4<f32>, 256>;  // with GLU: of the up rows
 
-@compute @workgroup_size(WG)
-fn matvec_dot4(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-    @builtin(subgroup_invocation_id) lane: u32,
-    @builtin(subgroup_size) sg: u32,
-) {
-    _ = params.n_tokens;  // (one token; bound all the same, as binding 0 of every kernel)
-    let r = 4u * (wid.y * nwg.x + wid.x);
-    if (r >= N_OUT) { return; }  // the same for the whole workgroup
+// Outputs r .. r + 3 of one token's product (their GLU with GLU), in invocation 0 of the workgroup (the
+// whole workgroup calls it: a barrier).
+fn four_outputs(r: u32, lid: u32, lane: u32, sg: u32) -> vec4<f32> {
     let r1 = min(r + 1u, N_OUT - 1u);  // past the matrix: its last row again, never stored
     let r2 = min(r + 2u, N_OUT - 1u);
     let r3 = min(r + 3u, N_OUT - 1u);
@@ -146,15 +140,86 @@ fn matvec_dot4(
         partial_up[lid / sg] = sum_up;
     }
     workgroupBarrier();
+    var total = vec4<f32>(0.0);
+    var total_up = vec4<f32>(0.0);
     if (lid == 0u) {
-        var total = vec4<f32>(0.0);
-        var total_up = vec4<f32>(0.0);
         for (var i = 0u; i < (WG + sg - 1u) / sg; i++) {
             total += partial[i];
             total_up += partial_up[i];
         }
+    }
+    if (!GLU) { return total; }
+    return vec4<f32>(glu(total.x, total_up.x), glu(total.y, total_up.y), glu(total.z, total_up.z),
+                     glu(total.w, total_up.w));
+}
+
+@compute @workgroup_size(WG)
+fn matvec_dot4(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_size) sg: u32,
+) {
+    _ = params.n_tokens;  // (one token; bound all the same, as binding 0 of every kernel)
+    let r = 4u * (wid.y * nwg.x + wid.x);
+    if (r >= N_OUT) { return; }  // the same for the whole workgroup
+    let out = four_outputs(r, lid, lane, sg);
+    if (lid == 0u) {
         for (var k = 0u; k < 4u; k++) {
-            if (r + k < N_OUT) { put(0u, r + k, select(total[k], glu(total[k], total_up[k]), GLU)); }
+            if (r + k < N_OUT) { put(0u, r + k, out[k]); }
         }
+    }
+}
+
+// matvec_dot4_rope: one token's q | k | v product (N_OUT = Q_DIM + 2 KV_DIM) that does what rope.wgsl and
+// kv_cache.wgsl's store_kv would do after it: q's and k's heads rotated (adjacent pairs: not NEOX), keys and
+// values also stored in the caches' row of the token. Two dependent dispatches fewer a layer; each costs
+// 3.4 us or more on an H200 whatever it does. Bindings 5 inv_freq, 6 factors (rope.wgsl's 2 and 3), 7 k_cache,
+// 8 v_cache (kv_cache.wgsl's 3 and 4); overrides Q_DIM, KV_DIM, HEAD_DIM, N_ROT, KV_F16, MSCALE as theirs.
+@group(0) @binding(5) var<storage, read> inv_freq: array<f32>;
+@group(0) @binding(6) var<storage, read> factors: array<f32>;
+@group(0) @binding(7) var<storage, read_write> k_cache: array<u32>;
+@group(0) @binding(8) var<storage, read_write> v_cache: array<u32>;
+
+override Q_DIM: u32 = 0u;
+override KV_DIM: u32 = 4u;
+override HEAD_DIM: u32 = 4u;
+override N_ROT: u32 = 0u;
+override KV_F16: bool = false;
+override MSCALE: f32 = 1.0;
+
+@compute @workgroup_size(WG)
+fn matvec_dot4_rope(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_size) sg: u32,
+) {
+    let r = 4u * (wid.y * nwg.x + wid.x);
+    if (r >= N_OUT) { return; }
+    var out = four_outputs(r, lid, lane, sg);
+    if (lid != 0u) { return; }
+    // Q_DIM, KV_DIM and HEAD_DIM are multiples of 4: the four rows lie in one of q, k, v and in one head
+    if (r < Q_DIM + KV_DIM) {
+        let d = r % HEAD_DIM;  // (Q_DIM is whole heads)
+        for (var p = 0u; p < 2u; p++) {
+            if (d + 2u * p < N_ROT) {
+                let turned = rotate(out[2u * p], out[2u * p + 1u], rotation(0u, d / 2u + p));
+                out[2u * p] = turned.x;
+                out[2u * p + 1u] = turned.y;
+            }
+        }
+    }
+    for (var k = 0u; k < 4u; k++) { put(0u, r + k, out[k]); }
+    if (r < Q_DIM) { return; }
+    let at = (token_base(0u) + token_pos(0u)) * KV_DIM + (r - Q_DIM) % KV_DIM;  // the cache element
+    var words = bitcast<vec4<u32>>(out);
+    if (KV_F16) { words = vec4<u32>(pack2x16float(out.xy), pack2x16float(out.zw), 0u, 0u); }
+    let n = select(4u, 2u, KV_F16);
+    let first = select(at, at / 2u, KV_F16);
+    for (var k = 0u; k < n; k++) {
+        if (r < Q_DIM + KV_DIM) { k_cache[first + k] = words[k]; } else { v_cache[first + k] = words[k]; }
     }
 }

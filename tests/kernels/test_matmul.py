@@ -344,3 +344,56 @@ def test_the_numpy_side_dequantises_as_ggml_does(llama_cpp, rng, wtype):
     got = np.zeros(n_out * n_in, np.float32)
     to_float(data.ctypes.data, got.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), got.size)
     np.testing.assert_array_equal(got.reshape(n_out, n_in), want)
+
+
+@pytest.mark.parametrize("kv_f16", [False, True])
+@pytest.mark.parametrize("n_rot, llama3, mscale, place", [(32, False, 1.0, None), (10, True, 1.25, (40, 7))])
+def test_one_tokens_qkv_product_rotates_and_stores_keys_and_values(gpu, kernels_for, rng, kv_f16, n_rot, llama3,
+                                                                  mscale, place):
+    """rope_store (GPUs, one token, matvec_dot4_rope): q | k | v rotated and k, v stored in the caches as the
+    product, rope and store_kv after it would: every rotation or only the first 10 dims of each head (a pair
+    of an output workgroup's rows rotated, the other not), llama3's factors and an mscale, a token of a later
+    sequence (its cache rows from row 40) or of the one at pos 13. Nothing else in the caches changes."""
+    kernels = kernels_for("subgroup", kv_f16)
+    n_heads, n_kv_heads, head_dim, n_in, max_ctx = 4, 2, 32, 160, 48
+    q_dim, kv_dim = n_heads * head_dim, n_kv_heads * head_dim
+    n_out, store = q_dim + 2 * kv_dim, np.float16 if kv_f16 else np.float32
+    raw, _ = quantised(rng, K.Q4_0, n_out, n_in)
+    w, x = gpu.upload(raw), gpu.upload(rng.standard_normal((2, n_in)).astype(np.float32))
+    factors = gpu.upload(rng.uniform(1, 8, n_rot // 2).astype(np.float32)) if llama3 else None
+    rope = dict(n_rot=n_rot, theta=10000.0, freq_scale=1.0, neox=False, freq_factors=factors, mscale=mscale)
+    tables = kernels.rope_tables(n_rot, 10000.0, 1.0, factors)
+    results = []
+    for fused in (True, False):
+        y = gpu.poisoned(2 * n_out * 4)
+        k_cache, v_cache = (gpu.poisoned(kernels.kv_cache_nbytes(2 * max_ctx, kv_dim)) for _ in "kv")
+        if fused:
+            rs = K.RopeStore(q_dim, kv_dim, head_dim, n_rot, tables, k_cache, v_cache, mscale)
+            ops = [kernels.matmul(w, K.Q4_0, n_in, n_out, x, y, 2, rope_store=rs)]
+            assert ops[0].decode[-1].pipeline is not kernels.matmul(w, K.Q4_0, n_in, n_out, x, y, 2).decode[-1].pipeline
+        else:
+            ops = [kernels.matmul(w, K.Q4_0, n_in, n_out, x, y, 2),
+                   kernels.rope(y, n_heads + n_kv_heads, head_dim, row=n_out, **rope),
+                   kernels.store_kv(y, y, k_cache, v_cache, kv_dim, src_row=n_out, k_col=q_dim, v_col=q_dim + kv_dim)]
+        gpu.run(kernels, ops, 1, pos=13, places=None if place is None else [place])
+        caches = [gpu.read(c, 2 * max_ctx * kv_dim, store).reshape(2 * max_ctx, kv_dim) for c in (k_cache, v_cache)]
+        results.append((gpu.read(y, n_out), *caches))
+    (y_fused, *fused_caches), (y_apart, *apart_caches) = results
+    assert_close(y_fused, y_apart, 1e-6, "q | k | v")
+    row = 13 if place is None else sum(place)
+    for got, want, part in zip(fused_caches, apart_caches, (slice(q_dim, q_dim + kv_dim), slice(q_dim + kv_dim, None)),
+                               strict=True):
+        assert_close(got[row], want[row], 1e-3 if kv_f16 else 1e-6, "the token's cache row")
+        assert_close(got[row], y_apart[part], 1e-3 if kv_f16 else 1e-6, "the cache row against y")
+        others = np.delete(got, row, axis=0).astype(np.float32)
+        assert np.isnan(others).all(), "cache rows besides the token's were written"
+
+
+def test_rope_store_needs_an_integer_product_of_q_k_v(gpu, kernels_for, rng):
+    kernels = kernels_for("subgroup")
+    buf = gpu.poisoned(4096)
+    rs = K.RopeStore(64, 32, 32, 32, kernels.rope_tables(32, 10000.0, 1.0), buf, buf)
+    with pytest.raises(ValueError, match="integer products"):
+        kernels.matmul(buf, K.F32, 32, 128, buf, buf, 1, rope_store=rs)
+    with pytest.raises(ValueError, match="not q | k | v"):
+        kernels.matmul(buf, K.Q4_0, 32, 96, buf, buf, 1, rope_store=rs)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import gguf
 import numpy as np
 import pytest
 
-from engine import kernel_ops
+from engine import kernel_ops, products
 from engine import kernels as K
 
 from .conftest import assert_close, glu
@@ -156,6 +157,9 @@ def test_row_constants_match_the_shaders():
     text = K.load_shader("matmul.wgsl")
     for name in ("MV_ROWS", "MM_ROWS", "TILE"):
         assert f"const {name} = {getattr(K, name)}u;" in text, name
+    # matvec_dot4_batch keeps a batch's sums for up to MAX_TT tokens a subgroup: products.py takes DOT4_TT
+    max_tt = re.search(r"const MAX_TT = (\d+)u;", K.load_shader("matvec_dot4.wgsl"))
+    assert max_tt and 1 <= products.DOT4_TT <= int(max_tt.group(1))
 
 
 def test_type_constants_match_the_shaders():

@@ -117,7 +117,7 @@ class ProductKernels:
             px, py = split_groups(cdiv(n_out * per_row, MM_ROWS * wg))
             grid = lambda n: (px, py, cdiv(n, TILE))  # noqa: E731
             prefill = (self._step("matmul.wgsl", "matmul", {**c, "WG": wg}, buffers, grid),)
-        if self.uses_dot4(wtype):  # GPUs: x quantised, then integer products (a batch's 8 tokens a subgroup)
+        if self.uses_dot4(wtype):  # GPUs: x quantised, then integer products (a batch's DOT4_TT tokens a subgroup)
             one = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, norm, max_tokens, 1, rope_store)
             decode = one[reuse_x or x_quantised:]
             if max_tokens > 1:

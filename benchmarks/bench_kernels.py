@@ -8,7 +8,9 @@ numpy's f32 matmul on the dequantised weights (the same bytes would be 4 per wei
 in the same run so a busy machine slows both. Decode is T = 1 (matrix-vector), prefill T = --tokens.
 Then, per weight type (random blocks, TYPE_SHAPE), GB/s of weight bytes for decode and prefill and
 the ratio to Q4_1's in the same run; on CPU adapters also per second of CPU time summed over the
-process's threads, which a machine busy with other work disturbs less than the wall clock.
+process's threads, which a machine busy with other work disturbs less than the wall clock. Where one
+token's product quantises x first (GPUs' integer products), also the product's dispatch alone: what the
+type's decoder reads, without the dispatch every type pays before it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from synthetic_model import random_blocks
 from engine import kernels as K
 from engine.gguf import GGML_TYPES
 from engine.gpu import open_device
+from engine.kernel_ops import Op
 
 # (n_in, n_out, ggml type): SmolLM2-135M Q4_1's ffn up/gate, ffn down, and its Q8_0 output head.
 SHAPES = [(576, 1536, K.Q4_1), (1536, 576, K.Q4_1), (576, 49152, K.Q8_0)]
@@ -115,6 +118,12 @@ async def bench_types(device, types: list[int], n_tokens: int, rounds: int, vari
             if cpu:
                 cell += f" {rates[wtype, t, 'cpu']:6.3f} ({rates[wtype, t, 'cpu'] / rates[K.Q4_1, t, 'cpu']:4.2f}x)"
             cells.append(cell)
+        if len(op.steps) > 1:  # one token's x quantised first (matvec_dot4): the product alone as well, x ready
+            product = Op(op.steps[-1])
+            seconds, _ = await time_op(device, kernels, product, 1, y_buf, rounds, 200)
+            rates[wtype, 1, "product"] = len(raw) / seconds / 1e9
+            ratio = rates[wtype, 1, "product"] / rates.get((K.Q4_1, 1, "product"), float("nan"))
+            cells.append(f"product alone T=1: {rates[wtype, 1, 'product']:6.3f} ({ratio:4.2f}x)")
         print(f"  {NAMES[wtype]:<5} {len(raw) / 1e6:5.2f} MB  " + "   ".join(cells))
 
 

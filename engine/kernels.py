@@ -12,6 +12,7 @@ SIMD lanes, pay heavily at barriers, and pay per load instruction), and their ba
 (prefill) are register-tiled; "subgroup" products give 4 rows of a token to a subgroup whose lanes
 split the blocks and reduce with subgroupAdd, a token per grid row (real GPUs), fold the RMSNorm
 before them in for one token, and normalise rows with a workgroup each. The other ops are shared.
+Scalar kernels read weights from texels (weights_texture.wgsl says why), the others from storage buffers.
 The matrix products are products.py's, mixed in.
 """
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 import struct
 from weakref import WeakKeyDictionary
 
-from .gpu import UNIFORM
+from .gpu import UNIFORM, Texels
 from .kernel_ops import BatchOp, FewOrManyOp, Op, PenaltyOp, Step, cdiv, check_distinct, fixed, same_buffer
 from .products import (  # noqa: F401  (tests name these as kernels.X)
     DOT4_PLANES,
@@ -68,6 +69,12 @@ STEP_PARAMS_NBYTES = 16 + 8 * MAX_TABLE_TOKENS
 _PIPELINES: WeakKeyDictionary = WeakKeyDictionary()
 
 
+def weights_in_texels(variant: str) -> bool:
+    """Whether kernels of this variant read weights from texels: the scalar ones, for CPU adapters
+    (weights_texture.wgsl says why)."""
+    return variant == "scalar"
+
+
 def resolve_variant(info, variant: str | None = None) -> str:
     """The kernel variant for an adapter: `variant` if given (and possible), else "subgroup" on GPUs with
     subgroups and "scalar" on CPU adapters and the rest."""
@@ -110,6 +117,7 @@ class Kernels(ProductKernels):
         variant = resolve_variant(info, variant)
         self.device, self.variant, self.kv_f16 = device, variant, kv_f16
         self.dot4 = dot4 and variant == "subgroup"
+        self.weights_in_texels = weights_in_texels(variant)  # (Uploader makes the model's weights so)
         # lavapipe runs 8 lanes at a time: small workgroups spread rows over its threads.
         self.wg = 8 if info.is_software else 64
         self.params = device.create_buffer(STEP_PARAMS_NBYTES, UNIFORM, label="step_params")
@@ -135,9 +143,9 @@ class Kernels(ProductKernels):
 
     def pipeline(self, file: str, entry: str, constants: dict[str, float]):
         """The compute pipeline of `entry` in shaders/`file`, cached by (file, entry, constants)."""
-        key = (file, entry, tuple(sorted(constants.items())))
+        key = (file, entry, tuple(sorted(constants.items())), self.weights_in_texels)
         if key not in self._pipelines:
-            parts = module_parts(file, constants.get("WTYPE"))
+            parts = module_parts(file, constants.get("WTYPE"), self.weights_in_texels)
             if parts not in self._sources:
                 self._sources[parts] = "\n".join(load_shader(part) for part in parts)
             self._pipelines[key] = self.device.create_pipeline(self._sources[parts], entry, constants)
@@ -178,7 +186,7 @@ class Kernels(ProductKernels):
         if n_rows:
             c.update(FIRST_ROW=first_row, N_ROWS=n_rows)
         gx = cdiv(dim // 4, self.wg)
-        return Op(self._step("embed.wgsl", "embed", c, [self._whole_vec4s(table), ids, out], lambda n: (gx, n, 1)))
+        return Op(self._step("embed.wgsl", "embed", c, [self._weights(table), ids, out], lambda n: (gx, n, 1)))
 
     def rmsnorm(self, x, weight, out, n: int, eps: float, *, batches_only: bool = False,
                 accumulate: bool = False) -> Op:
@@ -388,6 +396,26 @@ class Kernels(ProductKernels):
             fixed((cdiv(max(max_history, 1), self.wg), 1, 1)),
         )
         return PenaltyOp(self.device, step, entries, settings, max_history, n_vocab)
+
+    def _weights(self, weights):
+        """What binds a weight tensor (a buffer, a `(buffer, offset, size)` range, or Texels): its texels for
+        kernels that read weights so (made here from a buffer once; the model's come as texels), else the
+        buffer padded to whole 16-byte words (_whole_vec4s)."""
+        if isinstance(weights, Texels) or not self.weights_in_texels:
+            if isinstance(weights, Texels) and not self.weights_in_texels:
+                raise ValueError(f"{self.variant} kernels read weights from buffers, not texels")
+            return weights if isinstance(weights, Texels) else self._whole_vec4s(weights)
+        buffer, offset, size = weights if isinstance(weights, tuple) else (weights, 0, weights.size)
+        key = ("texels", id(buffer), offset, size)
+        if key not in self._padded:
+            whole = self._scratch(cdiv(size, 16) * 16, "weights for texels")  # a copy starts at a texel
+            texels = self.device.create_texels(size, label="weights")
+            recorder = self.device.recorder()
+            recorder.copy(buffer, offset, whole, 0, cdiv(size, 4) * 4)
+            recorder.copy_to_texels(whole, texels)
+            self.device.submit(recorder)
+            self._padded[key] = (buffer, texels)  # holding `buffer` keeps its id from being reused
+        return self._padded[key][1]
 
     def _whole_vec4s(self, weights):
         """`weights`, or a copy padded to whole 16-byte words: shaders read them as array<vec4<u32>>,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from .config import ModelConfig
 from .errors import InvalidRequest, UnsupportedModel
 from .gguf import TensorInfo
-from .gpu import AdapterInfo
+from .gpu import TEXEL_BYTES, TEXELS_A_ROW, AdapterInfo, texel_rows
 from .kernels import (
     ARGMAX_PARTS,
     DOT4_TYPES,
@@ -30,6 +30,7 @@ from .kernels import (
     STEP_PARAMS_NBYTES,
     attention_partial_rows,
     dot4_x_nbytes,
+    weights_in_texels,
 )
 
 WEIGHTS, KV_CACHE, ACTIVATIONS = "weights", "KV cache", "activations"
@@ -98,9 +99,16 @@ def model_buffers(
     """Every buffer Model.load creates, in bytes as the device rounds them (whole words, at least one)."""
     c, T, f32 = config, max_batch, 4
     weights, matrices, separate_ffn = _weight_buffers(c, tensors, n_ctx, max_binding)
-    buffers = [(WEIGHTS, label, n) for label, n in weights]
-    # Kernels._whole_vec4s: a kernel reads a matrix as vec4<u32>s; one not whole 16-byte words gets a padded copy
-    buffers += [(WEIGHTS, "padded weights", _ceil(n, 16)) for n in map(_device_size, matrices) if n % 16]
+    if weights_in_texels(variant):  # Uploader: matrices in texels of whole rows (their buffers freed at once)
+        buffers = [
+            (WEIGHTS, label, texel_rows(n) * TEXELS_A_ROW * TEXEL_BYTES if matrix else n)
+            for (label, n), matrix in weights
+        ]
+    else:
+        buffers = [(WEIGHTS, label, n) for (label, n), _ in weights]
+        # Kernels._whole_vec4s: a kernel reads a matrix as vec4<u32>s; one not whole 16-byte words gets a padded
+        # copy
+        buffers += [(WEIGHTS, "padded weights", _ceil(n, 16)) for n in map(_device_size, matrices) if n % 16]
     cache = n_seqs * n_ctx * c.kv_dim * (2 if kv_f16 else 4)  # Kernels.kv_cache_nbytes, every sequence
     for i in range(c.n_layers):
         buffers += [(KV_CACHE, f"key_cache.{i}", cache), (KV_CACHE, f"value_cache.{i}", cache)]
@@ -164,10 +172,10 @@ VOCAB_MATRICES = ("token_embd.weight", "output.weight")
 
 
 def _weight_buffers(c: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: int, max_binding: int | None):
-    """The weight buffers as Model.load uploads them, (label, bytes) each; the sizes of the matrices among
-    them (kernels read those as vec4s); whether a gate and up are Separate. Absent tensors are left out:
-    the uploader names them."""
-    buffers: list[tuple[str, int]] = []
+    """The weight buffers as Model.load uploads them, ((label, bytes), whether a matrix) each; the sizes of the
+    matrices among them (kernels read those as vec4s); whether a gate and up are Separate. Absent tensors are
+    left out: the uploader names them."""
+    buffers: list[tuple[tuple[str, int], bool]] = []
     matrices: list[int] = []
 
     def one(name: str, matrix: bool = True) -> None:
@@ -177,10 +185,10 @@ def _weight_buffers(c: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: in
         if name in VOCAB_MATRICES:  # in row ranges, past a binding
             rows = info.shape[1]
             for first, n in row_ranges(rows, info.nbytes // rows, max_binding):
-                buffers.append((name if n == rows else f"{name} rows {first}..", info.nbytes // rows * n))
-                matrices.append(buffers[-1][1])
+                buffers.append(((name if n == rows else f"{name} rows {first}..", info.nbytes // rows * n), True))
+                matrices.append(info.nbytes // rows * n)
             return
-        buffers.append((name, info.nbytes))
+        buffers.append(((name, info.nbytes), matrix))
         if matrix:
             matrices.append(info.nbytes)
 
@@ -193,8 +201,9 @@ def _weight_buffers(c: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: in
                 one(info.name)
             return True
         if infos:
-            buffers.append((infos[0].name + " stacked", sum(info.nbytes for info in infos)))
-            matrices.append(buffers[-1][1])
+            total = sum(info.nbytes for info in infos)
+            buffers.append(((infos[0].name + " stacked", total), True))
+            matrices.append(total)
         return False
 
     one("token_embd.weight")
@@ -223,7 +232,7 @@ def _weight_buffers(c: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: in
             one(p + name + ".weight", matrix=False)
         if c.qkv_bias:  # _Uploader.stacked_norms: always one buffer
             biases = [tensors[p + f"attn_{n}.bias"] for n in "qkv" if p + f"attn_{n}.bias" in tensors]
-            buffers.append((p + "attn_q.bias stacked", sum(info.nbytes for info in biases)))
+            buffers.append(((p + "attn_q.bias stacked", sum(info.nbytes for info in biases)), False))
     return buffers, matrices, separate_ffn
 
 

@@ -108,14 +108,15 @@ class Model:
         # Before the first buffer: a model that cannot fit is refused, never left half-loaded.
         variant = K.resolve_variant(device.info, variant)
         dot4 = K.dot4_pays(config.dim) if dot4 is None else dot4
-        plan = plan_memory(config, gguf.tensors, n_ctx, max_batch, kv_f16, device.info.max_storage_binding, variant,
-                           dot4=dot4, n_seqs=n_seqs)
+        texels = K.weights_in_texels(variant)
+        plan = plan_memory(config, gguf.tensors, n_ctx, max_batch, kv_f16, device.info.weight_binding(texels),
+                           variant, dot4=dot4, n_seqs=n_seqs)
         plan.check(device.info, memory_budget)
         kernels = K.Kernels(device, variant=variant, kv_f16=kv_f16, dot4=dot4)
         model = cls(device, config, n_ctx, max_batch, kernels, n_seqs)
         # LongRoPE's files hold factors for short and long contexts; the context reads one (progress counts it).
         unused = frozenset(LONG_ROPE_FACTORS) - {config.rope_factors_tensor(n_ctx)}
-        uploader = Uploader(device, gguf, progress, unused)
+        uploader = Uploader(device, gguf, progress, unused, texels)
         model._make_activations()
         model._load_globals(uploader)
         for i in range(config.n_layers):
@@ -197,10 +198,11 @@ class Model:
         layer.ops = self._layer_ops(layer, i)
         return layer
 
-    # 11 dispatches a layer (attention is 3); fewer for one token on GPUs, whose qkv and gate_up apply the
-    # norms before them (Kernels.folds_norm) and whose attention is 2. With integer products (Kernels.dot4)
-    # the products but o quantise x first, o takes it from attention, and the qkv product rotates q and k
-    # and stores k and v itself (RopeStore): 9. q, k, v and gate, up, glu_mul are there instead of
+    # 11 dispatches a layer (attention is 3). For one token, a stacked qkv product rotates q and k and
+    # stores k and v itself where its heads allow (Kernels.rotates_output; RopeStore): 9 on CPU adapters.
+    # GPUs' qkv and gate_up also apply the norms before them (Kernels.folds_norm) and their attention is 2:
+    # 6; with integer products (Kernels.dot4) the products but o quantise x first, and o takes it from
+    # attention: 9. q, k, v and gate, up, glu_mul are there instead of
     # qkv and gate_up only when those weights are Separate (one buffer holds one type); qkv_bias
     # only for Qwen2, q_norm and k_norm for Qwen 3 and Gemma 3. The residual adds are inside o and
     # down (they accumulate into x), or inside Gemma's post-norms, which normalise o's and down's
@@ -224,7 +226,8 @@ class Model:
             ]
         # One token's stacked qkv product rotates q and k and stores k and v itself where nothing comes between
         # (no bias, no per-head norms) and pairs are adjacent: rope and store_kv then run for batches only
-        fused = isinstance(layer.wqkv, Weight) and k.uses_dot4(layer.wqkv.type) and not (before_rope or c.rope_neox)
+        fused = (isinstance(layer.wqkv, Weight) and k.rotates_output(layer.wqkv.type, c.head_dim)
+                 and not (before_rope or c.rope_neox))
         rope_store = None
         if fused:
             tables = k.rope_tables(c.rope_dim, theta, freq_scale, self.rope_freqs)

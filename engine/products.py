@@ -1,7 +1,7 @@
 """Matrix products: which kernel computes y = W x for each adapter variant, weight type and batch size.
 
 A part of `Kernels` (kernels.py), which mixes it in: the methods use its plumbing (_step, _shared_scratch,
-_whole_vec4s, variant, wg). Why each kernel where: CPU adapters take matmul.wgsl (barrier-free, whole rows an
+_weights, variant, wg). Why each kernel where: CPU adapters take matmul.wgsl (barrier-free, whole rows an
 invocation, token-tiled batches); GPUs matvec_dot4.wgsl (x quantised by quantize_x.wgsl, packed integer dot
 products) for the quantised types where it pays (dot4_pays), and matmul_subgroup.wgsl (f32 x) for the rest.
 """
@@ -51,9 +51,9 @@ def dot4_pays(dim: int) -> bool:
 
 @dataclass(frozen=True)
 class RopeStore:
-    """What one token's q | k | v product does after it on GPUs (matmul's rope_store; matvec_dot4_rope):
-    q's and k's heads rotated as Kernels.rope rotates adjacent pairs (not NEOX), with its tables
-    (Kernels.rope_tables) and mscale, and k and v stored into the caches as Kernels.store_kv stores them."""
+    """What one token's q | k | v product does after it (matmul's rope_store; rope_store.wgsl): q's and k's
+    heads rotated as Kernels.rope rotates adjacent pairs (not NEOX), with its tables (Kernels.rope_tables)
+    and mscale, and k and v stored into the caches as Kernels.store_kv stores them."""
 
     q_dim: int
     kv_dim: int
@@ -79,6 +79,15 @@ class ProductKernels:
         a dispatch fewer is worth more than the few loads each subgroup repeats."""
         return self.variant == "subgroup"
 
+    def rotates_output(self, wtype: int, head_dim: int) -> bool:
+        """Whether one token's q | k | v product of this type, in heads of head_dim, can rotate and store its
+        output itself (matmul's rope_store): the rows an invocation (scalar), subgroup or workgroup (dot4)
+        writes together lie in one head."""
+        return head_dim % self._rows_together(wtype) == 0
+
+    def _rows_together(self, wtype: int) -> int:
+        return MV_ROWS if self.variant == "scalar" and not self.uses_dot4(wtype) else 4
+
     def matmul(
         self, w, wtype: int, n_in: int, n_out: int, x, y, max_tokens: int, *,
         glu: str | None = None, accumulate: bool = False, y_stride: int = 0, y_col: int = 0,
@@ -96,13 +105,13 @@ class ProductKernels:
         and had the same x, norm, n_in and max_tokens (Separate q, k, v after the first): one dispatch fewer.
         x_quantised: one token's x arrives as integers from the op recorded just before (`attention`'s
         quantise_out, for o): that product, too, skips quantize_x; batches still quantise x.
-        rope_store: y is q | k | v, which one token's product rotates and stores itself (see RopeStore); only
-        with `uses_dot4`. Batches leave that to rope and store_kv.
+        rope_store: y is q | k | v, which one token's product rotates and stores itself (see RopeStore; heads
+        as `rotates_output` needs them). Batches leave that to rope and store_kv.
         """
         check_row(wtype, n_in)
         check_glu(glu)
         if rope_store is not None:
-            check_rope_store(rope_store, n_out, self.uses_dot4(wtype) and not (glu or accumulate or y_stride))
+            check_rope_store(rope_store, n_out, self._rows_together(wtype), not (glu or accumulate or y_stride))
         if accumulate:
             check_distinct(x, y, "an accumulating matmul's y")
         c = {"WTYPE": wtype, "N_IN": n_in, "N_OUT": n_out}
@@ -111,7 +120,8 @@ class ProductKernels:
                                      ("Y_STRIDE", y_stride, 0), ("Y_COL", y_col, 0)):
             if value != default:  # only what differs, so plain products keep their pipelines
                 c[name] = value
-        buffers = [self._whole_vec4s(w), x, y]
+        buffers = [self._weights(w), x, y]
+        rope_buffers = [] if rope_store is None else [*rope_store.tables, rope_store.k_cache, rope_store.v_cache]
         wg, prefill, per_row = self.wg, None, 2 if glu else 1  # GLU: two weight rows per output
         if max_tokens > 1 and self.variant == "scalar":
             px, py = split_groups(cdiv(n_out * per_row, MM_ROWS * wg))
@@ -134,10 +144,18 @@ class ProductKernels:
             if norm is not None:
                 x_raw, weight, eps = norm
                 sc, plain = {**sc, "NORM": True, "EPS": eps}, [buffers[0], x_raw, y, weight]
-            decode = (self._step("matmul_subgroup.wgsl", "matvec_subgroup", sc, plain, grid),)
+            entry = "matvec_subgroup"
+            if rope_store is not None:
+                sc, entry = {**sc, **self._rope_store_constants(rope_store)}, "matvec_subgroup_rope"
+                plain = [*plain, *rope_buffers]
+            decode = (self._step("matmul_subgroup.wgsl", entry, sc, plain, grid),)
         else:
             gx, gy = split_groups(cdiv(n_out * per_row, MV_ROWS * wg))
-            decode = (self._step("matmul.wgsl", "matvec", {**c, "WG": wg}, buffers, fixed((gx, gy, 1))),)
+            mc, entry = {**c, "WG": wg}, "matvec"
+            if rope_store is not None:  # binding 4 (the subgroup variant's norm weights) is not matmul.wgsl's
+                mc, entry = {**mc, **self._rope_store_constants(rope_store)}, "matvec_rope"
+                buffers = [*buffers, None, *rope_buffers]
+            decode = (self._step("matmul.wgsl", entry, mc, buffers, fixed((gx, gy, 1))),)
         return MatmulOp(decode, prefill)
 
     def uses_dot4(self, wtype: int) -> bool:
@@ -156,6 +174,12 @@ class ProductKernels:
         tt tokens a subgroup, which what quantises x and the product must share: one token's lanes load
         consecutive words (SPREAD); batches keep blocks whole."""
         return {"N_IN": n_in, "PLANES": DOT4_PLANES, **({"SPREAD": True} if tt == 1 else {})}
+
+    def _rope_store_constants(self, rs: RopeStore) -> dict:
+        """rope_store.wgsl's overrides."""
+        mscale = {"MSCALE": rs.mscale} if rs.mscale != 1.0 else {}
+        dims = dict(Q_DIM=rs.q_dim, KV_DIM=rs.kv_dim, HEAD_DIM=rs.head_dim, N_ROT=rs.n_rot)
+        return {**dims, "KV_F16": self.kv_f16, **mscale}
 
     def _matvec_dot4(self, c: dict, w, n_in: int, n_out: int, x, y, norm: tuple | None, max_tokens: int,
                      tt: int, rope_store: RopeStore | None = None) -> tuple[Step, Step]:
@@ -176,8 +200,7 @@ class ProductKernels:
             pc, buffers, entry = {**c, "WG": wg, **layout}, [w, planes, y, sums], "matvec_dot4"
             if rope_store is not None:
                 rs = rope_store
-                pc.update(Q_DIM=rs.q_dim, KV_DIM=rs.kv_dim, HEAD_DIM=rs.head_dim, N_ROT=rs.n_rot, KV_F16=self.kv_f16,
-                          **({"MSCALE": rs.mscale} if rs.mscale != 1.0 else {}))
+                pc.update(self._rope_store_constants(rs))
                 buffers, entry = [*buffers, *rs.tables, rs.k_cache, rs.v_cache], "matvec_dot4_rope"
             return quantize, self._step("matvec_dot4.wgsl", entry, pc, buffers, fixed((gx, gy, 1)))
         gx, gy = split_groups(cdiv(n_out, DOT4_BATCH_ROWS))
@@ -187,12 +210,13 @@ class ProductKernels:
         return quantize, product
 
 
-def check_rope_store(rs: RopeStore, n_out: int, integer_product: bool) -> None:
-    """matvec_dot4_rope's conditions: a plain integer product whose n_out rows are q | k | v of whole heads of a
-    multiple of 4 dims (an output workgroup's four rows lie in one head)."""
-    if not integer_product:
-        raise ValueError("rope_store: only one token's plain integer products (uses_dot4) rotate their output")
-    whole = not (rs.q_dim % rs.head_dim or rs.kv_dim % rs.head_dim or rs.head_dim % 4 or rs.n_rot % 2)
+def check_rope_store(rs: RopeStore, n_out: int, rows_together: int, plain: bool) -> None:
+    """rope_store.wgsl's conditions: a plain product (no GLU, accumulation or stride) whose n_out rows are
+    q | k | v of whole heads of a multiple of rows_together dims (the rows written together lie in one head)."""
+    if not plain:
+        raise ValueError("rope_store: only plain products (no GLU, accumulation or y_stride) rotate their output")
+    whole = not (rs.q_dim % rs.head_dim or rs.kv_dim % rs.head_dim or rs.head_dim % rows_together or rs.n_rot % 2)
     if n_out != rs.q_dim + 2 * rs.kv_dim or not whole or not 0 < rs.n_rot <= rs.head_dim:
         raise ValueError(f"rope_store: {n_out} outputs are not q | k | v of {rs.q_dim}, {rs.kv_dim}, {rs.kv_dim} "
-                         f"in heads of {rs.head_dim} (a multiple of 4), rotating an even {rs.n_rot} of each")
+                         f"in heads of {rs.head_dim} (a multiple of {rows_together}), rotating an even {rs.n_rot} "
+                         "of each")

@@ -12,14 +12,15 @@ from .weight_types import BF16, F16, F32, Q2_K, Q3_K, Q4_0, Q4_1, Q4_K, Q5_0, Q5
 
 # These files are appended to a module's own text (declarations may come in
 # any order; only directives such as `enable` must come first, so they stay in the module's file).
-# WEIGHTS stands for the libraries that decode the pipeline's WTYPE (_WEIGHT_LIBRARIES).
+# WEIGHTS stands for the library that binds the weights (a buffer or texels) and those that decode the
+# pipeline's WTYPE (_WEIGHT_LIBRARIES).
 WEIGHTS = "<weights>"
+# What a module that includes matmul.wgsl needs for its products that rotate and store q | k | v themselves.
+_ROPE_STORE = ("rope_store.wgsl", "rotations.wgsl", "kv_rows.wgsl", "positions.wgsl")
 _LIBRARIES = {
-    "matmul.wgsl": ("positions.wgsl", "activations.wgsl", "quant.wgsl", WEIGHTS),
-    "matmul_subgroup.wgsl": ("matmul.wgsl", "positions.wgsl", "activations.wgsl", "quant.wgsl", WEIGHTS),
-    "matvec_dot4.wgsl": (
-        "matmul.wgsl", "positions.wgsl", "rotations.wgsl", "activations.wgsl", "quant.wgsl", WEIGHTS, "x_blocks.wgsl",
-    ),
+    "matmul.wgsl": (*_ROPE_STORE, "activations.wgsl", "quant.wgsl", WEIGHTS),
+    "matmul_subgroup.wgsl": ("matmul.wgsl", *_ROPE_STORE, "activations.wgsl", "quant.wgsl", WEIGHTS),
+    "matvec_dot4.wgsl": ("matmul.wgsl", *_ROPE_STORE, "activations.wgsl", "quant.wgsl", WEIGHTS, "x_blocks.wgsl"),
     "quantize_x.wgsl": ("x_quantize.wgsl", "x_blocks.wgsl"),
     "embed.wgsl": ("quant.wgsl", WEIGHTS),
     "elementwise.wgsl": ("activations.wgsl",),
@@ -28,7 +29,7 @@ _LIBRARIES = {
         "attention.wgsl", "positions.wgsl", "activations.wgsl", "x_quantize.wgsl", "x_blocks.wgsl",
     ),
     "rope.wgsl": ("rotations.wgsl", "positions.wgsl"),
-    "kv_cache.wgsl": ("positions.wgsl",),
+    "kv_cache.wgsl": ("kv_rows.wgsl", "positions.wgsl"),
 }
 # The libraries that decode each type (after quant.wgsl): only the decoder of a pipeline's type is
 # compiled into it, since CPU adapters inline every decoder that a switch on WTYPE names before they
@@ -42,12 +43,15 @@ _WEIGHT_LIBRARIES = {
 }  # fmt: skip
 
 
-def module_parts(file: str, wtype: int | None) -> tuple[str, ...]:
+def module_parts(file: str, wtype: int | None, texels: bool = False) -> tuple[str, ...]:
     """The files whose text, joined in order, is the module of a kernel in `file` (for weight type `wtype`
-    where it reads weights)."""
+    where it reads weights, from a storage buffer, or from texels: Kernels.weights_in_texels)."""
     parts: tuple[str, ...] = ()
     for part in (file, *_LIBRARIES.get(file, ())):
-        parts += _WEIGHT_LIBRARIES[wtype] if part == WEIGHTS else (part,)
+        if part == WEIGHTS:
+            parts += ("weights_texture.wgsl" if texels else "weights_buffer.wgsl", *_WEIGHT_LIBRARIES[wtype])
+        else:
+            parts += (part,)
     return parts
 
 

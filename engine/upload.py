@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from . import kernels as K
 from .errors import UnsupportedModel
 from .gguf import GGUFFile, ggml_type_name
-from .gpu import Device
+from .gpu import TEXEL_BYTES, Device
 from .memory import row_ranges
 
 ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total)
@@ -17,7 +17,8 @@ ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total)
 
 @dataclass(frozen=True)
 class Weight:
-    """A matrix (or matrices stacked row-wise) in one GPU buffer, in one ggml type."""
+    """A matrix (or matrices stacked row-wise) in one GPU buffer, or texels (Kernels.weights_in_texels), in
+    one ggml type."""
 
     buffer: object
     type: int  # ggml type, one of kernels.SUPPORTED_WEIGHT_TYPES (floats, 32-weight blocks, K-quants)
@@ -66,10 +67,19 @@ def check_no_unknown_tensors(config, tensors) -> None:
 
 
 class Uploader:
-    """Moves tensors from the GGUF's bytes to GPU buffers, checking types and shapes on the way."""
+    """Moves tensors from the GGUF's bytes to GPU buffers, checking types and shapes on the way; matrices go on
+    into texels when `texels` (Kernels.weights_in_texels), through a buffer each that is freed at once."""
 
-    def __init__(self, device: Device, gguf: GGUFFile, progress: ProgressFn | None, unused: frozenset = frozenset()):
-        self.device, self.gguf, self.progress = device, gguf, progress
+    def __init__(
+        self,
+        device: Device,
+        gguf: GGUFFile,
+        progress: ProgressFn | None,
+        unused: frozenset = frozenset(),
+        texels: bool = False,
+    ):
+        self.device, self.gguf, self.progress, self.texels = device, gguf, progress, texels
+        self.max_binding = device.info.weight_binding(texels)
         self.total = sum(t.nbytes for t in gguf.tensors.values() if t.name not in unused)
         self.done = 0
 
@@ -83,9 +93,9 @@ class Uploader:
         self._check_type(info)
         n_rows = shape[1]
         row_bytes = info.nbytes // n_rows
-        ranges = row_ranges(n_rows, row_bytes, self.device.info.max_storage_binding)
+        ranges = row_ranges(n_rows, row_bytes, self.max_binding)
         if len(ranges) == 1:
-            return Weight(self._upload(info), info.type)
+            return Weight(self._upload(info, matrix=True), info.type)
         return Rows(tuple(
             (Weight(self._upload_bytes(info, first * row_bytes, n * row_bytes, f"{name} rows {first}.."), info.type),
              first, n)
@@ -96,7 +106,7 @@ class Uploader:
         """A matrix weight, uploaded in its own (possibly quantised) type."""
         info = self._info(name, shape)
         self._check_type(info)
-        return Weight(self._upload(info), info.type)
+        return Weight(self._upload(info, matrix=True), info.type)
 
     def _check_type(self, info) -> None:
         if info.type not in K.SUPPORTED_WEIGHT_TYPES:
@@ -114,7 +124,7 @@ class Uploader:
             self._check_type(infos[-1])
         if len({info.type for info in infos}) > 1 or any(info.nbytes % 4 for info in infos[:-1]):
             return self.separate(names, n_in, rows)
-        return Weight(self._upload_all(infos, infos[0].name + " stacked"), infos[0].type)
+        return Weight(self._upload_all(infos, infos[0].name + " stacked", matrix=True), infos[0].type)
 
     def separate(self, names: list[str], n_in: int, rows: list[int]) -> Separate:
         """Matrices of n_in columns, one buffer each (what `stacked` falls back to)."""
@@ -141,39 +151,55 @@ class Uploader:
             raise UnsupportedModel(f"the model lacks tensor {name}")
         if tuple(info.shape) != tuple(shape):
             raise UnsupportedModel(f"tensor {name} has shape {list(info.shape)}, expected {list(shape)}")
-        if whole and info.nbytes > self.device.info.max_storage_binding:
+        if whole and info.nbytes > self.max_binding:
             raise UnsupportedModel(
                 f"tensor {name} ({info.nbytes >> 20} MiB) exceeds this GPU's largest binding "
-                f"({self.device.info.max_storage_binding >> 20} MiB)"
+                f"({self.max_binding >> 20} MiB)"
             )
         return info
 
-    def _upload(self, info):
-        return self._upload_all([info], info.name)
+    def _upload(self, info, matrix: bool = False):
+        return self._upload_all([info], info.name, matrix)
 
     def _upload_bytes(self, info, start: int, n: int, label: str):
-        """Bytes start..start + n of one tensor, into a buffer of their own (a row range of a Rows)."""
-        buffer = self.device.create_buffer(n, label=label)
+        """Bytes start..start + n of one tensor (a matrix), into a buffer of their own (a row range of a Rows)."""
+        buffer = self._buffer(n, label, matrix=True)
         self.device.write_buffer(buffer, self.gguf.source.view(info.offset + start, n))
         self._advance(n)
-        return buffer
+        return self._finish(buffer, n, label, matrix=True)
+
+    def _buffer(self, n: int, label: str, matrix: bool):
+        """A buffer for n bytes: a matrix's for texels holds whole texels, which the copy into them reads."""
+        if matrix and self.texels:
+            return self.device.create_buffer(-(-n // TEXEL_BYTES) * TEXEL_BYTES, label=label + " (staging)")
+        return self.device.create_buffer(n, label=label)
+
+    def _finish(self, buffer, n: int, label: str, matrix: bool):
+        """The buffer, or for a matrix with `texels` its bytes as texels (the buffer freed)."""
+        if not (matrix and self.texels):
+            return buffer
+        texels = self.device.create_texels(n, label=label)
+        recorder = self.device.recorder()
+        recorder.copy_to_texels(buffer, texels)
+        self.device.submit(recorder)
+        buffer.destroy()  # (after the submitted copy: WebGPU lets it finish)
+        return texels
 
     def _advance(self, n: int) -> None:
         self.done += n
         if self.progress:
             self.progress(self.done, self.total)
 
-    def _upload_all(self, infos: list, label: str):
+    def _upload_all(self, infos: list, label: str, matrix: bool = False):
         total = sum(info.nbytes for info in infos)
-        if total > self.device.info.max_storage_binding:
+        if total > self.max_binding:
             raise UnsupportedModel(
-                f"{label} ({total >> 20} MiB) exceeds this GPU's largest binding "
-                f"({self.device.info.max_storage_binding >> 20} MiB)"
+                f"{label} ({total >> 20} MiB) exceeds this GPU's largest binding ({self.max_binding >> 20} MiB)"
             )
-        buffer = self.device.create_buffer(total, label=label)
+        buffer = self._buffer(total, label, matrix)
         offset = 0
         for info in infos:
             self.device.write_buffer(buffer, self.gguf.view(info.name), offset)
             offset += info.nbytes
             self._advance(info.nbytes)
-        return buffer
+        return self._finish(buffer, total, label, matrix)

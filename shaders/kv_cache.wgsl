@@ -4,11 +4,9 @@
 //            1 k, 2 v: [T, KV_DIM] f32, read as vec4; or (SRC_ROW > 0) both the model's [T, SRC_ROW]
 //              q | k | v buffer, keys in columns K_COL.., values in V_COL.. (multiples of 4)
 //            3 k_cache, 4 v_cache: [rows, KV_DIM] (max_ctx rows a sequence) as f32 bits, or (KV_F16) f16 pairs packed in u32
-// Formula:   cache[base + pos, :] = k[t, :] (and v); f16 rounds to nearest even (pack2x16float)
+// Formula:   cache[base + pos, :] = k[t, :] (and v), as kv_rows.wgsl (appended) writes them
 // Overrides: KV_DIM (a multiple of 4), KV_F16, SRC_ROW (0: KV_DIM), K_COL, V_COL, WG
 // Grid:      (ceil(KV_DIM / 4 / WG), T): one invocation per 4 elements of a row.
-// Packing f16 pairs into u32 words needs no shader-f16 feature (SwiftShader lacks it), and the
-// f32 and f16 caches then share one declaration: a switch on KV_F16 the compiler folds.
 
 @group(0) @binding(1) var<storage, read> k: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> v: array<vec4<f32>>;
@@ -29,19 +27,6 @@ fn store_kv(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (j >= KV_DIM / 4u || t >= params.n_tokens) { return; }
     let src = t * select(SRC_ROW, KV_DIM, SRC_ROW == 0u) / 4u + j;
     let row = (token_base(t) + token_pos(t)) * (KV_DIM / 4u) + j;  // in units of 4 elements
-    let kv = k[src + K_COL / 4u];
-    let vv = v[src + V_COL / 4u];
-    if (KV_F16) {
-        k_cache[2u * row] = pack2x16float(kv.xy);
-        k_cache[2u * row + 1u] = pack2x16float(kv.zw);
-        v_cache[2u * row] = pack2x16float(vv.xy);
-        v_cache[2u * row + 1u] = pack2x16float(vv.zw);
-    } else {
-        let kb = bitcast<vec4<u32>>(kv);
-        let vb = bitcast<vec4<u32>>(vv);
-        for (var c = 0u; c < 4u; c++) {
-            k_cache[4u * row + c] = kb[c];
-            v_cache[4u * row + c] = vb[c];
-        }
-    }
+    cache_put4(true, 4u * row, k[src + K_COL / 4u]);
+    cache_put4(false, 4u * row, v[src + V_COL / 4u]);
 }

@@ -15,6 +15,7 @@
 //   matvec  T = 1 (decode, the "scalar" variant): an invocation computes MV_ROWS consecutive rows
 //           (GLU: MV_ROWS / 2 outputs from as many gate and up rows), so each x block it loads
 //           serves them all.   grid (ceil(N_OUT / (MV_ROWS * WG)), 1), twice as many with GLU
+//   matvec_rope  the same for one token's q | k | v, rotating q and k and storing k and v (below)
 //   matmul  T > 1 (prefill, the "scalar" variant): an invocation computes MM_ROWS rows x TILE tokens in
 //           registers, so each block is dequantised once for TILE tokens and each x block loaded
 //           once for MM_ROWS rows.    grid (ceil(N_OUT / (MM_ROWS * WG)), ceil(T / TILE)) as (x*y, z),
@@ -148,14 +149,9 @@ fn store_tile(row: u32, t0: u32, nt: u32, v: vec4<f32>) {
     for (var c = 0u; c < nt; c++) { put(t0 + c, row, v[c]); }
 }
 
-@compute @workgroup_size(WG)
-fn matvec(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let r = ((wid.y * nwg.x + wid.x) * WG + lid) * select(MV_ROWS, MV_ROWS / 2u, GLU);
-    if (r >= N_OUT || params.n_tokens == 0u) { return; }
+// The MV_ROWS sums of the invocation whose rows start at r (GLU: gate rows r.. in the first two, up rows
+// in the last two), each x block loaded once for them all.
+fn matvec_sums(r: u32) -> array<vec4<f32>, 4> {
     var a0 = 0.0; var a1 = 0.0; var a2 = 0.0; var a3 = 0.0;
     var a4 = 0.0; var a5 = 0.0; var a6 = 0.0; var a7 = 0.0;
     var a8 = 0.0; var a9 = 0.0; var a10 = 0.0; var a11 = 0.0;
@@ -184,29 +180,55 @@ fn matvec(
         a14 += row_dot(wrow(r, 14u, MV_ROWS), b, xs, xsum, &c14, false);
         a15 += row_dot(wrow(r, 15u, MV_ROWS), b, xs, xsum, &c15, false);
     }
+    return array<vec4<f32>, 4>(vec4<f32>(a0, a1, a2, a3), vec4<f32>(a4, a5, a6, a7),
+                               vec4<f32>(a8, a9, a10, a11), vec4<f32>(a12, a13, a14, a15));
+}
+
+fn store4(row: u32, v: vec4<f32>) {
+    store1(row, v.x); store1(row + 1u, v.y); store1(row + 2u, v.z); store1(row + 3u, v.w);
+}
+
+// The first row of the invocation's MV_ROWS (GLU: of its MV_ROWS / 2 outputs).
+fn matvec_row(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return ((wid.y * nwg.x + wid.x) * WG + lid) * select(MV_ROWS, MV_ROWS / 2u, GLU);
+}
+
+@compute @workgroup_size(WG)
+fn matvec(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let r = matvec_row(wid, nwg, lid);
+    if (r >= N_OUT || params.n_tokens == 0u) { return; }
+    let a = matvec_sums(r);
     if (GLU) {
-        let o = glu4(vec4<f32>(a0, a1, a2, a3), vec4<f32>(a8, a9, a10, a11));
-        let o2 = glu4(vec4<f32>(a4, a5, a6, a7), vec4<f32>(a12, a13, a14, a15));
-        store1(r, o.x); store1(r + 1u, o.y); store1(r + 2u, o.z); store1(r + 3u, o.w);
-        store1(r + 4u, o2.x); store1(r + 5u, o2.y); store1(r + 6u, o2.z); store1(r + 7u, o2.w);
+        store4(r, glu4(a[0], a[2]));
+        store4(r + 4u, glu4(a[1], a[3]));
         return;
     }
-    store1(r + 0u, a0);
-    store1(r + 1u, a1);
-    store1(r + 2u, a2);
-    store1(r + 3u, a3);
-    store1(r + 4u, a4);
-    store1(r + 5u, a5);
-    store1(r + 6u, a6);
-    store1(r + 7u, a7);
-    store1(r + 8u, a8);
-    store1(r + 9u, a9);
-    store1(r + 10u, a10);
-    store1(r + 11u, a11);
-    store1(r + 12u, a12);
-    store1(r + 13u, a13);
-    store1(r + 14u, a14);
-    store1(r + 15u, a15);
+    store4(r, a[0]);
+    store4(r + 4u, a[1]);
+    store4(r + 8u, a[2]);
+    store4(r + 12u, a[3]);
+}
+
+// matvec_rope: one token's q | k | v product that rotates q's and k's heads and stores keys and values in
+// the caches itself (rope_store.wgsl: its bindings 5 to 8 and overrides; HEAD_DIM a multiple of MV_ROWS, so
+// that an invocation's rows lie in one head).
+@compute @workgroup_size(WG)
+fn matvec_rope(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let r = matvec_row(wid, nwg, lid);
+    if (r >= N_OUT || params.n_tokens == 0u) { return; }
+    let a = matvec_sums(r);
+    rope_store4(r, a[0]);
+    rope_store4(r + 4u, a[1]);
+    rope_store4(r + 8u, a[2]);
+    rope_store4(r + 12u, a[3]);
 }
 
 @compute @workgroup_size(WG)

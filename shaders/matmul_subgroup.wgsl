@@ -22,7 +22,8 @@ diagnostic(off, subgroup_uniformity);
 //            multiple of RPS), RPS (rows a subgroup owns: 4, or 8 for batches, where loading each x
 //            block once for 8 rows pays), NORM, EPS
 // Grid:      (ceil(N_OUT / ROWS) as gx*gy, T), twice as many with GLU; g = wid.y * nwg.x + wid.x,
-//            token t = wid.z
+//            token t = wid.z. matvec_subgroup_rope: one token's q | k | v, rotating q and k and storing k
+//            and v in their caches as well (below), grid (ceil(N_OUT / ROWS) as gx*gy, 1)
 // Subgroup s of a workgroup is taken to be invocations s*sg .. s*sg + sg-1 (as drivers lay them
 // out); it takes rows RPS s.., RPS (s + n_sg).. < ROWS, so any subgroup size gives the right answer:
 // with WG = 128 and ROWS = 4 RPS, subgroups of 32 own RPS rows each.
@@ -43,6 +44,33 @@ fn normed_block(t: u32, b: u32) -> array<vec4<f32>, 8> {
     return xs;
 }
 
+// 1 / RMS of token t's x with NORM (each subgroup finds it itself), else 1.
+fn norm_scale(t: u32, lane: u32, sg: u32) -> f32 {
+    if (!NORM) { return 1.0; }
+    var ss = 0.0;
+    for (var j = lane; j < N_IN / 4u; j += sg) { ss += dot(x[t * (N_IN / 4u) + j], x[t * (N_IN / 4u) + j]); }
+    return inverseSqrt(subgroupAdd(ss) / f32(N_IN) + EPS);
+}
+
+// Token t's sums of the subgroup's RPS rows from output row r (rows 4..7 in the second with RPS 8; GLU:
+// gate rows, then up rows), times scale, in every lane.
+fn subgroup_sums(t: u32, r: u32, lane: u32, sg: u32, scale: f32) -> array<vec4<f32>, 2> {
+    var acc = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);  // rows 4..7 (RPS 8)
+    for (var b = lane; b < (N_IN + 31u) / 32u; b += sg) {
+        let xs = normed_block(t, b);
+        let xsum = block_sum(xs);
+        var c: KCache;  // unused between blocks: a lane's blocks are not consecutive
+        acc += vec4<f32>(row_dot(wrow(r, 0u, RPS), b, xs, xsum, &c, true), row_dot(wrow(r, 1u, RPS), b, xs, xsum, &c, true),
+                         row_dot(wrow(r, 2u, RPS), b, xs, xsum, &c, true), row_dot(wrow(r, 3u, RPS), b, xs, xsum, &c, true));
+        if (RPS == 8u) {
+            acc2 += vec4<f32>(row_dot(wrow(r, 4u, 8u), b, xs, xsum, &c, true), row_dot(wrow(r, 5u, 8u), b, xs, xsum, &c, true),
+                              row_dot(wrow(r, 6u, 8u), b, xs, xsum, &c, true), row_dot(wrow(r, 7u, 8u), b, xs, xsum, &c, true));
+        }
+    }
+    return array<vec4<f32>, 2>(subgroupAdd(acc) * scale, subgroupAdd(acc2) * scale);
+}
+
 @compute @workgroup_size(WG)
 fn matvec_subgroup(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -53,31 +81,14 @@ fn matvec_subgroup(
 ) {
     let t = wid.z;  // the token: the same for the whole workgroup
     if (t >= params.n_tokens) { return; }
-    var scale = 1.0;
-    if (NORM) {
-        var ss = 0.0;
-        for (var j = lane; j < N_IN / 4u; j += sg) { ss += dot(x[t * (N_IN / 4u) + j], x[t * (N_IN / 4u) + j]); }
-        scale = inverseSqrt(subgroupAdd(ss) / f32(N_IN) + EPS);
-    }
+    let scale = norm_scale(t, lane, sg);
     let g = wid.y * nwg.x + wid.x;
     for (var i = RPS * (lid / sg); i < ROWS; i += RPS * max(WG / sg, 1u)) {
         let r = select(g * ROWS + i, (g * ROWS + i) / 2u, GLU);  // the first output row
         if (r >= N_OUT) { break; }
-        var acc = vec4<f32>(0.0);
-        var acc2 = vec4<f32>(0.0);  // rows 4..7 (RPS 8)
-        for (var b = lane; b < (N_IN + 31u) / 32u; b += sg) {
-            let xs = normed_block(t, b);
-            let xsum = block_sum(xs);
-            var c: KCache;  // unused between blocks: a lane's blocks are not consecutive
-            acc += vec4<f32>(row_dot(wrow(r, 0u, RPS), b, xs, xsum, &c, true), row_dot(wrow(r, 1u, RPS), b, xs, xsum, &c, true),
-                             row_dot(wrow(r, 2u, RPS), b, xs, xsum, &c, true), row_dot(wrow(r, 3u, RPS), b, xs, xsum, &c, true));
-            if (RPS == 8u) {
-                acc2 += vec4<f32>(row_dot(wrow(r, 4u, 8u), b, xs, xsum, &c, true), row_dot(wrow(r, 5u, 8u), b, xs, xsum, &c, true),
-                                  row_dot(wrow(r, 6u, 8u), b, xs, xsum, &c, true), row_dot(wrow(r, 7u, 8u), b, xs, xsum, &c, true));
-            }
-        }
-        let total = subgroupAdd(acc) * scale;
-        let total2 = subgroupAdd(acc2) * scale;
+        let sums = subgroup_sums(t, r, lane, sg, scale);
+        let total = sums[0];
+        let total2 = sums[1];
         if (lane != 0u) { continue; }
         if (GLU && RPS == 8u) {  // gate rows r..r+3 in total, up rows in total2
             let o = glu4(total, total2);
@@ -101,6 +112,27 @@ fn matvec_subgroup(
                 store_at(t, r + 7u, total2.w);
             }
         }
+    }
+}
+
+// matvec_subgroup_rope: one token's q | k | v product (RPS 4, no GLU) that rotates q's and k's heads and
+// stores keys and values in the caches itself (rope_store.wgsl: its bindings 5 to 8 and overrides).
+@compute @workgroup_size(WG)
+fn matvec_subgroup_rope(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_size) sg: u32,
+) {
+    if (params.n_tokens == 0u) { return; }
+    let scale = norm_scale(0u, lane, sg);
+    let g = wid.y * nwg.x + wid.x;
+    for (var i = 4u * (lid / sg); i < ROWS; i += 4u * max(WG / sg, 1u)) {
+        let r = g * ROWS + i;
+        if (r >= N_OUT) { break; }
+        let total = subgroup_sums(0u, r, lane, sg, scale)[0];
+        if (lane == 0u) { rope_store4(r, total); }
     }
 }
 

@@ -173,23 +173,8 @@ fn matvec_dot4(
     }
 }
 
-// matvec_dot4_rope: one token's q | k | v product (N_OUT = Q_DIM + 2 KV_DIM) that does what rope.wgsl and
-// kv_cache.wgsl's store_kv would do after it: q's and k's heads rotated (adjacent pairs: not NEOX), keys and
-// values also stored in the caches' row of the token. Two dependent dispatches fewer a layer; each costs
-// 3.4 us or more on an H200 whatever it does. Bindings 5 inv_freq, 6 factors (rope.wgsl's 2 and 3), 7 k_cache,
-// 8 v_cache (kv_cache.wgsl's 3 and 4); overrides Q_DIM, KV_DIM, HEAD_DIM, N_ROT, KV_F16, MSCALE as theirs.
-@group(0) @binding(5) var<storage, read> inv_freq: array<f32>;
-@group(0) @binding(6) var<storage, read> factors: array<f32>;
-@group(0) @binding(7) var<storage, read_write> k_cache: array<u32>;
-@group(0) @binding(8) var<storage, read_write> v_cache: array<u32>;
-
-override Q_DIM: u32 = 0u;
-override KV_DIM: u32 = 4u;
-override HEAD_DIM: u32 = 4u;
-override N_ROT: u32 = 0u;
-override KV_F16: bool = false;
-override MSCALE: f32 = 1.0;
-
+// matvec_dot4_rope: one token's q | k | v product (N_OUT = Q_DIM + 2 KV_DIM) that rotates q's and k's heads
+// and stores keys and values in the caches itself (rope_store.wgsl: its bindings 5 to 8 and overrides).
 @compute @workgroup_size(WG)
 fn matvec_dot4_rope(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -200,27 +185,6 @@ fn matvec_dot4_rope(
 ) {
     let r = 4u * (wid.y * nwg.x + wid.x);
     if (r >= N_OUT) { return; }
-    var out = four_outputs(r, lid, lane, sg);
-    if (lid != 0u) { return; }
-    // Q_DIM, KV_DIM and HEAD_DIM are multiples of 4: the four rows lie in one of q, k, v and in one head
-    if (r < Q_DIM + KV_DIM) {
-        let d = r % HEAD_DIM;  // (Q_DIM is whole heads)
-        for (var p = 0u; p < 2u; p++) {
-            if (d + 2u * p < N_ROT) {
-                let turned = rotate(out[2u * p], out[2u * p + 1u], rotation(0u, d / 2u + p));
-                out[2u * p] = turned.x;
-                out[2u * p + 1u] = turned.y;
-            }
-        }
-    }
-    for (var k = 0u; k < 4u; k++) { put(0u, r + k, out[k]); }
-    if (r < Q_DIM) { return; }
-    let at = (token_base(0u) + token_pos(0u)) * KV_DIM + (r - Q_DIM) % KV_DIM;  // the cache element
-    var words = bitcast<vec4<u32>>(out);
-    if (KV_F16) { words = vec4<u32>(pack2x16float(out.xy), pack2x16float(out.zw), 0u, 0u); }
-    let n = select(4u, 2u, KV_F16);
-    let first = select(at, at / 2u, KV_F16);
-    for (var k = 0u; k < n; k++) {
-        if (r < Q_DIM + KV_DIM) { k_cache[first + k] = words[k]; } else { v_cache[first + k] = words[k]; }
-    }
+    let out = four_outputs(r, lid, lane, sg);
+    if (lid == 0u) { rope_store4(r, out); }
 }

@@ -7,10 +7,11 @@
 // quant_q6k.wgsl, quant_q3k.wgsl or quant_q2k.wgsl. Only one decoder a pipeline keeps compiles short:
 // lavapipe inlines every call of quant_parts (once for each of a matmul kernel's 16 rows) before it
 // drops the cases of a switch on WTYPE.
-// This file declares the weight binding, the type ids and what every family shares.
+// This file declares the type ids and what every family shares; before it comes the library that binds
+// the weights and defines w4 (weights_buffer.wgsl on GPUs, weights_texture.wgsl on CPU adapters).
 //
-// Bindings:  @binding(1) w: array<vec4<u32>>  one tensor's raw bytes, [rows, N_IN] in its ggml type,
-//            in a binding of whole 16-byte words (kernels.py pads a tensor that ends mid-word).
+// Bindings:  @binding(1) one tensor's raw bytes, [rows, N_IN] in its ggml type, read as 16-byte words:
+//            w4(i) is bytes 16i .. 16i + 15 (kernels.py pads a tensor that ends mid-word).
 // Overrides: WTYPE  ggml type id (the constants below; a switch the compiler folds)
 //            N_IN   elements per row: a multiple of 4 for F32/F16/BF16, of 32 for the blocks, of 256
 //                   for the K-quants
@@ -38,8 +39,6 @@ const BF16 = 30u;
 
 override WTYPE: u32;
 override N_IN: u32;
-
-@group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
 
 fn is_float() -> bool { return WTYPE == F32 || WTYPE == F16 || WTYPE == BF16; }
 fn is_kquant() -> bool { return WTYPE >= Q2_K && WTYPE <= Q6_K; }
@@ -142,8 +141,8 @@ fn shift_words(a0: vec4<u32>, b0: vec4<u32>, c0: vec4<u32>, m: u32) -> array<vec
 // o & ~3 (the second is good only as far as the two words loaded reach).
 fn words2(o: u32) -> array<vec4<u32>, 2> {
     let m = o & 15u;
-    var a = w[o >> 4u];
-    var b = w[(o >> 4u) + 1u];
+    var a = w4(o >> 4u);
+    var b = w4((o >> 4u) + 1u);
     let s1 = (m & 4u) != 0u;
     let s2 = (m & 8u) != 0u;
     a = select(a, shl1(a, b), s1);
@@ -155,11 +154,11 @@ fn words2(o: u32) -> array<vec4<u32>, 2> {
 
 // The three words from the one holding byte o, shifted so that the first starts at byte o & ~3.
 fn words3(o: u32) -> array<vec4<u32>, 3> {
-    return shift_words(w[o >> 4u], w[(o >> 4u) + 1u], w[(o >> 4u) + 2u], o & 15u);
+    return shift_words(w4(o >> 4u), w4((o >> 4u) + 1u), w4((o >> 4u) + 2u), o & 15u);
 }
 
 // The u32 at byte p (a multiple of 4), and the u16 at byte p (even), from one load.
-fn word_at(p: u32) -> u32 { return w[p >> 4u][(p >> 2u) & 3u]; }
+fn word_at(p: u32) -> u32 { return w4(p >> 4u)[(p >> 2u) & 3u]; }
 fn half_at(p: u32) -> u32 { return (word_at(p & ~3u) >> ((p & 2u) * 8u)) & 0xFFFFu; }
 
 // Nibbles of four packed words: elements 4i..4i+3 (low) or 16+4i..16+4i+3 (high) of a Q4 block.
@@ -209,11 +208,11 @@ fn quant_block(row: u32, b: u32) -> array<vec4<f32>, 8> {
 fn f16_block(e: u32) -> array<vec4<f32>, 8> {
     let v = e / 8u;
     let shift = (e & 4u) != 0u;
-    let a0 = w[v];
-    let a1 = w[v + 1u];
-    let a2 = w[v + 2u];
-    let a3 = w[v + 3u];
-    let a4 = w[v + 4u];
+    let a0 = w4(v);
+    let a1 = w4(v + 1u);
+    let a2 = w4(v + 2u);
+    let a3 = w4(v + 3u);
+    let a4 = w4(v + 4u);
     let q0 = select(a0, shl2(a0, a1), shift);
     let q1 = select(a1, shl2(a1, a2), shift);
     let q2 = select(a2, shl2(a2, a3), shift);
@@ -230,11 +229,11 @@ fn f16_block(e: u32) -> array<vec4<f32>, 8> {
 fn dequant4(row: u32, j: u32) -> vec4<f32> {
     switch WTYPE {
         case F32: {  // rows are 16-byte aligned since N_IN % 4 == 0
-            return bitcast<vec4<f32>>(w[(row * N_IN) / 4u + j]);
+            return bitcast<vec4<f32>>(w4((row * N_IN) / 4u + j));
         }
         case F16, BF16: {  // four halves: one 8-byte half of a 16-byte word
             let e = row * N_IN + 4u * j;
-            let v = w[e >> 3u];
+            let v = w4(e >> 3u);
             let pair = select(v.xy, v.zw, (e & 4u) != 0u);
             return vec4<f32>(halves2(pair.x), halves2(pair.y));
         }

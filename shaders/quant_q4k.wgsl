@@ -29,16 +29,16 @@ fn scale_min_k4(s: vec3<u32>, j: u32) -> vec2<f32> {
 fn q45_k_parts(o: u32, j: u32, c: ptr<function, KCache>, fresh: bool) -> QuantParts {
     let v = o >> 4u;
     if (fresh || j == 0u) {
-        (*c).a = w[v];
+        (*c).a = w4(v);
         if (WTYPE == Q5_K) {
-            (*c).b = w[v + 1u];
-            (*c).c = w[v + 2u];
+            (*c).b = w4(v + 1u);
+            (*c).c = w4(v + 2u);
         }
     }
     if (fresh || (j & 1u) == 0u) {
         let p = v + select(1u, 3u, WTYPE == Q5_K) + 2u * (j / 2u);
-        (*c).d = w[p];
-        (*c).e = w[p + 1u];
+        (*c).d = w4(p);
+        (*c).e = w4(p + 1u);
     }
     let q0 = (*c).d;
     let q1 = (*c).e;
@@ -77,13 +77,13 @@ fn int_parts(row: u32, b: u32) -> IntParts {
     let p = v + select(1u, 3u, five) + 2u * (j / 2u);
     let sh = vec4<u32>(4u * (j & 1u));
     let m4 = vec4<u32>(0x0F0F0F0Fu);
-    var lo = (w[p] >> sh) & m4;
-    var hi = (w[p + 1u] >> sh) & m4;
+    var lo = (w4(p) >> sh) & m4;
+    var hi = (w4(p + 1u) >> sh) & m4;
     if (five) {
-        lo |= q5_k_high(w[v + 1u], j);
-        hi |= q5_k_high(w[v + 2u], j);
+        lo |= q5_k_high(w4(v + 1u), j);
+        hi |= q5_k_high(w4(v + 2u), j);
     }
-    let h = w[v];
+    let h = w4(v);
     let dm = unpack2x16float(h.x);
     let sm = scale_min_k4(h.yzw, j);
     return int_parts1(lo, hi, dm.x * sm.x, -dm.y * sm.y);

@@ -24,9 +24,9 @@ fn stream3(o: u32, c: ptr<function, KCache>, first: bool) -> array<vec4<u32>, 3>
     var n0 = (*c).a;
     var n1 = (*c).b;
     var n2 = (*c).c;
-    if (step >= 1u) { n2 = w[k + 2u]; }  // which invocations load differs: each loads only its own
-    if (step >= 2u) { n1 = w[k + 1u]; }
-    if (step >= 3u) { n0 = w[k]; }
+    if (step >= 1u) { n2 = w4(k + 2u); }  // which invocations load differs: each loads only its own
+    if (step >= 2u) { n1 = w4(k + 1u); }
+    if (step >= 3u) { n0 = w4(k); }
     let a = select(select(select((*c).a, (*c).b, step == 1u), (*c).c, step == 2u), n0, step >= 3u);
     let b = select(select((*c).b, (*c).c, step == 1u), n1, step >= 2u);
     (*c).a = a;
@@ -74,8 +74,8 @@ fn q5_0_block(o: u32, c: ptr<function, KCache>, first: bool) -> QuantParts {
 
 // Q5_1 block at byte offset o (a multiple of 8): two loads, the block in the first half or the second.
 fn q5_1_block(o: u32) -> QuantParts {
-    let a = w[o >> 4u];
-    let b = w[(o >> 4u) + 1u];
+    let a = w4(o >> 4u);
+    let b = w4((o >> 4u) + 1u);
     let second = (o & 8u) != 0u;
     let head = select(a.xy, a.zw, second);  // {d, m}, qh
     let qs = select(vec4<u32>(a.zw, b.xy), b, second);

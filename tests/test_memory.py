@@ -11,7 +11,7 @@ import pytest
 
 from engine.config import ModelConfig
 from engine.errors import InvalidRequest, UnsupportedModel
-from engine.gpu import STORAGE, AdapterInfo
+from engine.gpu import STORAGE, TEXEL_BYTES, TEXELS_A_ROW, AdapterInfo, texel_rows
 from engine.memory import format_bytes, model_buffers, parse_size, plan_memory, row_ranges
 from engine.model import Model
 from tests.test_cli import _error_of
@@ -54,11 +54,18 @@ def test_the_default_models_plan_adds_up(model_gguf):
         + 256 * 8 + n_ctx * 8 + 16  # argmax partials, penalty entries and settings
         + 2 * (64 // 2) * 4  # RoPE's inverse frequencies and ones (no rope_freqs), of rope_dim // 2
     )  # fmt: skip
-    plan = plan_memory(_config(model_gguf), t, n_ctx, T)
-    assert (plan.weights, plan.kv_cache, plan.activations) == (weights, kv_cache, activations)
-    assert plan.total == weights + kv_cache + activations
+    gpu = dict(variant="subgroup", dot4=False)  # weights in buffers as the file holds them
+    plan = plan_memory(_config(model_gguf), t, n_ctx, T, **gpu)
+    attention_partials = plan.activations - activations  # (the GPU's attention: its own test below)
+    assert (plan.weights, plan.kv_cache) == (weights, kv_cache) and attention_partials > 0
+    assert plan.total == weights + kv_cache + activations + attention_partials
     assert (plan.largest_name, plan.largest) == ("token_embd.weight", t["token_embd.weight"].nbytes)
-    assert plan_memory(_config(model_gguf), t, n_ctx, T, kv_f16=True).kv_cache == kv_cache // 2
+    assert plan_memory(_config(model_gguf), t, n_ctx, T, kv_f16=True, **gpu).kv_cache == kv_cache // 2
+    # CPU adapters: the matrices in texels of whole 64 KiB rows (each rounded up by less than one), the rest alike
+    cpu = plan_memory(_config(model_gguf), t, n_ctx, T)
+    n_matrices = 1 + n_layers * 4  # the embedding (the head too), and a layer's qkv, o, gate_up and down
+    assert 0 < cpu.weights - weights < n_matrices * TEXELS_A_ROW * TEXEL_BYTES
+    assert (cpu.kv_cache, cpu.activations) == (kv_cache, activations)
 
 
 def test_a_stacked_buffer_is_one_binding_unless_its_types_differ(model_gguf):
@@ -107,8 +114,9 @@ def test_a_vocabulary_table_past_a_binding_is_planned_in_row_ranges(model_gguf):
     table = model_gguf.tensors["token_embd.weight"]
     row_bytes = table.nbytes // table.shape[1]
     assert row_ranges(table.shape[1], row_bytes, 16 << 20) == [(0, 27408), (27408, 21744)]
-    plan = plan_memory(_config(model_gguf), model_gguf.tensors, 256, 64, max_binding=16 << 20)
-    whole = plan_memory(_config(model_gguf), model_gguf.tensors, 256, 64)
+    gpu = dict(variant="subgroup")  # buffers, as the file holds them (texels would round each part up to a row)
+    plan = plan_memory(_config(model_gguf), model_gguf.tensors, 256, 64, max_binding=16 << 20, **gpu)
+    whole = plan_memory(_config(model_gguf), model_gguf.tensors, 256, 64, **gpu)
     assert plan.largest <= 16 << 20 and plan.weights == whole.weights  # same bytes, in parts
     assert plan.largest_name.startswith("token_embd.weight rows ")
     with pytest.raises(UnsupportedModel, match="16 times"):
@@ -120,17 +128,25 @@ def test_a_vocabulary_table_past_a_binding_is_planned_in_row_ranges(model_gguf):
 def test_the_plan_matches_what_the_device_allocates(engine, model_gguf, monkeypatch, variant, dot4, n_seqs):
     """Load the default model again on the real device, counting the buffers it creates (reads' staging
     buffers are made apart, by the backend itself); the GPU variant adds attention's partial sums, with
-    dot4 the integer x of one token's products, and several sequences their caches and every row's logits."""
+    dot4 the integer x of one token's products, and several sequences their caches and every row's logits; the
+    scalar variant's matrices are texels (whole rows of them)."""
     device, made = engine.model.device, []
-    create = device.create_buffer
+    create, create_texels = device.create_buffer, device.create_texels
 
     def counted(size, role=STORAGE, label=""):
         buffer = create(size, role, label)
-        made.append((label, buffer.size))
+        if not label.endswith("(staging)"):  # a matrix's on its way to texels, freed at once
+            made.append((label, buffer.size))
         return buffer
+
+    def counted_texels(size, label=""):
+        texels = create_texels(size, label)
+        made.append((label, texel_rows(size) * TEXELS_A_ROW * TEXEL_BYTES))
+        return texels
 
     n_ctx, max_batch = engine.model.n_ctx, engine.model.max_batch  # the fixture's: its pipelines are compiled
     monkeypatch.setattr(device, "create_buffer", counted)
+    monkeypatch.setattr(device, "create_texels", counted_texels)
     Model.load(device, model_gguf, n_ctx=n_ctx, max_batch=max_batch, variant=variant, dot4=dot4, n_seqs=n_seqs)
     monkeypatch.undo()
     plan = plan_memory(_config(model_gguf), model_gguf.tensors, n_ctx, max_batch, variant=variant, dot4=dot4,
@@ -141,6 +157,9 @@ def test_the_plan_matches_what_the_device_allocates(engine, model_gguf, monkeypa
     assert ("attention partials" in dict(made)) == (variant == "subgroup")
     assert ("dot4 x q" in dict(made)) == dot4
     assert ("row_tokens" in dict(made)) == (n_seqs > 1)
+    texel_row = TEXELS_A_ROW * TEXEL_BYTES
+    downs = [n for label, n in made if label.endswith("ffn_down.weight")]
+    assert downs and all((n % texel_row == 0) == (variant == "scalar") for n in downs)
     assert plan.kv_cache == n_seqs * plan_memory(_config(model_gguf), model_gguf.tensors, n_ctx, max_batch).kv_cache
     diff = f"made, not planned: {Counter(made) - planned}; planned, not made: {planned - Counter(made)}"
     assert abs(sum(n for _, n in made) - plan.total) <= TOLERANCE, diff

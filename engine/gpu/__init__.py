@@ -15,6 +15,10 @@ from typing import Any, Protocol
 # Buffer roles. Each maps to a fixed set of WebGPU usage flags inside the backends.
 STORAGE = "storage"  # read/write from shaders, written from the host, copied from and to
 UNIFORM = "uniform"  # small per-step parameters written from the host
+# Texels a row of the textures that hold weights on CPU adapters (weights_texture.wgsl's TEXELS_A_ROW):
+# 16 bytes each, so a row is 64 KiB of the tensor.
+TEXELS_A_ROW = 4096
+TEXEL_BYTES = 16
 
 
 @dataclass(frozen=True)
@@ -27,11 +31,32 @@ class AdapterInfo:
     features: frozenset[str]  # WebGPU spec names: "shader-f16", "subgroups"
     max_storage_binding: int
     max_buffer_size: int
+    max_texture_2d: int = 8192  # texels a 2D texture may have along each side (WebGPU's default)
+
+    def weight_binding(self, texels: bool) -> int:
+        """Bytes of the largest tensor one binding holds: a storage buffer's, or with texels the texture's
+        (TEXELS_A_ROW texels by max_texture_2d rows) where that is less."""
+        if not texels:
+            return self.max_storage_binding
+        return min(self.max_storage_binding, TEXELS_A_ROW * TEXEL_BYTES * self.max_texture_2d)
 
 
 class Buffer(Protocol):
     """A GPU buffer; `size` in bytes. The backend object stays opaque to the engine."""
 
+    size: int
+
+    def destroy(self) -> None:
+        """Free the buffer's memory now (WebGPU's destroy), not when the garbage collector gets to it."""
+
+
+@dataclass(frozen=True)
+class Texels:
+    """A tensor's bytes in a 2D rgba32uint texture, TEXELS_A_ROW texels of TEXEL_BYTES a row, in order: how
+    CPU adapters' kernels read weights (weights_texture.wgsl). `size`: the tensor's bytes."""
+
+    texture: Any
+    view: Any
     size: int
 
 
@@ -59,6 +84,26 @@ class Recorder(Protocol):
     def copy(self, src: Buffer, src_offset: int, dst: Buffer, dst_offset: int, size: int) -> None:
         """Record a buffer-to-buffer copy."""
 
+    def copy_to_texels(self, src: Buffer, texels: Texels) -> None:
+        """Record a copy of src's first texels.size bytes (rounded up to whole texels, which src must hold)
+        into texels."""
+
+
+def texel_rows(size: int) -> int:
+    """Rows of TEXELS_A_ROW texels that hold `size` bytes."""
+    return max(1, -(-size // (TEXELS_A_ROW * TEXEL_BYTES)))
+
+
+def texel_copies(size: int) -> list[tuple[int, int, tuple[int, int, int]]]:
+    """(source offset, first texture row, extent) of the copies that put `size` bytes into texels: the whole
+    rows at once, then the texels of the last row (one row: a copy's bytes_per_row need not cover it)."""
+    n = -(-size // TEXEL_BYTES)
+    full, rest = divmod(n, TEXELS_A_ROW)
+    copies = [(0, 0, (TEXELS_A_ROW, full, 1))] if full else []
+    if rest:
+        copies.append((full * TEXELS_A_ROW * TEXEL_BYTES, full, (rest, 1, 1)))
+    return copies
+
 
 class Device(Protocol):
     """One opened WebGPU device."""
@@ -74,8 +119,14 @@ class Device(Protocol):
     def create_pipeline(self, wgsl: str, entry_point: str, constants: dict[str, float]) -> Pipeline:
         """Compile `entry_point` of `wgsl` with the given override constants."""
 
-    def create_bind_group(self, pipeline: Pipeline, buffers: list[Buffer | tuple[Buffer, int, int]]) -> BindGroup:
-        """Bind `buffers` (or `(buffer, offset, size)` ranges) to bindings 0..n-1 of group 0."""
+    def create_texels(self, size: int, label: str = "") -> Texels:
+        """Zeroed texels for a tensor of `size` bytes: whole rows of TEXELS_A_ROW."""
+
+    def create_bind_group(
+        self, pipeline: Pipeline, buffers: list[Buffer | tuple[Buffer, int, int] | Texels | None]
+    ) -> BindGroup:
+        """Bind `buffers` (or `(buffer, offset, size)` ranges, or texels) to bindings 0..n-1 of group 0; None
+        skips a binding number the pipeline does not use."""
 
     def plan(self, dispatches: list[tuple[Pipeline, BindGroup, tuple[int, int, int]]]) -> Plan:
         """Dispatches (pipeline, bind group, groups) made ready to record again and again with the least

@@ -11,11 +11,12 @@ import js  # type: ignore[import-not-found]  # exists only on Pyodide
 from pyodide.ffi import create_proxy, jsnull, to_js  # type: ignore[import-not-found]
 
 from ..errors import GpuUnavailable
-from . import STORAGE, UNIFORM, AdapterInfo
+from . import STORAGE, TEXEL_BYTES, TEXELS_A_ROW, UNIFORM, AdapterInfo, Texels, texel_copies, texel_rows
 
 # GPUBufferUsage / GPUMapMode flags (numbers from the WebGPU spec).
 _MAP_READ, _COPY_SRC, _COPY_DST, _UNIFORM, _STORAGE = 0x1, 0x4, 0x8, 0x40, 0x80
 _USAGE = {STORAGE: _STORAGE | _COPY_DST | _COPY_SRC, UNIFORM: _UNIFORM | _COPY_DST}
+_TEXTURE_COPY_DST, _TEXTURE_BINDING = 0x2, 0x4  # GPUTextureUsage
 _FEATURES = ("shader-f16", "subgroups")
 
 
@@ -59,6 +60,18 @@ class BrowserRecorder:
         self._end_pass()
         self.encoder.copyBufferToBuffer(src, src_offset, dst, dst_offset, size)
 
+    def copy_to_texels(self, src, texels):
+        self._end_pass()
+        for offset, origin_row, extent in texel_copies(texels.size):
+            source = {
+                "buffer": src,
+                "offset": offset,
+                "bytesPerRow": TEXELS_A_ROW * TEXEL_BYTES,
+                "rowsPerImage": extent[1],
+            }
+            target = {"texture": texels.texture, "origin": [0, origin_row, 0]}
+            self.encoder.copyBufferToTexture(_js(source), _js(target), _js(list(extent)))
+
     def _end_pass(self):
         if self._pass is not None:
             self._pass.end()
@@ -78,6 +91,16 @@ class BrowserDevice:
 
     def create_buffer(self, size, role=STORAGE, label=""):
         return self.device.createBuffer(_js({"size": _round4(max(size, 4)), "usage": _USAGE[role], "label": label}))
+
+    def create_texels(self, size, label=""):
+        descriptor = {
+            "size": [TEXELS_A_ROW, texel_rows(size), 1],
+            "format": "rgba32uint",
+            "usage": _TEXTURE_BINDING | _TEXTURE_COPY_DST,
+            "label": label,
+        }
+        texture = self.device.createTexture(_js(descriptor))
+        return Texels(texture, texture.createView(), size)
 
     def write_buffer(self, buffer, data, offset=0):
         if isinstance(data, bytes | bytearray | memoryview):
@@ -101,6 +124,11 @@ class BrowserDevice:
     def create_bind_group(self, pipeline, buffers):
         entries = []
         for binding, item in enumerate(buffers):
+            if item is None:  # a binding the pipeline leaves out
+                continue
+            if isinstance(item, Texels):
+                entries.append({"binding": binding, "resource": item.view})
+                continue
             buffer, offset, size = item if isinstance(item, tuple) else (item, 0, item.size)
             entries.append({"binding": binding, "resource": {"buffer": buffer, "offset": offset, "size": size}})
         return self.device.createBindGroup(_js({"layout": pipeline.getBindGroupLayout(0), "entries": entries}))
@@ -190,6 +218,7 @@ async def open_browser_device() -> BrowserDevice:
     required = {
         "maxStorageBufferBindingSize": limits.maxStorageBufferBindingSize,
         "maxBufferSize": limits.maxBufferSize,
+        "maxTextureDimension2D": limits.maxTextureDimension2D,
     }
     device = await adapter.requestDevice(_js({"requiredFeatures": features, "requiredLimits": required}))
     _report_gpu_errors(device)
@@ -203,5 +232,6 @@ async def open_browser_device() -> BrowserDevice:
         features=frozenset(features),
         max_storage_binding=int(limits.maxStorageBufferBindingSize),
         max_buffer_size=int(limits.maxBufferSize),
+        max_texture_2d=int(limits.maxTextureDimension2D),
     )
     return BrowserDevice(adapter, device, info)

@@ -7,7 +7,7 @@ import asyncio
 import wgpu
 
 from ..errors import GpuUnavailable
-from . import STORAGE, UNIFORM, AdapterInfo
+from . import STORAGE, TEXEL_BYTES, TEXELS_A_ROW, UNIFORM, AdapterInfo, Texels, texel_copies, texel_rows
 
 _USAGE = {
     STORAGE: wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_DST | wgpu.BufferUsage.COPY_SRC,
@@ -100,6 +100,19 @@ class NativeRecorder:
         self._end_pass()
         self.encoder.copy_buffer_to_buffer(src, src_offset, dst, dst_offset, size)
 
+    def copy_to_texels(self, src, texels):
+        self._end_pass()
+        for offset, origin_row, extent in texel_copies(texels.size):
+            source = {
+                "buffer": src,
+                "offset": offset,
+                "bytes_per_row": TEXELS_A_ROW * TEXEL_BYTES,
+                "rows_per_image": extent[1],
+            }
+            self.encoder.copy_buffer_to_texture(
+                source, {"texture": texels.texture, "origin": (0, origin_row, 0)}, extent
+            )
+
     def _end_pass(self):
         if self._pass is not None:
             self._pass.end()
@@ -132,6 +145,13 @@ class NativeDevice:
     def create_buffer(self, size, role=STORAGE, label=""):
         return self.device.create_buffer(size=_round4(max(size, 4)), usage=_USAGE[role], label=label)
 
+    def create_texels(self, size, label=""):
+        usage = wgpu.TextureUsage.TEXTURE_BINDING | wgpu.TextureUsage.COPY_DST
+        texture = self.device.create_texture(
+            size=(TEXELS_A_ROW, texel_rows(size), 1), format="rgba32uint", usage=usage, label=label
+        )
+        return Texels(texture, texture.create_view(), size)
+
     def write_buffer(self, buffer, data, offset=0):
         view = memoryview(data).cast("B")
         if len(view) % 4:  # WebGPU copies whole words; pad the tail instead of failing
@@ -150,6 +170,11 @@ class NativeDevice:
     def create_bind_group(self, pipeline, buffers):
         entries = []
         for binding, item in enumerate(buffers):
+            if item is None:  # a binding the pipeline leaves out
+                continue
+            if isinstance(item, Texels):
+                entries.append({"binding": binding, "resource": item.view})
+                continue
             buffer, offset, size = item if isinstance(item, tuple) else (item, 0, item.size)
             entries.append({"binding": binding, "resource": {"buffer": buffer, "offset": offset, "size": size}})
         return self.device.create_bind_group(layout=pipeline.get_bind_group_layout(0), entries=entries)
@@ -229,9 +254,8 @@ async def open_native_device() -> NativeDevice:
         raise GpuUnavailable("no WebGPU adapter found (install mesa-vulkan-drivers for a CPU device)")
     wanted = [name for name in adapter.features if name in _FEATURE_NAMES]
     limits = adapter.limits
-    required_limits = {
-        name: limits[name] for name in ("max-storage-buffer-binding-size", "max-buffer-size") if name in limits
-    }
+    wanted_limits = ("max-storage-buffer-binding-size", "max-buffer-size", "max-texture-dimension-2d")
+    required_limits = {name: limits[name] for name in wanted_limits if name in limits}
     device = await adapter.request_device_async(required_features=wanted, required_limits=required_limits)
     raw = adapter.info
     info = AdapterInfo(
@@ -241,6 +265,7 @@ async def open_native_device() -> NativeDevice:
         features=frozenset(_FEATURE_NAMES[name] for name in wanted),
         max_storage_binding=limits.get("max-storage-buffer-binding-size", 1 << 27),
         max_buffer_size=limits.get("max-buffer-size", 1 << 28),
+        max_texture_2d=limits.get("max-texture-dimension-2d", 8192),
     )
     return NativeDevice(adapter, device, info)
 

@@ -100,11 +100,12 @@ def every_pipeline() -> list[dict]:
             k.attention(b, b, b, FakeBuffer(64), 6, 2, 16, 33, 4)
             k.attention(b, b, b, FakeBuffer(64), 6, 2, 16, 33, 4, q_row=160)
             k.attention(b, b, b, FakeBuffer(64), 6, 2, 16, 33, 4, scale=0.1, softcap=50.0, window=8)
-            if k.dot4:  # one token's output quantised for o; q | k | v rotated and stored by their product
+            if k.dot4:  # one token's output quantised for o
                 k.attention(b, b, b, FakeBuffer(64), 6, 2, 16, 33, 4, quantise_out=True)
-                for wtype, n, n_rot, mscale in ((K.Q4_0, 64, 16, 1.0), (K.Q4_K, 256, 10, 1.19)):
-                    rs = K.RopeStore(64, 32, 16, n_rot, k.rope_tables(n_rot, 10000.0, 1.0), b, b, mscale)
-                    k.matmul(b, wtype, n, 128, b, FakeBuffer(64), 9, norm=(FakeBuffer(64), b, 1e-5), rope_store=rs)
+            # q | k | v rotated and stored by their product: integer (dot4), f32-x subgroup and scalar products
+            for wtype, n, n_rot, mscale in ((K.Q4_0, 64, 16, 1.0), (K.Q4_K, 256, 10, 1.19), (K.F16, 64, 16, 1.0)):
+                rs = K.RopeStore(64, 32, 16, n_rot, k.rope_tables(n_rot, 10000.0, 1.0), b, b, mscale)
+                k.matmul(b, wtype, n, 128, b, FakeBuffer(64), 9, norm=(FakeBuffer(64), b, 1e-5), rope_store=rs)
             for n in (64, 7):
                 for act in K.GLU_ACTIVATIONS:
                     k.glu_mul(b, FakeBuffer(64), FakeBuffer(64), n, act)

@@ -9,6 +9,7 @@ import gguf
 import numpy as np
 import pytest
 
+from engine import gpu as gpu_seam
 from engine import kernel_ops, products
 from engine import kernels as K
 
@@ -160,6 +161,9 @@ def test_row_constants_match_the_shaders():
     # matvec_dot4_batch keeps a batch's sums for up to MAX_TT tokens a subgroup: products.py takes DOT4_TT
     max_tt = re.search(r"const MAX_TT = (\d+)u;", K.load_shader("matvec_dot4.wgsl"))
     assert max_tt and 1 <= products.DOT4_TT <= int(max_tt.group(1))
+    # weights_texture.wgsl finds a tensor's 16-byte word i in texel row i / TEXELS_A_ROW, as the seam lays them out
+    assert f"const TEXELS_A_ROW = {gpu_seam.TEXELS_A_ROW}u;" in K.load_shader("weights_texture.wgsl")
+    assert gpu_seam.TEXEL_BYTES == 16  # rgba32uint
 
 
 def test_type_constants_match_the_shaders():
@@ -352,17 +356,20 @@ def test_the_numpy_side_dequantises_as_ggml_does(llama_cpp, rng, wtype):
 
 @pytest.mark.parametrize("kv_f16", [False, True])
 @pytest.mark.parametrize("n_rot, llama3, mscale, place", [(32, False, 1.0, None), (10, True, 1.25, (40, 7))])
+@pytest.mark.parametrize("variant, wtype", [("subgroup", K.Q4_0), ("subgroup", K.F16), ("scalar", K.Q4_0)],
+                         ids=["integer", "subgroup", "scalar"])
 def test_one_tokens_qkv_product_rotates_and_stores_keys_and_values(gpu, kernels_for, rng, kv_f16, n_rot, llama3,
-                                                                  mscale, place):
-    """rope_store (GPUs, one token, matvec_dot4_rope): q | k | v rotated and k, v stored in the caches as the
-    product, rope and store_kv after it would: every rotation or only the first 10 dims of each head (a pair
-    of an output workgroup's rows rotated, the other not), llama3's factors and an mscale, a token of a later
-    sequence (its cache rows from row 40) or of the one at pos 13. Nothing else in the caches changes."""
-    kernels = kernels_for("subgroup", kv_f16)
+                                                                  mscale, place, variant, wtype):
+    """rope_store (one token: matvec_dot4_rope, matvec_subgroup_rope, matvec_rope): q | k | v rotated and k, v
+    stored in the caches as the product, rope and store_kv after it would: every rotation or only the first 10
+    dims of each head (a pair of the rows written together rotated, the other not), llama3's factors and an
+    mscale, a token of a later sequence (its cache rows from row 40) or of the one at pos 13. Nothing else in
+    the caches changes."""
+    kernels = kernels_for(variant, kv_f16)
     n_heads, n_kv_heads, head_dim, n_in, max_ctx = 4, 2, 32, 160, 48
     q_dim, kv_dim = n_heads * head_dim, n_kv_heads * head_dim
     n_out, store = q_dim + 2 * kv_dim, np.float16 if kv_f16 else np.float32
-    raw, _ = quantised(rng, K.Q4_0, n_out, n_in)
+    raw, _ = quantised(rng, wtype, n_out, n_in)
     w, x = gpu.upload(raw), gpu.upload(rng.standard_normal((2, n_in)).astype(np.float32))
     factors = gpu.upload(rng.uniform(1, 8, n_rot // 2).astype(np.float32)) if llama3 else None
     rope = dict(n_rot=n_rot, theta=10000.0, freq_scale=1.0, neox=False, freq_factors=factors, mscale=mscale)
@@ -373,10 +380,10 @@ def test_one_tokens_qkv_product_rotates_and_stores_keys_and_values(gpu, kernels_
         k_cache, v_cache = (gpu.poisoned(kernels.kv_cache_nbytes(2 * max_ctx, kv_dim)) for _ in "kv")
         if fused:
             rs = K.RopeStore(q_dim, kv_dim, head_dim, n_rot, tables, k_cache, v_cache, mscale)
-            ops = [kernels.matmul(w, K.Q4_0, n_in, n_out, x, y, 2, rope_store=rs)]
-            assert ops[0].decode[-1].pipeline is not kernels.matmul(w, K.Q4_0, n_in, n_out, x, y, 2).decode[-1].pipeline
+            ops = [kernels.matmul(w, wtype, n_in, n_out, x, y, 2, rope_store=rs)]
+            assert ops[0].decode[-1].pipeline is not kernels.matmul(w, wtype, n_in, n_out, x, y, 2).decode[-1].pipeline
         else:
-            ops = [kernels.matmul(w, K.Q4_0, n_in, n_out, x, y, 2),
+            ops = [kernels.matmul(w, wtype, n_in, n_out, x, y, 2),
                    kernels.rope(y, n_heads + n_kv_heads, head_dim, row=n_out, **rope),
                    kernels.store_kv(y, y, k_cache, v_cache, kv_dim, src_row=n_out, k_col=q_dim, v_col=q_dim + kv_dim)]
         gpu.run(kernels, ops, 1, pos=13, places=None if place is None else [place])
@@ -393,11 +400,21 @@ def test_one_tokens_qkv_product_rotates_and_stores_keys_and_values(gpu, kernels_
         assert np.isnan(others).all(), "cache rows besides the token's were written"
 
 
-def test_rope_store_needs_an_integer_product_of_q_k_v(gpu, kernels_for, rng):
-    kernels = kernels_for("subgroup")
+def test_rope_store_needs_a_plain_product_of_whole_heads_of_q_k_v(gpu, kernels_for):
+    """rope_store refuses a GLU or accumulating product, outputs that are not q | k | v, and heads that split the
+    rows written together (16 an invocation on CPU adapters, 4 on GPUs), which Kernels.rotates_output tells."""
+    subgroup, scalar = kernels_for("subgroup"), kernels_for("scalar")
     buf = gpu.poisoned(4096)
-    rs = K.RopeStore(64, 32, 32, 32, kernels.rope_tables(32, 10000.0, 1.0), buf, buf)
-    with pytest.raises(ValueError, match="integer products"):
-        kernels.matmul(buf, K.F32, 32, 128, buf, buf, 1, rope_store=rs)
+    rs = K.RopeStore(64, 32, 32, 32, subgroup.rope_tables(32, 10000.0, 1.0), buf, buf)
+    with pytest.raises(ValueError, match="only plain products"):
+        subgroup.matmul(buf, K.Q4_0, 32, 128, buf, buf, 1, rope_store=rs, accumulate=True)
+    with pytest.raises(ValueError, match="only plain products"):
+        scalar.matmul(buf, K.Q4_0, 32, 128, buf, buf, 1, rope_store=rs, glu="silu")
     with pytest.raises(ValueError, match="not q | k | v"):
-        kernels.matmul(buf, K.Q4_0, 32, 96, buf, buf, 1, rope_store=rs)
+        subgroup.matmul(buf, K.Q4_0, 32, 96, buf, buf, 1, rope_store=rs)
+    narrow = K.RopeStore(64, 32, 8, 8, subgroup.rope_tables(8, 10000.0, 1.0), buf, buf)  # heads of 8 dims
+    assert subgroup.rotates_output(K.Q4_0, 8) and subgroup.rotates_output(K.F32, 8)
+    assert not scalar.rotates_output(K.Q4_0, 8) and scalar.rotates_output(K.Q4_0, 32)
+    subgroup.matmul(buf, K.Q4_0, 32, 128, buf, buf, 1, rope_store=narrow)
+    with pytest.raises(ValueError, match="a multiple of 16"):
+        scalar.matmul(buf, K.Q4_0, 32, 128, buf, buf, 1, rope_store=narrow)

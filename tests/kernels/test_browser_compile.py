@@ -48,8 +48,11 @@ class RecordingDevice:
     def write_buffer(self, buffer, data, offset=0):
         pass
 
+    def create_texels(self, size, label=""):
+        return FakeBuffer(size)
+
     def create_pipeline(self, wgsl, entry_point, constants):
-        key = (entry_point, tuple(sorted(constants.items())))
+        key = (entry_point, tuple(sorted(constants.items())), wgsl)  # (scalar kernels' modules read texels)
         self.pipelines[key] = {"code": wgsl, "entry": entry_point, "constants": dict(constants)}
         return key
 
@@ -60,6 +63,9 @@ class RecordingDevice:
         return self
 
     def copy(self, *args):
+        pass
+
+    def copy_to_texels(self, *args):
         pass
 
     def submit(self, recorder):

@@ -43,6 +43,8 @@ from .weight_types import (  # noqa: F401  (the model and tests name the types a
     F16,
     F32,
     FLOAT_TYPES,
+    IQ4_NL,
+    IQ4_XS,
     Q2_K,
     Q3_K,
     Q4_0,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .kernel_ops import MatmulOp, Op, Step, cdiv, check_distinct, fixed, split_groups
-from .weight_types import Q2_K, Q3_K, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0, check_row
+from .weight_types import IQ4_NL, IQ4_XS, Q2_K, Q3_K, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0, check_row
 
 GLU_ACTIVATIONS = ("silu", "gelu")  # the feed-forward's gate: SiLU (SwiGLU), or GELU's tanh form (GeGLU)
 MV_ROWS, MM_ROWS, TILE = 16, 16, 4  # rows and tokens an invocation of matmul.wgsl owns (its constants)
@@ -20,7 +20,7 @@ MV_ROWS, MM_ROWS, TILE = 16, 16, 4  # rows and tokens an invocation of matmul.wg
 SG_RPS, SG_BATCH_RPS = 4, 8
 # Types whose library has int_parts: on GPUs their products are matvec_dot4.wgsl's packed integer dot
 # products, on x quantised by quantize_x.wgsl (the rest keep matmul_subgroup.wgsl).
-DOT4_TYPES = frozenset({Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K})
+DOT4_TYPES = frozenset({Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS})
 # Invocations of matvec_dot4's workgroup, which owns four outputs of one token's product: more loads in flight
 # than a subgroup an output (NOTES.md).
 DOT4_WG = 128

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .weight_types import BF16, F16, F32, Q2_K, Q3_K, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0
+from .weight_types import BF16, F16, F32, IQ4_NL, IQ4_XS, Q2_K, Q3_K, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0
 
 # These files are appended to a module's own text (declarations may come in
 # any order; only directives such as `enable` must come first, so they stay in the module's file).
@@ -40,6 +40,7 @@ _WEIGHT_LIBRARIES = {
     Q4_0: ("quant_q4.wgsl",), Q4_1: ("quant_q4.wgsl",), Q5_0: ("quant_q5.wgsl",), Q5_1: ("quant_q5.wgsl",),
     Q8_0: ("quant_q8.wgsl",), Q4_K: (_K, "quant_q4k.wgsl"), Q5_K: (_K, "quant_q4k.wgsl"),
     Q6_K: (_K, "quant_q6k.wgsl"), Q3_K: (_K, "quant_q3k.wgsl"), Q2_K: (_K, "quant_q2k.wgsl"),
+    IQ4_NL: (_K, "quant_iq4.wgsl"), IQ4_XS: (_K, "quant_iq4.wgsl"),
 }  # fmt: skip
 
 

@@ -7,9 +7,12 @@ from .gguf import GGML_TYPES
 # ggml type ids (gguf.GGML_TYPES; shaders/quant.wgsl declares the same constants)
 F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, BF16 = 0, 1, 2, 3, 6, 7, 8, 30
 Q2_K, Q3_K, Q4_K, Q5_K, Q6_K = 10, 11, 12, 13, 14
+IQ4_NL, IQ4_XS = 20, 23  # 4-bit indices into a non-linear table; IQ4_XS in superblocks of 256 like the K-quants
 FLOAT_TYPES = {F32: 4, F16: 2, BF16: 2}  # bytes per weight
-# Blocks: (weights, bytes) of one block as GGUF stores it; the K-quants' are superblocks of 256.
-BLOCK_TYPES = {t: GGML_TYPES[t][1:] for t in (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)}
+# Blocks: (weights, bytes) of one block as GGUF stores it; the K-quants' and IQ4_XS's are superblocks of 256.
+BLOCK_TYPES = {
+    t: GGML_TYPES[t][1:] for t in (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)
+}
 SUPPORTED_WEIGHT_TYPES = frozenset(FLOAT_TYPES) | frozenset(BLOCK_TYPES)
 
 
@@ -26,7 +29,7 @@ def weight_nbytes(wtype: int, n_elements: int) -> int:
 
 
 def check_row(wtype: int, n: int) -> None:
-    """Rows are read as vec4 and block types as whole blocks (superblocks of 256 for the K-quants)."""
+    """Rows are read as vec4 and block types as whole blocks (superblocks of 256 for the K-quants, IQ4_XS)."""
     if wtype not in SUPPORTED_WEIGHT_TYPES:
         raise ValueError(f"ggml type {wtype} is not supported (supported: {sorted(SUPPORTED_WEIGHT_TYPES)})")
     step = BLOCK_TYPES[wtype][0] if wtype in BLOCK_TYPES else 4

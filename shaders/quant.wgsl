@@ -4,7 +4,7 @@
 // embed.wgsl), since WGSL has no include, followed by the library that decodes the pipeline's WTYPE
 // and defines quant_parts: quant_q4.wgsl (Q4_0, Q4_1; also taken by the floats, which never call
 // it), quant_q5.wgsl (Q5_0, Q5_1), quant_q8.wgsl, or quant_k.wgsl with quant_q4k.wgsl (Q4_K, Q5_K),
-// quant_q6k.wgsl, quant_q3k.wgsl or quant_q2k.wgsl. Only one decoder a pipeline keeps compiles short:
+// quant_q6k.wgsl, quant_q3k.wgsl, quant_q2k.wgsl or quant_iq4.wgsl (IQ4_NL, IQ4_XS). Only one decoder a pipeline keeps compiles short:
 // lavapipe inlines every call of quant_parts (once for each of a matmul kernel's 16 rows) before it
 // drops the cases of a switch on WTYPE.
 // This file declares the type ids and what every family shares; before it comes the library that binds
@@ -35,6 +35,8 @@ const Q3_K = 11u;
 const Q4_K = 12u;
 const Q5_K = 13u;
 const Q6_K = 14u;
+const IQ4_NL = 20u;
+const IQ4_XS = 23u;
 const BF16 = 30u;
 
 override WTYPE: u32;
@@ -42,6 +44,7 @@ override N_IN: u32;
 
 fn is_float() -> bool { return WTYPE == F32 || WTYPE == F16 || WTYPE == BF16; }
 fn is_kquant() -> bool { return WTYPE >= Q2_K && WTYPE <= Q6_K; }
+fn in_superblocks() -> bool { return is_kquant() || WTYPE == IQ4_XS; }  // of 256 weights, 8 sub-blocks of 32
 
 // Bytes of one block (a superblock of 256 weights for the K-quants), and of one row of N_IN weights.
 fn block_bytes() -> u32 {
@@ -56,6 +59,8 @@ fn block_bytes() -> u32 {
         case Q4_K: { return 144u; }
         case Q5_K: { return 176u; }
         case Q6_K: { return 210u; }
+        case IQ4_NL: { return 18u; }
+        case IQ4_XS: { return 136u; }
         default: { return 0u; }
     }
 }
@@ -64,7 +69,7 @@ fn row_bytes() -> u32 {
     switch WTYPE {
         case F32: { return N_IN * 4u; }
         case F16, BF16: { return N_IN * 2u; }
-        default: { return N_IN / select(32u, 256u, is_kquant()) * block_bytes(); }
+        default: { return N_IN / select(32u, 256u, in_superblocks()) * block_bytes(); }
     }
 }
 
@@ -80,7 +85,7 @@ fn parts(q: array<vec4<f32>, 8>, d: f32, m: f32) -> QuantParts { return QuantPar
 fn split_scales() -> bool { return WTYPE == Q6_K || WTYPE == Q3_K || WTYPE == Q2_K; }
 
 // Whether quant_parts' m is ever nonzero (products then add m * sum(x)).
-fn has_offset() -> bool { return !is_float() && WTYPE != Q8_0; }
+fn has_offset() -> bool { return !is_float() && WTYPE != Q8_0 && WTYPE != IQ4_NL && WTYPE != IQ4_XS; }
 
 // A block of 32 weights as signed 8-bit integers, for the packed dot products of matvec_dot4.wgsl: lo
 // packs elements 0..15 and hi elements 16..31, four a word (element 4i + k in byte k of word i), and
@@ -160,6 +165,16 @@ fn words3(o: u32) -> array<vec4<u32>, 3> {
 // The u32 at byte p (a multiple of 4), and the u16 at byte p (even), from one load.
 fn word_at(p: u32) -> u32 { return w4(p >> 4u)[(p >> 2u) & 3u]; }
 fn half_at(p: u32) -> u32 { return (word_at(p & ~3u) >> ((p & 2u) * 8u)) & 0xFFFFu; }
+
+// An 18-byte block {f16 d; 16 bytes} at byte o (even: Q4_0, IQ4_NL): d and the 16 bytes, from two loads.
+struct Block18 { d: f32, q: vec4<u32> }
+
+fn block18(o: u32) -> Block18 {
+    let v = words2(o);
+    let odd = (o & 2u) != 0u;  // v[0].x then holds the 2 bytes before the block and d
+    let d = unpack2x16float(select(v[0].x, v[0].x >> 16u, odd)).x;
+    return Block18(d, select(half_shift(v[0], v[1]), shl1(v[0], v[1]), odd));
+}
 
 // Nibbles of four packed words: elements 4i..4i+3 (low) or 16+4i..16+4i+3 (high) of a Q4 block.
 fn nibbles(q: u32, high: bool) -> vec4<f32> {

@@ -1,7 +1,8 @@
 // K-quants: superblocks of 256 weights in 8 sub-blocks of 32, each sub-block read as quant.wgsl's
 // QuantParts. What the K-quant libraries share (appended after quant.wgsl, before the one of WTYPE:
 // quant_q4k.wgsl for Q4_K and Q5_K, quant_q6k.wgsl, quant_q3k.wgsl, quant_q2k.wgsl). Each of those
-// defines quant_parts(row, b, ...) as sub-block j = b % 8 of superblock b / 8 of the row.
+// defines quant_parts(row, b, ...) as sub-block j = b % 8 of superblock b / 8 of the row. IQ4_XS's superblocks
+// are read alike (quant_iq4.wgsl).
 //
 // Rows hold N_IN / 256 superblocks (N_IN % 256 == 0), so Q4_K (144 bytes) and Q5_K (176) superblocks
 // are 16-byte aligned, Q2_K's (84) 4-byte and Q6_K's (210) and Q3_K's (110) only 2-byte aligned.

@@ -13,23 +13,20 @@ fn quant_parts(row: u32, b: u32, c: ptr<function, KCache>, fresh: bool) -> Quant
 
 // Q4_0 / Q4_1 block at byte offset o (even): two 16-byte loads cover it wherever it starts.
 fn q4_block(o: u32) -> QuantParts {
-    let v = words2(o);
-    let a = v[0];
-    let b = v[1];
-    // a.x holds the block's first byte, or the 2 bytes before it when o % 4 == 2 (Q4_0 only).
-    let odd = (o & 2u) != 0u;
     var d: f32;
     var mn = 0.0;
     var q: vec4<u32>;
     if (WTYPE == Q4_1) {  // 4-byte aligned: {d, m} then 16 bytes of nibbles
-        let dm = unpack2x16float(a.x);
+        let v = words2(o);
+        let dm = unpack2x16float(v[0].x);
         d = dm.x;
         mn = dm.y;
-        q = shl1(a, b);
+        q = shl1(v[0], v[1]);
     } else {
-        d = unpack2x16float(select(a.x, a.x >> 16u, odd)).x;
+        let block = block18(o);
+        d = block.d;
         mn = -8.0 * d;
-        q = select(half_shift(a, b), shl1(a, b), odd);
+        q = block.q;
     }
     let quants = array<vec4<f32>, 8>(
         nibbles(q.x, false), nibbles(q.y, false), nibbles(q.z, false), nibbles(q.w, false),

@@ -55,8 +55,8 @@ def pytest_collection_modifyitems(config, items):
 
 
 # The default model as llama.cpp's quantiser rewrites it (ftype ids from llama.h): the K-quant mixes combine
-# Q2_K..Q6_K, and the 576-wide rows (not whole superblocks of 256) fall back to Q4_0..Q8_0.
-LLAMA_FTYPES = {"Q4_K_M": 15, "Q5_K_M": 17, "Q6_K": 18, "Q3_K_M": 12, "Q2_K": 10, "Q5_0": 8, "Q5_1": 9}
+# Q2_K..Q6_K, and the 576-wide rows (not whole superblocks of 256) fall back to Q4_0..Q8_0; IQ4_XS's to IQ4_NL.
+LLAMA_FTYPES = {"Q4_K_M": 15, "Q5_K_M": 17, "Q6_K": 18, "Q3_K_M": 12, "Q2_K": 10, "Q5_0": 8, "Q5_1": 9, "IQ4_XS": 30}
 
 
 @pytest.fixture(scope="session")

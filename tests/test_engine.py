@@ -151,7 +151,7 @@ def test_greedy_answer_ends_at_the_context(event_loop_session, model_gguf):
 
 @pytest.mark.parametrize("ftype", list(LLAMA_FTYPES))
 def test_llama_cpp_quantisations_run(requantised, llama_cpp, event_loop_session, ftype):
-    """The engine on llama.cpp's own K-quant and Q5_0 files: logits as the float64 reference's (which dequantises
+    """The engine on llama.cpp's own K-quant, IQ4 and Q5_0 files: logits as the float64 reference's (which dequantises
     with gguf), near llama.cpp's (which rounds activations to 8 bits), and the reference's greedy answer. These
     files are quantised twice (from the Q4_1 default), and the exact Q4_K_M and Q6_K models then answer
     "L'Étoile ..." (the prompt's first step is a near tie of "L" and "The"): only Q5_0's names Paris."""

@@ -18,10 +18,14 @@ from .conftest import assert_close, glu
 VARIANTS = ["scalar", "subgroup"]
 TYPES = {t: gguf.GGMLQuantizationType(t) for t in sorted(K.SUPPORTED_WEIGHT_TYPES)}
 KQUANTS = [K.Q4_K, K.Q6_K, K.Q5_K, K.Q3_K, K.Q2_K]
-# Where each K-quant superblock keeps its f16 scales (d, and dmin where it has one), and their size
-# for weights of about 1 (1 / the largest scale x quant that multiplies them).
-F16_FIELDS = {K.Q4_K: (0, 2), K.Q5_K: (0, 2), K.Q6_K: (208,), K.Q3_K: (108,), K.Q2_K: (80, 82)}
-F16_SIZE = {K.Q4_K: 1 / 945, K.Q5_K: 1 / 1953, K.Q6_K: 1 / 4096, K.Q3_K: 1 / 128, K.Q2_K: 1 / 45}
+IQUANTS = [K.IQ4_NL, K.IQ4_XS]
+# The types gguf cannot quantise (made of random bytes instead): where each (super)block keeps its f16 scales
+# (d, and dmin where it has one), and their size for weights of about 1 (1 / the largest scale x quant that
+# multiplies them).
+F16_FIELDS = {K.Q4_K: (0, 2), K.Q5_K: (0, 2), K.Q6_K: (208,), K.Q3_K: (108,), K.Q2_K: (80, 82), K.IQ4_NL: (0,),
+              K.IQ4_XS: (0,)}  # fmt: skip
+F16_SIZE = {K.Q4_K: 1 / 945, K.Q5_K: 1 / 1953, K.Q6_K: 1 / 4096, K.Q3_K: 1 / 128, K.Q2_K: 1 / 45, K.IQ4_NL: 1 / 127,
+            K.IQ4_XS: 1 / 4064}  # fmt: skip
 
 
 def type_name(wtype: int) -> str:
@@ -30,12 +34,12 @@ def type_name(wtype: int) -> str:
 
 
 def row_length(wtype: int, blocks: int) -> int:
-    """A row of `blocks` blocks of wtype (superblocks of 256 for the K-quants, 32 otherwise)."""
-    return blocks * (256 if wtype in F16_FIELDS else 32)
+    """A row of `blocks` blocks of wtype (superblocks of 256 for the K-quants and IQ4_XS, 32 otherwise)."""
+    return blocks * K.BLOCK_TYPES.get(wtype, (32,))[0]
 
 
-def random_superblocks(rng, wtype: int, n: int) -> np.ndarray:
-    """n superblocks of random bytes whose f16 scales are finite and small (gguf cannot quantise these)."""
+def random_blocks(rng, wtype: int, n: int) -> np.ndarray:
+    """n (super)blocks of random bytes whose f16 scales are finite and small (gguf cannot quantise these)."""
     raw = rng.integers(0, 256, (n, K.BLOCK_TYPES[wtype][1]), dtype=np.uint8)
     for at in F16_FIELDS[wtype]:
         halves = (rng.uniform(0.2, 2.0, n) * rng.choice([-1.0, 1.0], n) * F16_SIZE[wtype]).astype(np.float16)
@@ -51,7 +55,7 @@ def quantised(rng, wtype: int, n_out: int, n_in: int) -> tuple[bytes, np.ndarray
     if wtype == K.F16:
         return w.astype(np.float16).tobytes(), w.astype(np.float16).astype(np.float64)
     if wtype in F16_FIELDS:
-        q = random_superblocks(rng, wtype, n_out * n_in // 256).reshape(n_out, -1)
+        q = random_blocks(rng, wtype, n_out * n_in // K.BLOCK_TYPES[wtype][0]).reshape(n_out, -1)
     else:
         q = gguf.quants.quantize(w, TYPES[wtype])
     assert q.nbytes == K.weight_nbytes(wtype, n_out * n_in)
@@ -109,7 +113,7 @@ def test_matmul_types_variants_batches(gpu, kernels_for, rng, variant, wtype, n_
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("wtype", [K.Q4_0, K.Q8_0, K.Q4_1, K.Q5_0, K.Q5_1, *KQUANTS], ids=type_name)
+@pytest.mark.parametrize("wtype", [K.Q4_0, K.Q8_0, K.Q4_1, K.Q5_0, K.Q5_1, *KQUANTS, *IQUANTS], ids=type_name)
 def test_matmul_awkward_shapes(gpu, kernels_for, rng, variant, wtype):
     # Rows of one block (the minimum), a few, and many; 1 row, 7, 4099 (a partial last row group).
     for blocks, n_out, n_tokens in [(1, 1, 1), (3, 7, 2), (33 if wtype in F16_FIELDS else 5, 4099, 1), (18, 129, 5)]:

@@ -89,11 +89,12 @@ fn has_offset() -> bool { return !is_float() && WTYPE != Q8_0 && WTYPE != IQ4_NL
 
 // A block of 32 weights as signed 8-bit integers, for the packed dot products of matvec_dot4.wgsl: lo
 // packs elements 0..15 and hi elements 16..31, four a word (element 4i + k in byte k of word i), and
-// weight = d.x * q + m.x in lo, d.y * q + m.y in hi. Each library defines int_parts(row, b). Q4_0 .. Q8_0
-// read their 18- to 34-byte blocks through w32 (the same bytes as w, bound again word by word), since
-// vec4 loads there fetch 16 bytes for each 4 they keep; the K-quants, whose sub-block's bytes lie in
-// runs of 16 and 32, through w: fewer loads (H200, 4096 x 14336 one token: Q4_K 0.79-0.94 -> 0.89x of
-// Q4_1's bytes a second, Q6_K 0.83-0.94 -> 0.95-1.01x). An entry point reads one of the two.
+// weight = d.x * q + m.x in lo, d.y * q + m.y in hi. Each library defines int_parts(row, b). Q5_0, Q5_1,
+// Q8_0 and the IQ4s read their 18- to 34-byte blocks through w32 (the same bytes as w, bound again word by
+// word), since vec4 loads there fetch 16 bytes for each 4 they keep; the K-quants, whose sub-block's bytes
+// lie in runs of 16 and 32, through w: fewer loads (H200, 4096 x 14336 one token: Q4_K 0.79-0.94 -> 0.89x
+// of Q4_1's bytes a second, Q6_K 0.83-0.94 -> 0.95-1.01x); so do Q4_0 and Q4_1, two loads a block (8B
+// Q4_0 prefill +3 %, decode alike). An entry point reads one of the two.
 struct IntParts { lo: vec4<u32>, hi: vec4<u32>, d: vec2<f32>, m: vec2<f32> }
 
 @group(0) @binding(1) var<storage, read> w32: array<u32>;  // only matvec_dot4 reads it (not both w and w32)

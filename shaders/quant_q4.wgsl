@@ -38,15 +38,21 @@ fn q4_block(o: u32) -> QuantParts {
 // Block b of row `row` as integers (see IntParts): the nibbles as they lie, 4 bits a byte.
 fn int_parts(row: u32, b: u32) -> IntParts {
     let o = row * row_bytes() + b * block_bytes();
-    let head = u32_at(o);
-    let q = u32x4_at(o + select(2u, 4u, WTYPE == Q4_1));
-    let m4 = vec4<u32>(0x0F0F0F0Fu);
-    let lo = q & m4;
-    let hi = (q >> vec4<u32>(4u)) & m4;
+    var q: vec4<u32>;
+    var d: f32;
+    var m: f32;
     if (WTYPE == Q4_1) {
-        let dm = unpack2x16float(head);
-        return int_parts1(lo, hi, dm.x, dm.y);
+        let v = words2(o);
+        let dm = unpack2x16float(v[0].x);
+        d = dm.x;
+        m = dm.y;
+        q = shl1(v[0], v[1]);
+    } else {
+        let block = block18(o);
+        d = block.d;
+        m = -8.0 * d;
+        q = block.q;
     }
-    let d = unpack2x16float(head).x;
-    return int_parts1(lo, hi, d, -8.0 * d);
+    let m4 = vec4<u32>(0x0F0F0F0Fu);
+    return int_parts1(q & m4, (q >> vec4<u32>(4u)) & m4, d, m);
 }

@@ -8,10 +8,11 @@
 // lavapipe inlines every call of quant_parts (once for each of a matmul kernel's 16 rows) before it
 // drops the cases of a switch on WTYPE.
 // This file declares the type ids and what every family shares; before it comes the library that binds
-// the weights and defines w4 (weights_buffer.wgsl on GPUs, weights_texture.wgsl on CPU adapters).
+// the weights and defines w4 and w1 (weights_buffer.wgsl on GPUs, weights_texture.wgsl on CPU adapters).
 //
 // Bindings:  @binding(1) one tensor's raw bytes, [rows, N_IN] in its ggml type, read as 16-byte words:
-//            w4(i) is bytes 16i .. 16i + 15 (kernels.py pads a tensor that ends mid-word).
+//            w4(i) is bytes 16i .. 16i + 15, w1(i) bytes 4i .. 4i + 3 (kernels.py pads a tensor that ends
+//            mid-word).
 // Overrides: WTYPE  ggml type id (the constants below; a switch the compiler folds)
 //            N_IN   elements per row: a multiple of 4 for F32/F16/BF16, of 32 for the blocks, of 256
 //                   for the K-quants
@@ -164,7 +165,7 @@ fn words3(o: u32) -> array<vec4<u32>, 3> {
 }
 
 // The u32 at byte p (a multiple of 4), and the u16 at byte p (even), from one load.
-fn word_at(p: u32) -> u32 { return w4(p >> 4u)[(p >> 2u) & 3u]; }
+fn word_at(p: u32) -> u32 { return w1(p >> 2u); }
 fn half_at(p: u32) -> u32 { return (word_at(p & ~3u) >> ((p & 2u) * 8u)) & 0xFFFFu; }
 
 // An 18-byte block {f16 d; 16 bytes} at byte o (even: Q4_0, IQ4_NL): d and the 16 bytes, from two loads.

@@ -1,11 +1,13 @@
-// The weights as texels (CPU adapters): quant.wgsl's w4(i), the tensor's bytes 16i .. 16i + 15, from an
-// rgba32uint texture TEXELS_A_ROW texels wide that holds them in order (gpu/__init__.py's TEXELS_A_ROW;
-// Device.create_texels).
-// Why: lavapipe loads a storage buffer for each invocation in turn, each 32-bit part apart, behind a
-// bounds check, and a texel fetch for all of them at once: its matrix-vector products read weights
-// 1.4-1.7x faster so, SwiftShader's 1.1-1.3x (Q6_K 2.9x) (benchmarks/NOTES.md).
+// The weights as texels (CPU adapters): quant.wgsl's w4(i), the tensor's bytes 16i .. 16i + 15, and w1(i),
+// bytes 4i .. 4i + 3, from an rgba32uint texture TEXELS_A_ROW texels wide that holds them in order
+// (gpu/__init__.py's TEXELS_A_ROW; Device.create_texels).
+// Why: lavapipe loads from a storage buffer for each invocation in turn, each 32-bit part apart behind a
+// bounds check, and fetches texels for all invocations at once: its batched products run 1.2-1.4x faster
+// so (prefill +13-20 %; one token's products about the same), SwiftShader's 1.1-1.3x (Q6_K 2.9x)
+// (benchmarks/NOTES.md).
 @group(0) @binding(1) var w_texels: texture_2d<u32>;
 
 const TEXELS_A_ROW = 4096u;
 
 fn w4(i: u32) -> vec4<u32> { return textureLoad(w_texels, vec2<u32>(i % TEXELS_A_ROW, i / TEXELS_A_ROW), 0); }
+fn w1(i: u32) -> u32 { return w4(i >> 2u)[i & 3u]; }  // bytes 4i .. 4i + 3

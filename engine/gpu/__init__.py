@@ -34,11 +34,12 @@ class AdapterInfo:
     max_texture_2d: int = 8192  # texels a 2D texture may have along each side (WebGPU's default)
 
     def weight_binding(self, texels: bool) -> int:
-        """Bytes of the largest tensor one binding holds: a storage buffer's, or with texels the texture's
-        (TEXELS_A_ROW texels by max_texture_2d rows) where that is less."""
+        """Bytes of the largest tensor one binding holds: a storage buffer's, or with texels the whole texel rows
+        that fit in one (a texture holds whole rows; at most max_texture_2d of them)."""
         if not texels:
             return self.max_storage_binding
-        return min(self.max_storage_binding, TEXELS_A_ROW * TEXEL_BYTES * self.max_texture_2d)
+        row = TEXELS_A_ROW * TEXEL_BYTES
+        return min(self.max_storage_binding // row, self.max_texture_2d) * row
 
 
 class Buffer(Protocol):

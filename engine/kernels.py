@@ -126,7 +126,7 @@ class Kernels(ProductKernels):
         self._sources: dict[tuple, str] = {}
         self._pipelines: dict[tuple, object] = _PIPELINES.setdefault(device, {})
         self._constants: dict[tuple, object] = {}
-        self._padded: dict[tuple, tuple] = {}
+        self._weight_copies: dict[tuple, tuple] = {}  # (the source, its padded copy or texels)
         self._shared: dict[tuple, object] = {}
 
     # ---------------------------------------------------------------- plumbing
@@ -403,21 +403,23 @@ class Kernels(ProductKernels):
         """What binds a weight tensor (a buffer, a `(buffer, offset, size)` range, or Texels): its texels for
         kernels that read weights so (made here from a buffer once; the model's come as texels), else the
         buffer padded to whole 16-byte words (_whole_vec4s)."""
-        if isinstance(weights, Texels) or not self.weights_in_texels:
-            if isinstance(weights, Texels) and not self.weights_in_texels:
+        if isinstance(weights, Texels):
+            if not self.weights_in_texels:
                 raise ValueError(f"{self.variant} kernels read weights from buffers, not texels")
-            return weights if isinstance(weights, Texels) else self._whole_vec4s(weights)
+            return weights
+        if not self.weights_in_texels:
+            return self._whole_vec4s(weights)
         buffer, offset, size = weights if isinstance(weights, tuple) else (weights, 0, weights.size)
         key = ("texels", id(buffer), offset, size)
-        if key not in self._padded:
+        if key not in self._weight_copies:
             whole = self._scratch(cdiv(size, 16) * 16, "weights for texels")  # a copy starts at a texel
             texels = self.device.create_texels(size, label="weights")
             recorder = self.device.recorder()
             recorder.copy(buffer, offset, whole, 0, cdiv(size, 4) * 4)
             recorder.copy_to_texels(whole, texels)
             self.device.submit(recorder)
-            self._padded[key] = (buffer, texels)  # holding `buffer` keeps its id from being reused
-        return self._padded[key][1]
+            self._weight_copies[key] = (buffer, texels)  # holding `buffer` keeps its id from being reused
+        return self._weight_copies[key][1]
 
     def _whole_vec4s(self, weights):
         """`weights`, or a copy padded to whole 16-byte words: shaders read them as array<vec4<u32>>,
@@ -427,13 +429,13 @@ class Kernels(ProductKernels):
         if size % 16 == 0:
             return weights
         key = (id(buffer), offset, size)
-        if key not in self._padded:
+        if key not in self._weight_copies:
             padded = self._scratch(cdiv(size, 16) * 16, "padded weights")
             recorder = self.device.recorder()
             recorder.copy(buffer, offset, padded, 0, cdiv(size, 4) * 4)
             self.device.submit(recorder)
-            self._padded[key] = (buffer, padded)  # holding `buffer` keeps its id from being reused
-        return self._padded[key][1]
+            self._weight_copies[key] = (buffer, padded)  # holding `buffer` keeps its id from being reused
+        return self._weight_copies[key][1]
 
     def _constant(self, data: bytes, label: str):
         """A small read-only buffer, shared by every op that asks for the same bytes."""

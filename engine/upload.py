@@ -70,14 +70,8 @@ class Uploader:
     """Moves tensors from the GGUF's bytes to GPU buffers, checking types and shapes on the way; matrices go on
     into texels when `texels` (Kernels.weights_in_texels), through a buffer each that is freed at once."""
 
-    def __init__(
-        self,
-        device: Device,
-        gguf: GGUFFile,
-        progress: ProgressFn | None,
-        unused: frozenset = frozenset(),
-        texels: bool = False,
-    ):
+    def __init__(self, device: Device, gguf: GGUFFile, progress: ProgressFn | None, unused: frozenset = frozenset(),
+                 texels: bool = False):
         self.device, self.gguf, self.progress, self.texels = device, gguf, progress, texels
         self.max_binding = device.info.weight_binding(texels)
         self.total = sum(t.nbytes for t in gguf.tensors.values() if t.name not in unused)

@@ -100,6 +100,21 @@ struct IntParts { lo: vec4<u32>, hi: vec4<u32>, d: vec2<f32>, m: vec2<f32> }
 
 @group(0) @binding(1) var<storage, read> w32: array<u32>;  // only matvec_dot4 reads it (not both w and w32)
 
+// IQ4_NL's and IQ4_XS's table of 16 signed bytes, four a word (value k in byte k % 4 of word k / 4), and the
+// same in workgroup memory for the integer products, a value a word: there a lookup is one load, where
+// selects took five operations a weight (quant_iq4.wgsl).
+const IQ4_TABLE = vec4<u32>(0xBFAD9881u, 0xF6EADDCFu, 0x26190D01u, 0x71594535u);
+var<workgroup> iq4_shared: array<u32, 16>;
+
+// What the integer products' int_parts read from workgroup memory (IQ4's table), put there by the whole
+// workgroup (a barrier) before its first int_parts.
+fn share_tables(lid: u32) {
+    if (WTYPE != IQ4_NL && WTYPE != IQ4_XS) { return; }
+    let table = IQ4_TABLE;
+    if (lid < 16u) { iq4_shared[lid] = (table[lid >> 2u] >> (8u * (lid & 3u))) & 0xFFu; }
+    workgroupBarrier();
+}
+
 fn int_parts1(lo: vec4<u32>, hi: vec4<u32>, d: f32, m: f32) -> IntParts {
     return IntParts(lo, hi, vec2<f32>(d), vec2<f32>(m));
 }

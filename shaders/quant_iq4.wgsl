@@ -7,12 +7,10 @@
 //          (weights 32j..32j + 31) has qs[16j .. 16j + 15] and the 6-bit scale ls = nibble j % 2 of
 //          scales_l[j / 2] | bits 2j, 2j + 1 of scales_h << 4; w = d * (ls - 32) * T[q]
 // IQ4_NL blocks start at any even byte, IQ4_XS superblocks at any multiple of 8. m is 0 (has_offset): the
-// table is signed. Integer products take T[q] as the signed byte it is (IntParts).
+// table is signed. Integer products take T[q] as the signed byte it is (IntParts), from workgroup memory.
 
-// T, four signed bytes a word: value k in byte k % 4 of word k / 4.
-const IQ4_TABLE = vec4<u32>(0xBFAD9881u, 0xF6EADDCFu, 0x26190D01u, 0x71594535u);
-
-// T[n] of four indices n (each below 16) as unsigned bytes: the word by two selects, the byte by a shift.
+// T (quant.wgsl's IQ4_TABLE) at four indices n (each below 16) as unsigned bytes: the word by two selects, the
+// byte by a shift.
 // (No indexing by a value that differs between invocations: CPU adapters pay for that per invocation.)
 fn iq4_lookup(n: vec4<u32>) -> vec4<u32> {
     let t = IQ4_TABLE;
@@ -27,18 +25,18 @@ fn iq4_indices(q: u32, high: bool) -> vec4<u32> {
     return (vec4<u32>(q) >> (vec4<u32>(0u, 8u, 16u, 24u) + select(0u, 4u, high))) & vec4<u32>(0xFu);
 }
 
-// Their values as four signed bytes, packed (element k in byte k).
-fn iq4_bytes(q: u32, high: bool) -> u32 {
-    let v = iq4_lookup(iq4_indices(q, high));
-    return v.x | (v.y << 8u) | (v.z << 16u) | (v.w << 24u);
-}
-
-// The values of 16 bytes of indices: low nibbles (elements 0..15) in lo, high ones in hi.
+// The values of 16 bytes of indices as signed bytes, from the table in workgroup memory (share_tables): low
+// nibbles (elements 0..15) in lo, high ones in hi. For the integer products on GPUs.
 fn iq4_int(q: vec4<u32>) -> array<vec4<u32>, 2> {
     return array<vec4<u32>, 2>(
-        vec4<u32>(iq4_bytes(q.x, false), iq4_bytes(q.y, false), iq4_bytes(q.z, false), iq4_bytes(q.w, false)),
-        vec4<u32>(iq4_bytes(q.x, true), iq4_bytes(q.y, true), iq4_bytes(q.z, true), iq4_bytes(q.w, true)),
+        vec4<u32>(iq4_shared4(q.x, false), iq4_shared4(q.y, false), iq4_shared4(q.z, false), iq4_shared4(q.w, false)),
+        vec4<u32>(iq4_shared4(q.x, true), iq4_shared4(q.y, true), iq4_shared4(q.z, true), iq4_shared4(q.w, true)),
     );
+}
+
+fn iq4_shared4(q: u32, high: bool) -> u32 {
+    let n = iq4_indices(q, high);
+    return iq4_shared[n.x] | (iq4_shared[n.y] << 8u) | (iq4_shared[n.z] << 16u) | (iq4_shared[n.w] << 24u);
 }
 
 fn iq4_f32x4(q: u32, high: bool) -> vec4<f32> {

@@ -1,6 +1,6 @@
 // Where each token of a step sits: its position in its sequence, and the first KV cache row of that
 // sequence. A library: kernels.py appends it to the kernels that need positions (rope, kv_cache,
-// attention, and the products: matvec_dot4_rope stores keys and values); it declares their StepParams,
+// attention, and the products: rope_store.wgsl stores keys and values); it declares their StepParams,
 // which extends every other kernel's 16 bytes with a table.
 //
 // A step of one sequence (ROWS_FROM_TABLE 0 in params.table_rows) has token t at position

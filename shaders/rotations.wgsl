@@ -1,5 +1,5 @@
-// Rotary position embedding's angles: a library for rope.wgsl and for the product that rotates its own
-// outputs (matvec_dot4.wgsl's matvec_dot4_rope). The including module declares inv_freq and factors (as
+// Rotary position embedding's angles: a library for rope.wgsl and for the products that rotate their own
+// outputs (rope_store.wgsl). The including module declares inv_freq and factors (as
 // rope.wgsl's bindings 2 and 3 describe them) and the override MSCALE, and appends positions.wgsl.
 
 // (sin a, cos a) to ~1e-7 for any a >= 0 a position can make. Built-in sin and cos may be far

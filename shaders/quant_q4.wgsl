@@ -11,48 +11,33 @@ fn quant_parts(row: u32, b: u32, c: ptr<function, KCache>, fresh: bool) -> Quant
     return q4_block(row * row_bytes() + b * block_bytes());
 }
 
-// Q4_0 / Q4_1 block at byte offset o (even): two 16-byte loads cover it wherever it starts.
-fn q4_block(o: u32) -> QuantParts {
-    var d: f32;
-    var mn = 0.0;
-    var q: vec4<u32>;
+// Q4_0 / Q4_1 block at byte offset o (even), as they lie: d, m and the 16 bytes of nibbles. Two 16-byte loads
+// cover it wherever it starts.
+struct Q4Block { d: f32, m: f32, q: vec4<u32> }
+
+fn q4_raw(o: u32) -> Q4Block {
     if (WTYPE == Q4_1) {  // 4-byte aligned: {d, m} then 16 bytes of nibbles
         let v = words2(o);
         let dm = unpack2x16float(v[0].x);
-        d = dm.x;
-        mn = dm.y;
-        q = shl1(v[0], v[1]);
-    } else {
-        let block = block18(o);
-        d = block.d;
-        mn = -8.0 * d;
-        q = block.q;
+        return Q4Block(dm.x, dm.y, shl1(v[0], v[1]));
     }
+    let block = block18(o);
+    return Q4Block(block.d, -8.0 * block.d, block.q);
+}
+
+fn q4_block(o: u32) -> QuantParts {
+    let b = q4_raw(o);
+    let q = b.q;
     let quants = array<vec4<f32>, 8>(
         nibbles(q.x, false), nibbles(q.y, false), nibbles(q.z, false), nibbles(q.w, false),
         nibbles(q.x, true), nibbles(q.y, true), nibbles(q.z, true), nibbles(q.w, true),
     );
-    return parts(quants, d, mn);
+    return parts(quants, b.d, b.m);
 }
 
 // Block b of row `row` as integers (see IntParts): the nibbles as they lie, 4 bits a byte.
 fn int_parts(row: u32, b: u32) -> IntParts {
-    let o = row * row_bytes() + b * block_bytes();
-    var q: vec4<u32>;
-    var d: f32;
-    var m: f32;
-    if (WTYPE == Q4_1) {
-        let v = words2(o);
-        let dm = unpack2x16float(v[0].x);
-        d = dm.x;
-        m = dm.y;
-        q = shl1(v[0], v[1]);
-    } else {
-        let block = block18(o);
-        d = block.d;
-        m = -8.0 * d;
-        q = block.q;
-    }
+    let block = q4_raw(row * row_bytes() + b * block_bytes());
     let m4 = vec4<u32>(0x0F0F0F0Fu);
-    return int_parts1(q & m4, (q >> vec4<u32>(4u)) & m4, d, m);
+    return int_parts1(block.q & m4, (block.q >> vec4<u32>(4u)) & m4, block.d, block.m);
 }

@@ -75,11 +75,14 @@ class Op:
 
 
 class MatmulOp(Op):
-    """A matrix product: the matrix-vector dispatches for one token, the token-tiled one for a batch."""
+    """A matrix product: the matrix-vector dispatches for one token, the token-tiled one for a batch, and
+    optionally others for batches of up to `few` tokens (`few_steps`: streams decoding together)."""
 
-    def __init__(self, decode: tuple[Step, ...], prefill: tuple[Step, ...] | None):
+    def __init__(self, decode: tuple[Step, ...], prefill: tuple[Step, ...] | None,
+                 few_steps: tuple[Step, ...] = (), few: int = 0):
         super().__init__(*decode)
         self.decode, self.prefill = decode, prefill
+        self.few_steps, self.few = few_steps, few if few_steps else 0
 
     def record(self, recorder, n_tokens: int) -> None:
         """Record y = W x for n_tokens rows of x."""
@@ -87,7 +90,7 @@ class MatmulOp(Op):
             for step in self.decode:
                 step.record(recorder, 1)
         else:
-            for step in self.prefill:
+            for step in self.few_steps if n_tokens <= self.few else self.prefill:
                 step.record(recorder, n_tokens)
 
 
@@ -108,10 +111,15 @@ class FewOrManyOp(Op):
 
 
 class BatchOp(Op):
-    """An op that batches need and single tokens do not: the decode kernels after it do its work."""
+    """An op that only steps of more than `up_to` tokens need: for fewer, the products next to it do its work
+    (Kernels.fuses_up_to)."""
+
+    def __init__(self, *steps: Step, up_to: int = 1):
+        super().__init__(*steps)
+        self.up_to = up_to
 
     def record(self, recorder, n_tokens: int) -> None:
-        if n_tokens > 1:
+        if n_tokens > self.up_to:
             super().record(recorder, n_tokens)
 
 

@@ -190,13 +190,14 @@ class Kernels(ProductKernels):
         gx = cdiv(dim // 4, self.wg)
         return Op(self._step("embed.wgsl", "embed", c, [self._weights(table), ids, out], lambda n: (gx, n, 1)))
 
-    def rmsnorm(self, x, weight, out, n: int, eps: float, *, batches_only: bool = False,
+    def rmsnorm(self, x, weight, out, n: int, eps: float, *, folded_up_to: int = 0,
                 accumulate: bool = False) -> Op:
         """out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight (accumulate: out[t] +=); out must not be x.
-        batches_only: nothing for one token (the products after it fold the norm in: see `folds_norm`)."""
+        folded_up_to: nothing for steps of up to this many tokens (the products after it fold the norm in
+        for them: see `folds_norm` and `fuses_up_to`)."""
         check_distinct(x, out, "rmsnorm's out")
-        if batches_only:
-            return BatchOp(*self.rmsnorm(x, weight, out, n, eps, accumulate=accumulate).steps)
+        if folded_up_to:
+            return BatchOp(*self.rmsnorm(x, weight, out, n, eps, accumulate=accumulate).steps, up_to=folded_up_to)
         c = {"N": n, "EPS": eps, **({"ACCUMULATE": True} if accumulate else {})}
         if self.variant == "subgroup":  # a GPU: a workgroup per row
             return Op(self._step("rmsnorm.wgsl", "rmsnorm_rows", c, [x, weight, out], lambda t: (t, 1, 1)))
@@ -225,13 +226,13 @@ class Kernels(ProductKernels):
         row: int = 0,
         mscale: float = 1.0,
         *,
-        batches_only: bool = False,
+        folded_up_to: int = 0,
     ) -> Op:
         """Rotates the first n_rot dims of each head of x [T, n_heads * head_dim] in place, row t at pos + t.
 
         row: x's rows are this wide (0: n_heads * head_dim), the heads leading each. mscale multiplies
-        the rotated pairs (LongRoPE's attention factor). batches_only: nothing for one token (the qkv product
-        rotates its own output: matmul's rope_store)."""
+        the rotated pairs (LongRoPE's attention factor). folded_up_to: nothing for steps of up to this many
+        tokens (the qkv product rotates its own output for them: matmul's rope_store and `fuses_up_to`)."""
         if n_rot % 2 or not 0 < n_rot <= head_dim:
             raise ValueError(f"n_rot {n_rot} must be even and at most head_dim {head_dim}")
         half = n_rot // 2
@@ -244,7 +245,7 @@ class Kernels(ProductKernels):
         grid = lambda t: (gx, t, n_heads)  # noqa: E731
         tables = self.rope_tables(n_rot, theta, freq_scale, freq_factors)
         step = self._step("rope.wgsl", "rope", c, [x, *tables], grid)
-        return BatchOp(step) if batches_only else Op(step)
+        return BatchOp(step, up_to=folded_up_to) if folded_up_to else Op(step)
 
     def rope_tables(self, n_rot: int, theta: float, freq_scale: float, freq_factors=None) -> tuple:
         """rope.wgsl's inv_freq and factors buffers (rotations.wgsl): each rotation's speed, and its divisor
@@ -262,11 +263,11 @@ class Kernels(ProductKernels):
         return max_ctx * kv_dim * (2 if self.kv_f16 else 4)
 
     def store_kv(self, k, v, k_cache, v_cache, kv_dim: int, src_row: int = 0, k_col: int = 0, v_col: int = 0, *,
-                 batches_only: bool = False) -> Op:
+                 folded_up_to: int = 0) -> Op:
         """Cache rows pos + t <- k[t], v[t] (f32, or f16 when kv_f16).
 
         src_row, k_col, v_col: k and v are rows src_row wide (0: kv_dim) holding keys from column k_col
-        and values from v_col (the model passes its q | k | v buffer as both). batches_only: as rope's."""
+        and values from v_col (the model passes its q | k | v buffer as both). folded_up_to: as rope's."""
         if kv_dim % 4 or src_row % 4 or k_col % 4 or v_col % 4:
             raise ValueError(f"kv_dim {kv_dim}, src_row {src_row} and columns {k_col}, {v_col}: not multiples of 4")
         c = {"KV_DIM": kv_dim, "KV_F16": self.kv_f16, "WG": self.wg}
@@ -274,7 +275,7 @@ class Kernels(ProductKernels):
             c.update(SRC_ROW=src_row, K_COL=k_col, V_COL=v_col)
         gx = cdiv(kv_dim // 4, self.wg)
         step = self._step("kv_cache.wgsl", "store_kv", c, [k, v, k_cache, v_cache], lambda t: (gx, t, 1))
-        return BatchOp(step) if batches_only else Op(step)
+        return BatchOp(step, up_to=folded_up_to) if folded_up_to else Op(step)
 
     def attention(
         self, q, k_cache, v_cache, out, n_heads: int, n_kv_heads: int, head_dim: int, max_ctx: int, max_tokens: int,
@@ -327,7 +328,7 @@ class Kernels(ProductKernels):
         one = None
         if quantise_out and self.dot4:
             planes, sums = self.dot4_x(n_heads * head_dim, max_tokens)
-            quantising = {**fc, **self.dot4_x_layout(n_heads * head_dim, 1), "WG": 64}
+            quantising = {**fc, **self.dot4_x_layout(n_heads * head_dim, spread=True), "WG": 64}
             one = (attend, self._step("attention_flash.wgsl", "attend_combine_quantized", quantising,
                                       [acc, ml, out, planes, sums], combine.grid))
         # ... and longer batches with each row's softmax in a workgroup

@@ -202,7 +202,8 @@ class Model:
     # stores k and v itself where its heads allow (Kernels.rotates_output; RopeStore): 9 on CPU adapters.
     # GPUs' qkv and gate_up also apply the norms before them (Kernels.folds_norm) and their attention is 2:
     # 6; with integer products (Kernels.dot4) the products but o quantise x first, and o takes it from
-    # attention: 9. q, k, v and gate, up, glu_mul are there instead of
+    # attention: 9, and steps of up to Kernels.fuses_up_to tokens (streams decoding together) run alike.
+    # q, k, v and gate, up, glu_mul are there instead of
     # qkv and gate_up only when those weights are Separate (one buffer holds one type); qkv_bias
     # only for Qwen2, q_norm and k_norm for Qwen 3 and Gemma 3. The residual adds are inside o and
     # down (they accumulate into x), or inside Gemma's post-norms, which normalise o's and down's
@@ -214,7 +215,8 @@ class Model:
         rope = dict(n_rot=c.rope_dim, theta=theta, freq_scale=freq_scale, neox=c.rope_neox,
                     freq_factors=self.rope_freqs, mscale=c.rope_attn_factor)
         row, kv_col = self.qkv_dim, c.q_dim  # keys from column q_dim of each qkv row, values after them
-        fold = k.folds_norm  # on GPUs one token's products apply the norms themselves
+        # On GPUs the products apply the norms before them themselves, for steps of up to fuses_up_to tokens
+        folds = lambda w: min(map(k.fuses_up_to, self._types(w))) if k.folds_norm else 0  # noqa: E731
         before_rope = []
         if layer.bqkv is not None:  # Qwen2
             before_rope.append(LayerOp("qkv_bias", k.add_bias(self.qkv, layer.bqkv, row)))
@@ -224,10 +226,12 @@ class Model:
                 LayerOp("k_norm", k.rmsnorm_heads(self.qkv, layer.k_norm, c.n_kv_heads, c.head_dim, c.rms_eps,
                                                   row=row, col=kv_col)),
             ]
-        # One token's stacked qkv product rotates q and k and stores k and v itself where nothing comes between
-        # (no bias, no per-head norms) and pairs are adjacent: rope and store_kv then run for batches only
+        # The stacked qkv product rotates q and k and stores k and v itself (for steps of up to fuses_up_to
+        # tokens) where nothing comes between (no bias, no per-head norms) and pairs are adjacent: rope and
+        # store_kv then run only for larger steps
         fused = (isinstance(layer.wqkv, Weight) and k.rotates_output(layer.wqkv.type, c.head_dim)
                  and not (before_rope or c.rope_neox))
+        rotated_up_to = k.fuses_up_to(layer.wqkv.type) if fused else 0
         rope_store = None
         if fused:
             tables = k.rope_tables(c.rope_dim, theta, freq_scale, self.rope_freqs)
@@ -239,17 +243,20 @@ class Model:
                                 c.head_dim, self.n_ctx, T, q_row=row, scale=c.attn_scale, softcap=c.attn_softcap,
                                 window=window, quantise_out=o_takes_integers)  # fmt: skip
         return (
-            LayerOp("attn_norm", k.rmsnorm(self.x, layer.attn_norm, self.xb, c.dim, c.rms_eps, batches_only=fold)),
+            LayerOp("attn_norm", k.rmsnorm(self.x, layer.attn_norm, self.xb, c.dim, c.rms_eps,
+                                           folded_up_to=folds(layer.wqkv))),
             *self._qkv_ops(layer.wqkv, (self.x, layer.attn_norm, c.rms_eps), rope_store),
             *before_rope,
             LayerOp("rope", k.rope(self.qkv, c.n_heads + c.n_kv_heads, c.head_dim, row=row, **rope,  # q's, k's
-                                   batches_only=fused)),
+                                   folded_up_to=rotated_up_to)),
             LayerOp("store_kv", k.store_kv(self.qkv, self.qkv, layer.key_cache, layer.value_cache, c.kv_dim,
-                                           src_row=row, k_col=kv_col, v_col=kv_col + c.kv_dim, batches_only=fused)),
+                                           src_row=row, k_col=kv_col, v_col=kv_col + c.kv_dim,
+                                           folded_up_to=rotated_up_to)),
             LayerOp("attention", attention),
             *self._into_residual("o", layer.wo, c.q_dim, self.att, layer.attn_post_norm,  # x += (norm) wo att
                                  x_quantised=o_takes_integers),
-            LayerOp("ffn_norm", k.rmsnorm(self.x, layer.ffn_norm, self.xb, c.dim, c.rms_eps, batches_only=fold)),
+            LayerOp("ffn_norm", k.rmsnorm(self.x, layer.ffn_norm, self.xb, c.dim, c.rms_eps,
+                                          folded_up_to=folds(layer.w_gate_up))),
             *self._gate_up_ops(layer.w_gate_up, (self.x, layer.ffn_norm, c.rms_eps)),
             *self._into_residual("down", layer.w_down, c.ffn_dim, self.hb, layer.ffn_post_norm),  # x += (norm) down
         )
@@ -281,6 +288,11 @@ class Model:
                                        reuse_x=again))
             for name, w, n, col, again in zip("qkv", wqkv.parts, widths, cols, reuse, strict=True)
         ]
+
+    @staticmethod
+    def _types(w: Weight | Separate) -> list[int]:
+        """The weight types of a stacked weight, or of each of its parts."""
+        return [part.type for part in w.parts] if isinstance(w, Separate) else [w.type]
 
     def _reuse_x(self, parts: Separate) -> list[bool]:
         """For products of one x in a row: whether each can take x as integers from an earlier one

@@ -29,6 +29,9 @@ DOT4_BATCH_ROWS = 16  # outputs a workgroup of matvec_dot4_batch (128 invocation
 # A batch's tokens a subgroup of matvec_dot4_batch takes (at most its MAX_TT): each weight block decoded once
 # for them. 4, not 8, with four rows a subgroup (H200 prefill of 512: 8B 809 -> 833 tok/s, 1B 4533 -> 4807).
 DOT4_TT = 4
+# Batches of up to DOT4_FEW tokens (streams decoding together: a token a stream) take matvec_dot4_few, one
+# token's layout with DOT4_FEW_TT tokens a workgroup (at most its MAX_FEW), rather than matvec_dot4_batch.
+DOT4_FEW, DOT4_FEW_TT = 8, 8
 # Model width from which the products quantise x (dot4_pays): below it the extra dispatch a product
 # costs more than the integer products save. H200, GPU time a token: SmolLM2-135M (dim 576) 3.36 ms with
 # them, 2.30 without; the Llama 3.2 1B shape (2048) 2.12 with, 2.48 without (NOTES.md).
@@ -79,6 +82,12 @@ class ProductKernels:
         a dispatch fewer is worth more than the few loads each subgroup repeats."""
         return self.variant == "subgroup"
 
+    def fuses_up_to(self, wtype: int) -> int:
+        """The most tokens a step may hold for which products of `wtype` apply the norm before them (matmul's
+        `norm`, where `folds_norm`) and rotate and store their output (matmul's `rope_store`): a few tokens'
+        (DOT4_FEW) with integer products, else one token's."""
+        return DOT4_FEW if self.uses_dot4(wtype) else 1
+
     def rotates_output(self, wtype: int, head_dim: int) -> bool:
         """Whether one token's q | k | v product of this type, in heads of head_dim, can rotate and store its
         output itself (matmul's rope_store): the rows an invocation (scalar), subgroup or workgroup (dot4)
@@ -99,14 +108,14 @@ class ProductKernels:
         glu: "silu" or "gelu": W is 2 * n_out rows (gate, then up) and y = act(gate x) * (up x).
         accumulate: y +=.
         y_stride, y_col: y's rows are y_stride wide (0: n_out) and this product fills columns y_col..
-        norm: (x_raw, weight, eps), where x = rmsnorm(x_raw) * weight; when `folds_norm`, one token's
-        product reads x_raw and normalises it itself (batches still read x, which a BatchOp fills).
+        norm: (x_raw, weight, eps), where x = rmsnorm(x_raw) * weight; when `folds_norm`, steps of up to
+        `fuses_up_to` tokens read x_raw and normalise it themselves (larger ones read x, which a BatchOp fills).
         reuse_x: the product takes x as integers from the product recorded just before it, which `uses_dot4`
         and had the same x, norm, n_in and max_tokens (Separate q, k, v after the first): one dispatch fewer.
         x_quantised: one token's x arrives as integers from the op recorded just before (`attention`'s
         quantise_out, for o): that product, too, skips quantize_x; batches still quantise x.
-        rope_store: y is q | k | v, which one token's product rotates and stores itself (see RopeStore; heads
-        as `rotates_output` needs them). Batches leave that to rope and store_kv.
+        rope_store: y is q | k | v, which steps of up to `fuses_up_to` tokens rotate and store themselves (see
+        RopeStore; heads as `rotates_output` needs them). Larger ones leave that to rope and store_kv.
         """
         check_row(wtype, n_in)
         check_glu(glu)
@@ -122,16 +131,18 @@ class ProductKernels:
                 c[name] = value
         buffers = [self._weights(w), x, y]
         rope_buffers = [] if rope_store is None else [*rope_store.tables, rope_store.k_cache, rope_store.v_cache]
-        wg, prefill, per_row = self.wg, None, 2 if glu else 1  # GLU: two weight rows per output
+        wg, prefill, few, per_row = self.wg, None, (), 2 if glu else 1  # GLU: two weight rows per output
         if max_tokens > 1 and self.variant == "scalar":
             px, py = split_groups(cdiv(n_out * per_row, MM_ROWS * wg))
             grid = lambda n: (px, py, cdiv(n, TILE))  # noqa: E731
             prefill = (self._step("matmul.wgsl", "matmul", {**c, "WG": wg}, buffers, grid),)
         if self.uses_dot4(wtype):  # GPUs: x quantised, then integer products (a batch's DOT4_TT tokens a subgroup)
-            one = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, norm, max_tokens, 1, rope_store)
+            one = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, norm, max_tokens, "one", rope_store)
             decode = one[reuse_x or x_quantised:]
             if max_tokens > 1:
-                prefill = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, None, max_tokens, DOT4_TT)[reuse_x:]
+                few = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, norm, max_tokens, "few", rope_store)
+                few = few[reuse_x:]
+                prefill = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, None, max_tokens, "batch")[reuse_x:]
         elif self.variant == "subgroup":  # 4 rows per subgroup of 32
             gx, gy = split_groups(cdiv(n_out * per_row, 4 * SG_RPS))
             sc = {**c, "WG": 128, "ROWS": 4 * SG_RPS}
@@ -156,7 +167,7 @@ class ProductKernels:
                 mc, entry = {**mc, **self._rope_store_constants(rope_store)}, "matvec_rope"
                 buffers = [*buffers, None, *rope_buffers]
             decode = (self._step("matmul.wgsl", entry, mc, buffers, fixed((gx, gy, 1))),)
-        return MatmulOp(decode, prefill)
+        return MatmulOp(decode, prefill, few, DOT4_FEW)
 
     def uses_dot4(self, wtype: int) -> bool:
         """Whether products with weights of `wtype` quantise x first (see `matmul`'s reuse_x)."""
@@ -169,11 +180,11 @@ class ProductKernels:
         return self._shared_scratch(q_bytes, "dot4 x q"), self._shared_scratch(s_bytes, "dot4 x s")
 
     @staticmethod
-    def dot4_x_layout(n_in: int, tt: int) -> dict:
-        """The overrides that say how x of n_in inputs lies in dot4_x (x_blocks.wgsl), for products that take
-        tt tokens a subgroup, which what quantises x and the product must share: one token's lanes load
-        consecutive words (SPREAD); batches keep blocks whole."""
-        return {"N_IN": n_in, "PLANES": DOT4_PLANES, **({"SPREAD": True} if tt == 1 else {})}
+    def dot4_x_layout(n_in: int, spread: bool) -> dict:
+        """The overrides that say how x of n_in inputs lies in dot4_x (x_blocks.wgsl), which what quantises x
+        and the product must share: one token's (and a few tokens') lanes load consecutive words (spread);
+        matvec_dot4_batch keeps blocks whole."""
+        return {"N_IN": n_in, "PLANES": DOT4_PLANES, **({"SPREAD": True} if spread else {})}
 
     def _rope_store_constants(self, rs: RopeStore) -> dict:
         """rope_store.wgsl's overrides."""
@@ -182,32 +193,36 @@ class ProductKernels:
         return {**dims, "KV_F16": self.kv_f16, **mscale}
 
     def _matvec_dot4(self, c: dict, w, n_in: int, n_out: int, x, y, norm: tuple | None, max_tokens: int,
-                     tt: int, rope_store: RopeStore | None = None) -> tuple[Step, Step]:
+                     tokens: str, rope_store: RopeStore | None = None) -> tuple[Step, Step]:
         """A product as two dispatches: x (normalised first when `norm`) quantised into dot4_x, then
-        matvec_dot4 over it (one token; matvec_dot4_rope with rope_store), or matvec_dot4_batch, tt tokens a
-        subgroup."""
+        matvec_dot4 over it for `tokens` "one", matvec_dot4_few for "few" (DOT4_FEW_TT tokens a workgroup)
+        (each ..._rope with rope_store), or matvec_dot4_batch for "batch" (DOT4_TT tokens a subgroup)."""
         planes, sums = self.dot4_x(n_in, max_tokens)
-        layout = self.dot4_x_layout(n_in, tt)
+        layout = self.dot4_x_layout(n_in, tokens != "batch")
         qc, inputs = layout, [x, x]
         if norm is not None:
             x_raw, weight, eps = norm
             qc, inputs = {**qc, "NORM": True, "EPS": eps}, [x_raw, weight]
         groups = cdiv(n_in // 4, QUANTIZE_WG)  # an invocation 4 elements, a workgroup row a token
         quantize = self._step("quantize_x.wgsl", "quantize_x", qc, [*inputs, planes, sums], lambda n: (groups, 1, n))
-        if tt == 1:  # a workgroup four outputs, no more invocations than a row has blocks
-            wg = min(DOT4_WG, max(32, 1 << (n_in // 32 - 1).bit_length()))
-            gx, gy = split_groups(cdiv(n_out, 4))  # four outputs a workgroup
-            pc, buffers, entry = {**c, "WG": wg, **layout}, [w, planes, y, sums], "matvec_dot4"
-            if rope_store is not None:
-                rs = rope_store
-                pc.update(self._rope_store_constants(rs))
-                buffers, entry = [*buffers, *rs.tables, rs.k_cache, rs.v_cache], "matvec_dot4_rope"
-            return quantize, self._step("matvec_dot4.wgsl", entry, pc, buffers, fixed((gx, gy, 1)))
-        gx, gy = split_groups(cdiv(n_out, DOT4_BATCH_ROWS))
-        pc = {**c, "WG": 128, "ROWS": DOT4_BATCH_ROWS, "TT": tt, **layout}
-        grid = lambda n: (gx, gy, cdiv(n, tt))  # noqa: E731
-        product = self._step("matvec_dot4.wgsl", "matvec_dot4_batch", pc, [w, planes, y, sums], grid)
-        return quantize, product
+        buffers = [w, planes, y, sums]
+        if tokens == "batch":
+            gx, gy = split_groups(cdiv(n_out, DOT4_BATCH_ROWS))
+            pc = {**c, "WG": 128, "ROWS": DOT4_BATCH_ROWS, "TT": DOT4_TT, **layout}
+            grid = lambda n: (gx, gy, cdiv(n, DOT4_TT))  # noqa: E731
+            return quantize, self._step("matvec_dot4.wgsl", "matvec_dot4_batch", pc, buffers, grid)
+        # a workgroup four outputs, no more invocations than a row has blocks
+        wg = min(DOT4_WG, max(32, 1 << (n_in // 32 - 1).bit_length()))
+        gx, gy = split_groups(cdiv(n_out, 4))
+        pc = {**c, "WG": wg, **layout}
+        entry, grid = "matvec_dot4", fixed((gx, gy, 1))
+        if tokens == "few":
+            pc, entry, grid = {**pc, "TT": DOT4_FEW_TT}, "matvec_dot4_few", lambda n: (gx, gy, cdiv(n, DOT4_FEW_TT))
+        if rope_store is not None:
+            rs = rope_store
+            pc.update(self._rope_store_constants(rs))
+            buffers, entry = [*buffers, *rs.tables, rs.k_cache, rs.v_cache], f"{entry}_rope"
+        return quantize, self._step("matvec_dot4.wgsl", entry, pc, buffers, grid)
 
 
 def check_rope_store(rs: RopeStore, n_out: int, rows_together: int, plain: bool) -> None:

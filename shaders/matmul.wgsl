@@ -225,10 +225,10 @@ fn matvec_rope(
     let r = matvec_row(wid, nwg, lid);
     if (r >= N_OUT || params.n_tokens == 0u) { return; }
     let a = matvec_sums(r);
-    rope_store4(r, a[0]);
-    rope_store4(r + 4u, a[1]);
-    rope_store4(r + 8u, a[2]);
-    rope_store4(r + 12u, a[3]);
+    rope_store4(0u, r, a[0]);
+    rope_store4(0u, r + 4u, a[1]);
+    rope_store4(0u, r + 8u, a[2]);
+    rope_store4(0u, r + 12u, a[3]);
 }
 
 @compute @workgroup_size(WG)

@@ -132,7 +132,7 @@ fn matvec_subgroup_rope(
         let r = g * ROWS + i;
         if (r >= N_OUT) { break; }
         let total = subgroup_sums(0u, r, lane, sg, scale)[0];
-        if (lane == 0u) { rope_store4(r, total); }
+        if (lane == 0u) { rope_store4(0u, r, total); }
     }
 }
 

@@ -21,6 +21,8 @@ diagnostic(off, subgroup_uniformity);
 //   matvec_dot4        one token: a workgroup outputs 4g .. 4g + 3, its invocations the rows' blocks;
 //                      grid (ceil(N_OUT / 4) as (x, y), 1)
 //   matvec_dot4_rope   the same for q | k | v, rotating q and k and storing k and v in their caches (below)
+//   matvec_dot4_few    a few tokens (streams decoding together): one token's layout, TT tokens a workgroup;
+//                      grid (ceil(N_OUT / 4) as (x, y), ceil(T / TT)); matvec_dot4_few_rope rotates and stores
 //   matvec_dot4_batch  a batch: a subgroup four outputs, its lanes the rows' blocks, TT tokens;
 //                      grid (ceil(N_OUT / ROWS) as (x, y), ceil(T / TT)). Subgroup s of a workgroup takes
 //                      outputs 4s .. 4s + 3, then 4(s + WG / sg).. < ROWS: right for any subgroup size.
@@ -33,6 +35,8 @@ override PLANES: u32 = 3u;
 override TT: u32 = 1u;
 // The per-token sums' room: products.py's DOT4_TT (8, with 4 used, cost 2-3 % of prefill on an H200).
 const MAX_TT = 4u;
+// matvec_dot4_few's: products.py's DOT4_FEW_TT at most.
+const MAX_FEW = 8u;
 
 fn dot16(q: vec4<u32>, x: vec4<u32>) -> i32 {
     return dot4I8Packed(q.x, x.x) + dot4I8Packed(q.y, x.y) + dot4I8Packed(q.z, x.z) + dot4I8Packed(q.w, x.w);
@@ -189,5 +193,98 @@ fn matvec_dot4_rope(
     let r = 4u * (wid.y * nwg.x + wid.x);
     if (r >= N_OUT) { return; }
     let out = four_outputs(r, lid, lane, sg);
-    if (lid == 0u) { rope_store4(r, out); }
+    if (lid == 0u) { rope_store4(0u, r, out); }
+}
+
+// A few tokens (streams decoding together: a token each), outputs r .. r + 3 of tokens t0 .. t0 + nt - 1: one
+// token's layout (the workgroup on the four rows, its invocations the blocks), each block of the rows
+// decoded once for all the tokens. Returns token t0 + lid's four (their GLU with GLU) in invocations lid < nt
+// (the whole workgroup calls it: a barrier). matvec_dot4_batch's subgroup of four rows left the narrow
+// products (o, down) too few loads in flight for a few tokens (NOTES.md).
+fn few_outputs(r: u32, t0: u32, nt: u32, lid: u32, lane: u32, sg: u32) -> vec4<f32> {
+    let r1 = min(r + 1u, N_OUT - 1u);  // past the matrix: its last row again, never stored
+    let r2 = min(r + 2u, N_OUT - 1u);
+    let r3 = min(r + 3u, N_OUT - 1u);
+    var gate: array<vec4<f32>, MAX_FEW>;  // per token: rows r .. r + 3 (their gates with GLU)
+    var up: array<vec4<f32>, MAX_FEW>;  // with GLU: their up rows
+    for (var b = lid; b < N_IN / 32u; b += WG) {
+        let p0 = int_parts(r, b);
+        let p1 = int_parts(r1, b);
+        let p2 = int_parts(r2, b);
+        let p3 = int_parts(r3, b);
+        for (var j = 0u; j < TT; j++) {
+            if (j < nt) { gate[j] += block_dot4(p0, p1, p2, p3, t0 + j, b); }
+        }
+        if (GLU) {
+            let u0 = int_parts(N_OUT + r, b);
+            let u1 = int_parts(N_OUT + r1, b);
+            let u2 = int_parts(N_OUT + r2, b);
+            let u3 = int_parts(N_OUT + r3, b);
+            for (var j = 0u; j < TT; j++) {
+                if (j < nt) { up[j] += block_dot4(u0, u1, u2, u3, t0 + j, b); }
+            }
+        }
+    }
+    // Each subgroup's sums of each token into workgroup memory ((WG / sg) TT <= 256 slots: WG <= 128, sg >= 4),
+    // then invocation j adds up token j's.
+    let s = lid / sg;
+    for (var j = 0u; j < TT; j++) {
+        let a = subgroupAdd(gate[j]);
+        let u = subgroupAdd(up[j]);
+        if (lane == 0u) {
+            partial[s * TT + j] = a;
+            partial_up[s * TT + j] = u;
+        }
+    }
+    workgroupBarrier();
+    var total = vec4<f32>(0.0);
+    var total_up = vec4<f32>(0.0);
+    if (lid < nt) {
+        for (var i = 0u; i < (WG + sg - 1u) / sg; i++) {
+            total += partial[i * TT + lid];
+            total_up += partial_up[i * TT + lid];
+        }
+    }
+    if (!GLU) { return total; }
+    return vec4<f32>(glu(total.x, total_up.x), glu(total.y, total_up.y), glu(total.z, total_up.z),
+                     glu(total.w, total_up.w));
+}
+
+@compute @workgroup_size(WG)
+fn matvec_dot4_few(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_size) sg: u32,
+) {
+    share_tables(lid);
+    let t0 = wid.z * TT;
+    let r = 4u * (wid.y * nwg.x + wid.x);
+    if (r >= N_OUT || t0 >= params.n_tokens) { return; }  // the same for the whole workgroup
+    let nt = min(TT, params.n_tokens - t0);
+    let out = few_outputs(r, t0, nt, lid, lane, sg);
+    if (lid < nt) {
+        for (var k = 0u; k < 4u; k++) {
+            if (r + k < N_OUT) { put(t0 + lid, r + k, out[k]); }
+        }
+    }
+}
+
+// matvec_dot4_few_rope: a few tokens' q | k | v, each rotated and stored as matvec_dot4_rope does one token's.
+@compute @workgroup_size(WG)
+fn matvec_dot4_few_rope(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_size) sg: u32,
+) {
+    share_tables(lid);
+    let t0 = wid.z * TT;
+    let r = 4u * (wid.y * nwg.x + wid.x);
+    if (r >= N_OUT || t0 >= params.n_tokens) { return; }
+    let nt = min(TT, params.n_tokens - t0);
+    let out = few_outputs(r, t0, nt, lid, lane, sg);
+    if (lid < nt) { rope_store4(t0 + lid, r, out); }
 }

@@ -20,13 +20,15 @@ from tests.gguf_files import write_gguf
 STACKED = ["attn_norm", "qkv", "rope", "store_kv", "attention", "o", "ffn_norm", "gate_up", "down"]
 SEPARATE = ["attn_norm", "q", "k", "v", "rope", "store_kv", "attention", "o",
             "ffn_norm", "gate", "up", "glu_mul", "down"]  # fmt: skip
-STEPS = ([1, 2, 3, 4, 5, 6, 7], [8], [9])  # a prefill, then two decode steps
+# A prefill (more tokens than products.DOT4_FEW: GPUs' batch products), a step of a few tokens (their
+# matvec_dot4_few, folding the norms in and rotating q | k | v), then a decode step.
+STEPS = ([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], [12, 13, 14], [15])
 
 
 def _load(engine, gguf, monkeypatch, separate: bool, variant: str = "scalar", dot4: bool | None = None) -> Model:
     if separate:  # as if q, k, v (and gate, up) differed in type
         monkeypatch.setattr(Uploader, "stacked", Uploader.separate)
-    model = Model.load(engine.model.device, gguf, n_ctx=64, max_batch=8, variant=variant, dot4=dot4)
+    model = Model.load(engine.model.device, gguf, n_ctx=64, max_batch=12, variant=variant, dot4=dot4)
     monkeypatch.undo()
     return model
 
@@ -102,8 +104,8 @@ def test_integer_products_follow_the_scalar_ones_on_real_k_quant_files(engine, e
     integer products of one token: logits as close to the f32 kernels' as the products of f32 x."""
     gguf = open_gguf(requantised(mix))
     device = engine.model.device
-    scalar = _logits(event_loop_session, Model.load(device, gguf, n_ctx=64, max_batch=8, variant="scalar"))
-    gpu = _logits(event_loop_session, Model.load(device, gguf, n_ctx=64, max_batch=8, variant="subgroup", dot4=True))
+    scalar = _logits(event_loop_session, Model.load(device, gguf, n_ctx=64, max_batch=12, variant="scalar"))
+    gpu = _logits(event_loop_session, Model.load(device, gguf, n_ctx=64, max_batch=12, variant="subgroup", dot4=True))
     assert np.abs(scalar - gpu).max() <= 1e-4 * np.abs(scalar).max()
     assert (scalar.argmax(axis=1) == gpu.argmax(axis=1)).all()
 
@@ -196,15 +198,15 @@ def test_embedding_and_head_split_past_a_binding_give_the_same_logits(engine, ev
     info = device.info
     table = model_gguf.tensors["token_embd.weight"].nbytes  # 28.7 MiB of Q8_0
     monkeypatch.setattr(device, "info", dataclasses.replace(info, max_storage_binding=table // 3 - 1))  # 4 parts
-    split = Model.load(device, model_gguf, n_ctx=64, max_batch=8, variant="scalar")
+    split = Model.load(device, model_gguf, n_ctx=64, max_batch=12, variant="scalar")
     monkeypatch.undo()
     assert isinstance(split.token_embd, Rows) and len(split.token_embd.parts) == 4 and split.output is split.token_embd
     assert sum(n for _, _, n in split.token_embd.parts) == split.config.vocab_size
     np.testing.assert_array_equal(_logits(event_loop_session, split), whole)
 
 
-@pytest.mark.parametrize("variant", ["scalar", "subgroup"])
-def test_sequences_stepped_together_match_each_run_alone(engine, event_loop_session, model_gguf, variant):
+@pytest.mark.parametrize("variant, dot4", [("scalar", None), ("subgroup", None), ("subgroup", True)])
+def test_sequences_stepped_together_match_each_run_alone(engine, event_loop_session, model_gguf, variant, dot4):
     """Streams decoding together (forward_rows): two prompts prefilled in one step into sequences 2 and 1,
     then steps of a token of each, and a last step of one (the GPUs' one-token attention). Each sequence's
     last row of a step is sampled: its logits are those of the sequence run alone through `forward`, and
@@ -212,7 +214,7 @@ def test_sequences_stepped_together_match_each_run_alone(engine, event_loop_sess
     device, read = engine.model.device, lambda buffer, n: np.frombuffer(
         bytes(event_loop_session.run_until_complete(device.read_buffer(buffer, 0, n * 4))), np.float32)
     prompts, n_steps = [[1, 2, 3, 4, 5], [9, 8, 7, 6, 5, 4, 3, 2, 1]], 3
-    alone = Model.load(device, model_gguf, n_ctx=64, max_batch=16, variant=variant)
+    alone = Model.load(device, model_gguf, n_ctx=64, max_batch=16, variant=variant, dot4=dot4)
     vocab = alone.config.vocab_size
     fed, want = [], []  # per prompt: the tokens fed after it (its greedy answer), and the logits of each step
     for prompt in prompts:
@@ -225,7 +227,7 @@ def test_sequences_stepped_together_match_each_run_alone(engine, event_loop_sess
         fed.append([int(row.argmax()) for row in rows[:-1]])
         want.append(np.array(rows))
 
-    together = Model.load(device, model_gguf, n_ctx=64, max_batch=16, variant=variant, n_seqs=3)
+    together = Model.load(device, model_gguf, n_ctx=64, max_batch=16, variant=variant, n_seqs=3, dot4=dot4)
     seqs = [2, 1]
     steps = [[(2, t) for t in prompts[0]] + [(1, t) for t in prompts[1]]]  # both prompts in one step
     steps += [[(2, fed[0][i]), (1, fed[1][i])] for i in range(n_steps - 1)] + [[(1, fed[1][-1])]]

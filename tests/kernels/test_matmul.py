@@ -138,6 +138,20 @@ def test_matmul_float_rows_not_whole_blocks(gpu, kernels_for, rng, variant, wtyp
         check_matmul(gpu, kernels_for(variant), rng, wtype, n_in, n_out, n_tokens)
 
 
+@pytest.mark.parametrize("wtype", [K.Q4_0, K.Q6_K, K.IQ4_XS], ids=type_name)
+def test_few_tokens_over_several_workgroups(gpu, kernels_for, rng, wtype, monkeypatch):
+    """matvec_dot4_few with fewer tokens a workgroup than the batch has (grid z of 3, the last one token
+    short), and batches from one token past DOT4_FEW on taking matvec_dot4_batch."""
+    monkeypatch.setattr(products, "DOT4_FEW_TT", 3)
+    kernels = K.Kernels(kernels_for("subgroup").device, variant="subgroup")
+    assert kernels.uses_dot4(wtype)
+    op = kernels.matmul(gpu.poisoned(4096), wtype, row_length(wtype, 1), 4, gpu.poisoned(4096), gpu.poisoned(4096), 16)
+    assert [s.grid(8)[2] for s in op.few_steps] == [8, 3] and op.few == products.DOT4_FEW
+    check_matmul(gpu, kernels, rng, wtype, row_length(wtype, 2), 37, 8)
+    check_matmul_mode(gpu, kernels, rng, wtype, row_length(wtype, 3), 9, 5, act="silu")
+    check_matmul(gpu, kernels, rng, wtype, row_length(wtype, 2), 37, products.DOT4_FEW + 1)
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_matmul_batch_smaller_than_max_tokens(gpu, kernels_for, rng, variant):
     check_matmul(gpu, kernels_for(variant), rng, K.Q8_0, 64, 19, 5, max_tokens=11)
@@ -165,6 +179,8 @@ def test_row_constants_match_the_shaders():
     # matvec_dot4_batch keeps a batch's sums for up to MAX_TT tokens a subgroup: products.py takes DOT4_TT
     max_tt = re.search(r"const MAX_TT = (\d+)u;", K.load_shader("matvec_dot4.wgsl"))
     assert max_tt and 1 <= products.DOT4_TT <= int(max_tt.group(1))
+    max_few = re.search(r"const MAX_FEW = (\d+)u;", K.load_shader("matvec_dot4.wgsl"))  # matvec_dot4_few's
+    assert max_few and 1 <= products.DOT4_FEW_TT <= int(max_few.group(1))
     # weights_texture.wgsl finds a tensor's 16-byte word i in texel row i / TEXELS_A_ROW, as the seam lays them out
     assert f"const TEXELS_A_ROW = {gpu_seam.TEXELS_A_ROW}u;" in K.load_shader("weights_texture.wgsl")
     assert gpu_seam.TEXEL_BYTES == 16  # rgba32uint
@@ -195,9 +211,11 @@ def test_matmul_grid_split_over_two_dimensions(gpu, kernels_for, rng, variant, m
     if variant == "scalar":  # 10 decode workgroups, 10 of a 7-token batch
         check_matmul(gpu, kernels, rng, K.Q8_0, 64, 1200, 1)
         check_matmul(gpu, kernels, rng, K.Q8_0, 64, 1200, 7)
-    else:  # 13 of matvec_dot4 (four rows each, the last one row), 13 of matvec_dot4_batch (16 rows each),
-        # 13 of matvec_subgroup (16), 7 of its batch (32; z: the token)
+    else:  # 13 of matvec_dot4 (four rows each, the last one row), 13 of matvec_dot4_few (four rows each), 13
+        # of matvec_dot4_batch (16 rows each), 13 of matvec_subgroup (16), 7 of its batch (32; z: the token)
         check_matmul(gpu, kernels, rng, K.Q8_0, 64, 49, 1)
+        check_matmul(gpu, kernels, rng, K.Q8_0, 64, 49, 4)
+        monkeypatch.setattr(products, "DOT4_FEW", 3)  # 4 tokens a batch (quantize_x's grid z: a token each)
         check_matmul(gpu, kernels, rng, K.Q8_0, 64, 200, 4)
         check_matmul(gpu, kernels, rng, K.Q8_0, 64, 52, 4)
         check_matmul(gpu, kernels, rng, K.F32, 64, 200, 1)
@@ -252,7 +270,7 @@ def check_matmul_mode(gpu, kernels, rng, wtype, n_in, n_out, n_tokens, *, act=No
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("wtype", [K.Q4_0, K.Q4_1, K.Q8_0, K.F16, K.Q4_K, K.Q6_K, K.Q5_0, K.Q2_K], ids=type_name)
-@pytest.mark.parametrize("n_tokens", [1, 6])
+@pytest.mark.parametrize("n_tokens", [1, 6, 11])
 def test_matmul_glu(gpu, kernels_for, rng, variant, wtype, n_tokens):
     for blocks, n_out in [(7, 33), (2, 3), (3, 130)]:
         check_matmul_mode(gpu, kernels_for(variant), rng, wtype, row_length(wtype, blocks), n_out, n_tokens,
@@ -260,7 +278,7 @@ def test_matmul_glu(gpu, kernels_for, rng, variant, wtype, n_tokens):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("n_tokens", [1, 6])
+@pytest.mark.parametrize("n_tokens", [1, 6, 11])
 def test_matmul_gelu_glu(gpu, kernels_for, rng, variant, n_tokens):
     """Gemma's GeGLU: the same stacked product, GELU's tanh form on the gate."""
     for wtype, blocks, n_out in [(K.Q4_K, 2, 33), (K.F16, 3, 7), (K.Q8_0, 5, 130)]:
@@ -276,7 +294,7 @@ def test_matmul_refuses_an_unknown_activation(gpu, kernels_for):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("wtype", [K.Q4_1, K.Q8_0, K.F32, K.Q4_K, K.Q6_K, K.Q5_1, K.Q3_K], ids=type_name)
-@pytest.mark.parametrize("n_tokens", [1, 5])
+@pytest.mark.parametrize("n_tokens", [1, 5, 10])
 def test_matmul_accumulate(gpu, kernels_for, rng, variant, wtype, n_tokens):
     for blocks, n_out in [(7, 33), (3, 7)]:
         check_matmul_mode(gpu, kernels_for(variant), rng, wtype, row_length(wtype, blocks), n_out, n_tokens,
@@ -284,7 +302,7 @@ def test_matmul_accumulate(gpu, kernels_for, rng, variant, wtype, n_tokens):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("n_tokens", [1, 7])
+@pytest.mark.parametrize("n_tokens", [1, 7, 12])
 def test_matmul_into_columns_of_wider_rows(gpu, kernels_for, rng, variant, n_tokens):
     check_matmul_mode(gpu, kernels_for(variant), rng, K.Q4_1, 64, 19, n_tokens, y_col=3)
     check_matmul_mode(gpu, kernels_for(variant), rng, K.Q8_0, 96, 9, n_tokens, y_col=0, accumulate=True)
@@ -318,7 +336,7 @@ def test_one_tokens_product_folds_the_rmsnorm_in(gpu, kernels_for, rng, wtype, a
     residual = (rng.standard_normal((1, n_in)) * 3).astype(np.float32)
     weight = rng.standard_normal(n_in).astype(np.float32)
     x_raw, norm_w, normed, y = gpu.upload(residual), gpu.upload(weight), gpu.poisoned(n_in * 4), gpu.poisoned(n_out * 4)
-    norm = kernels.rmsnorm(x_raw, norm_w, normed, n_in, eps, batches_only=True)
+    norm = kernels.rmsnorm(x_raw, norm_w, normed, n_in, eps, folded_up_to=1)
     product = kernels.matmul(gpu.upload(raw), wtype, n_in, n_out, normed, y, 1, glu=act, norm=(x_raw, norm_w, eps))
     gpu.run(kernels, norm, 1)
     gpu.run(kernels, product, 1)
@@ -359,49 +377,55 @@ def test_the_numpy_side_dequantises_as_ggml_does(llama_cpp, rng, wtype):
 
 
 @pytest.mark.parametrize("kv_f16", [False, True])
-@pytest.mark.parametrize("n_rot, llama3, mscale, place", [(32, False, 1.0, None), (10, True, 1.25, (40, 7))])
-@pytest.mark.parametrize("variant, wtype", [("subgroup", K.Q4_0), ("subgroup", K.F16), ("scalar", K.Q4_0)],
-                         ids=["integer", "subgroup", "scalar"])
-def test_one_tokens_qkv_product_rotates_and_stores_keys_and_values(gpu, kernels_for, rng, kv_f16, n_rot, llama3,
-                                                                  mscale, place, variant, wtype):
-    """rope_store (one token: matvec_dot4_rope, matvec_subgroup_rope, matvec_rope): q | k | v rotated and k, v
-    stored in the caches as the product, rope and store_kv after it would: every rotation or only the first 10
-    dims of each head (a pair of the rows written together rotated, the other not), llama3's factors and an
-    mscale, a token of a later sequence (its cache rows from row 40) or of the one at pos 13. Nothing else in
-    the caches changes."""
+@pytest.mark.parametrize("n_rot, llama3, mscale, places", [(32, False, 1.0, None), (10, True, 1.25, [(40, 7)])])
+@pytest.mark.parametrize("variant, wtype, n_tokens", [("subgroup", K.Q4_0, 1), ("subgroup", K.F16, 1),
+                                                      ("scalar", K.Q4_0, 1), ("subgroup", K.Q4_0, 3)],
+                         ids=["integer", "subgroup", "scalar", "integer-few"])
+def test_qkv_product_rotates_and_stores_keys_and_values(gpu, kernels_for, rng, kv_f16, n_rot, llama3, mscale, places,
+                                                        variant, wtype, n_tokens):
+    """rope_store (one token: matvec_dot4_rope, matvec_subgroup_rope, matvec_rope; a few: matvec_dot4_few_rope):
+    q | k | v rotated and k, v stored in the caches as the product, rope and store_kv after it would: every
+    rotation or only the first 10 dims of each head (a pair of the rows written together rotated, the other
+    not), llama3's factors and an mscale, tokens of later sequences (cache rows from row 40, and from 0 for the
+    few's others) or of the one at pos 13. Nothing else in the caches changes."""
+    if places is not None and n_tokens > 1:
+        places = [*places, (0, 3), (40, 8)][:n_tokens]
     kernels = kernels_for(variant, kv_f16)
     n_heads, n_kv_heads, head_dim, n_in, max_ctx = 4, 2, 32, 160, 48
     q_dim, kv_dim = n_heads * head_dim, n_kv_heads * head_dim
     n_out, store = q_dim + 2 * kv_dim, np.float16 if kv_f16 else np.float32
     raw, _ = quantised(rng, wtype, n_out, n_in)
-    w, x = gpu.upload(raw), gpu.upload(rng.standard_normal((2, n_in)).astype(np.float32))
+    w, x = gpu.upload(raw), gpu.upload(rng.standard_normal((n_tokens + 1, n_in)).astype(np.float32))
     factors = gpu.upload(rng.uniform(1, 8, n_rot // 2).astype(np.float32)) if llama3 else None
     rope = dict(n_rot=n_rot, theta=10000.0, freq_scale=1.0, neox=False, freq_factors=factors, mscale=mscale)
     tables = kernels.rope_tables(n_rot, 10000.0, 1.0, factors)
     results = []
     for fused in (True, False):
-        y = gpu.poisoned(2 * n_out * 4)
+        y = gpu.poisoned((n_tokens + 1) * n_out * 4)
         k_cache, v_cache = (gpu.poisoned(kernels.kv_cache_nbytes(2 * max_ctx, kv_dim)) for _ in "kv")
         if fused:
             rs = K.RopeStore(q_dim, kv_dim, head_dim, n_rot, tables, k_cache, v_cache, mscale)
-            ops = [kernels.matmul(w, wtype, n_in, n_out, x, y, 2, rope_store=rs)]
-            assert ops[0].decode[-1].pipeline is not kernels.matmul(w, wtype, n_in, n_out, x, y, 2).decode[-1].pipeline
+            ops = [kernels.matmul(w, wtype, n_in, n_out, x, y, n_tokens + 1, rope_store=rs)]
+            assert n_tokens <= kernels.fuses_up_to(wtype)
+            plain = kernels.matmul(w, wtype, n_in, n_out, x, y, n_tokens + 1)
+            assert ops[0].decode[-1].pipeline is not plain.decode[-1].pipeline
         else:
-            ops = [kernels.matmul(w, wtype, n_in, n_out, x, y, 2),
+            ops = [kernels.matmul(w, wtype, n_in, n_out, x, y, n_tokens + 1),
                    kernels.rope(y, n_heads + n_kv_heads, head_dim, row=n_out, **rope),
                    kernels.store_kv(y, y, k_cache, v_cache, kv_dim, src_row=n_out, k_col=q_dim, v_col=q_dim + kv_dim)]
-        gpu.run(kernels, ops, 1, pos=13, places=None if place is None else [place])
+        gpu.run(kernels, ops, n_tokens, pos=13, places=places)
         caches = [gpu.read(c, 2 * max_ctx * kv_dim, store).reshape(2 * max_ctx, kv_dim) for c in (k_cache, v_cache)]
-        results.append((gpu.read(y, n_out), *caches))
+        results.append((gpu.read(y, (n_tokens + 1) * n_out).reshape(n_tokens + 1, n_out), *caches))
     (y_fused, *fused_caches), (y_apart, *apart_caches) = results
-    assert_close(y_fused, y_apart, 1e-6, "q | k | v")
-    row = 13 if place is None else sum(place)
+    assert_close(y_fused[:n_tokens], y_apart[:n_tokens], 1e-6, "q | k | v")
+    assert np.isnan(y_fused[n_tokens]).all(), "a row past the step was written"
+    rows = [13 + t for t in range(n_tokens)] if places is None else [sum(place) for place in places]
     for got, want, part in zip(fused_caches, apart_caches, (slice(q_dim, q_dim + kv_dim), slice(q_dim + kv_dim, None)),
                                strict=True):
-        assert_close(got[row], want[row], 1e-3 if kv_f16 else 1e-6, "the token's cache row")
-        assert_close(got[row], y_apart[part], 1e-3 if kv_f16 else 1e-6, "the cache row against y")
-        others = np.delete(got, row, axis=0).astype(np.float32)
-        assert np.isnan(others).all(), "cache rows besides the token's were written"
+        assert_close(got[rows], want[rows], 1e-3 if kv_f16 else 1e-6, "the tokens' cache rows")
+        assert_close(got[rows], y_apart[:n_tokens, part], 1e-3 if kv_f16 else 1e-6, "the cache rows against y")
+        others = np.delete(got, rows, axis=0).astype(np.float32)
+        assert np.isnan(others).all(), "cache rows besides the tokens' were written"
 
 
 def test_rope_store_needs_a_plain_product_of_whole_heads_of_q_k_v(gpu, kernels_for):

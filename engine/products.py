@@ -32,6 +32,10 @@ DOT4_TT = 4
 # Batches of up to DOT4_FEW tokens (streams decoding together: a token a stream) take matvec_dot4_few, one
 # token's layout with DOT4_FEW_TT tokens a workgroup (at most its MAX_FEW), rather than matvec_dot4_batch.
 DOT4_FEW, DOT4_FEW_TT = 8, 8
+# matvec_dot4_few's GROUPS of tokens (for plain products, and for GLU ones, which split gate and up as well;
+# each dividing DOT4_FEW_TT), each part of the sums in its own subgroups (SPLIT, DOT4_FEW_WG invocations at most:
+# its workgroup memory holds 32 subgroups' sums) rather than one after the other in every invocation.
+DOT4_FEW_GROUPS, DOT4_FEW_GLU_GROUPS, DOT4_FEW_SPLIT, DOT4_FEW_WG = 2, 1, True, 128
 # Model width from which the products quantise x (dot4_pays): below it the extra dispatch a product
 # costs more than the integer products save. H200, GPU time a token: SmolLM2-135M (dim 576) 3.36 ms with
 # them, 2.30 without; the Llama 3.2 1B shape (2048) 2.12 with, 2.48 without (NOTES.md).
@@ -211,13 +215,17 @@ class ProductKernels:
             pc = {**c, "WG": 128, "ROWS": DOT4_BATCH_ROWS, "TT": DOT4_TT, **layout}
             grid = lambda n: (gx, gy, cdiv(n, DOT4_TT))  # noqa: E731
             return quantize, self._step("matvec_dot4.wgsl", "matvec_dot4_batch", pc, buffers, grid)
-        # a workgroup four outputs, no more invocations than a row has blocks
+        # a workgroup four outputs, no more invocations on a part than a row has blocks
         wg = min(DOT4_WG, max(32, 1 << (n_in // 32 - 1).bit_length()))
         gx, gy = split_groups(cdiv(n_out, 4))
         pc = {**c, "WG": wg, **layout}
         entry, grid = "matvec_dot4", fixed((gx, gy, 1))
         if tokens == "few":
-            pc, entry, grid = {**pc, "TT": DOT4_FEW_TT}, "matvec_dot4_few", lambda n: (gx, gy, cdiv(n, DOT4_FEW_TT))
+            token_groups = DOT4_FEW_GLU_GROUPS if c.get("GLU") else DOT4_FEW_GROUPS
+            parts = token_groups * (2 if c.get("GLU") else 1)
+            few = {"TT": DOT4_FEW_TT, "GROUPS": token_groups, "SPLIT": DOT4_FEW_SPLIT,
+                   "WG": min(parts * wg, DOT4_FEW_WG) if DOT4_FEW_SPLIT else wg}
+            pc, entry, grid = {**pc, **few}, "matvec_dot4_few", lambda n: (gx, gy, cdiv(n, DOT4_FEW_TT))
         if rope_store is not None:
             rs = rope_store
             pc.update(self._rope_store_constants(rs))

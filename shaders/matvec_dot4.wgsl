@@ -84,8 +84,10 @@ fn matvec_dot4_batch(
         let r1 = min(r + 1u, N_OUT - 1u);
         let r2 = min(r + 2u, N_OUT - 1u);
         let r3 = min(r + 3u, N_OUT - 1u);
-        var gate: array<vec4<f32>, MAX_TT>;  // per token: rows r .. r + 3 (their gates with GLU)
-        var up: array<vec4<f32>, MAX_TT>;  // with GLU: their up rows
+        // Zeroed by their initialisers: naga, wgpu's WGSL compiler, zeroes a variable declared in a loop without
+        // one only on the loop's first pass (subgroups of 64 lanes take two passes of 16 rows)
+        var gate = array<vec4<f32>, MAX_TT>();  // per token: rows r .. r + 3 (their gates with GLU)
+        var up = array<vec4<f32>, MAX_TT>();  // with GLU: their up rows
         for (var b = lane; b < N_IN / 32u; b += sg) {
             let p0 = int_parts(r, b);
             let p1 = int_parts(r1, b);
@@ -198,51 +200,65 @@ fn matvec_dot4_rope(
 
 // A few tokens (streams decoding together: a token each), outputs r .. r + 3 of tokens t0 .. t0 + nt - 1: one
 // token's layout (the workgroup on the four rows, its invocations the blocks), each block of the rows
-// decoded once for all the tokens. Returns token t0 + lid's four (their GLU with GLU) in invocations lid < nt
+// decoded once for several tokens. Returns token t0 + lid's four (their GLU with GLU) in invocations lid < nt
 // (the whole workgroup calls it: a barrier). matvec_dot4_batch's subgroup of four rows left the narrow
 // products (o, down) too few loads in flight for a few tokens (NOTES.md).
+// The sums come in parts: the tokens in GROUPS groups (token t in group t % GROUPS), and with GLU each group's
+// gate rows and up rows apart. An invocation keeps one part's sums at a time (fewer registers: more
+// invocations resident); with SPLIT and at least a subgroup a part, the subgroups share the parts out (more
+// invocations on the rows), else every invocation takes every part, one after the other.
+override SPLIT: bool = false;
+override GROUPS: u32 = 1u;
+// Per part, subgroup and token of the part: 2 TT a subgroup (GROUPS dividing TT), 32 subgroups (WG <= 128, sg >= 4)
+var<workgroup> few_partial: array<vec4<f32>, 512>;
+
 fn few_outputs(r: u32, t0: u32, nt: u32, lid: u32, lane: u32, sg: u32) -> vec4<f32> {
-    let r1 = min(r + 1u, N_OUT - 1u);  // past the matrix: its last row again, never stored
-    let r2 = min(r + 2u, N_OUT - 1u);
-    let r3 = min(r + 3u, N_OUT - 1u);
-    var gate: array<vec4<f32>, MAX_FEW>;  // per token: rows r .. r + 3 (their gates with GLU)
-    var up: array<vec4<f32>, MAX_FEW>;  // with GLU: their up rows
-    for (var b = lid; b < N_IN / 32u; b += WG) {
-        let p0 = int_parts(r, b);
-        let p1 = int_parts(r1, b);
-        let p2 = int_parts(r2, b);
-        let p3 = int_parts(r3, b);
-        for (var j = 0u; j < TT; j++) {
-            if (j < nt) { gate[j] += block_dot4(p0, p1, p2, p3, t0 + j, b); }
-        }
-        if (GLU) {
-            let u0 = int_parts(N_OUT + r, b);
-            let u1 = int_parts(N_OUT + r1, b);
-            let u2 = int_parts(N_OUT + r2, b);
-            let u3 = int_parts(N_OUT + r3, b);
-            for (var j = 0u; j < TT; j++) {
-                if (j < nt) { up[j] += block_dot4(u0, u1, u2, u3, t0 + j, b); }
+    let n_parts = select(1u, 2u, GLU) * GROUPS;  // part p: group p % GROUPS, of the up rows from GROUPS on
+    let n_sg = (WG + sg - 1u) / sg;
+    let s = lid / sg;
+    let spread = SPLIT && n_sg >= n_parts;
+    let per = select(n_sg, n_sg / n_parts, spread);  // subgroups on each part
+    let mine = select(0u, s / per, spread);
+    let first = lid - mine * per * sg;
+    let stride = select(WG, per * sg, spread);
+    let per_part = (TT + GROUPS - 1u) / GROUPS;  // tokens a part
+    var acc: array<vec4<f32>, MAX_FEW>;
+    for (var p = mine; p < select(n_parts, mine + 1u, spread); p++) {
+        let up = p >= GROUPS;
+        let g = p % GROUPS;
+        let last = select(N_OUT - 1u, 2u * N_OUT - 1u, up);  // past the matrix: its last row again, never stored
+        let r0 = select(r, N_OUT + r, up);
+        let r1 = min(r0 + 1u, last);
+        let r2 = min(r0 + 2u, last);
+        let r3 = min(r0 + 3u, last);
+        // (zeroed here, declared outside: naga zeroes a variable declared in a loop only on its first pass)
+        for (var j = 0u; j < per_part; j++) { acc[j] = vec4<f32>(0.0); }
+        for (var b = first; b < N_IN / 32u; b += stride) {
+            let p0 = int_parts(r0, b);
+            let p1 = int_parts(r1, b);
+            let p2 = int_parts(r2, b);
+            let p3 = int_parts(r3, b);
+            for (var j = 0u; j < per_part; j++) {
+                let t = GROUPS * j + g;
+                if (t < nt) { acc[j] += block_dot4(p0, p1, p2, p3, t0 + t, b); }
             }
         }
-    }
-    // Each subgroup's sums of each token into workgroup memory ((WG / sg) TT <= 256 slots: WG <= 128, sg >= 4),
-    // then invocation j adds up token j's.
-    let s = lid / sg;
-    for (var j = 0u; j < TT; j++) {
-        let a = subgroupAdd(gate[j]);
-        let u = subgroupAdd(up[j]);
-        if (lane == 0u) {
-            partial[s * TT + j] = a;
-            partial_up[s * TT + j] = u;
+        for (var j = 0u; j < per_part; j++) {
+            let a = subgroupAdd(acc[j]);
+            if (lane == 0u) { few_partial[(p * n_sg + s) * per_part + j] = a; }
         }
     }
     workgroupBarrier();
+    // Token lid's sums: of the subgroups that took its group's parts
     var total = vec4<f32>(0.0);
     var total_up = vec4<f32>(0.0);
     if (lid < nt) {
-        for (var i = 0u; i < (WG + sg - 1u) / sg; i++) {
-            total += partial[i * TT + lid];
-            total_up += partial_up[i * TT + lid];
+        let j = lid / GROUPS;
+        for (var p = lid % GROUPS; p < n_parts; p += GROUPS) {
+            let lo = select(0u, p * per, spread);
+            var sum = vec4<f32>(0.0);
+            for (var i = lo; i < lo + per; i++) { sum += few_partial[(p * n_sg + i) * per_part + j]; }
+            if (p >= GROUPS) { total_up = sum; } else { total = sum; }
         }
     }
     if (!GLU) { return total; }

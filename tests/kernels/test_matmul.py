@@ -138,11 +138,14 @@ def test_matmul_float_rows_not_whole_blocks(gpu, kernels_for, rng, variant, wtyp
         check_matmul(gpu, kernels_for(variant), rng, wtype, n_in, n_out, n_tokens)
 
 
+@pytest.mark.parametrize("split", [True, False])
 @pytest.mark.parametrize("wtype", [K.Q4_0, K.Q6_K, K.IQ4_XS], ids=type_name)
-def test_few_tokens_over_several_workgroups(gpu, kernels_for, rng, wtype, monkeypatch):
+def test_few_tokens_over_several_workgroups(gpu, kernels_for, rng, wtype, split, monkeypatch):
     """matvec_dot4_few with fewer tokens a workgroup than the batch has (grid z of 3, the last one token
-    short), and batches from one token past DOT4_FEW on taking matvec_dot4_batch."""
+    short), its parts of the sums in halves of the workgroup or one after the other (SPLIT), plain and GLU;
+    and batches from one token past DOT4_FEW on taking matvec_dot4_batch."""
     monkeypatch.setattr(products, "DOT4_FEW_TT", 3)
+    monkeypatch.setattr(products, "DOT4_FEW_SPLIT", split)
     kernels = K.Kernels(kernels_for("subgroup").device, variant="subgroup")
     assert kernels.uses_dot4(wtype)
     op = kernels.matmul(gpu.poisoned(4096), wtype, row_length(wtype, 1), 4, gpu.poisoned(4096), gpu.poisoned(4096), 16)
@@ -150,6 +153,15 @@ def test_few_tokens_over_several_workgroups(gpu, kernels_for, rng, wtype, monkey
     check_matmul(gpu, kernels, rng, wtype, row_length(wtype, 2), 37, 8)
     check_matmul_mode(gpu, kernels, rng, wtype, row_length(wtype, 3), 9, 5, act="silu")
     check_matmul(gpu, kernels, rng, wtype, row_length(wtype, 2), 37, products.DOT4_FEW + 1)
+
+
+def test_batch_subgroups_that_take_several_row_groups(gpu, kernels_for, rng, monkeypatch):
+    """matvec_dot4_batch where each subgroup takes several groups of four rows (as subgroups of 64 would with
+    16 rows a workgroup): each group's sums start from zero."""
+    monkeypatch.setattr(products, "DOT4_BATCH_ROWS", 512)  # two passes or more for subgroups of <= 64 lanes
+    kernels = K.Kernels(kernels_for("subgroup").device, variant="subgroup")
+    check_matmul(gpu, kernels, rng, K.Q4_0, 64, 1100, products.DOT4_FEW + 2)
+    check_matmul_mode(gpu, kernels, rng, K.Q8_0, 96, 600, products.DOT4_FEW + 1, act="silu")
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -35,7 +35,7 @@ DOT4_FEW, DOT4_FEW_TT = 8, 8
 # matvec_dot4_few's GROUPS of tokens (for plain products, and for GLU ones, which split gate and up as well;
 # each dividing DOT4_FEW_TT), each part of the sums in its own subgroups (SPLIT, DOT4_FEW_WG invocations at most:
 # its workgroup memory holds 32 subgroups' sums) rather than one after the other in every invocation.
-DOT4_FEW_GROUPS, DOT4_FEW_GLU_GROUPS, DOT4_FEW_SPLIT, DOT4_FEW_WG = 2, 1, True, 128
+DOT4_FEW_GROUPS, DOT4_FEW_GLU_GROUPS, DOT4_FEW_SPLIT, DOT4_FEW_WG = 2, 2, True, 128
 # Model width from which the products quantise x (dot4_pays): below it the extra dispatch a product
 # costs more than the integer products save. H200, GPU time a token: SmolLM2-135M (dim 576) 3.36 ms with
 # them, 2.30 without; the Llama 3.2 1B shape (2048) 2.12 with, 2.48 without (NOTES.md).

@@ -24,6 +24,12 @@ def _prompt_ids(engine: Engine, n: int) -> list[int]:
 
 async def bench_engine(path, n_prompt: int, n_decode: int, ignore_eos: bool = False) -> tuple[float, float, str]:
     engine = await Engine.load(path, n_ctx=n_prompt + n_decode + 8)
+    return (*await measure(engine, n_prompt, n_decode, ignore_eos), engine.model.device.info.device)
+
+
+async def measure(engine: Engine, n_prompt: int, n_decode: int, ignore_eos: bool = False) -> tuple[float, float]:
+    """Prefill and decode tokens a second of a loaded engine (n_ctx >= n_prompt + n_decode + 2); also what
+    benchmarks/page runs inside the browser."""
     if ignore_eos:  # made-up weights (synthetic_model.py) would end at a random step
         engine.tokenizer.eog_ids = frozenset()
     ids = _prompt_ids(engine, n_prompt)
@@ -41,7 +47,7 @@ async def bench_engine(path, n_prompt: int, n_decode: int, ignore_eos: bool = Fa
             continue
         n += chunk.token_id is not None
     decode = n / (time.perf_counter() - start)
-    return prefill, decode, engine.model.device.info.device
+    return prefill, decode
 
 
 def bench_llama_cpp(path, n_prompt: int, n_decode: int, threads: int) -> tuple[float, float]:

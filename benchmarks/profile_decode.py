@@ -24,7 +24,11 @@ BATCHED = 16
 
 
 async def profile(path, steps: int, tokens: int = 1) -> dict[str, float]:
-    engine = await Engine.load(path, n_ctx=512)
+    return await profile_engine(await Engine.load(path, n_ctx=512), steps, tokens)
+
+
+async def profile_engine(engine: Engine, steps: int, tokens: int = 1) -> dict[str, float]:
+    """profile() of a loaded engine (n_ctx >= 512); also what benchmarks/page runs inside the browser."""
     model, device = engine.model, engine.model.device
     await engine.prefill(engine.tokenizer.encode("The quick brown fox jumps over the lazy dog.") * 4)
     token, times = 42, {"record": [], "submit": [], "wait": [], "round trip": []}

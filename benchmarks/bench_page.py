@@ -1,0 +1,140 @@
+"""The engine in a plain page of a given Chromium next to the native engine, on one model, in one run.
+
+Usage: .venv/bin/python benchmarks/bench_page.py [--extension dist/extension] [--model PATH] [--chromium PATH]
+       [--prompt-tokens 128] [--decode-tokens 64] [--ignore-eos] [--gpu] [--no-native]
+Serves benchmarks/page with the built extension's Pyodide, wheels and engine archive (run `python build.py`
+first) and the model on 127.0.0.1, opens it in Chromium (any build: the headless shell, which loads no
+extensions, too) and reads the page's figures from its console on stderr; then measures the native engine
+(bench_engine.py's `measure`) on the same file. Without --gpu, Chromium's adapter is SwiftShader (the CPU);
+with it, the machine's GPU through Vulkan (the flags a GPU machine's headless shell needs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from bench_engine import measure
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = Path(__file__).resolve().parent / "page"
+COMMON = ["--no-sandbox", "--no-first-run", "--disable-background-networking", "--disable-component-update",
+          "--enable-unsafe-webgpu", "--enable-logging=stderr", "--v=0"]
+CPU = ["--enable-unsafe-swiftshader"]
+GPU = ["--disable-gpu-sandbox", "--ignore-gpu-blocklist", "--enable-dawn-features=vulkan_enable_f16_on_nvidia",
+       "--use-vulkan=native", "--enable-features=Vulkan,VulkanFromANGLE", "--use-angle=vulkan"]
+RESULT = re.compile(r'(HEARTH_BENCH(?:_ERROR)?) (.*?)", source:')
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def page_dir(extension: Path, model: Path, into: Path) -> None:
+    """The page, bench_engine.py, and the extension's runtime (Pyodide, wheels, engine archive) with the model."""
+    for name in ("bench.html", "bench.mjs"):
+        shutil.copy(PAGE / name, into / name)
+    for name in ("bench_engine.py", "profile_decode.py"):
+        shutil.copy(Path(__file__).resolve().parent / name, into / name)
+    for name in ("pyodide", "wheels", "hearth", "build.json"):
+        (into / name).symlink_to((extension / name).resolve())
+    (into / "model.gguf").symlink_to(model.resolve())
+
+
+def bench_page(chromium: str, extension: Path, model: Path, n_prompt: int, n_decode: int, ignore_eos: bool,
+               gpu: bool, profile_steps: int = 0, timeout: float = 900) -> dict:
+    """The page's figures (prefill, decode, device, ...; with profile_steps, profile_decode.py's) from one
+    Chromium run."""
+    with tempfile.TemporaryDirectory() as served, tempfile.TemporaryDirectory() as profile:
+        page_dir(extension, model, Path(served))
+        server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=served))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        query = f"model=model.gguf&prompt={n_prompt}&decode={n_decode}&profile={profile_steps}"
+        query += "&ignore_eos=1" if ignore_eos else ""
+        url = f"http://127.0.0.1:{server.server_address[1]}/bench.html?{query}"
+        headless = [] if "headless-shell" in chromium else ["--headless=new"]
+        args = [chromium, *headless, *COMMON, *(GPU if gpu else CPU), f"--user-data-dir={profile}", url]
+        browser = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        deadline, found = time.monotonic() + timeout, None
+        try:
+            for line in browser.stderr:
+                if (match := RESULT.search(line)) is not None:
+                    found = match.groups()
+                    break
+                if time.monotonic() > deadline:
+                    break
+        finally:
+            browser.kill()
+            browser.wait()
+            server.shutdown()
+    if found is None:
+        raise SystemExit("bench_page: the page gave no figures (Chromium's stderr ended or timed out)")
+    if found[0] == "HEARTH_BENCH_ERROR":
+        raise SystemExit(f"bench_page: the page failed: {found[1]}")
+    return json.loads(found[1])
+
+
+async def bench_native(model: Path, n_prompt: int, n_decode: int, ignore_eos: bool, profile_steps: int = 0
+                       ) -> tuple[float, float, str, dict]:
+    from profile_decode import profile_engine
+
+    from engine.engine import Engine
+
+    engine = await Engine.load(model, n_ctx=max(512, n_prompt + n_decode + 8))
+    prefill, decode = await measure(engine, n_prompt, n_decode, ignore_eos)
+    engine.model.rewind(0)
+    profile = await profile_engine(engine, profile_steps) if profile_steps else {}
+    return prefill, decode, engine.model.device.info.device, profile
+
+
+def main() -> None:
+    sys.path.insert(0, str(ROOT))
+    from build import DEFAULT_OUT
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--extension", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--model", type=Path, help="default: the extension's own model")
+    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--prompt-tokens", type=int, default=128)
+    parser.add_argument("--decode-tokens", type=int, default=64)
+    parser.add_argument("--ignore-eos", action="store_true", help="for made-up weights (synthetic_model.py)")
+    parser.add_argument("--gpu", action="store_true", help="Chromium on the GPU through Vulkan, not SwiftShader")
+    parser.add_argument("--no-native", action="store_true")
+    parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                        help="also profile_decode.py's figures on both sides, over this many steps")
+    args = parser.parse_args()
+    if not (args.extension / "build.json").is_file():
+        raise SystemExit(f"bench_page: no built extension in {args.extension}: run `python build.py` first")
+    model = args.model or args.extension / json.loads((args.extension / "build.json").read_text())["model"]
+    page = bench_page(args.chromium, args.extension, model, args.prompt_tokens, args.decode_tokens, args.ignore_eos,
+                      args.gpu, args.profile)
+    print(f"model: {model}")
+    print(f"browser ({page['device']}, {page['variant']}, integer products: {page['dot4']}): prefill "
+          f"{page['prefill']:8.1f} tok/s   decode {page['decode']:7.1f} tok/s   (boot and load {page['boot_s']:.1f} s)")
+    if args.no_native:
+        return
+    pre, dec, device, profile = asyncio.run(bench_native(model, args.prompt_tokens, args.decode_tokens,
+                                                         args.ignore_eos, args.profile))
+    print(f"native ({device}): prefill {pre:8.1f} tok/s   decode {dec:7.1f} tok/s")
+    print(f"browser / native: prefill {page['prefill'] / pre:.3f}x   decode {page['decode'] / dec:.3f}x")
+    if profile:
+        print("a decode step, ms (profile_decode.py): browser / native")
+        for name, ms in profile.items():
+            if name != "device":
+                print(f"  {name:16s} {page['profile'][name]:7.3f} / {ms:7.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+// The engine's prefill and decode speed inside the browser, as benchmarks/bench_engine.py measures them
+// natively (its `measure`, copied next to this page). Boots Pyodide and the engine as the extension's
+// offscreen document does, reads the model from ?model=URL into one ArrayBuffer (weights go from there to
+// WebGPU), and logs one line, "HEARTH_BENCH <json>", or "HEARTH_BENCH_ERROR <message>".
+import { loadPyodide } from "./pyodide/pyodide.mjs";
+
+const query = new URLSearchParams(location.search);
+const ENGINE_DIR = "/home/pyodide/hearth";
+
+// A plan of dispatches into a compute pass: engine/gpu/browser.py's replay, as offscreen.js defines it.
+globalThis.hearthReplay = (pass, plan) => {
+  for (const [pipeline, bindGroup, x, y, z] of plan) {
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(x, y, z);
+  }
+};
+
+async function main() {
+  const started = performance.now();
+  const pyodide = await loadPyodide({ indexURL: new URL("pyodide/", location.href).href });
+  const build = await (await fetch("build.json")).json();
+  await pyodide.loadPackage(build.wheels.map((name) => new URL(`wheels/${name}`, location.href).href));
+  pyodide.unpackArchive(await (await fetch(build.engine)).arrayBuffer(), "zip", { extractDir: ENGINE_DIR });
+  for (const name of ["bench_engine.py", "profile_decode.py"]) {
+    pyodide.FS.writeFile(`${ENGINE_DIR}/${name}`, await (await fetch(name)).text());
+  }
+  const model = await (await fetch(query.get("model"))).arrayBuffer();
+  pyodide.globals.set("model_buffer", model);
+  const n_prompt = Number(query.get("prompt") || 128);
+  const n_decode = Number(query.get("decode") || 64);
+  const ignore_eos = query.get("ignore_eos") ? "True" : "False";
+  const steps = Number(query.get("profile") || 0); // profile_decode.py's figures too, over this many steps
+  const result = await pyodide.runPythonAsync(`
+import json, sys
+sys.path.insert(0, "${ENGINE_DIR}")
+from bench_engine import measure
+from profile_decode import profile_engine
+from engine.engine import Engine
+from engine.gguf import parse_gguf
+from engine.gpu.browser import ArrayBufferSource
+
+n_ctx = max(512, ${n_prompt} + ${n_decode} + 8)
+engine = await Engine.load(gguf=parse_gguf(ArrayBufferSource(model_buffer)), n_ctx=n_ctx)
+prefill, decode = await measure(engine, ${n_prompt}, ${n_decode}, ${ignore_eos})
+info = engine.model.device.info
+figures = {"prefill": prefill, "decode": decode, "device": info.device or info.vendor,
+           "variant": engine.model.kernels.variant, "dot4": engine.model.kernels.dot4, "features": sorted(info.features)}
+if ${steps}:
+    engine.model.rewind(0)
+    figures["profile"] = await profile_engine(engine, ${steps})
+json.dumps(figures)
+`);
+  const figures = JSON.parse(result);
+  figures.boot_s = (performance.now() - started) / 1000;
+  console.log(`HEARTH_BENCH ${JSON.stringify(figures)}`);
+}
+
+main().catch((error) => console.log(`HEARTH_BENCH_ERROR ${String(error?.message ?? error).replaceAll("\n", " | ")}`));

@@ -32,8 +32,9 @@ PAGE = Path(__file__).resolve().parent / "page"
 COMMON = ["--no-sandbox", "--no-first-run", "--disable-background-networking", "--disable-component-update",
           "--enable-unsafe-webgpu", "--enable-logging=stderr", "--v=0"]
 CPU = ["--enable-unsafe-swiftshader"]
-GPU = ["--disable-gpu-sandbox", "--ignore-gpu-blocklist", "--enable-dawn-features=vulkan_enable_f16_on_nvidia",
-       "--use-vulkan=native", "--enable-features=Vulkan,VulkanFromANGLE", "--use-angle=vulkan"]
+GPU = ["--disable-gpu-sandbox", "--ignore-gpu-blocklist", "--use-vulkan=native",
+       "--enable-features=Vulkan,VulkanFromANGLE", "--use-angle=vulkan"]
+DAWN = "vulkan_enable_f16_on_nvidia"  # --enable-dawn-features's list with --gpu (--dawn adds to it)
 RESULT = re.compile(r'(HEARTH_BENCH(?:_ERROR)?) (.*?)", source:')
 
 
@@ -54,7 +55,7 @@ def page_dir(extension: Path, model: Path, into: Path) -> None:
 
 
 def bench_page(chromium: str, extension: Path, model: Path, n_prompt: int, n_decode: int, ignore_eos: bool,
-               gpu: bool, profile_steps: int = 0, timeout: float = 900) -> dict:
+               gpu: bool, profile_steps: int = 0, flags: tuple = (), dawn: tuple = (), timeout: float = 900) -> dict:
     """The page's figures (prefill, decode, device, ...; with profile_steps, profile_decode.py's) from one
     Chromium run."""
     with tempfile.TemporaryDirectory() as served, tempfile.TemporaryDirectory() as profile:
@@ -65,7 +66,8 @@ def bench_page(chromium: str, extension: Path, model: Path, n_prompt: int, n_dec
         query += "&ignore_eos=1" if ignore_eos else ""
         url = f"http://127.0.0.1:{server.server_address[1]}/bench.html?{query}"
         headless = [] if "headless-shell" in chromium else ["--headless=new"]
-        args = [chromium, *headless, *COMMON, *(GPU if gpu else CPU), f"--user-data-dir={profile}", url]
+        device = [*GPU, f"--enable-dawn-features={','.join([DAWN, *dawn])}"] if gpu else CPU
+        args = [chromium, *headless, *COMMON, *device, *flags, f"--user-data-dir={profile}", url]
         browser = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         deadline, found = time.monotonic() + timeout, None
         try:
@@ -112,6 +114,8 @@ def main() -> None:
     parser.add_argument("--ignore-eos", action="store_true", help="for made-up weights (synthetic_model.py)")
     parser.add_argument("--gpu", action="store_true", help="Chromium on the GPU through Vulkan, not SwiftShader")
     parser.add_argument("--no-native", action="store_true")
+    parser.add_argument("--flag", action="append", default=[], help="a further Chromium flag (repeatable)")
+    parser.add_argument("--dawn", action="append", default=[], help="a further Dawn feature with --gpu (repeatable)")
     parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
                         help="also profile_decode.py's figures on both sides, over this many steps")
     args = parser.parse_args()
@@ -119,7 +123,7 @@ def main() -> None:
         raise SystemExit(f"bench_page: no built extension in {args.extension}: run `python build.py` first")
     model = args.model or args.extension / json.loads((args.extension / "build.json").read_text())["model"]
     page = bench_page(args.chromium, args.extension, model, args.prompt_tokens, args.decode_tokens, args.ignore_eos,
-                      args.gpu, args.profile)
+                      args.gpu, args.profile, tuple(args.flag), tuple(args.dawn))
     print(f"model: {model}")
     print(f"browser ({page['device']}, {page['variant']}, integer products: {page['dot4']}): prefill "
           f"{page['prefill']:8.1f} tok/s   decode {page['decode']:7.1f} tok/s   (boot and load {page['boot_s']:.1f} s)")

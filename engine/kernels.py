@@ -94,8 +94,10 @@ def resolve_variant(info, variant: str | None = None) -> str:
 FLASH_MAX_TOKENS = 8
 # Positions a part of the context at least, and parts at most: a workgroup's part is a chain of dependent loads
 # (its tiles one after another), the combine's loop over parts another (H200, one token's attention in the 8B
-# shape at depth 2048 / 4000: 32 and 128: 41.6 / 53.2 us, 64 and 256: 36.1 / 42.4 us)
-ATTENTION_MIN_PART = 64
+# shape at depth 2048 / 4000: 32 and 128: 41.6 / 53.2 us, 64 and 256: 36.1 / 42.4 us). Parts of 32 rather than 64
+# with 256 of them, decode (H200, NOTES.md): SmolLM2-135M +5 % after 128 tokens, +3 % after 2048 (its few heads
+# leave short contexts with few workgroups); 1B +0-4 %, 8B +3 % / -1 %; 16 lost 8-17 % at depth 2048.
+ATTENTION_MIN_PART = 32
 ATTENTION_MAX_PARTS = 256
 FLASH_MAX_HEAD_DIM = 256  # attention_flash.wgsl's MAX_HEAD_DIM: its workgroup arrays' size
 

@@ -207,8 +207,9 @@ class ProductKernels:
         if norm is not None:
             x_raw, weight, eps = norm
             qc, inputs = {**qc, "NORM": True, "EPS": eps}, [x_raw, weight]
-        groups = cdiv(n_in // 4, QUANTIZE_WG)  # an invocation 4 elements, a workgroup row a token
-        quantize = self._step("quantize_x.wgsl", "quantize_x", qc, [*inputs, planes, sums], lambda n: (groups, 1, n))
+        x_groups = cdiv(n_in // 4, QUANTIZE_WG)  # an invocation 4 elements, a workgroup row a token
+        quantize = self._step("quantize_x.wgsl", "quantize_x", qc, [*inputs, planes, sums],
+                              lambda n: (x_groups, 1, n))
         buffers = [w, planes, y, sums]
         if tokens == "batch":
             gx, gy = split_groups(cdiv(n_out, DOT4_BATCH_ROWS))

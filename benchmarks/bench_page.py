@@ -44,12 +44,13 @@ class _Quiet(SimpleHTTPRequestHandler):
 
 
 def page_dir(extension: Path, model: Path, into: Path) -> None:
-    """The page, bench_engine.py, and the extension's runtime (Pyodide, wheels, engine archive) with the model."""
+    """The page, bench_engine.py, and the extension's runtime (Pyodide, wheels, engine archive, replay.js) with
+    the model."""
     for name in ("bench.html", "bench.mjs"):
         shutil.copy(PAGE / name, into / name)
     for name in ("bench_engine.py", "profile_decode.py"):
         shutil.copy(Path(__file__).resolve().parent / name, into / name)
-    for name in ("pyodide", "wheels", "hearth", "build.json"):
+    for name in ("pyodide", "wheels", "hearth", "build.json", "replay.js"):
         (into / name).symlink_to((extension / name).resolve())
     (into / "model.gguf").symlink_to(model.resolve())
 

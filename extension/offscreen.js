@@ -3,6 +3,7 @@
 // (engine/protocol.py), the queue and the logic. Messages carry `target`, which only the JavaScript reads.
 import { loadPyodide } from "./pyodide/pyodide.mjs";
 import { DEFAULTS, ErrorType, Kind } from "./protocol.js";
+import "./replay.js"; // hearthReplay, which the engine records each step's dispatches with
 
 const SETTINGS = new URLSearchParams(location.search); // the engine settings, from the worker
 const N_CTX = Number(SETTINGS.get("n_ctx")) || DEFAULTS.n_ctx;
@@ -25,17 +26,6 @@ chrome.runtime.onMessage.addListener((message) => {
   else early.push(message);
   return false;
 });
-
-// Records a plan of dispatches ([pipeline, bind group, x, y, z] each) into a compute pass. The engine
-// (engine/gpu/browser.py) calls it once a step: from Python each dispatch would cross Pyodide's FFI three
-// times, ~300 dispatches a token.
-globalThis.hearthReplay = (pass, plan) => {
-  for (const [pipeline, bindGroup, x, y, z] of plan) {
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
-    pass.dispatchWorkgroups(x, y, z);
-  }
-};
 
 async function main() {
   progress("pyodide");

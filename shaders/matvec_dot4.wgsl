@@ -156,9 +156,7 @@ fn four_outputs(r: u32, lid: u32, lane: u32, sg: u32) -> vec4<f32> {
             total_up += partial_up[i];
         }
     }
-    if (!GLU) { return total; }
-    return vec4<f32>(glu(total.x, total_up.x), glu(total.y, total_up.y), glu(total.z, total_up.z),
-                     glu(total.w, total_up.w));
+    return select(total, glu4(total, total_up), GLU);
 }
 
 @compute @workgroup_size(WG)
@@ -261,9 +259,7 @@ fn few_outputs(r: u32, t0: u32, nt: u32, lid: u32, lane: u32, sg: u32) -> vec4<f
             if (p >= GROUPS) { total_up = sum; } else { total = sum; }
         }
     }
-    if (!GLU) { return total; }
-    return vec4<f32>(glu(total.x, total_up.x), glu(total.y, total_up.y), glu(total.z, total_up.z),
-                     glu(total.w, total_up.w));
+    return select(total, glu4(total, total_up), GLU);
 }
 
 @compute @workgroup_size(WG)

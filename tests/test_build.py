@@ -44,7 +44,7 @@ def test_the_extension_holds_what_the_offscreen_document_loads(built_twice):
     assert {name.split("-")[0].lower() for name in manifest["wheels"]} == _packages_the_engine_needs()
     assert (out / "protocol.js").read_text() == javascript()
     assert (out / manifest["model"]).stat().st_size > 50 << 20
-    for name in ("manifest.json", "protocol.js", "service_worker.js", "offscreen.js", "sidepanel.js",
+    for name in ("manifest.json", "protocol.js", "service_worker.js", "offscreen.js", "replay.js", "sidepanel.js",
                  "pyodide/pyodide.mjs", "pyodide/pyodide.asm.wasm", "pyodide/python_stdlib.zip", "vendor/marked.esm.js",
                  "vendor/purify.es.mjs"):
         assert (out / name).is_file(), name

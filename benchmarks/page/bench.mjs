@@ -3,18 +3,10 @@
 // offscreen document does, reads the model from ?model=URL into one ArrayBuffer (weights go from there to
 // WebGPU), and logs one line, "HEARTH_BENCH <json>", or "HEARTH_BENCH_ERROR <message>".
 import { loadPyodide } from "./pyodide/pyodide.mjs";
+import "./replay.js"; // the extension's hearthReplay
 
 const query = new URLSearchParams(location.search);
 const ENGINE_DIR = "/home/pyodide/hearth";
-
-// A plan of dispatches into a compute pass: engine/gpu/browser.py's replay, as offscreen.js defines it.
-globalThis.hearthReplay = (pass, plan) => {
-  for (const [pipeline, bindGroup, x, y, z] of plan) {
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
-    pass.dispatchWorkgroups(x, y, z);
-  }
-};
 
 async function main() {
   const started = performance.now();

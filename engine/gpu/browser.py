@@ -28,7 +28,7 @@ def _js(value):
 def _replay_in_js():
     """The host page's function recording a plan (a JS array of [pipeline, bind group, x, y, z]) into a
     pass, if it has one: one call from Python a step instead of three a dispatch, each crossing Pyodide's
-    FFI. The page defines it (extension/offscreen.js): an extension's CSP forbids making it from a string."""
+    FFI. The page defines it (extension/replay.js): an extension's CSP forbids making it from a string."""
     return getattr(js, "hearthReplay", None)
 
 

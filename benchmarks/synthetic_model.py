@@ -7,8 +7,8 @@ compresses to a few MB. The GPU does the same work as on the real weights; the t
 
 The real models people run are too big to carry at all, so `--shape 1b|8b` writes the Llama-3.2-1B and
 Llama-3.1-8B shapes (dim, layers, FFN, heads; SmolLM2's vocabulary and tokenizer from --model) in a weight mix:
-Q4_0, Q8_0, or Q4_K_M as llama.cpp mixes it (Q4_K, with Q6_K for attn_v, ffn_down and the tied head). Those
-are written uncompressed (GBs; meant to be made on the GPU machine itself).
+Q8_0, Q4_K_M as llama.cpp mixes it (Q4_K, with Q6_K for attn_v, ffn_down and the tied head), or any one block
+type (Q4_0, Q2_K, IQ4_XS, ...) in every matrix, the embedding in Q8_0. Those are written uncompressed (GBs; meant to be made on the GPU machine itself).
 
 Usage: .venv/bin/python benchmarks/synthetic_model.py [--model PATH] OUT.gguf.gz
        python benchmarks/synthetic_model.py --like SMALL.gguf --shape 8b --mix Q4_K_M OUT.gguf
@@ -81,7 +81,9 @@ def write_synthetic(model: Path, out: Path, seed: int = 0) -> None:
 # (dim, layers, FFN, heads, KV heads) of the shapes speed is judged at.
 SHAPES = {"1b": (2048, 16, 8192, 32, 8), "8b": (4096, 32, 14336, 32, 8)}
 # Weight type per tensor role: (matrices, attn_v and ffn_down, token_embd), by mix.
-MIXES = {"Q4_0": ("Q4_0", "Q4_0", "Q8_0"), "Q8_0": ("Q8_0", "Q8_0", "Q8_0"), "Q4_K_M": ("Q4_K", "Q6_K", "Q6_K")}
+# Any block type alone is a mix too: every matrix in it, the embedding Q8_0 (per-type decode, whole models).
+MIXES = {name: (name, name, "Q8_0") for name in F16_FIELDS} | {"Q8_0": ("Q8_0", "Q8_0", "Q8_0"),
+                                                              "Q4_K_M": ("Q4_K", "Q6_K", "Q6_K")}
 
 
 def write_shape(like: Path, out: Path, shape: str, mix: str, seed: int = 0) -> None:

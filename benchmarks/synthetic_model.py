@@ -8,7 +8,8 @@ compresses to a few MB. The GPU does the same work as on the real weights; the t
 The real models people run are too big to carry at all, so `--shape 1b|8b` writes the Llama-3.2-1B and
 Llama-3.1-8B shapes (dim, layers, FFN, heads; SmolLM2's vocabulary and tokenizer from --model) in a weight mix:
 Q8_0, Q4_K_M as llama.cpp mixes it (Q4_K, with Q6_K for attn_v, ffn_down and the tied head), or any one block
-type (Q4_0, Q2_K, IQ4_XS, ...) in every matrix, the embedding in Q8_0. Those are written uncompressed (GBs; meant to be made on the GPU machine itself).
+type (Q4_0, Q2_K, IQ4_XS, ...) in every matrix, the embedding in Q8_0. Those are written uncompressed (GBs;
+meant to be made on the GPU machine itself).
 
 Usage: .venv/bin/python benchmarks/synthetic_model.py [--model PATH] OUT.gguf.gz
        python benchmarks/synthetic_model.py --like SMALL.gguf --shape 8b --mix Q4_K_M OUT.gguf

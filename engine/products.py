@@ -24,6 +24,11 @@ DOT4_TYPES = frozenset({Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6
 # Invocations of matvec_dot4's workgroup, which owns four outputs of one token's product: more loads in flight
 # than a subgroup an output (NOTES.md).
 DOT4_WG = 128
+# One token's products of rows longer than this take DOT4_LONG_WG invocations a workgroup: the 8B shape's down
+# (4096 rows of 14336) left an H200 half empty with 128 (1024 workgroups, 3.5 blocks an invocation). H200, that
+# product alone 1540 -> 1739-1809 GB/s, 8B Q4_0 decode 267.5 -> 274.4 tok/s; the 1B shape's down (rows of 8192,
+# 2 blocks an invocation at 128) lost at 256 (1016 -> 754 GB/s), so rows of 8192 keep 128 (NOTES.md).
+DOT4_LONG_ROW, DOT4_LONG_WG = 8192, 256
 QUANTIZE_WG = 256  # quantize_x.wgsl's WG
 DOT4_BATCH_ROWS = 16  # outputs a workgroup of matvec_dot4_batch (128 invocations): four a subgroup of 32
 # A batch's tokens a subgroup of matvec_dot4_batch takes (at most its MAX_TT): each weight block decoded once
@@ -217,7 +222,7 @@ class ProductKernels:
             grid = lambda n: (gx, gy, cdiv(n, DOT4_TT))  # noqa: E731
             return quantize, self._step("matvec_dot4.wgsl", "matvec_dot4_batch", pc, buffers, grid)
         # a workgroup four outputs, no more invocations on a part than a row has blocks
-        wg = min(DOT4_WG, max(32, 1 << (n_in // 32 - 1).bit_length()))
+        wg = min(DOT4_LONG_WG if n_in > DOT4_LONG_ROW else DOT4_WG, max(32, 1 << (n_in // 32 - 1).bit_length()))
         gx, gy = split_groups(cdiv(n_out, 4))
         pc = {**c, "WG": wg, **layout}
         entry, grid = "matvec_dot4", fixed((gx, gy, 1))
@@ -225,7 +230,7 @@ class ProductKernels:
             token_groups = DOT4_FEW_GLU_GROUPS if c.get("GLU") else DOT4_FEW_GROUPS
             parts = token_groups * (2 if c.get("GLU") else 1)
             few = {"TT": DOT4_FEW_TT, "GROUPS": token_groups, "SPLIT": DOT4_FEW_SPLIT,
-                   "WG": min(parts * wg, DOT4_FEW_WG) if DOT4_FEW_SPLIT else wg}
+                   "WG": min(parts * wg if DOT4_FEW_SPLIT else wg, DOT4_FEW_WG)}
             pc, entry, grid = {**pc, **few}, "matvec_dot4_few", lambda n: (gx, gy, cdiv(n, DOT4_FEW_TT))
         if rope_store is not None:
             rs = rope_store

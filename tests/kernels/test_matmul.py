@@ -155,6 +155,22 @@ def test_few_tokens_over_several_workgroups(gpu, kernels_for, rng, wtype, split,
     check_matmul(gpu, kernels, rng, wtype, row_length(wtype, 2), 37, products.DOT4_FEW + 1)
 
 
+@pytest.mark.parametrize("wtype", [K.Q4_0, K.Q6_K], ids=type_name)
+def test_long_rows_take_wider_workgroups(gpu, kernels_for, rng, wtype, monkeypatch):
+    """One token's products of rows longer than DOT4_LONG_ROW take DOT4_LONG_WG invocations a workgroup (some
+    with a block more than others): plain, GLU; a few tokens keep their own workgroup size."""
+    kernels = K.Kernels(kernels_for("subgroup").device, variant="subgroup")
+    sizes, step = [], kernels._step
+    monkeypatch.setattr(kernels, "_step", lambda *a: sizes.append((a[1], a[2].get("WG"))) or step(*a))
+    n_in = row_length(wtype, 33 if wtype == K.Q6_K else 263)
+    assert n_in > products.DOT4_LONG_ROW
+    check_matmul(gpu, kernels, rng, wtype, n_in, 9, 1)
+    check_matmul_mode(gpu, kernels, rng, wtype, n_in, 5, 1, act="silu")
+    check_matmul(gpu, kernels, rng, wtype, n_in, 9, 3)
+    assert ("matvec_dot4", products.DOT4_LONG_WG) in sizes
+    assert all(wg <= products.DOT4_FEW_WG for entry, wg in sizes if entry == "matvec_dot4_few")
+
+
 def test_batch_subgroups_that_take_several_row_groups(gpu, kernels_for, rng, monkeypatch):
     """matvec_dot4_batch where each subgroup takes several groups of four rows (as subgroups of 64 would with
     16 rows a workgroup): each group's sums start from zero."""

@@ -2,13 +2,14 @@
 
 Generation is an async generator because the browser has no blocking GPU calls: each step records
 the forward pass (and sampling dispatches), submits it, and awaits one small read-back. Greedy steps
-run one ahead: the GPU feeds each argmax to the next step itself, so the host records step k+1 while
-the GPU computes step k.
+run ahead (RUN_AHEAD): the GPU feeds each argmax to the next step itself, so the host records steps
+k+1.. while the GPU computes step k.
 """
 
 from __future__ import annotations
 
 import array
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -24,6 +25,12 @@ from .gpu import Device, open_device
 from .model import Model, ProgressFn
 from .sampler import Sampler, SamplingOptions, StopMatcher, apply_penalties_cpu, penalty_counts
 from .tokenizer import Tokenizer
+
+# Greedy steps submitted ahead of the one whose token the host awaits. With one, the host's recording of step
+# k + 2 had only step k + 1's GPU time to hide in, and any hitch (a collection, the read-back thread waking
+# late) left the GPU idle; two keep a whole step queued. A consumer that stops wastes that many steps, rolled
+# back.
+RUN_AHEAD = 2
 
 
 @dataclass(frozen=True)
@@ -132,33 +139,33 @@ class Engine:
                 yield chunk
 
     async def _greedy_ahead(self, max_tokens: int) -> AsyncIterator[int]:
-        """Greedy tokens, the GPU one step ahead of the host: step k+1 (its input copied on the GPU from
-        step k's argmax) is recorded and submitted before step k's token is read back, so recording
-        overlaps the GPU's work. When the consumer stops, the step run ahead is forgotten."""
+        """Greedy tokens, the GPU RUN_AHEAD steps ahead of the host: step k+1 (its input copied on the GPU
+        from step k's argmax) is recorded and submitted before step k's token is read back, so recording
+        overlaps the GPU's work. When the consumer stops, the steps run ahead are forgotten."""
         model, device = self.model, self.model.device
         rec = device.recorder()
         model.op_argmax.record(rec, 1)  # the first token, from the prefill's logits
         device.submit(rec)
-        reading = device.start_read(model.token_out, 0, 4)
+        reads = deque([device.start_read(model.token_out, 0, 4)])  # a token's read-back each, oldest first
+        submitted = 1  # tokens whose steps are on the GPU
         try:
-            for produced in range(1, max_tokens + 1):
-                ahead = None
-                if produced < max_tokens and model.n_past + 1 < model.n_ctx:
+            for _ in range(max_tokens):
+                while submitted < max_tokens and len(reads) <= RUN_AHEAD and model.n_past + 1 < model.n_ctx:
                     rec = device.recorder()
                     model.forward_sampled(rec)
                     model.op_argmax.record(rec, 1)
                     device.submit(rec)
-                    ahead = device.start_read(model.token_out, 0, 4)
-                current, reading = reading, ahead
-                token = (await current).cast("I")[0]
+                    reads.append(device.start_read(model.token_out, 0, 4))
+                    submitted += 1
+                token = (await reads.popleft()).cast("I")[0]
                 yield token
-                if ahead is None:
+                if not reads:  # no step ran this token: the end
                     return
-                self._cached.append(token)  # asked for more: the step run ahead ran this token
+                self._cached.append(token)  # asked for more: the step run after it ran this token
         finally:
             model.rewind(len(self._cached))
-            if reading is not None:
-                await reading  # frees its staging buffer
+            for read in reads:
+                await read  # frees its staging buffer
 
     async def _one_by_one(self, history: list[int], options: SamplingOptions, penalties: bool) -> AsyncIterator[int]:
         """Tokens sampled on the host, or greedy with penalties on the history: each step needs the last."""

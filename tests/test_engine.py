@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine import engine as engine_module
 from engine.errors import ContextTooLong, InvalidRequest
 from engine.sampler import SamplingOptions
 from tests.conftest import LLAMA_FTYPES
@@ -110,9 +111,11 @@ def _ids(chunks) -> list[int]:
     return [c.token_id for c in chunks if c.token_id is not None]
 
 
-def test_greedy_run_ahead_is_rolled_back_wherever_the_answer_ends(engine, event_loop_session):
-    """Greedy decoding runs one step ahead on the GPU; every way an answer ends leaves the cache holding
-    exactly the prompt and the tokens that were run, and the next request continues as if never stopped."""
+@pytest.mark.parametrize("ahead", [1, 3])
+def test_greedy_run_ahead_is_rolled_back_wherever_the_answer_ends(engine, event_loop_session, ahead, monkeypatch):
+    """Greedy decoding runs steps ahead on the GPU (engine.RUN_AHEAD); every way an answer ends leaves the cache
+    holding exactly the prompt and the tokens that were run, and the next request continues as if never stopped."""
+    monkeypatch.setattr(engine_module, "RUN_AHEAD", ahead)
     loop, prompt = event_loop_session, engine.chat_prompt([{"role": "user", "content": "Count from one to ten."}])
     whole = _collect(loop, engine.generate(prompt, SamplingOptions(temperature=0, max_tokens=12)))
     assert engine.model.n_past == len(engine._cached)

@@ -73,7 +73,7 @@ fn matvec_dot4_batch(
     @builtin(subgroup_invocation_id) lane: u32,
     @builtin(subgroup_size) sg: u32,
 ) {
-    share_tables(lid);
+    share_tables(lid, WG);
     let t0 = wid.z * TT;
     if (t0 >= params.n_tokens) { return; }
     let nt = min(TT, params.n_tokens - t0);
@@ -168,7 +168,7 @@ fn matvec_dot4(
     @builtin(subgroup_size) sg: u32,
 ) {
     _ = params.n_tokens;  // (one token; bound all the same, as binding 0 of every kernel)
-    share_tables(lid);
+    share_tables(lid, WG);
     let r = 4u * (wid.y * nwg.x + wid.x);
     if (r >= N_OUT) { return; }  // the same for the whole workgroup
     let out = four_outputs(r, lid, lane, sg);
@@ -189,7 +189,7 @@ fn matvec_dot4_rope(
     @builtin(subgroup_invocation_id) lane: u32,
     @builtin(subgroup_size) sg: u32,
 ) {
-    share_tables(lid);
+    share_tables(lid, WG);
     let r = 4u * (wid.y * nwg.x + wid.x);
     if (r >= N_OUT) { return; }
     let out = four_outputs(r, lid, lane, sg);
@@ -270,7 +270,7 @@ fn matvec_dot4_few(
     @builtin(subgroup_invocation_id) lane: u32,
     @builtin(subgroup_size) sg: u32,
 ) {
-    share_tables(lid);
+    share_tables(lid, WG);
     let t0 = wid.z * TT;
     let r = 4u * (wid.y * nwg.x + wid.x);
     if (r >= N_OUT || t0 >= params.n_tokens) { return; }  // the same for the whole workgroup
@@ -292,7 +292,7 @@ fn matvec_dot4_few_rope(
     @builtin(subgroup_invocation_id) lane: u32,
     @builtin(subgroup_size) sg: u32,
 ) {
-    share_tables(lid);
+    share_tables(lid, WG);
     let t0 = wid.z * TT;
     let r = 4u * (wid.y * nwg.x + wid.x);
     if (r >= N_OUT || t0 >= params.n_tokens) { return; }

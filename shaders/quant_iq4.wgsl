@@ -7,7 +7,8 @@
 //          (weights 32j..32j + 31) has qs[16j .. 16j + 15] and the 6-bit scale ls = nibble j % 2 of
 //          scales_l[j / 2] | bits 2j, 2j + 1 of scales_h << 4; w = d * (ls - 32) * T[q]
 // IQ4_NL blocks start at any even byte, IQ4_XS superblocks at any multiple of 8. m is 0 (has_offset): the
-// table is signed. Integer products take T[q] as the signed byte it is (IntParts), from workgroup memory.
+// table is signed. Integer products take T[q] as the signed byte it is (IntParts), from workgroup memory by
+// pairs (quant.wgsl's iq4_pairs).
 
 // T (quant.wgsl's IQ4_TABLE) at four indices n (each below 16) as unsigned bytes: the word by two selects, the
 // byte by a shift.
@@ -25,18 +26,26 @@ fn iq4_indices(q: u32, high: bool) -> vec4<u32> {
     return (vec4<u32>(q) >> (vec4<u32>(0u, 8u, 16u, 24u) + select(0u, 4u, high))) & vec4<u32>(0xFu);
 }
 
-// The values of 16 bytes of indices as signed bytes, from the table in workgroup memory (share_tables): low
+// The values of 16 bytes of indices as signed bytes, from the pairs in workgroup memory (share_tables): low
 // nibbles (elements 0..15) in lo, high ones in hi. For the integer products on GPUs.
 fn iq4_int(q: vec4<u32>) -> array<vec4<u32>, 2> {
-    return array<vec4<u32>, 2>(
-        vec4<u32>(iq4_shared4(q.x, false), iq4_shared4(q.y, false), iq4_shared4(q.z, false), iq4_shared4(q.w, false)),
-        vec4<u32>(iq4_shared4(q.x, true), iq4_shared4(q.y, true), iq4_shared4(q.z, true), iq4_shared4(q.w, true)),
-    );
+    let x = iq4_pairs4(q.x);
+    let y = iq4_pairs4(q.y);
+    let z = iq4_pairs4(q.z);
+    let w = iq4_pairs4(q.w);
+    return array<vec4<u32>, 2>(vec4<u32>(x.x, y.x, z.x, w.x), vec4<u32>(x.y, y.y, z.y, w.y));
 }
 
-fn iq4_shared4(q: u32, high: bool) -> u32 {
-    let n = iq4_indices(q, high);
-    return iq4_shared[n.x] | (iq4_shared[n.y] << 8u) | (iq4_shared[n.z] << 16u) | (iq4_shared[n.w] << 24u);
+// Four bytes of indices as the values of their low nibbles (x) and of their high ones (y), four bytes each:
+// a load a byte, each pair's two values then moved into place (an entry is lo | hi << 16, nothing above).
+fn iq4_pairs4(q: u32) -> vec2<u32> {
+    let t0 = iq4_pairs[q & 0xFFu];
+    let t1 = iq4_pairs[(q >> 8u) & 0xFFu];
+    let t2 = iq4_pairs[(q >> 16u) & 0xFFu];
+    let t3 = iq4_pairs[q >> 24u];
+    let lo = (t0 & 0xFFu) | ((t1 & 0xFFu) << 8u) | ((t2 & 0xFFu) << 16u) | (t3 << 24u);
+    let hi = (t0 >> 16u) | (t1 >> 8u) | (t2 & 0xFF0000u) | ((t3 << 8u) & 0xFF000000u);
+    return vec2<u32>(lo, hi);
 }
 
 fn iq4_f32x4(q: u32, high: bool) -> vec4<f32> {

@@ -21,8 +21,19 @@ from __future__ import annotations
 import struct
 from weakref import WeakKeyDictionary
 
-from .gpu import UNIFORM, Texels
-from .kernel_ops import BatchOp, FewOrManyOp, Op, PenaltyOp, Step, cdiv, check_distinct, fixed, same_buffer
+from .gpu import TEXEL_BYTES, UNIFORM, Texels
+from .kernel_ops import (
+    BatchOp,
+    FewOrManyOp,
+    Op,
+    PenaltyOp,
+    Step,
+    cdiv,
+    check_distinct,
+    fixed,
+    same_buffer,
+    split_groups,
+)
 from .products import (  # noqa: F401  (tests name these as kernels.X)
     DOT4_PLANES,
     DOT4_TYPES,
@@ -56,7 +67,9 @@ from .weight_types import (  # noqa: F401  (the model and tests name the types a
     Q6_K,
     Q8_0,
     SUPPORTED_WEIGHT_TYPES,
+    TEXEL_PADDED,
     check_row,
+    texel_layout_bytes,
     weight_nbytes,
 )
 
@@ -190,7 +203,7 @@ class Kernels(ProductKernels):
         if n_rows:
             c.update(FIRST_ROW=first_row, N_ROWS=n_rows)
         gx = cdiv(dim // 4, self.wg)
-        return Op(self._step("embed.wgsl", "embed", c, [self._weights(table), ids, out], lambda n: (gx, n, 1)))
+        return Op(self._step("embed.wgsl", "embed", c, [self._weights(table, wtype), ids, out], lambda n: (gx, n, 1)))
 
     def rmsnorm(self, x, weight, out, n: int, eps: float, *, folded_up_to: int = 0,
                 accumulate: bool = False) -> Op:
@@ -402,10 +415,28 @@ class Kernels(ProductKernels):
         )
         return PenaltyOp(self.device, step, entries, settings, max_history, n_vocab)
 
-    def _weights(self, weights):
-        """What binds a weight tensor (a buffer, a `(buffer, offset, size)` range, or Texels): its texels for
-        kernels that read weights so (made here from a buffer once; the model's come as texels), else the
-        buffer padded to whole 16-byte words (_whole_vec4s)."""
+    def texels_from(self, src, size: int, wtype: int, label: str = "weights") -> Texels:
+        """A tensor of `size` bytes in `wtype`, in src from byte 0 (whole texels of them), as texels laid out as
+        weights_texture.wgsl reads them: TEXEL_PADDED types' superblocks padded to whole texels
+        (texel_repack.wgsl), the rest as they are. Submitted at once; src may be freed after."""
+        padded = wtype in TEXEL_PADDED
+        texels = self.device.create_texels(texel_layout_bytes(wtype, size), label=label, writable=padded)
+        recorder = self.device.recorder()
+        if padded:
+            raw = BLOCK_TYPES[wtype][1]
+            n = cdiv(texels.size, TEXEL_BYTES)
+            gx, gy = split_groups(cdiv(n, 64))
+            constants = {"RAW": raw, "PADDED": cdiv(raw, TEXEL_BYTES) * TEXEL_BYTES, "TEXELS": n}
+            self._step("texel_repack.wgsl", "repack", constants, [src, texels], fixed((gx, gy, 1))).record(recorder, 1)
+        else:
+            recorder.copy_to_texels(src, texels)
+        self.device.submit(recorder)
+        return texels
+
+    def _weights(self, weights, wtype: int):
+        """What binds a weight tensor of `wtype` (a buffer, a `(buffer, offset, size)` range, or Texels): its
+        texels for kernels that read weights so (made here from a buffer once, texels_from; the model's come
+        as texels), else the buffer padded to whole 16-byte words (_whole_vec4s)."""
         if isinstance(weights, Texels):
             if not self.weights_in_texels:
                 raise ValueError(f"{self.variant} kernels read weights from buffers, not texels")
@@ -413,14 +444,13 @@ class Kernels(ProductKernels):
         if not self.weights_in_texels:
             return self._whole_vec4s(weights)
         buffer, offset, size = weights if isinstance(weights, tuple) else (weights, 0, weights.size)
-        key = ("texels", id(buffer), offset, size)
+        key = ("texels", id(buffer), offset, size, wtype)
         if key not in self._weight_copies:
             whole = self._scratch(cdiv(size, 16) * 16, "weights for texels")  # a copy starts at a texel
-            texels = self.device.create_texels(size, label="weights")
             recorder = self.device.recorder()
             recorder.copy(buffer, offset, whole, 0, cdiv(size, 4) * 4)
-            recorder.copy_to_texels(whole, texels)
             self.device.submit(recorder)
+            texels = self.texels_from(whole, size, wtype)
             self._weight_copies[key] = (buffer, texels)  # holding `buffer` keeps its id from being reused
         return self._weight_copies[key][1]
 

@@ -30,6 +30,7 @@ from .kernels import (
     STEP_PARAMS_NBYTES,
     attention_partial_rows,
     dot4_x_nbytes,
+    texel_layout_bytes,
     weights_in_texels,
 )
 
@@ -98,8 +99,9 @@ def model_buffers(
 ) -> list[Buffer]:
     """Every buffer Model.load creates, in bytes as the device rounds them (whole words, at least one)."""
     c, T, f32 = config, max_batch, 4
-    weights, matrices, separate_ffn = _weight_buffers(c, tensors, n_ctx, max_binding)
-    if weights_in_texels(variant):  # Uploader: matrices in texels of whole rows (their buffers freed at once)
+    texels = weights_in_texels(variant)
+    weights, matrices, separate_ffn = _weight_buffers(c, tensors, n_ctx, max_binding, texels)
+    if texels:  # Uploader: matrices in texels of whole rows (their buffers freed at once), some types padded
         buffers = [
             (WEIGHTS, label, texel_rows(n) * TEXELS_A_ROW * TEXEL_BYTES if matrix else n)
             for (label, n), matrix in weights
@@ -171,24 +173,27 @@ def row_ranges(n_rows: int, row_bytes: int, max_binding: int | None) -> list[tup
 VOCAB_MATRICES = ("token_embd.weight", "output.weight")
 
 
-def _weight_buffers(c: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: int, max_binding: int | None):
-    """The weight buffers as Model.load uploads them, ((label, bytes), whether a matrix) each; the sizes of the
-    matrices among them (kernels read those as vec4s); whether a gate and up are Separate. Absent tensors are
-    left out: the uploader names them."""
+def _weight_buffers(c: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: int, max_binding: int | None,
+                    texels: bool = False):
+    """The weight buffers as Model.load uploads them, ((label, bytes), whether a matrix) each (with texels, a
+    matrix's bytes as laid out there: texel_layout_bytes); the sizes of the matrices among them (kernels read
+    those as vec4s); whether a gate and up are Separate. Absent tensors are left out: the uploader names them."""
     buffers: list[tuple[tuple[str, int], bool]] = []
     matrices: list[int] = []
+    laid_out = lambda wtype, n: texel_layout_bytes(wtype, n) if texels else n  # noqa: E731
 
     def one(name: str, matrix: bool = True) -> None:
         if name not in tensors:
             return
         info = tensors[name]
         if name in VOCAB_MATRICES:  # in row ranges, past a binding
-            rows = info.shape[1]
-            for first, n in row_ranges(rows, info.nbytes // rows, max_binding):
-                buffers.append(((name if n == rows else f"{name} rows {first}..", info.nbytes // rows * n), True))
-                matrices.append(info.nbytes // rows * n)
+            rows, row_bytes = info.shape[1], info.nbytes // info.shape[1]
+            for first, n in row_ranges(rows, laid_out(info.type, row_bytes), max_binding):
+                label = name if n == rows else f"{name} rows {first}.."
+                buffers.append(((label, laid_out(info.type, row_bytes * n)), True))
+                matrices.append(row_bytes * n)
             return
-        buffers.append(((name, info.nbytes), matrix))
+        buffers.append(((name, laid_out(info.type, info.nbytes) if matrix else info.nbytes), matrix))
         if matrix:
             matrices.append(info.nbytes)
 
@@ -202,7 +207,7 @@ def _weight_buffers(c: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: in
             return True
         if infos:
             total = sum(info.nbytes for info in infos)
-            buffers.append(((infos[0].name + " stacked", total), True))
+            buffers.append(((infos[0].name + " stacked", laid_out(infos[0].type, total)), True))
             matrices.append(total)
         return False
 

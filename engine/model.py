@@ -116,7 +116,7 @@ class Model:
         model = cls(device, config, n_ctx, max_batch, kernels, n_seqs)
         # LongRoPE's files hold factors for short and long contexts; the context reads one (progress counts it).
         unused = frozenset(LONG_ROPE_FACTORS) - {config.rope_factors_tensor(n_ctx)}
-        uploader = Uploader(device, gguf, progress, unused, texels)
+        uploader = Uploader(device, gguf, progress, unused, kernels.texels_from if texels else None)
         model._make_activations()
         model._load_globals(uploader)
         for i in range(config.n_layers):

@@ -138,7 +138,7 @@ class ProductKernels:
                                      ("Y_STRIDE", y_stride, 0), ("Y_COL", y_col, 0)):
             if value != default:  # only what differs, so plain products keep their pipelines
                 c[name] = value
-        buffers = [self._weights(w), x, y]
+        buffers = [self._weights(w, wtype), x, y]
         rope_buffers = [] if rope_store is None else [*rope_store.tables, rope_store.k_cache, rope_store.v_cache]
         wg, prefill, few, per_row = self.wg, None, (), 2 if glu else 1  # GLU: two weight rows per output
         if max_tokens > 1 and self.variant == "scalar":

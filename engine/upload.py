@@ -68,12 +68,14 @@ def check_no_unknown_tensors(config, tensors) -> None:
 
 class Uploader:
     """Moves tensors from the GGUF's bytes to GPU buffers, checking types and shapes on the way; matrices go on
-    into texels when `texels` (Kernels.weights_in_texels), through a buffer each that is freed at once."""
+    into texels through `to_texels` (Kernels.texels_from, where Kernels.weights_in_texels), through a buffer
+    each that is freed at once."""
 
     def __init__(self, device: Device, gguf: GGUFFile, progress: ProgressFn | None, unused: frozenset = frozenset(),
-                 texels: bool = False):
-        self.device, self.gguf, self.progress, self.texels = device, gguf, progress, texels
-        self.max_binding = device.info.weight_binding(texels)
+                 to_texels: Callable | None = None):
+        self.device, self.gguf, self.progress, self.to_texels = device, gguf, progress, to_texels
+        self.texels = to_texels is not None
+        self.max_binding = device.info.weight_binding(self.texels)
         self.total = sum(t.nbytes for t in gguf.tensors.values() if t.name not in unused)
         self.done = 0
 
@@ -87,7 +89,7 @@ class Uploader:
         self._check_type(info)
         n_rows = shape[1]
         row_bytes = info.nbytes // n_rows
-        ranges = row_ranges(n_rows, row_bytes, self.max_binding)
+        ranges = row_ranges(n_rows, self._bound_bytes(info.type, row_bytes, matrix=True), self.max_binding)
         if len(ranges) == 1:
             return Weight(self._upload(info, matrix=True), info.type)
         return Rows(tuple(
@@ -95,6 +97,10 @@ class Uploader:
              first, n)
             for first, n in ranges
         ))  # fmt: skip
+
+    def _bound_bytes(self, wtype: int, nbytes: int, matrix: bool) -> int:
+        """What `nbytes` of a tensor take where kernels bind them (texels lay some types out padded)."""
+        return K.texel_layout_bytes(wtype, nbytes) if matrix and self.texels else nbytes
 
     def tensor(self, name: str, shape: tuple[int, int]) -> Weight:
         """A matrix weight, uploaded in its own (possibly quantised) type."""
@@ -145,7 +151,7 @@ class Uploader:
             raise UnsupportedModel(f"the model lacks tensor {name}")
         if tuple(info.shape) != tuple(shape):
             raise UnsupportedModel(f"tensor {name} has shape {list(info.shape)}, expected {list(shape)}")
-        if whole and info.nbytes > self.max_binding:
+        if whole and self._bound_bytes(info.type, info.nbytes, len(shape) > 1) > self.max_binding:
             raise UnsupportedModel(
                 f"tensor {name} ({info.nbytes >> 20} MiB) exceeds this GPU's largest binding "
                 f"({self.max_binding >> 20} MiB)"
@@ -160,7 +166,7 @@ class Uploader:
         buffer = self._buffer(n, label, matrix=True)
         self.device.write_buffer(buffer, self.gguf.source.view(info.offset + start, n))
         self._advance(n)
-        return self._finish(buffer, n, label, matrix=True)
+        return self._finish(buffer, n, label, info.type)
 
     def _buffer(self, n: int, label: str, matrix: bool):
         """A buffer for n bytes: a matrix's for texels holds whole texels, which the copy into them reads."""
@@ -168,14 +174,11 @@ class Uploader:
             return self.device.create_buffer(-(-n // TEXEL_BYTES) * TEXEL_BYTES, label=label + " (staging)")
         return self.device.create_buffer(n, label=label)
 
-    def _finish(self, buffer, n: int, label: str, matrix: bool):
-        """The buffer, or for a matrix with `texels` its bytes as texels (the buffer freed)."""
-        if not (matrix and self.texels):
+    def _finish(self, buffer, n: int, label: str, wtype: int | None):
+        """The buffer, or for a matrix (wtype: its type) with texels its bytes as texels (the buffer freed)."""
+        if wtype is None or not self.texels:
             return buffer
-        texels = self.device.create_texels(n, label=label)
-        recorder = self.device.recorder()
-        recorder.copy_to_texels(buffer, texels)
-        self.device.submit(recorder)
+        texels = self.to_texels(buffer, n, wtype, label)
         buffer.destroy()  # (after the submitted copy: WebGPU lets it finish)
         return texels
 
@@ -186,7 +189,7 @@ class Uploader:
 
     def _upload_all(self, infos: list, label: str, matrix: bool = False):
         total = sum(info.nbytes for info in infos)
-        if total > self.max_binding:
+        if self._bound_bytes(infos[0].type, total, matrix) > self.max_binding:
             raise UnsupportedModel(
                 f"{label} ({total >> 20} MiB) exceeds this GPU's largest binding ({self.max_binding >> 20} MiB)"
             )
@@ -196,4 +199,4 @@ class Uploader:
             self.device.write_buffer(buffer, self.gguf.view(info.name), offset)
             offset += info.nbytes
             self._advance(info.nbytes)
-        return self._finish(buffer, total, label, matrix)
+        return self._finish(buffer, total, label, infos[0].type if matrix else None)

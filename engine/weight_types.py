@@ -14,6 +14,18 @@ BLOCK_TYPES = {
     t: GGML_TYPES[t][1:] for t in (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)
 }
 SUPPORTED_WEIGHT_TYPES = frozenset(FLOAT_TYPES) | frozenset(BLOCK_TYPES)
+# Superblocks that start at any even byte as GGUF stores them, padded to whole 16-byte texels where CPU adapters
+# read weights from texels (texel_repack.wgsl): there every field starts a texel, and a read of 32 bytes is two
+# texel fetches instead of three and a realigning shift, 30-40 % of these types' time on lavapipe (NOTES.md).
+TEXEL_PADDED = frozenset({Q6_K, Q3_K})
+
+
+def texel_layout_bytes(wtype: int, nbytes: int) -> int:
+    """Bytes a tensor of `nbytes` in `wtype` takes laid out in texels (TEXEL_PADDED: superblocks padded)."""
+    if wtype not in TEXEL_PADDED:
+        return nbytes
+    block_bytes = BLOCK_TYPES[wtype][1]
+    return nbytes // block_bytes * -(-block_bytes // 16) * 16
 
 
 def weight_nbytes(wtype: int, n_elements: int) -> int:

@@ -47,8 +47,14 @@ fn is_float() -> bool { return WTYPE == F32 || WTYPE == F16 || WTYPE == BF16; }
 fn is_kquant() -> bool { return WTYPE >= Q2_K && WTYPE <= Q6_K; }
 fn in_superblocks() -> bool { return is_kquant() || WTYPE == IQ4_XS; }  // of 256 weights, 8 sub-blocks of 32
 
-// Bytes of one block (a superblock of 256 weights for the K-quants), and of one row of N_IN weights.
+// Bytes of one block (a superblock of 256 weights for the K-quants) where the weights lie (whole texels when
+// blocks_padded), and of one row of N_IN weights.
 fn block_bytes() -> u32 {
+    let bytes = gguf_block_bytes();
+    return select(bytes, (bytes + 15u) & ~15u, blocks_padded());
+}
+
+fn gguf_block_bytes() -> u32 {
     switch WTYPE {
         case Q4_0: { return 18u; }
         case Q4_1: { return 20u; }

@@ -20,15 +20,18 @@
 // Superblock byte offset of sub-block b of row `row`.
 fn superblock(row: u32, b: u32) -> u32 { return row * row_bytes() + b / 8u * block_bytes(); }
 
-// 32 bytes from byte o (even): three loads wherever they start.
+// 32 bytes from byte o (even): three loads wherever they start, two where blocks_padded (o a texel's start).
 fn load32(o: u32) -> array<vec4<u32>, 2> {
+    if (blocks_padded()) { return array<vec4<u32>, 2>(w4(o >> 4u), w4((o >> 4u) + 1u)); }
     let v = words3(o);
     let odd = (o & 2u) != 0u;
     return array<vec4<u32>, 2>(select(v[0], half_shift(v[0], v[1]), odd), select(v[1], half_shift(v[1], v[2]), odd));
 }
 
-// 16 bytes from byte o (even) and the two after them (as the low half of the second word): two loads.
+// 16 bytes from byte o (even) and the two after them (as the low half of the second word): two loads,
+// without realigning where blocks_padded.
 fn load18(o: u32) -> array<vec4<u32>, 2> {
+    if (blocks_padded()) { return array<vec4<u32>, 2>(w4(o >> 4u), w4((o >> 4u) + 1u)); }
     let v = words2(o);
     let odd = (o & 2u) != 0u;
     return array<vec4<u32>, 2>(select(v[0], half_shift(v[0], v[1]), odd), select(v[1], v[1] >> vec4<u32>(16u), odd));

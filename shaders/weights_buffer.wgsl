@@ -5,3 +5,6 @@
 
 fn w4(i: u32) -> vec4<u32> { return w[i]; }
 fn w1(i: u32) -> u32 { return w[i >> 2u][i & 3u]; }
+
+// Blocks lie in a buffer as the GGUF stores them (weights_texture.wgsl pads some).
+fn blocks_padded() -> bool { return false; }

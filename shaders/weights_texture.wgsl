@@ -11,3 +11,7 @@ const TEXELS_A_ROW = 4096u;
 
 fn w4(i: u32) -> vec4<u32> { return textureLoad(w_texels, vec2<u32>(i % TEXELS_A_ROW, i / TEXELS_A_ROW), 0); }
 fn w1(i: u32) -> u32 { return w4(i >> 2u)[i & 3u]; }  // bytes 4i .. 4i + 3
+
+// Whether this type's superblocks lie padded to whole texels (weight_types.TEXEL_PADDED: the uploader's
+// texel_repack.wgsl put them so): every field then starts a texel, and quant_k.wgsl reads them without realigning.
+fn blocks_padded() -> bool { return WTYPE == Q6_K || WTYPE == Q3_K; }

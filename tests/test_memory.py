@@ -11,9 +11,11 @@ import pytest
 
 from engine.config import ModelConfig
 from engine.errors import InvalidRequest, UnsupportedModel
+from engine.gguf import open_gguf
 from engine.gpu import STORAGE, TEXEL_BYTES, TEXELS_A_ROW, AdapterInfo, texel_rows
 from engine.memory import format_bytes, model_buffers, parse_size, plan_memory, row_ranges
 from engine.model import Model
+from engine.weight_types import TEXEL_PADDED, texel_layout_bytes
 from tests.test_cli import _error_of
 
 ROOMY = AdapterInfo("test", "stand-in", False, frozenset(), max_storage_binding=1 << 40, max_buffer_size=1 << 40)
@@ -123,47 +125,75 @@ def test_a_vocabulary_table_past_a_binding_is_planned_in_row_ranges(model_gguf):
         row_ranges(100, 1000, 15_999)
 
 
-@pytest.mark.parametrize("variant, dot4, n_seqs", [("scalar", False, 1), ("subgroup", False, 1), ("subgroup", True, 1),
-                                                   ("scalar", False, 3)])
-def test_the_plan_matches_what_the_device_allocates(engine, model_gguf, monkeypatch, variant, dot4, n_seqs):
-    """Load the default model again on the real device, counting the buffers it creates (reads' staging
-    buffers are made apart, by the backend itself); the GPU variant adds attention's partial sums, with
-    dot4 the integer x of one token's products, and several sequences their caches and every row's logits; the
-    scalar variant's matrices are texels (whole rows of them)."""
-    device, made = engine.model.device, []
+def _load_counting(device, gguf, monkeypatch, texel_sizes: dict | None = None, **load) -> list[tuple[str, int]]:
+    """Model.load of `gguf` on the real device, and the (label, bytes) of every buffer and texels it creates
+    (reads' staging buffers are made apart, by the backend itself; a matrix's on its way to texels is freed at
+    once). texel_sizes: filled with the bytes each texels were asked to hold, by label."""
+    made, texel_sizes = [], {} if texel_sizes is None else texel_sizes
     create, create_texels = device.create_buffer, device.create_texels
 
     def counted(size, role=STORAGE, label=""):
         buffer = create(size, role, label)
-        if not label.endswith("(staging)"):  # a matrix's on its way to texels, freed at once
+        if not label.endswith("(staging)"):
             made.append((label, buffer.size))
         return buffer
 
-    def counted_texels(size, label=""):
-        texels = create_texels(size, label)
+    def counted_texels(size, label="", writable=False):
+        texels = create_texels(size, label, writable)
         made.append((label, texel_rows(size) * TEXELS_A_ROW * TEXEL_BYTES))
+        texel_sizes[label] = size
         return texels
 
-    n_ctx, max_batch = engine.model.n_ctx, engine.model.max_batch  # the fixture's: its pipelines are compiled
     monkeypatch.setattr(device, "create_buffer", counted)
     monkeypatch.setattr(device, "create_texels", counted_texels)
-    Model.load(device, model_gguf, n_ctx=n_ctx, max_batch=max_batch, variant=variant, dot4=dot4, n_seqs=n_seqs)
+    Model.load(device, gguf, **load)
     monkeypatch.undo()
-    plan = plan_memory(_config(model_gguf), model_gguf.tensors, n_ctx, max_batch, variant=variant, dot4=dot4,
-                       n_seqs=n_seqs)  # fmt: skip
-    planned = Counter((label, n) for _, label, n in model_buffers(_config(model_gguf), model_gguf.tensors, n_ctx,
-                                                                   max_batch, variant=variant, dot4=dot4,
-                                                                   n_seqs=n_seqs))  # fmt: skip
+    return made
+
+
+def _check_plan(made: list[tuple[str, int]], gguf, n_ctx: int, max_batch: int, **kw) -> None:
+    """What the device allocated (_load_counting) against plan_memory and model_buffers of the same load."""
+    plan = plan_memory(_config(gguf), gguf.tensors, n_ctx, max_batch, **kw)
+    planned = Counter((label, n) for _, label, n in model_buffers(_config(gguf), gguf.tensors, n_ctx, max_batch, **kw))
+    diff = f"made, not planned: {Counter(made) - planned}; planned, not made: {planned - Counter(made)}"
+    assert abs(sum(n for _, n in made) - plan.total) <= TOLERANCE, diff
+    assert max(n for _, n in made) == plan.largest
+
+
+@pytest.mark.parametrize("variant, dot4, n_seqs", [("scalar", False, 1), ("subgroup", False, 1), ("subgroup", True, 1),
+                                                   ("scalar", False, 3)])
+def test_the_plan_matches_what_the_device_allocates(engine, model_gguf, monkeypatch, variant, dot4, n_seqs):
+    """Load the default model again on the real device, counting the buffers it creates; the GPU variant adds
+    attention's partial sums, with dot4 the integer x of one token's products, and several sequences their
+    caches and every row's logits; the scalar variant's matrices are texels (whole rows of them)."""
+    n_ctx, max_batch = engine.model.n_ctx, engine.model.max_batch  # the fixture's: its pipelines are compiled
+    kw = dict(variant=variant, dot4=dot4, n_seqs=n_seqs)
+    made = _load_counting(engine.model.device, model_gguf, monkeypatch, n_ctx=n_ctx, max_batch=max_batch, **kw)
     assert ("attention partials" in dict(made)) == (variant == "subgroup")
     assert ("dot4 x q" in dict(made)) == dot4
     assert ("row_tokens" in dict(made)) == (n_seqs > 1)
     texel_row = TEXELS_A_ROW * TEXEL_BYTES
     downs = [n for label, n in made if label.endswith("ffn_down.weight")]
     assert downs and all((n % texel_row == 0) == (variant == "scalar") for n in downs)
+    plan = plan_memory(_config(model_gguf), model_gguf.tensors, n_ctx, max_batch, **kw)
     assert plan.kv_cache == n_seqs * plan_memory(_config(model_gguf), model_gguf.tensors, n_ctx, max_batch).kv_cache
-    diff = f"made, not planned: {Counter(made) - planned}; planned, not made: {planned - Counter(made)}"
-    assert abs(sum(n for _, n in made) - plan.total) <= TOLERANCE, diff
-    assert max(n for _, n in made) == plan.largest
+    _check_plan(made, model_gguf, n_ctx, max_batch, **kw)
+
+
+@pytest.mark.parametrize("mix", ["Q4_K_M", "Q2_K"])
+def test_the_plan_counts_padded_texels(engine, requantised, monkeypatch, mix):
+    """CPU adapters hold Q6_K's and Q3_K's matrices in texels with their superblocks padded (texel_layout_bytes):
+    the plan counts them as the uploader makes them, in llama.cpp's K-quant mixes of the default model (Q6_K and Q3_K
+    ffn_down)."""
+    gguf = open_gguf(requantised(mix))
+    padded = [t for t in gguf.tensors.values() if t.type in TEXEL_PADDED and len(t.shape) == 2]
+    assert padded
+    assert all(texel_layout_bytes(t.type, t.nbytes) > t.nbytes for t in padded)
+    n_ctx, max_batch, sizes = engine.model.n_ctx, engine.model.max_batch, {}
+    made = _load_counting(engine.model.device, gguf, monkeypatch, sizes, n_ctx=n_ctx, max_batch=max_batch,
+                          variant="scalar")
+    assert all(sizes[t.name] == texel_layout_bytes(t.type, t.nbytes) for t in padded)
+    _check_plan(made, gguf, n_ctx, max_batch, variant="scalar")
 
 
 @pytest.mark.parametrize(("text", "n"), [("6GiB", 6 << 30), ("512 MiB", 512 << 20), ("1.5G", 3 << 29),

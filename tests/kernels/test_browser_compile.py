@@ -48,7 +48,7 @@ class RecordingDevice:
     def write_buffer(self, buffer, data, offset=0):
         pass
 
-    def create_texels(self, size, label=""):
+    def create_texels(self, size, label="", writable=False):
         return FakeBuffer(size)
 
     def create_pipeline(self, wgsl, entry_point, constants):
@@ -66,6 +66,9 @@ class RecordingDevice:
         pass
 
     def copy_to_texels(self, *args):
+        pass
+
+    def dispatch(self, *args):  # (texel_repack.wgsl's, as the scalar kernels' Q6_K and Q3_K weights are made)
         pass
 
     def submit(self, recorder):

@@ -67,7 +67,7 @@ from .weight_types import (  # noqa: F401  (the model and tests name the types a
     Q6_K,
     Q8_0,
     SUPPORTED_WEIGHT_TYPES,
-    TEXEL_PADDED,
+    TEXEL_GAPS,
     check_row,
     texel_layout_bytes,
     weight_nbytes,
@@ -417,16 +417,15 @@ class Kernels(ProductKernels):
 
     def texels_from(self, src, size: int, wtype: int, label: str = "weights") -> Texels:
         """A tensor of `size` bytes in `wtype`, in src from byte 0 (whole texels of them), as texels laid out as
-        weights_texture.wgsl reads them: TEXEL_PADDED types' superblocks padded to whole texels
-        (texel_repack.wgsl), the rest as they are. Submitted at once; src may be freed after."""
-        padded = wtype in TEXEL_PADDED
-        texels = self.device.create_texels(texel_layout_bytes(wtype, size), label=label, writable=padded)
+        weights_texture.wgsl reads them: TEXEL_GAPS types' blocks with their gap (texel_repack.wgsl), the rest as
+        they are. Submitted at once; src may be freed after."""
+        gap = TEXEL_GAPS.get(wtype)
+        texels = self.device.create_texels(texel_layout_bytes(wtype, size), label=label, writable=gap is not None)
         recorder = self.device.recorder()
-        if padded:
-            raw = BLOCK_TYPES[wtype][1]
+        if gap is not None:
             n = cdiv(texels.size, TEXEL_BYTES)
             gx, gy = split_groups(cdiv(n, 64))
-            constants = {"RAW": raw, "PADDED": cdiv(raw, TEXEL_BYTES) * TEXEL_BYTES, "TEXELS": n}
+            constants = {"RAW": BLOCK_TYPES[wtype][1], "GAP_AT": gap[0], "GAP": gap[1], "TEXELS": n}
             self._step("texel_repack.wgsl", "repack", constants, [src, texels], fixed((gx, gy, 1))).record(recorder, 1)
         else:
             recorder.copy_to_texels(src, texels)

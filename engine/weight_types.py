@@ -14,18 +14,19 @@ BLOCK_TYPES = {
     t: GGML_TYPES[t][1:] for t in (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)
 }
 SUPPORTED_WEIGHT_TYPES = frozenset(FLOAT_TYPES) | frozenset(BLOCK_TYPES)
-# Superblocks that start at any even byte as GGUF stores them, padded to whole 16-byte texels where CPU adapters
-# read weights from texels (texel_repack.wgsl): there every field starts a texel, and a read of 32 bytes is two
-# texel fetches instead of three and a realigning shift, 30-40 % of these types' time on lavapipe (NOTES.md).
-TEXEL_PADDED = frozenset({Q6_K, Q3_K})
+# Blocks that start at any even byte as GGUF stores them, laid out with a gap where CPU adapters read weights
+# from texels (texel_repack.wgsl): (where in the block, bytes). Q6_K's and Q3_K's superblocks padded at their
+# end to whole texels, so every field starts a texel and a read of 32 bytes is two texel fetches instead of
+# three and a realigning shift; Q5_0's 22 bytes as Q5_1's 24 ({d, 2 spare, qh, qs}: 8-byte aligned, two
+# fetches a block). On lavapipe, one token: Q6_K and Q3_K +37-45 %, Q5_0 +40-50 % (NOTES.md).
+TEXEL_GAPS = {Q6_K: (210, 14), Q3_K: (110, 2), Q5_0: (2, 2)}
 
 
 def texel_layout_bytes(wtype: int, nbytes: int) -> int:
-    """Bytes a tensor of `nbytes` in `wtype` takes laid out in texels (TEXEL_PADDED: superblocks padded)."""
-    if wtype not in TEXEL_PADDED:
+    """Bytes a tensor of `nbytes` in `wtype` takes laid out in texels (TEXEL_GAPS: a gap in every block)."""
+    if wtype not in TEXEL_GAPS:
         return nbytes
-    block_bytes = BLOCK_TYPES[wtype][1]
-    return nbytes // block_bytes * -(-block_bytes // 16) * 16
+    return nbytes // BLOCK_TYPES[wtype][1] * (BLOCK_TYPES[wtype][1] + TEXEL_GAPS[wtype][1])
 
 
 def weight_nbytes(wtype: int, n_elements: int) -> int:

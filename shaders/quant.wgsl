@@ -47,12 +47,12 @@ fn is_float() -> bool { return WTYPE == F32 || WTYPE == F16 || WTYPE == BF16; }
 fn is_kquant() -> bool { return WTYPE >= Q2_K && WTYPE <= Q6_K; }
 fn in_superblocks() -> bool { return is_kquant() || WTYPE == IQ4_XS; }  // of 256 weights, 8 sub-blocks of 32
 
-// Bytes of one block (a superblock of 256 weights for the K-quants) where the weights lie (whole texels when
-// blocks_padded), and of one row of N_IN weights.
-fn block_bytes() -> u32 {
-    let bytes = gguf_block_bytes();
-    return select(bytes, (bytes + 15u) & ~15u, blocks_padded());
-}
+// Bytes of one block (a superblock of 256 weights for the K-quants) where the weights lie (the weights library's
+// stored_block_bytes: texels give some types a gap), and of one row of N_IN weights.
+fn block_bytes() -> u32 { return stored_block_bytes(gguf_block_bytes()); }
+
+// Whether blocks lie with the gap texels give them (stored_block_bytes): decoders then read them so.
+fn blocks_padded() -> bool { return block_bytes() != gguf_block_bytes(); }
 
 fn gguf_block_bytes() -> u32 {
     switch WTYPE {

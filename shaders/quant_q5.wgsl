@@ -8,9 +8,14 @@
 // by one multiply) before bytes4. Q5_0 blocks straddle three words wherever they start; the scalar
 // kernels read a row's blocks in order, so they stream through its words (stream3), loading each once.
 
-// Block b of row `row`; c: the row's words from its previous block (Q5_0, unless fresh).
+// Block b of row `row`; c: the row's words from its previous block (Q5_0, unless fresh). Q5_0 blocks laid out
+// as Q5_1's (blocks_padded: texels) read as Q5_1's, their spare half-word where Q5_1 keeps m.
 fn quant_parts(row: u32, b: u32, c: ptr<function, KCache>, fresh: bool) -> QuantParts {
     let o = row * row_bytes() + b * block_bytes();
+    if (WTYPE == Q5_0 && blocks_padded()) {
+        let p = q5_1_block(o);
+        return parts(p.q, p.d.x, -16.0 * p.d.x);
+    }
     if (WTYPE == Q5_0) { return q5_0_block(o, c, fresh || b == 0u); }
     return q5_1_block(o);
 }
@@ -72,7 +77,8 @@ fn q5_0_block(o: u32, c: ptr<function, KCache>, first: bool) -> QuantParts {
     return parts(q5_quants(qs, qh), d, -16.0 * d);
 }
 
-// Q5_1 block at byte offset o (a multiple of 8): two loads, the block in the first half or the second.
+// Q5_1 block at byte offset o (a multiple of 8): two loads, the block in the first half or the second. (Also a
+// Q5_0 block laid out as Q5_1's: its m is the spare half-word, 0.)
 fn q5_1_block(o: u32) -> QuantParts {
     let a = w4(o >> 4u);
     let b = w4((o >> 4u) + 1u);

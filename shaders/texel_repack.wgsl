@@ -1,12 +1,14 @@
-// A tensor's GGUF bytes into texels with each superblock padded to whole texels, for CPU adapters' kernels
-// (weights_texture.wgsl, weight_types.TEXEL_PADDED): Q6_K's 210-byte and Q3_K's 110-byte superblocks start at
-// any even byte as GGUF stores them, so every 32 bytes a kernel reads were three texels and a realigning
-// shift; padded to 224 and 112 bytes, every field starts a texel. Done here, on the device, because the
-// weights go from the file to the GPU without passing through the host's memory (the browser's wasm heap).
+// A tensor's GGUF bytes into texels with a gap in every block, for CPU adapters' kernels (weights_texture.wgsl,
+// weight_types.TEXEL_GAPS): Q6_K's 210-byte and Q3_K's 110-byte superblocks, which start at any even byte as
+// GGUF stores them, padded at their end to whole texels (every field then starts a texel: 32 bytes are two
+// fetches, not three and a realigning shift); Q5_0's 22-byte blocks as Q5_1's 24 (d, 2 spare bytes, qh, qs:
+// two fetches a block, where a stream of realigned words cost 40-50 % more). Done here, on the device, because
+// the weights go from the file to the GPU without passing through the host's memory (the browser's wasm heap).
 // Bindings:  0 params (bound as in every kernel, unused), 1 src: the tensor's bytes, whole words (the
 //            uploader's staging buffer), 2 dst: the texels, TEXELS_A_ROW a row
-// Overrides: RAW (a superblock's bytes in GGUF, even), PADDED (in texels: a multiple of 16), TEXELS (to write)
-// Grid:      (ceil(TEXELS / 64) as (x, y), 1): an invocation a texel; bytes past a superblock's RAW are zeros.
+// Overrides: RAW (a block's bytes in GGUF, even), GAP_AT (where in it the gap goes, even), GAP (its bytes,
+//            even), TEXELS (to write)
+// Grid:      (ceil(TEXELS / 64) as (x, y), 1): an invocation a texel, its 8 half-words each mapped on its own.
 
 struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 @group(0) @binding(0) var<uniform> params: StepParams;
@@ -14,20 +16,29 @@ struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 @group(0) @binding(2) var dst: texture_storage_2d<rgba32uint, write>;
 
 override RAW: u32;
-override PADDED: u32;
+override GAP_AT: u32;
+override GAP: u32;
 override TEXELS: u32;
 
 const TEXELS_A_ROW = 4096u;  // gpu/__init__.py's
 const WG = 64u;
 
-// The 4 bytes from byte `at` (even) of src; past its end, zeros.
-fn word_at(at: u32) -> u32 {
+// The half-word at byte `at` (even) of src; past its end, 0.
+fn half_at(at: u32) -> u32 {
     let i = at >> 2u;
-    let n = arrayLength(&src);
-    let a = select(0u, src[min(i, n - 1u)], i < n);
-    if ((at & 2u) == 0u) { return a; }
-    let b = select(0u, src[min(i + 1u, n - 1u)], i + 1u < n);
-    return (a >> 16u) | (b << 16u);
+    if (i >= arrayLength(&src)) { return 0u; }
+    return (src[i] >> (8u * (at & 2u))) & 0xFFFFu;
+}
+
+// The half-word at byte `at` (even) of the laid-out tensor: the block's bytes before the gap, zeros in it,
+// the rest of the block after it.
+fn laid_out(at: u32) -> u32 {
+    let padded = RAW + GAP;
+    let first = (at / padded) * RAW;  // the block's first byte in src
+    let k = at % padded;
+    if (k < GAP_AT) { return half_at(first + k); }
+    if (k < GAP_AT + GAP) { return 0u; }
+    return half_at(first + k - GAP);
 }
 
 @compute @workgroup_size(WG)
@@ -36,15 +47,10 @@ fn repack(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     _ = params.n_tokens;
     let i = (wid.y * nwg.x + wid.x) * WG + lid;
     if (i >= TEXELS) { return; }
-    let per = PADDED / 16u;  // texels a superblock
-    let start = (i / per) * RAW;  // the superblock's first byte in src
-    let k = 16u * (i % per);  // this texel's first byte in it
     var texel = vec4<u32>(0u);
     for (var j = 0u; j < 4u; j++) {
-        let at = k + 4u * j;
-        if (at < RAW) {  // RAW is even: a word of it is whole or its first half
-            texel[j] = word_at(start + at) & select(0xFFFFu, 0xFFFFFFFFu, at + 4u <= RAW);
-        }
+        let at = 16u * i + 4u * j;
+        texel[j] = laid_out(at) | (laid_out(at + 2u) << 16u);
     }
     textureStore(dst, vec2<u32>(i % TEXELS_A_ROW, i / TEXELS_A_ROW), texel);
 }

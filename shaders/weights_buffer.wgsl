@@ -6,5 +6,5 @@
 fn w4(i: u32) -> vec4<u32> { return w[i]; }
 fn w1(i: u32) -> u32 { return w[i >> 2u][i & 3u]; }
 
-// Blocks lie in a buffer as the GGUF stores them (weights_texture.wgsl pads some).
-fn blocks_padded() -> bool { return false; }
+// Blocks lie in a buffer as the GGUF stores them (weights_texture.wgsl lays some out otherwise).
+fn stored_block_bytes(gguf_bytes: u32) -> u32 { return gguf_bytes; }

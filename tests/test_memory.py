@@ -15,7 +15,7 @@ from engine.gguf import open_gguf
 from engine.gpu import STORAGE, TEXEL_BYTES, TEXELS_A_ROW, AdapterInfo, texel_rows
 from engine.memory import format_bytes, model_buffers, parse_size, plan_memory, row_ranges
 from engine.model import Model
-from engine.weight_types import TEXEL_PADDED, texel_layout_bytes
+from engine.weight_types import TEXEL_GAPS, texel_layout_bytes
 from tests.test_cli import _error_of
 
 ROOMY = AdapterInfo("test", "stand-in", False, frozenset(), max_storage_binding=1 << 40, max_buffer_size=1 << 40)
@@ -182,17 +182,18 @@ def test_the_plan_matches_what_the_device_allocates(engine, model_gguf, monkeypa
 
 @pytest.mark.parametrize("mix", ["Q4_K_M", "Q2_K"])
 def test_the_plan_counts_padded_texels(engine, requantised, monkeypatch, mix):
-    """CPU adapters hold Q6_K's and Q3_K's matrices in texels with their superblocks padded (texel_layout_bytes):
-    the plan counts them as the uploader makes them, in llama.cpp's K-quant mixes of the default model (Q6_K and Q3_K
-    ffn_down)."""
+    """CPU adapters hold Q6_K's, Q3_K's and Q5_0's matrices in texels with a gap in every block
+    (texel_layout_bytes): the plan counts them as the uploader makes them, in llama.cpp's K-quant mixes of the
+    default model (Q6_K and Q3_K ffn_down, Q5_0 where rows are not whole superblocks)."""
     gguf = open_gguf(requantised(mix))
-    padded = [t for t in gguf.tensors.values() if t.type in TEXEL_PADDED and len(t.shape) == 2]
+    padded = [t for t in gguf.tensors.values() if t.type in TEXEL_GAPS and len(t.shape) == 2]
     assert padded
     assert all(texel_layout_bytes(t.type, t.nbytes) > t.nbytes for t in padded)
     n_ctx, max_batch, sizes = engine.model.n_ctx, engine.model.max_batch, {}
     made = _load_counting(engine.model.device, gguf, monkeypatch, sizes, n_ctx=n_ctx, max_batch=max_batch,
                           variant="scalar")
-    assert all(sizes[t.name] == texel_layout_bytes(t.type, t.nbytes) for t in padded)
+    matrices = [t for t in gguf.tensors.values() if len(t.shape) == 2]  # each in texels once (stacked or alone)
+    assert sum(sizes.values()) == sum(texel_layout_bytes(t.type, t.nbytes) for t in matrices)
     _check_plan(made, gguf, n_ctx, max_batch, variant="scalar")
 
 

@@ -15,11 +15,11 @@ BLOCK_TYPES = {
 }
 SUPPORTED_WEIGHT_TYPES = frozenset(FLOAT_TYPES) | frozenset(BLOCK_TYPES)
 # Blocks that start at any even byte as GGUF stores them, laid out with a gap where CPU adapters read weights
-# from texels (texel_repack.wgsl): (where in the block, bytes). Q6_K's and Q3_K's superblocks padded at their
-# end to whole texels, so every field starts a texel and a read of 32 bytes is two texel fetches instead of
+# from texels (texel_repack.wgsl): (where in the block, bytes). Q6_K's, Q3_K's and Q2_K's superblocks padded at
+# their end to whole texels, so every field starts a texel and a read of 32 bytes is two texel fetches instead of
 # three and a realigning shift; Q5_0's 22 bytes as Q5_1's 24 ({d, 2 spare, qh, qs}: 8-byte aligned, two
 # fetches a block). On lavapipe, one token: Q6_K and Q3_K +37-45 %, Q5_0 +40-50 % (NOTES.md).
-TEXEL_GAPS = {Q6_K: (210, 14), Q3_K: (110, 2), Q5_0: (2, 2)}
+TEXEL_GAPS = {Q6_K: (210, 14), Q3_K: (110, 2), Q2_K: (84, 12), Q5_0: (2, 2)}
 
 
 def texel_layout_bytes(wtype: int, nbytes: int) -> int:

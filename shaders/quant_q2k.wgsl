@@ -10,7 +10,7 @@ fn quant_parts(row: u32, b: u32, c: ptr<function, KCache>, fresh: bool) -> Quant
     return q2_k_parts(superblock(row, b), b % 8u, c, fresh);
 }
 
-// Q2_K at byte o (a multiple of 4). Cache: a scales[16]; b.x d and dmin; c, d the bit pairs of
+// Q2_K at byte o (a multiple of 4; of 16 where blocks_padded). Cache: a scales[16]; b.x d and dmin; c, d the bit pairs of
 // sub-blocks 4n..4n+3.
 fn q2_k_parts(o: u32, j: u32, c: ptr<function, KCache>, fresh: bool) -> QuantParts {
     let n = j / 4u;
@@ -20,9 +20,15 @@ fn q2_k_parts(o: u32, j: u32, c: ptr<function, KCache>, fresh: bool) -> QuantPar
         (*c).b = vec4<u32>(word_at(o + 80u));
     }
     if (fresh || k == 0u) {
-        let q = words3(o + 16u + 32u * n);  // 4-byte aligned: no half shift
-        (*c).c = q[0];
-        (*c).d = q[1];
+        if (blocks_padded()) {  // texels: a superblock starts a texel, as its fields then do
+            let q = load32(o + 16u + 32u * n);
+            (*c).c = q[0];
+            (*c).d = q[1];
+        } else {
+            let q = words3(o + 16u + 32u * n);  // 4-byte aligned: no half shift
+            (*c).c = q[0];
+            (*c).d = q[1];
+        }
     }
     let m2 = vec4<u32>(0x03030303u);
     let a = ((*c).c >> vec4<u32>(2u * k)) & m2;

@@ -12,13 +12,14 @@ const TEXELS_A_ROW = 4096u;
 fn w4(i: u32) -> vec4<u32> { return textureLoad(w_texels, vec2<u32>(i % TEXELS_A_ROW, i / TEXELS_A_ROW), 0); }
 fn w1(i: u32) -> u32 { return w4(i >> 2u)[i & 3u]; }  // bytes 4i .. 4i + 3
 
-// A block's bytes as the uploader lays them out in texels (weight_types.TEXEL_GAPS, texel_repack.wgsl): Q6_K's
-// and Q3_K's superblocks padded at their end to whole texels, Q5_0's blocks as Q5_1's 24 bytes (d, 2 spare,
+// A block's bytes as the uploader lays them out in texels (weight_types.TEXEL_GAPS, texel_repack.wgsl): Q6_K's,
+// Q3_K's and Q2_K's superblocks padded at their end to whole texels, Q5_0's blocks as Q5_1's 24 bytes (d, 2 spare,
 // qh, qs); the rest as GGUF stores them.
 fn stored_block_bytes(gguf_bytes: u32) -> u32 {
     switch WTYPE {
         case Q6_K: { return 224u; }
         case Q3_K: { return 112u; }
+        case Q2_K: { return 96u; }
         case Q5_0: { return 24u; }
         default: { return gguf_bytes; }
     }

@@ -343,7 +343,7 @@ class Model:
 
     def forward_sampled(self, recorder) -> None:
         """Record one step whose token is the one the last argmax left in `token_out`, copied on the GPU:
-        the host need not have read it back yet (the engine runs one step ahead of its read-backs)."""
+        the host need not have read it back yet (the engine runs steps ahead of its read-backs)."""
         self._check_room(1)
         recorder.copy(self.token_out, 0, self.ids, 0, 4)
         self._record_forward(1, recorder, all_logits=False)

@@ -21,19 +21,8 @@ from __future__ import annotations
 import struct
 from weakref import WeakKeyDictionary
 
-from .gpu import TEXEL_BYTES, UNIFORM, Texels
-from .kernel_ops import (
-    BatchOp,
-    FewOrManyOp,
-    Op,
-    PenaltyOp,
-    Step,
-    cdiv,
-    check_distinct,
-    fixed,
-    same_buffer,
-    split_groups,
-)
+from .gpu import UNIFORM
+from .kernel_ops import BatchOp, FewOrManyOp, Op, PenaltyOp, Step, cdiv, check_distinct, fixed, same_buffer
 from .products import (  # noqa: F401  (tests name these as kernels.X)
     DOT4_PLANES,
     DOT4_TYPES,
@@ -48,6 +37,7 @@ from .products import (  # noqa: F401  (tests name these as kernels.X)
     dot4_x_nbytes,
 )
 from .shader_sources import load_shader, module_parts  # noqa: F401  (tests read shaders as kernels.load_shader)
+from .weight_binding import WeightBinding
 from .weight_types import (  # noqa: F401  (the model and tests name the types as kernels.X)
     BF16,
     BLOCK_TYPES,
@@ -67,7 +57,6 @@ from .weight_types import (  # noqa: F401  (the model and tests name the types a
     Q6_K,
     Q8_0,
     SUPPORTED_WEIGHT_TYPES,
-    TEXEL_GAPS,
     check_row,
     texel_layout_bytes,
     weight_nbytes,
@@ -125,7 +114,7 @@ def attention_partial_rows(max_ctx: int, max_tokens: int) -> int:
     return max(attention_parts(max_ctx), min(max_tokens, FLASH_MAX_TOKENS))
 
 
-class Kernels(ProductKernels):
+class Kernels(ProductKernels, WeightBinding):
     """Compiles and caches pipelines for one device, and builds the ops the model records."""
 
     def __init__(self, device, *, variant: str | None = None, kv_f16: bool = False, dot4: bool = True):
@@ -414,60 +403,6 @@ class Kernels(ProductKernels):
             fixed((cdiv(max(max_history, 1), self.wg), 1, 1)),
         )
         return PenaltyOp(self.device, step, entries, settings, max_history, n_vocab)
-
-    def texels_from(self, src, size: int, wtype: int, label: str = "weights") -> Texels:
-        """A tensor of `size` bytes in `wtype`, in src from byte 0 (whole texels of them), as texels laid out as
-        weights_texture.wgsl reads them: TEXEL_GAPS types' blocks with their gap (texel_repack.wgsl), the rest as
-        they are. Submitted at once; src may be freed after."""
-        gap = TEXEL_GAPS.get(wtype)
-        texels = self.device.create_texels(texel_layout_bytes(wtype, size), label=label, writable=gap is not None)
-        recorder = self.device.recorder()
-        if gap is not None:
-            n = cdiv(texels.size, TEXEL_BYTES)
-            gx, gy = split_groups(cdiv(n, 64))
-            constants = {"RAW": BLOCK_TYPES[wtype][1], "GAP_AT": gap[0], "GAP": gap[1], "TEXELS": n}
-            self._step("texel_repack.wgsl", "repack", constants, [src, texels], fixed((gx, gy, 1))).record(recorder, 1)
-        else:
-            recorder.copy_to_texels(src, texels)
-        self.device.submit(recorder)
-        return texels
-
-    def _weights(self, weights, wtype: int):
-        """What binds a weight tensor of `wtype` (a buffer, a `(buffer, offset, size)` range, or Texels): its
-        texels for kernels that read weights so (made here from a buffer once, texels_from; the model's come
-        as texels), else the buffer padded to whole 16-byte words (_whole_vec4s)."""
-        if isinstance(weights, Texels):
-            if not self.weights_in_texels:
-                raise ValueError(f"{self.variant} kernels read weights from buffers, not texels")
-            return weights
-        if not self.weights_in_texels:
-            return self._whole_vec4s(weights)
-        buffer, offset, size = weights if isinstance(weights, tuple) else (weights, 0, weights.size)
-        key = ("texels", id(buffer), offset, size, wtype)
-        if key not in self._weight_copies:
-            whole = self._scratch(cdiv(size, 16) * 16, "weights for texels")  # a copy starts at a texel
-            recorder = self.device.recorder()
-            recorder.copy(buffer, offset, whole, 0, cdiv(size, 4) * 4)
-            self.device.submit(recorder)
-            texels = self.texels_from(whole, size, wtype)
-            self._weight_copies[key] = (buffer, texels)  # holding `buffer` keeps its id from being reused
-        return self._weight_copies[key][1]
-
-    def _whole_vec4s(self, weights):
-        """`weights`, or a copy padded to whole 16-byte words: shaders read them as array<vec4<u32>>,
-        whose length is the binding's size // 16, and a GPU with bounds checks (NVIDIA's, not
-        lavapipe's) clamps a read of the partial last word. Real tensors are multiples of 16 bytes."""
-        buffer, offset, size = weights if isinstance(weights, tuple) else (weights, 0, weights.size)
-        if size % 16 == 0:
-            return weights
-        key = (id(buffer), offset, size)
-        if key not in self._weight_copies:
-            padded = self._scratch(cdiv(size, 16) * 16, "padded weights")
-            recorder = self.device.recorder()
-            recorder.copy(buffer, offset, padded, 0, cdiv(size, 4) * 4)
-            self.device.submit(recorder)
-            self._weight_copies[key] = (buffer, padded)  # holding `buffer` keeps its id from being reused
-        return self._weight_copies[key][1]
 
     def _constant(self, data: bytes, label: str):
         """A small read-only buffer, shared by every op that asks for the same bytes."""

@@ -12,6 +12,7 @@ import pytest
 from engine import gpu as gpu_seam
 from engine import kernel_ops, products
 from engine import kernels as K
+from engine.weight_types import TEXEL_GAPS
 
 from .conftest import assert_close, glu
 
@@ -228,6 +229,12 @@ def test_type_constants_match_the_shaders():
             assert f"case {name}: {{ return {nbytes}u; }}" in text, f"block_bytes() of {name}"
         else:
             assert K.FLOAT_TYPES[wtype] == nbytes and block == 1
+    # In texels some blocks lie with a gap (weight_types.TEXEL_GAPS, which texel_repack.wgsl is given): the decoders'
+    # stored_block_bytes names the same sizes, and no others.
+    stored = dict(re.findall(r"case (\w+): \{ return (\d+)u; \}", K.load_shader("weights_texture.wgsl")))
+    assert {getattr(K, name): int(n) for name, n in stored.items()} == {
+        wtype: K.texel_layout_bytes(wtype, K.BLOCK_TYPES[wtype][1]) for wtype in TEXEL_GAPS
+    }
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

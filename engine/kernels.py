@@ -91,9 +91,15 @@ def resolve_variant(info, variant: str | None = None) -> str:
     return variant
 
 
-# GPUs' attention (attention_flash.wgsl) for steps of up to FLASH_MAX_TOKENS queries: one token, or streams
-# decoding together; longer batches (prompts) take attention.wgsl's scores, softmax_rows and weighted_sum.
-FLASH_MAX_TOKENS = 8
+# GPUs' attention is attention_flash.wgsl's for every step: one token, streams decoding together, prompts (a part
+# or more of the context a query; a step's queries share the parts one token would have). Prompts took
+# attention.wgsl's scores, softmax_rows and weighted_sum before, through a scores buffer of (max_batch, n_heads,
+# n_ctx) f32 that bounded max_batch (H200, prefill of 512 in batches of 64: 8B Q4_0 818 -> 830 tok/s, 1B 4646 ->
+# 4892; alike at 256 and 512, NOTES.md).
+# Tokens a step holds unless Model.load is told (max_batch): a prompt runs in steps of this many. GPUs 256 (H200,
+# prefill of 512 tokens: 8B Q4_0 830 -> 926 tok/s from 64, 1B 4892 -> 5856; 512 added 0-1 %); CPU adapters 64:
+# their token tiles gain nothing from more, and their attention scores grow with it (NOTES.md).
+STEP_TOKENS = {"subgroup": 256, "scalar": 64}
 # Positions a part of the context at least, and parts at most: a workgroup's part is a chain of dependent loads
 # (its tiles one after another), the combine's loop over parts another (H200, one token's attention in the 8B
 # shape at depth 2048 / 4000: 32 and 128: 41.6 / 53.2 us, 64 and 256: 36.1 / 42.4 us). Parts of 32 rather than 64
@@ -111,7 +117,13 @@ def attention_parts(max_ctx: int) -> int:
 
 def attention_partial_rows(max_ctx: int, max_tokens: int) -> int:
     """Rows of N_HEADS x HEAD_DIM in attention_flash.wgsl's scratch: its tokens' parts, PARTS shared out."""
-    return max(attention_parts(max_ctx), min(max_tokens, FLASH_MAX_TOKENS))
+    return max(attention_parts(max_ctx), max_tokens)
+
+
+def attention_scores_nbytes(max_ctx: int, max_tokens: int, n_heads: int) -> int:
+    """Bytes of attention.wgsl's scores buffer on CPU adapters, which every layer shares: (max_tokens, n_heads,
+    max_ctx rounded up to 4) f32."""
+    return max_tokens * n_heads * cdiv(max_ctx, 4) * 4 * 4
 
 
 class Kernels(ProductKernels, WeightBinding):
@@ -303,19 +315,19 @@ class Kernels(ProductKernels, WeightBinding):
                          if value}
         chunks = n_kv_heads * cdiv(n_heads // n_kv_heads, 4)  # up to 4 query heads per invocation
         q_row_c = {"Q_ROW": q_row} if q_row else {}
-        scores = self._shared_scratch(max_tokens * n_heads * ctx * 4, "attention scores")
-        split = 64  # groups of 4 positions scored at once per (token, chunk)
-        wg, sum_wg = self.wg, min(self.wg, head_dim // 8)
-        scoring = {**c, "WG": wg, **score_options, **q_row_c}
-        scores_step = self._step("attention.wgsl", "scores", {**scoring, "SPLIT": split}, [q, k_cache, scores],
-                                 lambda t: (cdiv(split, wg), chunks, t))  # fmt: skip
-        weighted_sum = self._step("attention.wgsl", "weighted_sum", {**c, "WG": sum_wg}, [scores, v_cache, out],
-                                  lambda t: (cdiv(head_dim // 8, sum_wg), chunks, t))  # fmt: skip
         if self.variant == "scalar":  # CPU adapters: every query's loops in few invocations, barrier-free
+            scores = self._shared_scratch(attention_scores_nbytes(max_ctx, max_tokens, n_heads), "attention scores")
+            split = 64  # groups of 4 positions scored at once per (token, chunk)
+            wg, sum_wg = self.wg, min(self.wg, head_dim // 8)
+            scoring = {**c, "WG": wg, "SPLIT": split, **score_options, **q_row_c}
+            scored = self._step("attention.wgsl", "scores", scoring, [q, k_cache, scores],
+                                lambda t: (cdiv(split, wg), chunks, t))
             softmax = self._step("attention.wgsl", "softmax", {**c, "WG": wg}, [scores],
-                                 lambda t: (cdiv(t * n_heads, wg), 1, 1))  # fmt: skip
-            return Op(scores_step, softmax, weighted_sum, owned=(scores,))
-        # GPUs: a few queries in two dispatches, the scores in workgroup memory (attention_flash.wgsl) ...
+                                 lambda t: (cdiv(t * n_heads, wg), 1, 1))
+            weighted_sum = self._step("attention.wgsl", "weighted_sum", {**c, "WG": sum_wg}, [scores, v_cache, out],
+                                      lambda t: (cdiv(head_dim // 8, sum_wg), chunks, t))
+            return Op(scored, softmax, weighted_sum, owned=(scores,))
+        # GPUs: two dispatches, the scores in workgroup memory (attention_flash.wgsl)
         if head_dim > FLASH_MAX_HEAD_DIM:
             raise ValueError(f"heads of {head_dim} dims: GPUs' attention takes up to {FLASH_MAX_HEAD_DIM}")
         parts = attention_parts(max_ctx)
@@ -335,10 +347,8 @@ class Kernels(ProductKernels, WeightBinding):
             quantising = {**fc, **self.dot4_x_layout(n_heads * head_dim, spread=True), "WG": 64}
             one = (attend, self._step("attention_flash.wgsl", "attend_combine_quantized", quantising,
                                       [acc, ml, out, planes, sums], combine.grid))
-        # ... and longer batches with each row's softmax in a workgroup
-        softmax = self._step("attention.wgsl", "softmax_rows", c, [scores], lambda t: (t * n_heads, 1, 1))
-        return FewOrManyOp((attend, combine), (scores_step, softmax, weighted_sum), FLASH_MAX_TOKENS,
-                           owned=(scores, acc, ml), one_steps=one)
+        # (every step has at most max_tokens: "few" throughout, and one token's own steps)
+        return FewOrManyOp((attend, combine), (), max_tokens, owned=(acc, ml), one_steps=one)
 
     def glu_mul(self, gate, up, out, n: int, activation: str = "silu") -> Op:
         """out = act(gate) * up over [T, n] (act: GLU_ACTIVATIONS); out may be gate itself."""

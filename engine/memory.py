@@ -29,6 +29,7 @@ from .kernels import (
     MAX_TABLE_TOKENS,
     STEP_PARAMS_NBYTES,
     attention_partial_rows,
+    attention_scores_nbytes,
     dot4_x_nbytes,
     texel_layout_bytes,
     weights_in_texels,
@@ -121,10 +122,10 @@ def model_buffers(
         ("logits", c.vocab_size * f32), ("token_out", 4),
         *([("hb2", T * c.ffn_dim * f32)] if separate_ffn else []),  # Model._gate_up_ops, for Separate gate, up
         ("step_params", STEP_PARAMS_NBYTES),  # Kernels: the StepParams uniform
-        # Kernels.attention: one scores buffer every layer shares, (max_batch, n_heads, ctx rounded up to 4) f32
-        ("attention scores", T * c.n_heads * _ceil(n_ctx, 4) * f32),
         ("argmax partials", ARGMAX_PARTS * 8), ("penalty entries", max(n_ctx, 1) * 8), ("penalty settings", 16),
     ]  # fmt: skip
+    if variant == "scalar":  # Kernels.attention on CPU adapters: one scores buffer every layer shares
+        activations.append(("attention scores", attention_scores_nbytes(n_ctx, T, c.n_heads)))
     if n_seqs > 1:  # Model.forward_rows: the rows that sample, their logits and argmax
         rows = min(T, MAX_TABLE_TOKENS)
         activations += [("x_rows", rows * c.dim * f32), ("row_logits", rows * c.vocab_size * f32),

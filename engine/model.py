@@ -87,7 +87,7 @@ class Model:
         gguf: GGUFFile,
         *,
         n_ctx: int = DEFAULT_N_CTX,
-        max_batch: int = 64,
+        max_batch: int | None = None,
         kv_f16: bool = False,
         variant: str | None = None,
         progress: ProgressFn | None = None,
@@ -97,6 +97,7 @@ class Model:
     ) -> Model:
         """Upload the weights straight from the file's bytes to GPU buffers and bind every kernel.
 
+        max_batch: the most tokens a step holds (None: K.STEP_TOKENS for the adapter's variant).
         memory_budget: bytes the model may take on the GPU (None: only the adapter's limits bound it).
         dot4: GPUs' integer products (None: where they pay, K.dot4_pays).
         n_seqs: sequences the KV cache holds, n_ctx positions each (forward_rows runs them together)."""
@@ -107,6 +108,7 @@ class Model:
         check_no_unknown_tensors(config, gguf.tensors)
         # Before the first buffer: a model that cannot fit is refused, never left half-loaded.
         variant = K.resolve_variant(device.info, variant)
+        max_batch = K.STEP_TOKENS[variant] if max_batch is None else max_batch
         dot4 = K.dot4_pays(config.dim) if dot4 is None else dot4
         texels = K.weights_in_texels(variant)
         plan = plan_memory(config, gguf.tensors, n_ctx, max_batch, kv_f16, device.info.weight_binding(texels),

@@ -20,11 +20,8 @@
 //   weighted_sum  1 S, 2 v_cache, 3 out [T, N_HEADS * HEAD_DIM] f32
 //            out[t, h, d] = sum_{s <= p} S[t, h, s] * v[s, kvh, d]
 //            grid (ceil(HEAD_DIM / 8 / WG), N_KV_HEADS * CHUNKS, T): an invocation per 8 dims
-// GPUs ("subgroup" variant) give a few queries (one token, streams decoding together) to
-// attention_flash.wgsl, which extends this module; their batches take scores, then
-//   softmax_rows  1 S: as softmax, a workgroup of ROW_WG per row reducing in workgroup memory
-//            grid (T * N_HEADS, 1, 1)
-// then weighted_sum.
+// GPUs ("subgroup" variant) take attention_flash.wgsl instead, which extends this module: the scores of a
+// query's part of the context in workgroup memory, no scratch S.
 // Overrides: N_HEADS, N_KV_HEADS, HEAD_DIM (multiple of 8), CTX, KV_F16, SPLIT, WG,
 //            Q_ROW (0: N_HEADS * HEAD_DIM; a multiple of 4), SCALE (0: 1 / sqrt(HEAD_DIM)),
 //            SOFTCAP (0: none), WINDOW (0: none)
@@ -52,10 +49,6 @@ override Q_ROW: u32 = 0u;
 override SCALE: f32 = 0.0;
 override SOFTCAP: f32 = 0.0;
 override WINDOW: u32 = 0u;
-const ROW_WG: u32 = 128u;  // a power of two (softmax_rows' tree reduction halves it)
-
-var<workgroup> row_partial: array<f32, ROW_WG>;
-
 const MASKED = -3.0e38;  // finite, so a running max that starts here never meets inf - inf
 
 // A chunk of up to 4 query heads sharing KV head `kv`: its first head and how many it holds.
@@ -220,41 +213,4 @@ fn weighted_sum(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (ch.n > 1u) { out[o + HEAD_DIM / 4u] = a[1][0]; out[o + HEAD_DIM / 4u + 1u] = a[1][1]; }
     if (ch.n > 2u) { out[o + HEAD_DIM / 2u] = a[2][0]; out[o + HEAD_DIM / 2u + 1u] = a[2][1]; }
     if (ch.n > 3u) { out[o + 3u * HEAD_DIM / 4u] = a[3][0]; out[o + 3u * HEAD_DIM / 4u + 1u] = a[3][1]; }
-}
-
-// The workgroup's `v` combined by max (is_max) or sum, left in row_partial[0] for every invocation.
-fn reduce_row(li: u32, v: f32, is_max: bool) -> f32 {
-    row_partial[li] = v;
-    workgroupBarrier();
-    for (var half = ROW_WG / 2u; half > 0u; half /= 2u) {
-        if (li < half) {
-            let other = row_partial[li + half];
-            row_partial[li] = select(row_partial[li] + other, max(row_partial[li], other), is_max);
-        }
-        workgroupBarrier();
-    }
-    let result = row_partial[0];
-    workgroupBarrier();  // every invocation has read it before the next reduction writes
-    return result;
-}
-
-@compute @workgroup_size(ROW_WG)
-fn softmax_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let row = wid.x;  // t * N_HEADS + h: the same for the whole workgroup, so the barriers stay uniform
-    if (row >= params.n_tokens * N_HEADS) { return; }
-    let groups = token_pos(row / N_HEADS) / 4u + 1u;
-    let base = row * (CTX / 4u);
-    var m = MASKED;
-    for (var g = li; g < groups; g += ROW_WG) {
-        let v = probs[base + g];
-        m = max(m, max(max(v.x, v.y), max(v.z, v.w)));
-    }
-    m = reduce_row(li, m, true);
-    var l = 0.0;
-    for (var g = li; g < groups; g += ROW_WG) { l += dot(exp(probs[base + g] - m), vec4<f32>(1.0)); }
-    let inv = 1.0 / reduce_row(li, l, false);
-    for (var g = li; g < groups; g += ROW_WG) {
-        let p = exp(probs[base + g] - m) * inv;  // subnormals flushed as in softmax
-        probs[base + g] = select(p, vec4<f32>(0.0), p < vec4<f32>(1.1754944e-38));
-    }
 }

@@ -1,7 +1,7 @@
-// Attention for a few queries on GPUs, in two dispatches ("flash-decoding"): each query's visible
-// positions are split into parts, and a workgroup scores its part in workgroup memory, keeps a running
-// softmax (max m, sum l) and sums the value rows it weighs; `attend_combine` rescales the parts to their
-// common max and divides. attention.wgsl's path for one token took four dispatches and a scores buffer
+// Attention on GPUs, in two dispatches ("flash-decoding"): each query's visible positions are split
+// into parts (a query of a long prompt: one part), and a workgroup scores its part in workgroup memory,
+// keeps a running softmax (max m, sum l) and sums the value rows it weighs; `attend_combine` rescales the
+// parts to their common max and divides. attention.wgsl's path for one token took four dispatches and a scores buffer
 // (H200, Llama 3 8B shape: 1.2 ms a token over the layers; this, 0.7).
 //
 // An extension of attention.wgsl (kernels.py appends it, with positions.wgsl and activations.wgsl): its

@@ -10,6 +10,7 @@ import itertools
 import numpy as np
 import pytest
 
+from engine import kernels as K
 from engine.errors import ContextTooLong
 from engine.gguf import open_gguf
 from engine.kernel_ops import Capture
@@ -263,3 +264,12 @@ def test_forward_rows_refuses_what_a_step_cannot_hold(engine, model_gguf):
     with pytest.raises(ContextTooLong):
         model.forward_rows([(0, 1), (1, 1)], [1])
     assert model.past == [0, 16], "a refused step changed the sequences"
+
+
+@pytest.mark.parametrize("variant", ["scalar", "subgroup"])
+def test_a_prompts_steps_hold_the_variants_tokens_unless_told(engine, model_gguf, variant):
+    """GPUs run prompts in steps of 256 tokens (their attention needs no scores buffer that grows with it),
+    CPU adapters in steps of 64; a caller's max_batch wins."""
+    device = engine.model.device
+    assert Model.load(device, model_gguf, n_ctx=64, variant=variant).max_batch == K.STEP_TOKENS[variant]
+    assert Model.load(device, model_gguf, n_ctx=64, variant=variant, max_batch=5).max_batch == 5

@@ -173,20 +173,23 @@ def test_one_tokens_attention_on_gpus_splits_the_context(gpu, kernels_for, rng, 
 
 
 @pytest.mark.parametrize("head_dim", [64, 96, 128])
-@pytest.mark.parametrize("n_tokens,pos", [(2, 700), (K.FLASH_MAX_TOKENS, 300)])
+@pytest.mark.parametrize("n_tokens,pos", [(2, 700), (8, 300)])
 def test_a_few_queries_attention_on_gpus(gpu, kernels_for, rng, head_dim, n_tokens, pos):
-    """Up to FLASH_MAX_TOKENS queries share the parts one token would have (each its PARTS / T), at the
+    """A few queries (streams decoding together) share the parts one token would have (each its PARTS / T), at the
     head sizes models use (a workgroup is HEAD_DIM / 2 invocations)."""
     shape = dict(n_heads=8, n_kv_heads=2, head_dim=head_dim, max_ctx=pos + n_tokens + 5)
     check_attention(gpu, kernels_for("subgroup"), rng, **shape, pos=pos, n_tokens=n_tokens, rtol=1e-5, packed=True)
 
 
-@pytest.mark.parametrize("n_tokens,pos", [(3, 0), (9, 130)])
-def test_a_batchs_attention_on_gpus(gpu, kernels_for, rng, n_tokens, pos):
-    """The GPU variant's batches: attention_flash.wgsl up to FLASH_MAX_TOKENS queries, then scores,
-    softmax a workgroup per row and the weighted sum as on CPU adapters."""
+@pytest.mark.parametrize("n_tokens,pos", [(3, 0), (9, 130), (70, 40)])
+@pytest.mark.parametrize("options", [{}, {"window": 20, "softcap": 30.0}], ids=["plain", "window"])
+def test_a_batchs_attention_on_gpus(gpu, kernels_for, rng, n_tokens, pos, options):
+    """The GPU variant's batches (prompts) in attention_flash.wgsl too: past PARTS queries (5 for this context)
+    each has a part of its own, and the combine one part to take."""
     shape = dict(n_heads=6, n_kv_heads=2, head_dim=16, max_ctx=160)
-    check_attention(gpu, kernels_for("subgroup"), rng, **shape, pos=pos, n_tokens=n_tokens, rtol=1e-5, packed=True)
+    assert K.attention_parts(shape["max_ctx"]) < 9
+    check_attention(gpu, kernels_for("subgroup"), rng, **shape, pos=pos, n_tokens=n_tokens, rtol=1e-5, packed=True,
+                    **options)
 
 
 def check_sequences(gpu, kernels, rng, *, lengths, steps, n_heads, n_kv_heads, head_dim, max_ctx, **options):

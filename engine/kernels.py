@@ -24,6 +24,7 @@ from weakref import WeakKeyDictionary
 from .gpu import UNIFORM
 from .kernel_ops import BatchOp, FewOrManyOp, Op, PenaltyOp, Step, cdiv, check_distinct, fixed, same_buffer
 from .products import (  # noqa: F401  (tests name these as kernels.X)
+    DOT4_BATCH8_ROW,
     DOT4_PLANES,
     DOT4_TYPES,
     GLU_ACTIVATIONS,

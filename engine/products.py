@@ -30,10 +30,15 @@ DOT4_WG = 128
 # 2 blocks an invocation at 128) lost at 256 (1016 -> 754 GB/s), so rows of 8192 keep 128 (NOTES.md).
 DOT4_LONG_ROW, DOT4_LONG_WG = 8192, 256
 QUANTIZE_WG = 256  # quantize_x.wgsl's WG
-DOT4_BATCH_ROWS = 16  # outputs a workgroup of matvec_dot4_batch (128 invocations): four a subgroup of 32
+DOT4_BATCH_ROWS = 16  # outputs a workgroup of matvec_dot4_batch (128 invocations): four a subgroup of 32 (batch8: 32)
 # A batch's tokens a subgroup of matvec_dot4_batch takes (at most its MAX_TT): each weight block decoded once
 # for them. 4, not 8, with four rows a subgroup (H200 prefill of 512: 8B 809 -> 833 tok/s, 1B 4533 -> 4807).
 DOT4_TT = 4
+# Batches' products of rows at least this long take matvec_dot4_batch8, eight outputs a subgroup: each x block a
+# lane loads serves twice the rows (x is most of what a batch loads). H200, prefill of 512 in steps of 256: 8B
+# Q4_0 934 -> 987 tok/s, 8B Q4_K_M 790 -> 842, 1B Q4_0 (only its down, rows of 8192) 5900 -> 6125; rows of 2048
+# (the 1B shape's other products) lost 5-7 % (NOTES.md).
+DOT4_BATCH8_ROW = 4096
 # Batches of up to DOT4_FEW tokens (streams decoding together: a token a stream) take matvec_dot4_few, one
 # token's layout with DOT4_FEW_TT tokens a workgroup (at most its MAX_FEW), rather than matvec_dot4_batch.
 DOT4_FEW, DOT4_FEW_TT = 8, 8
@@ -205,7 +210,8 @@ class ProductKernels:
                      tokens: str, rope_store: RopeStore | None = None) -> tuple[Step, Step]:
         """A product as two dispatches: x (normalised first when `norm`) quantised into dot4_x, then
         matvec_dot4 over it for `tokens` "one", matvec_dot4_few for "few" (DOT4_FEW_TT tokens a workgroup)
-        (each ..._rope with rope_store), or matvec_dot4_batch for "batch" (DOT4_TT tokens a subgroup)."""
+        (each ..._rope with rope_store), or matvec_dot4_batch (matvec_dot4_batch8 for rows of at least
+        DOT4_BATCH8_ROW) for "batch" (DOT4_TT tokens a subgroup)."""
         planes, sums = self.dot4_x(n_in, max_tokens)
         layout = self.dot4_x_layout(n_in, tokens != "batch")
         qc, inputs = layout, [x, x]
@@ -217,10 +223,13 @@ class ProductKernels:
                               lambda n: (x_groups, 1, n))
         buffers = [w, planes, y, sums]
         if tokens == "batch":
-            gx, gy = split_groups(cdiv(n_out, DOT4_BATCH_ROWS))
-            pc = {**c, "WG": 128, "ROWS": DOT4_BATCH_ROWS, "TT": DOT4_TT, **layout}
+            batch8 = n_in >= DOT4_BATCH8_ROW
+            rows = DOT4_BATCH_ROWS * (2 if batch8 else 1)
+            gx, gy = split_groups(cdiv(n_out, rows))
+            pc = {**c, "WG": 128, "ROWS": rows, "TT": DOT4_TT, **layout}
             grid = lambda n: (gx, gy, cdiv(n, DOT4_TT))  # noqa: E731
-            return quantize, self._step("matvec_dot4.wgsl", "matvec_dot4_batch", pc, buffers, grid)
+            entry = "matvec_dot4_batch8" if batch8 else "matvec_dot4_batch"
+            return quantize, self._step("matvec_dot4.wgsl", entry, pc, buffers, grid)
         # a workgroup four outputs, no more invocations on a part than a row has blocks
         wg = min(DOT4_LONG_WG if n_in > DOT4_LONG_ROW else DOT4_WG, max(32, 1 << (n_in // 32 - 1).bit_length()))
         gx, gy = split_groups(cdiv(n_out, 4))

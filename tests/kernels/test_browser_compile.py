@@ -86,6 +86,10 @@ def every_pipeline() -> list[dict]:
                 k.matmul(b, wtype, n, 7, b, b, 9)
                 k.matmul(b, wtype, n, 7, b, FakeBuffer(64), 1, norm=(FakeBuffer(64), b, 1e-5))
                 k.embed(b, wtype, n, b, b)
+                if k.uses_dot4(wtype):  # batches of long rows: eight rows a subgroup
+                    k.matmul(b, wtype, K.DOT4_BATCH8_ROW, 7, b, b, 9)
+            if k.dot4:
+                k.matmul(b, K.Q6_K, K.DOT4_BATCH8_ROW, 7, b, b, 9, glu="silu")
             for wtype, n in ((K.Q4_1, 64), (K.Q6_K, 256), (K.F16, 64)):  # the fused modes: other stores, same decoders
                 k.matmul(b, wtype, n, 7, b, b, 9, glu="silu")
                 k.matmul(b, wtype, n, 7, b, b, 9, glu="gelu")

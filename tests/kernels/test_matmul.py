@@ -172,13 +172,32 @@ def test_long_rows_take_wider_workgroups(gpu, kernels_for, rng, wtype, monkeypat
     assert all(wg <= products.DOT4_FEW_WG for entry, wg in sizes if entry == "matvec_dot4_few")
 
 
-def test_batch_subgroups_that_take_several_row_groups(gpu, kernels_for, rng, monkeypatch):
-    """matvec_dot4_batch where each subgroup takes several groups of four rows (as subgroups of 64 would with
-    16 rows a workgroup): each group's sums start from zero."""
+@pytest.mark.parametrize("batch8_row", [1 << 30, 32], ids=["four", "eight"])
+def test_batch_subgroups_that_take_several_row_groups(gpu, kernels_for, rng, monkeypatch, batch8_row):
+    """matvec_dot4_batch (and _batch8) where each subgroup takes several groups of four (eight) rows (as
+    subgroups of 64 would with 16 rows a workgroup): each group's sums start from zero."""
     monkeypatch.setattr(products, "DOT4_BATCH_ROWS", 512)  # two passes or more for subgroups of <= 64 lanes
+    monkeypatch.setattr(products, "DOT4_BATCH8_ROW", batch8_row)
     kernels = K.Kernels(kernels_for("subgroup").device, variant="subgroup")
     check_matmul(gpu, kernels, rng, K.Q4_0, 64, 1100, products.DOT4_FEW + 2)
     check_matmul_mode(gpu, kernels, rng, K.Q8_0, 96, 600, products.DOT4_FEW + 1, act="silu")
+
+
+@pytest.mark.parametrize("wtype", [K.Q4_0, K.Q6_K, K.IQ4_XS, K.Q5_1], ids=type_name)
+def test_long_rows_batches_take_eight_rows_a_subgroup(gpu, kernels_for, rng, wtype, monkeypatch):
+    """Batches' products of rows of at least DOT4_BATCH8_ROW take matvec_dot4_batch8: rows not a multiple of eight
+    or of a workgroup's, plain, GLU (gate and up rows eight apiece) and accumulating; shorter rows keep four."""
+    kernels = K.Kernels(kernels_for("subgroup").device, variant="subgroup")
+    entries, step = [], kernels._step
+    monkeypatch.setattr(kernels, "_step", lambda *a: entries.append(a[1]) or step(*a))
+    n_in = row_length(wtype, products.DOT4_BATCH8_ROW // row_length(wtype, 1))
+    assert n_in == products.DOT4_BATCH8_ROW
+    check_matmul(gpu, kernels, rng, wtype, n_in, 37, products.DOT4_FEW + 3)
+    check_matmul_mode(gpu, kernels, rng, wtype, n_in, 13, products.DOT4_FEW + 1, act="silu")
+    check_matmul_mode(gpu, kernels, rng, wtype, n_in, 9, products.DOT4_FEW + 5, accumulate=True)
+    assert entries.count("matvec_dot4_batch8") == 3 and "matvec_dot4_batch" not in entries
+    check_matmul(gpu, kernels, rng, wtype, n_in - row_length(wtype, 1), 37, products.DOT4_FEW + 3)
+    assert "matvec_dot4_batch" in entries
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -172,8 +172,7 @@ class Model:
         c, p = self.config, f"blk.{i}."
         qkv_rows = [c.q_dim, c.kv_dim, c.kv_dim]
         cache_bytes = self.kernels.kv_cache_nbytes(self.n_seqs * self.n_ctx, c.kv_dim)
-        # q, k and v (and gate and up) in one buffer each, so one dispatch makes them all; Phi 3's files
-        # already hold them so.
+        # q, k and v (and gate and up) in one buffer each, so one dispatch makes them all (as Phi 3's files hold them)
         if up.has(p + "attn_qkv.weight"):
             wqkv = up.tensor(p + "attn_qkv.weight", (c.dim, self.qkv_dim))
         else:
@@ -205,11 +204,10 @@ class Model:
     # GPUs' qkv and gate_up also apply the norms before them (Kernels.folds_norm) and their attention is 2:
     # 6; with integer products (Kernels.dot4) the products but o quantise x first, and o takes it from
     # attention: 9, and steps of up to Kernels.fuses_up_to tokens (streams decoding together) run alike.
-    # q, k, v and gate, up, glu_mul are there instead of
-    # qkv and gate_up only when those weights are Separate (one buffer holds one type); qkv_bias
-    # only for Qwen2, q_norm and k_norm for Qwen 3 and Gemma 3. The residual adds are inside o and
-    # down (they accumulate into x), or inside Gemma's post-norms, which normalise o's and down's
-    # outputs into x.
+    # q, k, v and gate, up, glu_mul are there instead of qkv and gate_up only when those weights are Separate
+    # (one buffer holds one type); qkv_bias only for Qwen2, q_norm and k_norm for Qwen 3 and Gemma 3. The
+    # residual adds are inside o and down (they accumulate into x), or inside Gemma's post-norms, which
+    # normalise o's and down's outputs into x.
     def _layer_ops(self, layer: Layer, i: int) -> tuple[LayerOp, ...]:
         """Layer i's dispatch sequence, in execution order, bound to its buffers and the activations."""
         c, k, T = self.config, self.kernels, self.max_batch

@@ -43,48 +43,52 @@ fn dot16(q: vec4<u32>, x: vec4<u32>) -> i32 {
     return dot4I8Packed(q.x, x.x) + dot4I8Packed(q.y, x.y) + dot4I8Packed(q.z, x.z) + dot4I8Packed(q.w, x.w);
 }
 
+// Four rows' quants against one plane of x's block: each half's integer sums, as f32.
+fn plane4(p0: IntParts, p1: IntParts, p2: IntParts, p3: IntParts, x_lo: vec4<u32>, x_hi: vec4<u32>)
+    -> array<vec4<f32>, 2> {
+    return array<vec4<f32>, 2>(
+        vec4<f32>(f32(dot16(p0.lo, x_lo)), f32(dot16(p1.lo, x_lo)), f32(dot16(p2.lo, x_lo)), f32(dot16(p3.lo, x_lo))),
+        vec4<f32>(f32(dot16(p0.hi, x_hi)), f32(dot16(p1.hi, x_hi)), f32(dot16(p2.hi, x_hi)), f32(dot16(p3.hi, x_hi))),
+    );
+}
+
+// Four rows' sums over the planes (lo, hi: of each half), scaled: s is x's block's (scale, sums of its halves).
+fn scaled4(p0: IntParts, p1: IntParts, p2: IntParts, p3: IntParts, lo: vec4<f32>, hi: vec4<f32>, s: vec4<f32>)
+    -> vec4<f32> {
+    return s.x * (vec4<f32>(p0.d.x, p1.d.x, p2.d.x, p3.d.x) * lo + vec4<f32>(p0.d.y, p1.d.y, p2.d.y, p3.d.y) * hi)
+        + vec4<f32>(dot(p0.m, s.yz), dot(p1.m, s.yz), dot(p2.m, s.yz), dot(p3.m, s.yz));
+}
+
 // Block b of token t against four rows' blocks, from one load of x's block: the quants against each plane
 // of x (the highest first), each half of the block with its own scale.
 fn block_dot4(p0: IntParts, p1: IntParts, p2: IntParts, p3: IntParts, t: u32, b: u32) -> vec4<f32> {
     var lo = vec4<f32>(0.0);
     var hi = vec4<f32>(0.0);
     for (var i = 0u; i < PLANES; i++) {
-        let x_lo = xq[xq_index(t, 2u * i, b)];
-        let x_hi = xq[xq_index(t, 2u * i + 1u, b)];
-        lo = lo * 256.0 + vec4<f32>(f32(dot16(p0.lo, x_lo)), f32(dot16(p1.lo, x_lo)), f32(dot16(p2.lo, x_lo)),
-                                    f32(dot16(p3.lo, x_lo)));
-        hi = hi * 256.0 + vec4<f32>(f32(dot16(p0.hi, x_hi)), f32(dot16(p1.hi, x_hi)), f32(dot16(p2.hi, x_hi)),
-                                    f32(dot16(p3.hi, x_hi)));
+        let d = plane4(p0, p1, p2, p3, xq[xq_index(t, 2u * i, b)], xq[xq_index(t, 2u * i + 1u, b)]);
+        lo = lo * 256.0 + d[0];
+        hi = hi * 256.0 + d[1];
     }
-    let s = xs[t * (N_IN / 32u) + b];
-    return s.x * (vec4<f32>(p0.d.x, p1.d.x, p2.d.x, p3.d.x) * lo + vec4<f32>(p0.d.y, p1.d.y, p2.d.y, p3.d.y) * hi)
-        + vec4<f32>(dot(p0.m, s.yz), dot(p1.m, s.yz), dot(p2.m, s.yz), dot(p3.m, s.yz));
+    return scaled4(p0, p1, p2, p3, lo, hi, xs[t * (N_IN / 32u) + b]);
 }
 
-// Block b of token t against eight rows' blocks (two vec4s: rows 0..3, 4..7), from one load of x's block.
+// The same for eight rows' blocks (rows 0..3 and 4..7), from one load of x's block.
 fn block_dot8(p: array<IntParts, 8>, t: u32, b: u32) -> array<vec4<f32>, 2> {
     var lo0 = vec4<f32>(0.0); var hi0 = vec4<f32>(0.0);
     var lo1 = vec4<f32>(0.0); var hi1 = vec4<f32>(0.0);
     for (var i = 0u; i < PLANES; i++) {
         let x_lo = xq[xq_index(t, 2u * i, b)];
         let x_hi = xq[xq_index(t, 2u * i + 1u, b)];
-        lo0 = lo0 * 256.0 + vec4<f32>(f32(dot16(p[0].lo, x_lo)), f32(dot16(p[1].lo, x_lo)), f32(dot16(p[2].lo, x_lo)),
-                                      f32(dot16(p[3].lo, x_lo)));
-        hi0 = hi0 * 256.0 + vec4<f32>(f32(dot16(p[0].hi, x_hi)), f32(dot16(p[1].hi, x_hi)), f32(dot16(p[2].hi, x_hi)),
-                                      f32(dot16(p[3].hi, x_hi)));
-        lo1 = lo1 * 256.0 + vec4<f32>(f32(dot16(p[4].lo, x_lo)), f32(dot16(p[5].lo, x_lo)), f32(dot16(p[6].lo, x_lo)),
-                                      f32(dot16(p[7].lo, x_lo)));
-        hi1 = hi1 * 256.0 + vec4<f32>(f32(dot16(p[4].hi, x_hi)), f32(dot16(p[5].hi, x_hi)), f32(dot16(p[6].hi, x_hi)),
-                                      f32(dot16(p[7].hi, x_hi)));
+        let d0 = plane4(p[0], p[1], p[2], p[3], x_lo, x_hi);
+        let d1 = plane4(p[4], p[5], p[6], p[7], x_lo, x_hi);
+        lo0 = lo0 * 256.0 + d0[0];
+        hi0 = hi0 * 256.0 + d0[1];
+        lo1 = lo1 * 256.0 + d1[0];
+        hi1 = hi1 * 256.0 + d1[1];
     }
     let s = xs[t * (N_IN / 32u) + b];
-    let r0 = s.x * (vec4<f32>(p[0].d.x, p[1].d.x, p[2].d.x, p[3].d.x) * lo0
-                    + vec4<f32>(p[0].d.y, p[1].d.y, p[2].d.y, p[3].d.y) * hi0)
-        + vec4<f32>(dot(p[0].m, s.yz), dot(p[1].m, s.yz), dot(p[2].m, s.yz), dot(p[3].m, s.yz));
-    let r1 = s.x * (vec4<f32>(p[4].d.x, p[5].d.x, p[6].d.x, p[7].d.x) * lo1
-                    + vec4<f32>(p[4].d.y, p[5].d.y, p[6].d.y, p[7].d.y) * hi1)
-        + vec4<f32>(dot(p[4].m, s.yz), dot(p[5].m, s.yz), dot(p[6].m, s.yz), dot(p[7].m, s.yz));
-    return array<vec4<f32>, 2>(r0, r1);
+    return array<vec4<f32>, 2>(scaled4(p[0], p[1], p[2], p[3], lo0, hi0, s),
+                               scaled4(p[4], p[5], p[6], p[7], lo1, hi1, s));
 }
 
 fn parts8(r: u32, b: u32) -> array<IntParts, 8> {

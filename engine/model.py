@@ -1,4 +1,5 @@
-"""The transformer on the GPU: weights, KV cache, activations and the forward pass.
+"""The transformer on the GPU: activations, the layers (layer.py: each block's weights and KV cache) and the
+forward pass.
 
 One block serves every architecture (engine/config.py says what each family adds): a layer's ops are
 chosen once at load from its config, so the forward pass never asks which family it runs.
@@ -12,46 +13,15 @@ once at load time and every kernel's bindings with them, so a step is only `set_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from . import kernels as K
 from .config import DEFAULT_N_CTX, ModelConfig
 from .errors import ContextTooLong
 from .gguf import GGUFFile
 from .gpu import Device
 from .kernel_ops import Capture
+from .layer import Layer, LayerOp, load_layer
 from .memory import plan_memory
 from .upload import LONG_ROPE_FACTORS, ProgressFn, Rows, Separate, Uploader, Weight, check_no_unknown_tensors, row_parts
-
-
-@dataclass(frozen=True)
-class LayerOp:
-    """One op of a layer's dispatch sequence; `name` labels it for profiles and tests, dispatch never reads it."""
-
-    name: str
-    op: K.Op
-
-
-@dataclass
-class Layer:
-    """One transformer block's weights on the GPU (GGUF names in comments; rows x cols as used)."""
-
-    attn_norm: object  # blk.N.attn_norm (dim,) f32
-    # blk.N.attn_q, attn_k, attn_v stacked (qkv_dim, dim) (Phi 3 stores them so: attn_qkv), or one (n, dim) each
-    wqkv: Weight | Separate
-    bqkv: object | None  # blk.N.attn_q, attn_k, attn_v .bias one after another (qkv_dim,) f32; Qwen2 only
-    wo: Weight  # blk.N.attn_output (dim, q_dim)
-    ffn_norm: object  # blk.N.ffn_norm (dim,) f32
-    # blk.N.ffn_gate, ffn_up stacked (2 * ffn_dim, dim) (Phi 3's ffn_up is both), or one (ffn_dim, dim) each
-    w_gate_up: Weight | Separate
-    w_down: Weight  # blk.N.ffn_down (dim, ffn_dim)
-    key_cache: object  # (n_seqs * n_ctx, kv_dim): sequence s in rows s * n_ctx..
-    value_cache: object  # (n_seqs * n_ctx, kv_dim)
-    q_norm: object | None = None  # blk.N.attn_q_norm (head_dim,) f32, and attn_k_norm: Qwen 3, Gemma 3
-    k_norm: object | None = None
-    attn_post_norm: object | None = None  # blk.N.post_attention_norm (dim,) f32, and post_ffw_norm: Gemma
-    ffn_post_norm: object | None = None
-    ops: tuple[LayerOp, ...] = ()  # the dispatches in execution order, bound to these buffers (Model._layer_ops)
 
 
 class Model:
@@ -121,8 +91,11 @@ class Model:
         uploader = Uploader(device, gguf, progress, unused, kernels.texels_from if texels else None)
         model._make_activations()
         model._load_globals(uploader)
+        cache_bytes = kernels.kv_cache_nbytes(n_seqs * model.n_ctx, config.kv_dim)
         for i in range(config.n_layers):
-            model.layers.append(model._load_layer(uploader, i))
+            layer = load_layer(uploader, config, i, cache_bytes)
+            layer.ops = model._layer_ops(layer, i)
+            model.layers.append(layer)
         return model
 
     def _make_activations(self) -> None:
@@ -167,37 +140,6 @@ class Model:
                                            max_rows=self.rows)
         # Distinct tokens in any penalty window are at most the context, so the window always fits.
         self.op_penalize = k.penalize(self.logits, c.vocab_size, max_history=self.n_ctx)
-
-    def _load_layer(self, up: Uploader, i: int) -> Layer:
-        c, p = self.config, f"blk.{i}."
-        qkv_rows = [c.q_dim, c.kv_dim, c.kv_dim]
-        cache_bytes = self.kernels.kv_cache_nbytes(self.n_seqs * self.n_ctx, c.kv_dim)
-        # q, k and v (and gate and up) in one buffer each, so one dispatch makes them all (as Phi 3's files hold them)
-        if up.has(p + "attn_qkv.weight"):
-            wqkv = up.tensor(p + "attn_qkv.weight", (c.dim, self.qkv_dim))
-        else:
-            wqkv = up.stacked([p + f"attn_{n}.weight" for n in "qkv"], c.dim, qkv_rows)
-        if up.has(p + "ffn_gate.weight"):
-            w_gate_up = up.stacked([p + "ffn_gate.weight", p + "ffn_up.weight"], c.dim, [c.ffn_dim, c.ffn_dim])
-        else:
-            w_gate_up = up.tensor(p + "ffn_up.weight", (c.dim, 2 * c.ffn_dim))
-        layer = Layer(  # the matrices first, so a type Hearth cannot run is named before anything else is missed
-            wqkv=wqkv,
-            w_gate_up=w_gate_up,
-            wo=up.tensor(p + "attn_output.weight", (c.q_dim, c.dim)),
-            w_down=up.tensor(p + "ffn_down.weight", (c.ffn_dim, c.dim)),
-            attn_norm=up.norm(p + "attn_norm.weight", c.dim),
-            ffn_norm=up.norm(p + "ffn_norm.weight", c.dim),
-            key_cache=self.device.create_buffer(cache_bytes, label=f"key_cache.{i}"),
-            value_cache=self.device.create_buffer(cache_bytes, label=f"value_cache.{i}"),
-            bqkv=up.stacked_norms([p + f"attn_{n}.bias" for n in "qkv"], qkv_rows) if c.qkv_bias else None,
-            q_norm=up.norm(p + "attn_q_norm.weight", c.head_dim) if c.qk_norm else None,
-            k_norm=up.norm(p + "attn_k_norm.weight", c.head_dim) if c.qk_norm else None,
-            attn_post_norm=up.norm(p + "post_attention_norm.weight", c.dim) if c.post_norms else None,
-            ffn_post_norm=up.norm(p + "post_ffw_norm.weight", c.dim) if c.post_norms else None,
-        )
-        layer.ops = self._layer_ops(layer, i)
-        return layer
 
     # 11 dispatches a layer (attention is 3). For one token, a stacked qkv product rotates q and k and
     # stores k and v itself where its heads allow (Kernels.rotates_output; RopeStore): 9 on CPU adapters.

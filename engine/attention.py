@@ -8,7 +8,7 @@ attention_flash.wgsl, parts of the context in workgroup memory, then their combi
 
 from __future__ import annotations
 
-from .kernel_ops import BatchOp, FewOrManyOp, Op, cdiv
+from .kernel_ops import BatchOp, OneTokenOp, Op, cdiv
 
 # GPUs' attention is attention_flash.wgsl's for every step: one token, streams decoding together, prompts (a part
 # or more of the context a query; a step's queries share the parts one token would have). Prompts took
@@ -117,5 +117,4 @@ class AttentionKernels:
             quantising = {**fc, **self.dot4_x_layout(n_heads * head_dim, spread=True), "WG": 64}
             one = (attend, self._step("attention_flash.wgsl", "attend_combine_quantized", quantising,
                                       [acc, ml, out, planes, sums], combine.grid))
-        # (every step has at most max_tokens: "few" throughout, and one token's own steps)
-        return FewOrManyOp((attend, combine), (), max_tokens, owned=(acc, ml), one_steps=one)
+        return OneTokenOp(attend, combine, one_steps=one, owned=(acc, ml))

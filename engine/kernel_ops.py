@@ -94,19 +94,16 @@ class MatmulOp(Op):
                 step.record(recorder, n_tokens)
 
 
-class FewOrManyOp(Op):
-    """An op with one sequence of dispatches for steps of up to `few` tokens and another for longer ones
-    (attention on GPUs), and optionally a third for one token (`one_steps`; else the few's)."""
+class OneTokenOp(Op):
+    """An op with dispatches of its own for a step of one token (`one_steps`; attention on GPUs quantises o's x
+    there) and `steps` for every other step."""
 
-    def __init__(self, few_steps: tuple[Step, ...], many_steps: tuple[Step, ...], few: int, owned: tuple = (),
-                 one_steps: tuple[Step, ...] | None = None):
-        super().__init__(*few_steps, *many_steps, owned=owned)
-        self.few_steps, self.many_steps, self.few = few_steps, many_steps, few
-        self.one_steps = one_steps or few_steps
+    def __init__(self, *steps: Step, one_steps: tuple[Step, ...] | None = None, owned: tuple = ()):
+        super().__init__(*steps, owned=owned)
+        self.one_steps = one_steps or steps
 
     def record(self, recorder, n_tokens: int) -> None:
-        steps = self.one_steps if n_tokens == 1 else self.few_steps if n_tokens <= self.few else self.many_steps
-        for step in steps:
+        for step in self.one_steps if n_tokens == 1 else self.steps:
             step.record(recorder, n_tokens)
 
 

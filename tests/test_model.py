@@ -96,7 +96,7 @@ def test_separate_products_of_one_x_quantise_it_once(engine, model_gguf, monkeyp
     ops = {layer_op.name: layer_op.op for layer_op in model.layers[0].ops}
     assert all(model.kernels.uses_dot4(w.type) for w in model.layers[0].wqkv.parts)
     assert [len(ops[name].decode) for name in ("q", "k", "v", "gate", "up", "o", "down")] == [2, 1, 1, 2, 1, 1, 2]
-    assert len(ops["attention"].one_steps) == 2 and ops["attention"].one_steps != ops["attention"].few_steps
+    assert len(ops["attention"].one_steps) == 2 and ops["attention"].one_steps != ops["attention"].steps
 
 
 @pytest.mark.parametrize("mix", ["Q4_K_M", "Q3_K_M", "Q2_K", "Q5_0"])

@@ -80,6 +80,11 @@ class ModelConfig:
     def kv_dim(self) -> int:
         return self.n_kv_heads * self.head_dim
 
+    @property
+    def qkv_dim(self) -> int:
+        """Width of a row of q | k | v, as the stacked product writes them."""
+        return self.q_dim + 2 * self.kv_dim
+
     def slides(self, layer: int) -> bool:
         """Whether `layer` attends over a sliding window."""
         return bool(self.sliding_layers) and self.sliding_layers[layer]

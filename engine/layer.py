@@ -48,7 +48,7 @@ def load_layer(up: Uploader, c: ModelConfig, i: int, cache_bytes: int) -> Layer:
     qkv_rows = [c.q_dim, c.kv_dim, c.kv_dim]
     # q, k and v (and gate and up) in one buffer each, so one dispatch makes them all (as Phi 3's files hold them)
     if up.has(p + "attn_qkv.weight"):
-        wqkv = up.tensor(p + "attn_qkv.weight", (c.dim, sum(qkv_rows)))
+        wqkv = up.tensor(p + "attn_qkv.weight", (c.dim, c.qkv_dim))
     else:
         wqkv = up.stacked([p + f"attn_{n}.weight" for n in "qkv"], c.dim, qkv_rows)
     if up.has(p + "ffn_gate.weight"):

@@ -115,9 +115,8 @@ def model_buffers(
     cache = n_seqs * n_ctx * c.kv_dim * (2 if kv_f16 else 4)  # Kernels.kv_cache_nbytes, every sequence
     for i in range(c.n_layers):
         buffers += [(KV_CACHE, f"key_cache.{i}", cache), (KV_CACHE, f"value_cache.{i}", cache)]
-    qkv_dim = c.q_dim + 2 * c.kv_dim
     activations = [  # Model._make_activations
-        ("ids", T * 4), ("x", T * c.dim * f32), ("xb", T * c.dim * f32), ("qkv", T * qkv_dim * f32),
+        ("ids", T * 4), ("x", T * c.dim * f32), ("xb", T * c.dim * f32), ("qkv", T * c.qkv_dim * f32),
         ("att", T * c.q_dim * f32), ("hb", T * c.ffn_dim * f32), ("x_last", c.dim * f32),
         ("logits", c.vocab_size * f32), ("token_out", 4),
         *([("hb2", T * c.ffn_dim * f32)] if separate_ffn else []),  # Model._gate_up_ops, for Separate gate, up

@@ -104,8 +104,7 @@ class Model:
         self.ids = d.create_buffer(T * 4, label="ids")  # (T,) u32
         self.x = d.create_buffer(T * c.dim * f32, label="x")  # (T, dim) residual stream
         self.xb = d.create_buffer(T * c.dim * f32, label="xb")  # (T, dim) normed / branch output
-        self.qkv_dim = c.q_dim + 2 * c.kv_dim
-        self.qkv = d.create_buffer(T * self.qkv_dim * f32, label="qkv")  # (T, q_dim | kv_dim | kv_dim)
+        self.qkv = d.create_buffer(T * c.qkv_dim * f32, label="qkv")  # (T, q_dim | kv_dim | kv_dim)
         self.att = d.create_buffer(T * c.q_dim * f32, label="att")  # (T, q_dim) attention output
         self.hb = d.create_buffer(T * c.ffn_dim * f32, label="hb")  # (T, ffn_dim) gate, then silu(gate)*up
         self.hb2 = None  # (T, ffn_dim) up, made only when gate and up differ in type
@@ -156,7 +155,7 @@ class Model:
         theta, freq_scale = c.rope_base(i)  # Gemma's sliding layers have their own
         rope = dict(n_rot=c.rope_dim, theta=theta, freq_scale=freq_scale, neox=c.rope_neox,
                     freq_factors=self.rope_freqs, mscale=c.rope_attn_factor)
-        row, kv_col = self.qkv_dim, c.q_dim  # keys from column q_dim of each qkv row, values after them
+        row, kv_col = c.qkv_dim, c.q_dim  # keys from column q_dim of each qkv row, values after them
         # On GPUs the products apply the norms before them themselves, for steps of up to fuses_up_to tokens
         folds = lambda w: min(map(k.fuses_up_to, self._types(w))) if k.folds_norm else 0  # noqa: E731
         before_rope = []
@@ -221,12 +220,12 @@ class Model:
         (`norm`: the attention norm, for products that fold it in; rope_store: Kernels.matmul's)."""
         c = self.config
         if isinstance(wqkv, Weight):
-            product = self._matmul(wqkv, c.dim, self.qkv_dim, self.xb, self.qkv, norm=norm, rope_store=rope_store)
+            product = self._matmul(wqkv, c.dim, c.qkv_dim, self.xb, self.qkv, norm=norm, rope_store=rope_store)
             return [LayerOp("qkv", product)]
         widths, cols = (c.q_dim, c.kv_dim, c.kv_dim), (0, c.q_dim, c.q_dim + c.kv_dim)
         reuse = self._reuse_x(wqkv)
         return [
-            LayerOp(name, self._matmul(w, c.dim, n, self.xb, self.qkv, y_stride=self.qkv_dim, y_col=col, norm=norm,
+            LayerOp(name, self._matmul(w, c.dim, n, self.xb, self.qkv, y_stride=c.qkv_dim, y_col=col, norm=norm,
                                        reuse_x=again))
             for name, w, n, col, again in zip("qkv", wqkv.parts, widths, cols, reuse, strict=True)
         ]

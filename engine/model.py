@@ -180,6 +180,9 @@ class Model:
                                      layer.value_cache, c.rope_attn_factor)
         window = c.sliding_window if c.slides(i) else 0
         o_takes_integers = k.uses_dot4(layer.wo.type)  # one token's attention quantises o's x itself
+        # ... and one token's stacked gate_up quantises down's
+        down_integers = (isinstance(layer.w_gate_up, Weight) and k.uses_dot4(layer.w_gate_up.type)
+                         and k.uses_dot4(layer.w_down.type) and c.ffn_dim % 32 == 0)
         attention = k.attention(self.qkv, layer.key_cache, layer.value_cache, self.att, c.n_heads, c.n_kv_heads,
                                 c.head_dim, self.n_ctx, T, q_row=row, scale=c.attn_scale, softcap=c.attn_softcap,
                                 window=window, quantise_out=o_takes_integers)  # fmt: skip
@@ -198,8 +201,9 @@ class Model:
                                  x_quantised=o_takes_integers),
             LayerOp("ffn_norm", k.rmsnorm(self.x, layer.ffn_norm, self.xb, c.dim, c.rms_eps,
                                           folded_up_to=folds(layer.w_gate_up))),
-            *self._gate_up_ops(layer.w_gate_up, (self.x, layer.ffn_norm, c.rms_eps)),
-            *self._into_residual("down", layer.w_down, c.ffn_dim, self.hb, layer.ffn_post_norm),  # x += (norm) down
+            *self._gate_up_ops(layer.w_gate_up, (self.x, layer.ffn_norm, c.rms_eps), down_integers),
+            *self._into_residual("down", layer.w_down, c.ffn_dim, self.hb, layer.ffn_post_norm,  # x += (norm) down
+                                 x_quantised=down_integers),
         )
 
     def _into_residual(self, name: str, w: Weight, n_in: int, x, post_norm, x_quantised: bool = False
@@ -244,12 +248,13 @@ class Model:
             quantised = quantised or self.kernels.uses_dot4(w.type)
         return reuse
 
-    def _gate_up_ops(self, w_gate_up: Weight | Separate, norm: tuple) -> list[LayerOp]:
+    def _gate_up_ops(self, w_gate_up: Weight | Separate, norm: tuple, quantise_out: bool = False) -> list[LayerOp]:
         """hb = act(w_gate xb) * (w_up xb): one GLU product over the stacked weights, or three ops
-        (`norm`: the feed-forward norm, for products that fold it in)."""
+        (`norm`: the feed-forward norm, for products that fold it in; quantise_out: Kernels.matmul's)."""
         c = self.config
         if isinstance(w_gate_up, Weight):
-            glu = self._matmul(w_gate_up, c.dim, c.ffn_dim, self.xb, self.hb, glu=c.glu, norm=norm)
+            glu = self._matmul(w_gate_up, c.dim, c.ffn_dim, self.xb, self.hb, glu=c.glu, norm=norm,
+                               quantise_out=quantise_out)
             return [LayerOp("gate_up", glu)]
         w_gate, w_up = w_gate_up.parts
         if self.hb2 is None:

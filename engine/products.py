@@ -54,6 +54,9 @@ DOT4_MIN_DIM = 1024
 # bits) read as fast on an H200 but left logits 1e-3 from f32's on SmolLM2 (a block holding one of its
 # outlier channels keeps only a few bits for the rest); three leave 1e-5, f32's own rounding (NOTES.md).
 DOT4_PLANES = 3
+# Invocations of matvec_dot4_glu_quantized's workgroup (one token's gate_up quantising down's x): 32 outputs, four
+# a subgroup.
+DOT4_GLU_QUANTIZED_WG = 256
 
 
 def dot4_x_nbytes(n_in: int) -> tuple[int, int]:
@@ -115,7 +118,7 @@ class ProductKernels:
         self, w, wtype: int, n_in: int, n_out: int, x, y, max_tokens: int, *,
         glu: str | None = None, accumulate: bool = False, y_stride: int = 0, y_col: int = 0,
         norm: tuple | None = None, reuse_x: bool = False, x_quantised: bool = False,
-        rope_store: RopeStore | None = None,
+        rope_store: RopeStore | None = None, quantise_out: bool = False,
     ) -> Op:
         """y[t, r] = sum_k W[r, k] x[t, k]; W is n_out rows of n_in weights in ggml type `wtype`.
 
@@ -130,6 +133,8 @@ class ProductKernels:
         quantise_out, for o): that product, too, skips quantize_x; batches still quantise x.
         rope_store: y is q | k | v, which steps of up to `fuses_up_to` tokens rotate and store themselves (see
         RopeStore; heads as `rotates_output` needs them). Larger ones leave that to rope and store_kv.
+        quantise_out: a GLU product (`glu`, n_out a multiple of 32) that `uses_dot4` also puts one token's y into
+        the integer x of the products of n_out inputs, for a matmul with x_quantised (down's) to take.
         """
         check_row(wtype, n_in)
         check_glu(glu)
@@ -152,6 +157,8 @@ class ProductKernels:
             prefill = (self._step("matmul.wgsl", "matmul", {**c, "WG": wg}, buffers, grid),)
         if self.uses_dot4(wtype):  # GPUs: x quantised, then integer products (a batch's DOT4_TT tokens a subgroup)
             one = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, norm, max_tokens, "one", rope_store)
+            if quantise_out:
+                one = (one[0], self._glu_quantized(c, buffers[0], n_in, n_out, y, max_tokens))
             decode = one[reuse_x or x_quantised:]
             if max_tokens > 1:
                 few = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, norm, max_tokens, "few", rope_store)
@@ -199,6 +206,18 @@ class ProductKernels:
         and the product must share: one token's (and a few tokens') lanes load consecutive words (spread);
         matvec_dot4_batch keeps blocks whole."""
         return {"N_IN": n_in, "PLANES": DOT4_PLANES, **({"SPREAD": True} if spread else {})}
+
+    def _glu_quantized(self, c: dict, w, n_in: int, n_out: int, y, max_tokens: int) -> Step:
+        """One token's GLU product that also quantises its output for the next product (matvec_dot4.wgsl's
+        matvec_dot4_glu_quantized): x from dot4_x(n_in), the output's integers into dot4_x(n_out)."""
+        if not c.get("GLU") or n_out % 32:
+            raise ValueError(f"quantise_out: a GLU product of whole blocks of outputs, not {n_out} plain ones")
+        planes, sums = self.dot4_x(n_in, max_tokens)
+        out_planes, out_sums = self.dot4_x(n_out, max_tokens)
+        gx, gy = split_groups(n_out // 32)
+        pc = {**c, "WG": DOT4_GLU_QUANTIZED_WG, **self.dot4_x_layout(n_in, spread=True)}
+        return self._step("matvec_dot4.wgsl", "matvec_dot4_glu_quantized", pc,
+                          [w, planes, y, sums, out_planes, out_sums], fixed((gx, gy, 1)))
 
     def _rope_store_constants(self, rs: RopeStore) -> dict:
         """rope_store.wgsl's overrides."""

@@ -20,7 +20,9 @@ _ROPE_STORE = ("rope_store.wgsl", "rotations.wgsl", "kv_rows.wgsl", "positions.w
 _LIBRARIES = {
     "matmul.wgsl": (*_ROPE_STORE, "activations.wgsl", "quant.wgsl", WEIGHTS),
     "matmul_subgroup.wgsl": ("matmul.wgsl", *_ROPE_STORE, "activations.wgsl", "quant.wgsl", WEIGHTS),
-    "matvec_dot4.wgsl": ("matmul.wgsl", *_ROPE_STORE, "activations.wgsl", "quant.wgsl", WEIGHTS, "x_blocks.wgsl"),
+    "matvec_dot4.wgsl": (
+        "matmul.wgsl", *_ROPE_STORE, "activations.wgsl", "quant.wgsl", WEIGHTS, "x_blocks.wgsl", "x_quantize.wgsl",
+    ),
     "quantize_x.wgsl": ("x_quantize.wgsl", "x_blocks.wgsl"),
     "embed.wgsl": ("quant.wgsl", WEIGHTS),
     "elementwise.wgsl": ("activations.wgsl",),

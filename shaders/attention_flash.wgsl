@@ -16,7 +16,7 @@
 //   attend_combine  1 part_acc, 2 part_ml, 3 flash_out [T, N_HEADS * HEAD_DIM]. Grid
 //                   (ceil(N_HEADS * HEAD_DIM / 4 / WG), T): out = sum_i e^(m_i - M) acc_i / sum_i e^(m_i - M) l_i
 //                   over the token's parts, M the largest m_i.
-//   attend_combine_quantized  the same, and into 4 xq, 5 xs: out quantised for
+//   attend_combine_quantized  the same, and into 4 xq_out, 5 xs_out: out quantised for
 //                   o's matvec_dot4 as quantize_x.wgsl would (x_quantize.wgsl's quantize4; N_IN = N_HEADS *
 //                   HEAD_DIM, PLANES, SPREAD), which then needs no dispatch of its own: on an H200 that
 //                   dispatch cost 6-9 us a layer, against 3.4 us for one that does nothing.
@@ -32,8 +32,8 @@
 @group(0) @binding(1) var<storage, read> acc_in: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> ml_in: array<vec2<f32>>;
 @group(0) @binding(3) var<storage, read_write> flash_out: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> xq: array<vec4<u32>>;  // attend_combine_quantized
-@group(0) @binding(5) var<storage, read_write> xs: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> xq_out: array<vec4<u32>>;  // attend_combine_quantized
+@group(0) @binding(5) var<storage, read_write> xs_out: array<vec4<f32>>;
 
 override PARTS: u32;
 override MIN_PART: u32;
@@ -251,5 +251,5 @@ fn attend_combine_quantized(@builtin(global_invocation_id) gid: vec3<u32>,
         out = combined(t, i);
         flash_out[t * n + i] = out;
     }
-    quantize4(t, i, out, lid, inside);
+    quantize4(N_IN / 32u, t, i, out, lid, inside);
 }

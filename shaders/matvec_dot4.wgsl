@@ -27,6 +27,9 @@ diagnostic(off, subgroup_uniformity);
 //                      grid (ceil(N_OUT / ROWS) as (x, y), ceil(T / TT)). Subgroup s of a workgroup takes
 //                      outputs 4s .. 4s + 3, then 4(s + WG / sg).. < ROWS: right for any subgroup size.
 //   matvec_dot4_batch8 the same with eight outputs a subgroup (8s .. 8s + 7, ...), for long rows
+//   matvec_dot4_glu_quantized  one token's GLU product whose output is the next product's x: a workgroup
+//                      32 outputs (32g ..), which it also quantises into 5 xq_out, 6 xs_out (below);
+//                      grid (N_OUT / 32 as (x, y), 1)
 
 @group(0) @binding(2) var<storage, read> xq: array<vec4<u32>>;
 @group(0) @binding(4) var<storage, read> xs: array<vec4<f32>>;
@@ -392,4 +395,47 @@ fn matvec_dot4_few_rope(
     let nt = min(TT, params.n_tokens - t0);
     let out = few_outputs(r, t0, nt, lid, lane, sg);
     if (lid < nt) { rope_store4(t0 + lid, r, out); }
+}
+
+// matvec_dot4_glu_quantized: one token's GLU product (gate_up), its outputs also quantised as the next
+// product's x (down's: x_quantize.wgsl's quantize4 into xq_out, xs_out, SPREAD as that product reads them), so
+// that product needs no quantize_x dispatch of its own. A block of that x is 32 outputs, so a workgroup owns 32:
+// its subgroups four each (matvec_dot4_batch's layout for one token), their lanes the rows' blocks; the 32
+// meet in workgroup memory. N_OUT is a multiple of 32 (the next product's blocks).
+@group(0) @binding(5) var<storage, read_write> xq_out: array<vec4<u32>>;
+@group(0) @binding(6) var<storage, read_write> xs_out: array<vec4<f32>>;
+var<workgroup> glu_block: array<vec4<f32>, 8>;
+
+@compute @workgroup_size(WG)
+fn matvec_dot4_glu_quantized(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) lane: u32,
+    @builtin(subgroup_size) sg: u32,
+) {
+    _ = params.n_tokens;  // (one token)
+    share_tables(lid, WG);
+    let r0 = 32u * (wid.y * nwg.x + wid.x);
+    if (r0 >= N_OUT) { return; }  // the same for the whole workgroup
+    for (var i = lid / sg; i < 8u; i += max(WG / sg, 1u)) {
+        let r = r0 + 4u * i;
+        var gate = vec4<f32>(0.0);
+        var up = vec4<f32>(0.0);
+        for (var b = lane; b < N_IN / 32u; b += sg) {
+            gate += block_dot4(int_parts(r, b), int_parts(r + 1u, b), int_parts(r + 2u, b), int_parts(r + 3u, b), 0u, b);
+            up += block_dot4(int_parts(N_OUT + r, b), int_parts(N_OUT + r + 1u, b), int_parts(N_OUT + r + 2u, b),
+                             int_parts(N_OUT + r + 3u, b), 0u, b);
+        }
+        let a = subgroupAdd(gate);
+        let u = subgroupAdd(up);
+        if (lane == 0u) {
+            let v = glu4(a, u);
+            glu_block[i] = v;
+            for (var k = 0u; k < 4u; k++) { put(0u, r + k, v[k]); }
+        }
+    }
+    workgroupBarrier();
+    let inside = lid < 8u;
+    quantize4(N_OUT / 32u, 0u, r0 / 4u + lid, glu_block[min(lid, 7u)], lid, inside);
 }

@@ -10,9 +10,9 @@ diagnostic(off, subgroup_uniformity);
 // follow the float64 reference. The extra planes cost the product kernel little: what it saves is
 // converting weights to f32, not arithmetic on x.
 // Bindings:  0 params, 1 x [T, N_IN] f32 (with NORM the residual stream), 2 norm_w [N_IN] (x again
-//            without NORM), 3 xq [T, N_IN / 32, 2 PLANES] vec4<u32>, placed as x_blocks.wgsl says
+//            without NORM), 3 xq_out [T, N_IN / 32, 2 PLANES] vec4<u32>, placed as x_blocks.wgsl says
 //            (SPREAD): plane p's words of elements 0..15 are word 2p, of 16..31 word 2p + 1,
-//            4 xs [T, N_IN / 32] vec4<f32>: (d, sum of elements 0..15, sum of 16..31, 0) of x itself (the
+//            4 xs_out [T, N_IN / 32] vec4<f32>: (d, sum of elements 0..15, sum of 16..31, 0) of x itself (the
 //            weights' offsets m multiply these)
 // Formula:   NORM: x = x * norm_w / sqrt(mean(x^2) + EPS) first (the RMSNorm before a product, folded:
 //            each workgroup sums the squares of the whole row itself, a few KB from cache)
@@ -26,8 +26,8 @@ struct StepParams { pos: u32, n_tokens: u32, _pad0: u32, _pad1: u32 }
 @group(0) @binding(0) var<uniform> params: StepParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> norm_w: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> xq: array<vec4<u32>>;
-@group(0) @binding(4) var<storage, read_write> xs: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> xq_out: array<vec4<u32>>;
+@group(0) @binding(4) var<storage, read_write> xs_out: array<vec4<f32>>;
 
 override N_IN: u32;
 override NORM: bool = false;
@@ -67,5 +67,5 @@ fn quantize_x(
         v = x[row + e];
         if (NORM) { v *= scale * norm_w[e]; }
     }
-    quantize4(t, e, v, lid, inside);
+    quantize4(N_IN / 32u, t, e, v, lid, inside);
 }

@@ -8,8 +8,10 @@
 // N_IN and PLANES are the including module's overrides.
 override SPREAD: bool = false;
 
-fn xq_index(t: u32, w: u32, b: u32) -> u32 {
-    let blocks = N_IN / 32u;
+fn xq_index(t: u32, w: u32, b: u32) -> u32 { return xq_index_of(N_IN / 32u, t, w, b); }
+
+// The same for an x of `blocks` blocks (a product's output quantised for the next one, whose N_IN it is).
+fn xq_index_of(blocks: u32, t: u32, w: u32, b: u32) -> u32 {
     if (SPREAD) { return (t * 2u * PLANES + w) * blocks + b; }
     return (t * blocks + b) * 2u * PLANES + w;
 }

@@ -1,7 +1,8 @@
 // Quantising x for matvec_dot4.wgsl where it is made: the part of quantize_x.wgsl that turns 4 elements an
 // invocation into x_blocks.wgsl's planes and scales, shared with a kernel whose output is the next product's
-// x (attention_flash.wgsl's attend_combine: o's input without a dispatch of its own). The including module
-// declares xq and xs (read_write, as quantize_x.wgsl describes them) and the overrides N_IN and PLANES.
+// x (attention_flash.wgsl's attend_combine: o's input without a dispatch of its own; matvec_dot4.wgsl's
+// matvec_dot4_glu_quantized: down's). The including module declares xq_out and xs_out (read_write, as
+// quantize_x.wgsl describes its xq and xs) and the override PLANES.
 // Its workgroups are at most 256 invocations, a multiple of 8: invocations 8i .. 8i + 7 hold one block.
 
 // VMAX: the largest |v| whose top plane is a signed byte (127 (256^PLANES - 1) / 255).
@@ -10,10 +11,10 @@ fn vmax() -> f32 { return select(32639.0, 8355711.0, PLANES == 3u); }
 var<workgroup> largest: array<f32, 256>;  // each invocation's largest |x| of its 4
 var<workgroup> sums: array<f32, 256>;  // and their sum
 
-// Elements 4e .. 4e + 3 of token t's x, v, as part e % 8 of block e / 8 (lid: the invocation's index in
-// its workgroup, e % 8 == lid % 8). A workgroup barrier: every invocation calls it, `inside` false for
-// those past the row, which store nothing.
-fn quantize4(t: u32, e: u32, v: vec4<f32>, lid: u32, inside: bool) {
+// Elements 4e .. 4e + 3 of token t's x of `blocks` blocks, v, as part e % 8 of block e / 8 (lid: the
+// invocation's index in its workgroup, e % 8 == lid % 8). A workgroup barrier: every invocation calls it,
+// `inside` false for those past the row, which store nothing.
+fn quantize4(blocks: u32, t: u32, e: u32, v: vec4<f32>, lid: u32, inside: bool) {
     let a = abs(v);
     largest[lid] = max(max(a.x, a.y), max(a.z, a.w));
     sums[lid] = dot(v, vec4<f32>(1.0));
@@ -30,14 +31,14 @@ fn quantize4(t: u32, e: u32, v: vec4<f32>, lid: u32, inside: bool) {
     let half = part / 4u;
     for (var p = 0u; p < PLANES - 1u; p++) {  // peel off the low byte, signed: q = 256 h + byte
         let h = (q + vec4<i32>(128)) >> vec4<u32>(8u);
-        xq[xq_index(t, 2u * (PLANES - 1u - p) + half, b)][part % 4u] = pack_bytes(q - h * 256);
+        xq_out[xq_index_of(blocks, t, 2u * (PLANES - 1u - p) + half, b)][part % 4u] = pack_bytes(q - h * 256);
         q = h;
     }
-    xq[xq_index(t, half, b)][part % 4u] = pack_bytes(q);
+    xq_out[xq_index_of(blocks, t, half, b)][part % 4u] = pack_bytes(q);
     if (part == 0u) {
         let s0 = (sums[first] + sums[first + 1u]) + (sums[first + 2u] + sums[first + 3u]);
         let s1 = (sums[first + 4u] + sums[first + 5u]) + (sums[first + 6u] + sums[first + 7u]);
-        xs[t * (N_IN / 32u) + b] = vec4<f32>(m / vmax(), s0, s1, 0.0);
+        xs_out[t * blocks + b] = vec4<f32>(m / vmax(), s0, s1, 0.0);
     }
 }
 

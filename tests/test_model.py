@@ -99,6 +99,14 @@ def test_separate_products_of_one_x_quantise_it_once(engine, model_gguf, monkeyp
     assert len(ops["attention"].one_steps) == 2 and ops["attention"].one_steps != ops["attention"].steps
 
 
+def test_stacked_gate_up_quantises_downs_x(engine, model_gguf, monkeypatch):
+    """On GPUs one token's stacked gate_up also puts its outputs into down's integer x (Kernels.matmul's
+    quantise_out), so down takes them (x_quantised): a dispatch a layer fewer. Logits: the test below."""
+    model = _load(engine, model_gguf, monkeypatch, separate=False, variant="subgroup", dot4=True)
+    ops = {layer_op.name: layer_op.op for layer_op in model.layers[0].ops}
+    assert [len(ops[name].decode) for name in ("qkv", "o", "gate_up", "down")] == [2, 1, 2, 1]
+
+
 @pytest.mark.parametrize("mix", ["Q4_K_M", "Q3_K_M", "Q2_K", "Q5_0"])
 def test_integer_products_follow_the_scalar_ones_on_real_k_quant_files(engine, event_loop_session, requantised, mix):
     """llama.cpp's own mixes (Q4_K + Q6_K with Q5_0/Q8_0 where rows are short; Q3_K, Q2_K) through the GPUs'

@@ -90,6 +90,8 @@ def every_pipeline() -> list[dict]:
                     k.matmul(b, wtype, K.DOT4_BATCH8_ROW, 7, b, b, 9)
             if k.dot4:
                 k.matmul(b, K.Q6_K, K.DOT4_BATCH8_ROW, 7, b, b, 9, glu="silu")
+                for wtype in K.DOT4_TYPES:  # one token's gate_up quantising down's x
+                    k.matmul(b, wtype, 256, 64, b, b, 9, glu="gelu", quantise_out=True)
             for wtype, n in ((K.Q4_1, 64), (K.Q6_K, 256), (K.F16, 64)):  # the fused modes: other stores, same decoders
                 k.matmul(b, wtype, n, 7, b, b, 9, glu="silu")
                 k.matmul(b, wtype, n, 7, b, b, 9, glu="gelu")

@@ -14,7 +14,7 @@ from engine import kernel_ops, products
 from engine import kernels as K
 from engine.weight_types import TEXEL_GAPS
 
-from .conftest import assert_close, glu
+from .conftest import POISON, assert_close, glu
 
 VARIANTS = ["scalar", "subgroup"]
 TYPES = {t: gguf.GGMLQuantizationType(t) for t in sorted(K.SUPPORTED_WEIGHT_TYPES)}
@@ -330,6 +330,43 @@ def check_matmul_mode(gpu, kernels, rng, wtype, n_in, n_out, n_tokens, *, act=No
     untouched = np.ones(got.shape, dtype=bool)
     untouched[:n_tokens, cols] = False
     np.testing.assert_array_equal(got[untouched], y0[untouched], what)  # NaN == NaN here
+
+
+@pytest.mark.parametrize("wtype", [K.Q4_0, K.Q4_K, K.Q6_K, K.IQ4_XS, K.Q8_0], ids=type_name)
+@pytest.mark.parametrize("act", ["silu", "gelu"])
+def test_one_tokens_glu_quantises_the_next_products_x(gpu, kernels_for, rng, wtype, act):
+    """quantise_out (GPUs, one token): the GLU product's outputs, right against numpy, also go into the integer
+    x that products of its width read, the very bytes quantize_x makes of them, and a product that takes them
+    (matmul's x_quantised, down in the model) equals one that quantises them itself. 96 outputs: three
+    workgroups of 32, several x blocks a lane; the next product Q4_0, 40 rows."""
+    kernels = kernels_for("subgroup")
+    n_in, n_out, n_next, max_tokens = row_length(wtype, 5), 96, 40, 4
+    raw, w = quantised(rng, wtype, 2 * n_out, n_in)
+    raw_next, _ = quantised(rng, K.Q4_0, n_next, n_out)
+    x = rng.standard_normal((max_tokens, n_in)).astype(np.float32)
+    hb, y = gpu.poisoned(max_tokens * n_out * 4), gpu.poisoned(max_tokens * n_next * 4)
+    planes, sums = kernels.dot4_x(n_out, max_tokens)
+    gate_up = kernels.matmul(gpu.upload(raw), wtype, n_in, n_out, gpu.upload(x), hb, max_tokens, glu=act,
+                             quantise_out=True)
+    w_next = gpu.upload(raw_next)
+    taking, quantising = (kernels.matmul(w_next, K.Q4_0, n_out, n_next, hb, y, max_tokens, x_quantised=taken)
+                          for taken in (True, False))  # fmt: skip
+    assert [len(gate_up.decode), len(taking.decode), len(quantising.decode)] == [2, 1, 2]
+    results = []
+    for ops in ([gate_up, taking], [quantising]):  # the second quantises the first's outputs itself
+        for buffer in (planes, sums, y):
+            gpu.device.write_buffer(buffer, POISON * buffer.size)
+        gpu.run(kernels, ops, 1)
+        results.append({"planes": gpu.read(planes, n_out * 3 // 4, np.uint32),
+                        "scales and sums": gpu.read(sums, n_out // 32 * 4), "product": gpu.read(y, n_next)})
+    fused, alone = results
+    for what in fused:
+        assert fused[what].tobytes() == alone[what].tobytes(), f"{what} differ"
+    assert not np.isnan(fused["product"]).any()
+    product = x[:1].astype(np.float64) @ w.T
+    want = glu(act, product[:, :n_out], product[:, n_out:])
+    assert_close(gpu.read(hb, n_out).reshape(1, n_out), want, 1e-4, f"type {wtype} glu {act}",
+                 widen=dot4_bounds(kernels, wtype, w, x[:1], act))
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

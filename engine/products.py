@@ -57,6 +57,13 @@ DOT4_PLANES = 3
 # Invocations of matvec_dot4_glu_quantized's workgroup (one token's gate_up quantising down's x): 32 outputs, four
 # a subgroup.
 DOT4_GLU_QUANTIZED_WG = 256
+# Batches' products on GPUs whose workgroups hold TILED_STORAGE bytes: matmul_tiled.wgsl's tiles of TILE_ROWS rows
+# (half of them up rows with GLU) x TILE_TOKENS tokens on f32 x (no quantize_x), rather than matvec_dot4_batch's
+# integer products: an H200's prompt of 512 at the 8B shape 939 -> 1489 tok/s, at 1B 6072 -> 7522, every product
+# in tiles (tiles only where a step makes 256 of them left the 8B's at 1201: NOTES.md, session 19). 28 KB fit the
+# 32 KB that browsers give on desktop GPUs; 128 tokens a tile (37 KB) would not.
+TILED, TILED_STORAGE = True, 28672
+TILE_ROWS, TILE_TOKENS = 128, 64
 
 
 def dot4_x_nbytes(n_in: int) -> tuple[int, int]:
@@ -163,7 +170,13 @@ class ProductKernels:
             if max_tokens > 1:
                 few = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, norm, max_tokens, "few", rope_store)
                 few = few[reuse_x:]
-                prefill = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, None, max_tokens, "batch")[reuse_x:]
+                if self.tiles:
+                    tx, ty = split_groups(cdiv(n_out, TILE_ROWS // 2 if glu else TILE_ROWS))
+                    prefill = (self._step("matmul_tiled.wgsl", "matmul_tiled", c, buffers,
+                                          lambda n: (tx, ty, cdiv(n, TILE_TOKENS))),)
+                else:
+                    prefill = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, None, max_tokens,
+                                                "batch")[reuse_x:]
         elif self.variant == "subgroup":  # 4 rows per subgroup of 32
             gx, gy = split_groups(cdiv(n_out * per_row, 4 * SG_RPS))
             sc = {**c, "WG": 128, "ROWS": 4 * SG_RPS}
@@ -189,6 +202,11 @@ class ProductKernels:
                 buffers = [*buffers, None, *rope_buffers]
             decode = (self._step("matmul.wgsl", entry, mc, buffers, fixed((gx, gy, 1))),)
         return MatmulOp(decode, prefill, few, DOT4_FEW)
+
+    @property
+    def tiles(self) -> bool:
+        """Whether batches' integer-type products are matmul_tiled.wgsl's (GPUs with its workgroup memory)."""
+        return TILED and self.variant == "subgroup" and self.device.info.max_workgroup_storage >= TILED_STORAGE
 
     def uses_dot4(self, wtype: int) -> bool:
         """Whether products with weights of `wtype` quantise x first (see `matmul`'s reuse_x)."""

@@ -123,7 +123,9 @@ def test_gpu_variant_with_folded_norms_matches_the_scalar_one(engine, event_loop
     scalar = _logits(event_loop_session, _load(engine, model_gguf, monkeypatch, separate=False))
     # folded into qkv and gate_up, or into q, k, v, gate and up; products of f32 x, or of integer x (dot4)
     for separate, dot4 in itertools.product((False, True), (False, True)):
-        gpu = _logits(event_loop_session, _load(engine, model_gguf, monkeypatch, separate, "subgroup", dot4))
+        model = _load(engine, model_gguf, monkeypatch, separate, "subgroup", dot4)
+        assert model.kernels.tiles  # (lavapipe's 32 KB: integer types' prompts in matmul_tiled.wgsl)
+        gpu = _logits(event_loop_session, model)
         assert np.abs(scalar - gpu).max() <= 1e-4 * np.abs(scalar).max(), f"separate={separate} dot4={dot4}"
         assert (scalar.argmax(axis=1) == gpu.argmax(axis=1)).all()
 

@@ -32,6 +32,7 @@ class AdapterInfo:
     max_storage_binding: int
     max_buffer_size: int
     max_texture_2d: int = 8192  # texels a 2D texture may have along each side (WebGPU's default)
+    max_workgroup_storage: int = 16384  # bytes of workgroup memory a workgroup may have (WebGPU's default)
 
     def weight_binding(self, texels: bool) -> int:
         """Bytes of the largest tensor one binding holds: a storage buffer's, or with texels the whole texel rows

@@ -219,6 +219,7 @@ async def open_browser_device() -> BrowserDevice:
         "maxStorageBufferBindingSize": limits.maxStorageBufferBindingSize,
         "maxBufferSize": limits.maxBufferSize,
         "maxTextureDimension2D": limits.maxTextureDimension2D,
+        "maxComputeWorkgroupStorageSize": limits.maxComputeWorkgroupStorageSize,
     }
     device = await adapter.requestDevice(_js({"requiredFeatures": features, "requiredLimits": required}))
     _report_gpu_errors(device)
@@ -233,5 +234,6 @@ async def open_browser_device() -> BrowserDevice:
         max_storage_binding=int(limits.maxStorageBufferBindingSize),
         max_buffer_size=int(limits.maxBufferSize),
         max_texture_2d=int(limits.maxTextureDimension2D),
+        max_workgroup_storage=int(limits.maxComputeWorkgroupStorageSize),
     )
     return BrowserDevice(adapter, device, info)

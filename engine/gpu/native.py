@@ -256,7 +256,8 @@ async def open_native_device() -> NativeDevice:
         raise GpuUnavailable("no WebGPU adapter found (install mesa-vulkan-drivers for a CPU device)")
     wanted = [name for name in adapter.features if name in _FEATURE_NAMES]
     limits = adapter.limits
-    wanted_limits = ("max-storage-buffer-binding-size", "max-buffer-size", "max-texture-dimension-2d")
+    wanted_limits = ("max-storage-buffer-binding-size", "max-buffer-size", "max-texture-dimension-2d",
+                     "max-compute-workgroup-storage-size")
     required_limits = {name: limits[name] for name in wanted_limits if name in limits}
     device = await adapter.request_device_async(required_features=wanted, required_limits=required_limits)
     raw = adapter.info
@@ -268,6 +269,7 @@ async def open_native_device() -> NativeDevice:
         max_storage_binding=limits.get("max-storage-buffer-binding-size", 1 << 27),
         max_buffer_size=limits.get("max-buffer-size", 1 << 28),
         max_texture_2d=limits.get("max-texture-dimension-2d", 8192),
+        max_workgroup_storage=limits.get("max-compute-workgroup-storage-size", 16384),
     )
     return NativeDevice(adapter, device, info)
 

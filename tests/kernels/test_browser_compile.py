@@ -37,9 +37,9 @@ class FakeBuffer:
 class RecordingDevice:
     """Just enough of the seam for Kernels to build ops; remembers each pipeline it is asked for."""
 
-    info = AdapterInfo("test", "recorder", False, frozenset({"subgroups", "shader-f16"}), 1 << 30, 1 << 31)
-
-    def __init__(self):
+    def __init__(self, workgroup_storage: int = 16384):
+        self.info = AdapterInfo("test", "recorder", False, frozenset({"subgroups", "shader-f16"}), 1 << 30, 1 << 31,
+                                max_workgroup_storage=workgroup_storage)
         self.pipelines: dict[tuple, dict] = {}
 
     def create_buffer(self, size, role="storage", label=""):
@@ -76,7 +76,15 @@ class RecordingDevice:
 
 
 def every_pipeline() -> list[dict]:
-    device = RecordingDevice()
+    pipelines = {}
+    for workgroup_storage in (16384, 32768):  # WebGPU's default; what takes batches' products in tiles
+        device = RecordingDevice(workgroup_storage)
+        _build_every_op(device)
+        pipelines.update(device.pipelines)
+    return list(pipelines.values())
+
+
+def _build_every_op(device: RecordingDevice) -> None:
     b = FakeBuffer(1 << 16)
     for variant in K.VARIANTS:
         for kv_f16 in (False, True):
@@ -130,7 +138,6 @@ def every_pipeline() -> list[dict]:
                 k.add_bias(b, FakeBuffer(64), n)
             k.argmax(b, FakeBuffer(64), 1000)
             k.penalize(b, 1000, 64)
-    return list(device.pipelines.values())
 
 
 # Each module once (the pipelines share 30 texts), its pipelines a few at a time: Dawn compiles
@@ -139,7 +146,8 @@ COMPILE_ALL = """async (pipelines) => {
   const adapter = await navigator.gpu.requestAdapter();
   if (!adapter) return ["no WebGPU adapter"];
   const features = [...adapter.features].filter(f => f === "subgroups" || f === "shader-f16");
-  const device = await adapter.requestDevice({requiredFeatures: features});
+  const requiredLimits = {maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize};
+  const device = await adapter.requestDevice({requiredFeatures: features, requiredLimits});
   const problems = [];
   const modules = new Map();
   for (const p of pipelines) {

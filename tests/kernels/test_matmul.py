@@ -196,7 +196,9 @@ def test_batch_subgroups_that_take_several_row_groups(gpu, kernels_for, rng, mon
 @pytest.mark.parametrize("wtype", [K.Q4_0, K.Q6_K, K.IQ4_XS, K.Q5_1], ids=type_name)
 def test_long_rows_batches_take_eight_rows_a_subgroup(gpu, kernels_for, rng, wtype, monkeypatch):
     """Batches' products of rows of at least DOT4_BATCH8_ROW take matvec_dot4_batch8: rows not a multiple of eight
-    or of a workgroup's, plain, GLU (gate and up rows eight apiece) and accumulating; shorter rows keep four."""
+    or of a workgroup's, plain, GLU (gate and up rows eight apiece) and accumulating; shorter rows keep four.
+    (Where workgroups hold no tiles: matmul_tiled.wgsl takes batches elsewhere.)"""
+    monkeypatch.setattr(products, "TILED", False)
     kernels = K.Kernels(kernels_for("subgroup").device, variant="subgroup")
     entries, step = [], kernels._step
     monkeypatch.setattr(kernels, "_step", lambda *a: entries.append(a[1]) or step(*a))

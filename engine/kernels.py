@@ -100,10 +100,11 @@ def resolve_variant(info, variant: str | None = None) -> str:
     return variant
 
 
-# Tokens a step holds unless Model.load is told (max_batch): a prompt runs in steps of this many. GPUs 256 (H200,
-# prefill of 512 tokens: 8B Q4_0 830 -> 926 tok/s from 64, 1B 4892 -> 5856; 512 added 0-1 %); CPU adapters 64:
-# their token tiles gain nothing from more, and their attention scores grow with it (NOTES.md).
-STEP_TOKENS = {"subgroup": 256, "scalar": 64}
+# Tokens a step holds unless Model.load is told (max_batch): a prompt runs in steps of this many. GPUs 512: with
+# prompts' products in tiles (H200, prefill of 512 tokens: 1B Q4_0 7500 -> 9850 tok/s from 256, 8B 1490 -> 1553;
+# the 1B shape's o and down make 64 tiles a step of 256, too few for the GPU's 132 cores); CPU adapters 64: their
+# token tiles gain nothing from more, and their attention scores grow with it (NOTES.md).
+STEP_TOKENS = {"subgroup": 512, "scalar": 64}
 class Kernels(ProductKernels, AttentionKernels, WeightBinding):
     """Compiles and caches pipelines for one device, and builds the ops the model records."""
 

@@ -22,8 +22,9 @@ def _prompt_ids(engine: Engine, n: int) -> list[int]:
     return engine.tokenizer.encode(words)[:n]
 
 
-async def bench_engine(path, n_prompt: int, n_decode: int, ignore_eos: bool = False) -> tuple[float, float, str]:
-    engine = await Engine.load(path, n_ctx=n_prompt + n_decode + 8)
+async def bench_engine(path, n_prompt: int, n_decode: int, ignore_eos: bool = False, **model_options
+                       ) -> tuple[float, float, str]:
+    engine = await Engine.load(path, n_ctx=n_prompt + n_decode + 8, **model_options)
     return (*await measure(engine, n_prompt, n_decode, ignore_eos), engine.model.device.info.device)
 
 

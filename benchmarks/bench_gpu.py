@@ -6,7 +6,8 @@ prefill of --prompt tokens, and decode of --decode tokens at depth 0 and at --de
 --repeats; then the ratios, and the floor decode could reach: the weight bytes a token reads (every matrix
 once; one row of the embedding) over the bandwidth a plain WGSL kernel reads one buffer at. llama.cpp is its
 own llama-bench (`--llama-bench PATH`, built with CUDA from the pinned llama-cpp-python sdist's vendor/llama.cpp); with
-`--torch`, Hugging Face transformers' LlamaForCausalLM of the same shape joins as a second peer (float16).
+`--torch`, Hugging Face transformers' LlamaForCausalLM of the same shape joins as a second peer (float16); with
+`--f16-prompts`, the engine's prefill in f16 tiles (Model.load's f16_prompts) as a row of its own.
 
 Usage: python benchmarks/bench_gpu.py --llama-bench /tmp/llama.cpp/build/bin/llama-bench A.gguf [B.gguf ...]
 """
@@ -116,6 +117,8 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--torch", action="store_true", help="transformers on CUDA as a second peer")
+    parser.add_argument("--f16-prompts", action="store_true",
+                        help="also the engine's prefill with f16 prompts (Model.load's f16_prompts)")
     args = parser.parse_args()
     bandwidth = asyncio.run(read_bandwidth())
     print(f"read bandwidth {bandwidth / 1e12:.2f} TB/s; tokens/s, best of {args.repeats}; ratio = engine / peer")
@@ -135,13 +138,19 @@ def main() -> None:
                                  args.repeats)  # fmt: skip
             rows["llama.cpp"] = (tests[f"pp{args.prompt}"], tests[f"tg{args.decode}@0"],
                                  tests[f"tg{args.decode}@{args.depth}"])  # fmt: skip
+        if args.f16_prompts:  # (its decode is the default's: only prompts' products change)
+            f16 = [asyncio.run(bench_engine(path, args.prompt, 8, True, f16_prompts=True))[0]
+                   for _ in range(args.repeats)]
+            rows["engine f16"] = (max(f16), float("nan"), float("nan"))
         if args.torch:
             pre, dec = bench_torch(path, args.prompt, args.decode)
             rows["torch f16"] = (pre, dec, float("nan"))
         for side, (pre, d0, dd) in rows.items():
             print(f"{path.name:24s} {side:10s} {pre:9.1f} {d0:8.1f} {dd:8.1f} {floor:7.1f}")
-            if side != "engine":
+            if not side.startswith("engine"):
                 print(f"{'':24s} {'ratio':10s} {engine[0] / pre:9.2f} {engine[1] / d0:8.2f} {engine[2] / dd:8.2f}")
+                if "engine f16" in rows:
+                    print(f"{'':24s} {'ratio f16':10s} {rows['engine f16'][0] / pre:9.2f}")
         print(f"{'':24s} {'depth kept':10s} {'':9s} {'':8s} {engine[2] / engine[1]:8.2f}")
 
 

@@ -108,11 +108,19 @@ STEP_TOKENS = {"subgroup": 512, "scalar": 64}
 class Kernels(ProductKernels, AttentionKernels, WeightBinding):
     """Compiles and caches pipelines for one device, and builds the ops the model records."""
 
-    def __init__(self, device, *, variant: str | None = None, kv_f16: bool = False, dot4: bool = True):
-        """dot4: products on GPUs quantise x and multiply integers (products.py; see dot4_pays)."""
+    def __init__(self, device, *, variant: str | None = None, kv_f16: bool = False, dot4: bool = True,
+                 f16_prompts: bool = False):
+        """dot4: products on GPUs quantise x and multiply integers (products.py; see dot4_pays).
+        f16_prompts: prompts' products in f16 tiles (matmul_tiled_f16.wgsl; the adapter needs shader-f16). An
+        H200's prefill at the 8B shape gains 14 %, but the default model's logits move ~6e-3 of their largest
+        (its outlier channels; peers' f16 and int8 products move them so too): off unless asked for, since
+        f32's follow the float64 reference (DOT4_PLANES made the same choice for one token's integer x)."""
         info = device.info
         variant = resolve_variant(info, variant)
         self.device, self.variant, self.kv_f16 = device, variant, kv_f16
+        if f16_prompts and "shader-f16" not in info.features:
+            raise ValueError("f16 prompts need an adapter with the 'shader-f16' feature")
+        self.f16_prompts = f16_prompts
         self.dot4 = dot4 and variant == "subgroup"
         self.weights_in_texels = weights_in_texels(variant)  # (Uploader makes the model's weights so)
         # lavapipe runs 8 lanes at a time: small workgroups spread rows over its threads.

@@ -172,7 +172,7 @@ class ProductKernels:
                 few = few[reuse_x:]
                 if self.tiles:
                     tx, ty = split_groups(cdiv(n_out, TILE_ROWS // 2 if glu else TILE_ROWS))
-                    prefill = (self._step("matmul_tiled.wgsl", "matmul_tiled", c, buffers,
+                    prefill = (self._step(self.tiles_file, "matmul_tiled", c, buffers,
                                           lambda n: (tx, ty, cdiv(n, TILE_TOKENS))),)
                 else:
                     prefill = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, None, max_tokens,
@@ -207,6 +207,11 @@ class ProductKernels:
     def tiles(self) -> bool:
         """Whether batches' integer-type products are matmul_tiled.wgsl's (GPUs with its workgroup memory)."""
         return TILED and self.variant == "subgroup" and self.device.info.max_workgroup_storage >= TILED_STORAGE
+
+    @property
+    def tiles_file(self) -> str:
+        """The module of batches' tiles: f16 ones with f16_prompts (Kernels)."""
+        return "matmul_tiled_f16.wgsl" if self.f16_prompts else "matmul_tiled.wgsl"
 
     def uses_dot4(self, wtype: int) -> bool:
         """Whether products with weights of `wtype` quantise x first (see `matmul`'s reuse_x)."""

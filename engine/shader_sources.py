@@ -20,7 +20,10 @@ _ROPE_STORE = ("rope_store.wgsl", "rotations.wgsl", "kv_rows.wgsl", "positions.w
 _LIBRARIES = {
     "matmul.wgsl": (*_ROPE_STORE, "activations.wgsl", "quant.wgsl", WEIGHTS),
     "matmul_subgroup.wgsl": ("matmul.wgsl", *_ROPE_STORE, "activations.wgsl", "quant.wgsl", WEIGHTS),
-    "matmul_tiled.wgsl": ("matmul.wgsl", *_ROPE_STORE, "activations.wgsl", "quant.wgsl", WEIGHTS),
+    "matmul_tiled.wgsl": ("tiles.wgsl", "matmul.wgsl", *_ROPE_STORE, "activations.wgsl", "quant.wgsl", WEIGHTS),
+    "matmul_tiled_f16.wgsl": (
+        "tiles.wgsl", "matmul.wgsl", *_ROPE_STORE, "activations.wgsl", "quant.wgsl", WEIGHTS,
+    ),
     "matvec_dot4.wgsl": (
         "matmul.wgsl", *_ROPE_STORE, "activations.wgsl", "quant.wgsl", WEIGHTS, "x_blocks.wgsl", "x_quantize.wgsl",
     ),

@@ -5,8 +5,10 @@
 // Every invocation fetches the next block (half a row's integers, int_parts, and two vec4s of x) into
 // registers before it multiplies the current one, so those loads are in flight during the multiply-adds.
 //
-// An extension of matmul.wgsl: kernels.py appends matmul.wgsl, activations.wgsl, quant.wgsl and the type's
-// weight library, so params, x, y, put, glu4, clamp_row, share_tables and int_parts are theirs.
+// matmul_tiled_f16.wgsl is the same product in f16 where the adapter has shader-f16.
+//
+// An extension of matmul.wgsl: kernels.py appends tiles.wgsl, matmul.wgsl, activations.wgsl, quant.wgsl and the
+// type's weight library, so params, x, y, put, glu4, clamp_row, share_tables and int_parts are theirs.
 // Bindings:  0 params, 1 w the weights' GGUF bytes [N_OUT, N_IN] (2 * N_OUT rows with GLU), 2 x [T, N_IN] f32,
 //            3 y [T, N_OUT] f32 (ACCUMULATE, Y_STRIDE, Y_COL as in matmul.wgsl)
 // Formula:   y[t, r] = sum_k W[r, k] x[t, k]; GLU: act(gate row r . x) * (up row N_OUT + r . x)
@@ -17,33 +19,8 @@
 // quarter of a subgroup loads lie in different banks (a tile row is 9 vec4s, one of them padding), the
 // tokens are two a subgroup (broadcast), and with GLU each invocation holds a gate row's sums and its up row's.
 
-const TILE_ROWS = 128u;
-const TILE_TOKENS = 64u;
-const PITCH = 9u;  // vec4s a tile row: a block's 8 and one of padding
-
 var<workgroup> tile_w: array<vec4<f32>, 1152>;  // TILE_ROWS x PITCH
 var<workgroup> tile_x: array<vec4<f32>, 576>;  // TILE_TOKENS x PITCH
-
-// The weight row that tile row i holds for the outputs from r0.
-fn tile_row(r0: u32, i: u32) -> u32 {
-    if (GLU) { return clamp_row(select(N_OUT + r0 + i - 64u, r0 + i, i < 64u)); }
-    return clamp_row(r0 + i);
-}
-
-// Four signed bytes as f32.
-fn tile_bytes(q: u32) -> vec4<f32> {
-    let v = bitcast<i32>(q);
-    return vec4<f32>(vec4<i32>(v << 24u, v << 16u, v << 8u, v) >> vec4<u32>(24u));
-}
-
-// What an invocation fetches of one block: half a tile row's integers (its scale and offset) and two vec4s of x.
-struct Fetched { q: vec4<u32>, d: f32, m: f32, x0: vec4<f32>, x1: vec4<f32> }
-
-fn fetch(w_row: u32, hi: bool, b: u32, x_base0: u32, x_base1: u32) -> Fetched {
-    let p = int_parts(w_row, b);
-    return Fetched(select(p.lo, p.hi, hi), select(p.d.x, p.d.y, hi), select(p.m.x, p.m.y, hi),
-                   x[x_base0 + 8u * b], x[x_base1 + 8u * b]);
-}
 
 @compute @workgroup_size(256)
 fn matmul_tiled(
@@ -109,12 +86,4 @@ fn matmul_tiled(
     put_tokens(r0 + tr + 80u, t0 + tc, a5);
     put_tokens(r0 + tr + 96u, t0 + tc, a6);
     put_tokens(r0 + tr + 112u, t0 + tc, a7);
-}
-
-// Output row r of tokens t, t + 16, t + 32 and t + 48 (those of them in the batch).
-fn put_tokens(r: u32, t: u32, v: vec4<f32>) {
-    if (r >= N_OUT) { return; }
-    for (var j = 0u; j < 4u; j++) {
-        if (t + 16u * j < params.n_tokens) { put(t + 16u * j, r, v[j]); }
-    }
 }

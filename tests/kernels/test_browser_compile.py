@@ -81,6 +81,15 @@ def every_pipeline() -> list[dict]:
         device = RecordingDevice(workgroup_storage)
         _build_every_op(device)
         pipelines.update(device.pipelines)
+    k = K.Kernels(device, variant="subgroup", f16_prompts=True)  # prompts' tiles in f16
+    b = FakeBuffer(1 << 16)
+    for wtype in sorted(K.DOT4_TYPES):
+        k.matmul(b, wtype, 256, 7, b, b, 9)
+    for glu in K.GLU_ACTIVATIONS:
+        k.matmul(b, K.Q4_K, 256, 7, b, b, 9, glu=glu)
+    k.matmul(b, K.Q4_0, 64, 7, b, FakeBuffer(64), 9, accumulate=True)
+    k.matmul(b, K.Q4_0, 64, 7, b, b, 9, y_stride=12, y_col=4)
+    pipelines.update(device.pipelines)
     return list(pipelines.values())
 
 
@@ -146,6 +155,9 @@ COMPILE_ALL = """async (pipelines) => {
   const adapter = await navigator.gpu.requestAdapter();
   if (!adapter) return ["no WebGPU adapter"];
   const features = [...adapter.features].filter(f => f === "subgroups" || f === "shader-f16");
+  // Without shader-f16 (SwiftShader), an f16 module is checked as f32: every rule but f16's own.
+  const asF32 = (code) => code.replace(/^enable f16;/m, "").replace(/\\bf16\\b/g, "f32");
+  const f16 = adapter.features.has("shader-f16");
   const requiredLimits = {maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize};
   const device = await adapter.requestDevice({requiredFeatures: features, requiredLimits});
   const problems = [];
@@ -153,7 +165,8 @@ COMPILE_ALL = """async (pipelines) => {
   for (const p of pipelines) {
     if (modules.has(p.code)) continue;
     device.pushErrorScope("validation");
-    const module = device.createShaderModule({code: p.code});
+    const code = !f16 && p.code.startsWith("enable f16;") ? asF32(p.code) : p.code;
+    const module = device.createShaderModule({code});
     const info = await module.getCompilationInfo();
     for (const m of info.messages) {
       if (m.type !== "info") problems.push(`${p.entry}: ${m.type} at ${m.lineNum}:${m.linePos}: ${m.message}`);

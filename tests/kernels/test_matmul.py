@@ -64,22 +64,40 @@ def quantised(rng, wtype: int, n_out: int, n_in: int) -> tuple[bytes, np.ndarray
 
 
 def dot4_bounds(kernels, wtype: int, w: np.ndarray, x: np.ndarray, act: str | None = None) -> np.ndarray | None:
-    """dot4_bound for each token of x (assert_close's widen) when the product goes through quantize_x.wgsl's
-    integer x (matvec_dot4, on GPUs), else None."""
+    """assert_close's widen for each token of x where the product is not f32's: integer x (quantize_x.wgsl's,
+    matvec_dot4 on GPUs: dot4_bound), or a batch in f16 tiles (tiles_f16_bound); None for f32 products, the
+    f32 tiles' among them."""
     if not kernels.uses_dot4(wtype):
         return None
-    return np.stack([dot4_bound(w, row, act) for row in np.atleast_2d(x)])
+    x = np.atleast_2d(x)
+    if len(x) > products.DOT4_FEW and kernels.tiles:  # a batch: matmul_tiled.wgsl, f32 x
+        if kernels.tiles_file != "matmul_tiled_f16.wgsl":
+            return None
+        return np.stack([tiles_f16_bound(w, row, act) for row in x])
+    return np.stack([dot4_bound(w, row, act) for row in x])
 
 
 def dot4_bound(w: np.ndarray, x: np.ndarray, act: str | None = None) -> np.ndarray:
     """How far one token's product through quantised x may be from f32's, per output: each element of x is
     off by at most half a step (its block's largest |x| / 8355711 / 2 with three planes), so row r by
-    sum_k |W[r, k]| half_step[k]; through GLU act(g) u, by |act'| <= 1.2 times g's error times |u|, plus
-    |act(g)| times u's error. A wrong quant or scale misses by far more."""
+    sum_k |W[r, k]| half_step[k]. A wrong quant or scale misses by far more."""
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     largest = 127 * (256**K.DOT4_PLANES - 1) // 255  # the top plane a signed byte: 32639 for two planes
     half_step = np.repeat(np.abs(x).reshape(-1, 32).max(axis=1) / largest / 2, 32)
-    rows = np.abs(w) @ half_step
+    return through_glu(w, x, np.abs(w) @ half_step, act)
+
+
+def tiles_f16_bound(w: np.ndarray, x: np.ndarray, act: str | None = None) -> np.ndarray:
+    """How far one token's product in f16 tiles may be from f32's, per output: W and x rounded to f16 (2^-11 of
+    each, so 2^-10 of a term at most), and each block's 32 terms summed in f16 (typically ~2^-12 of the block's
+    |terms|; allowed 2^-10). A wrong block, row or token misses by a fair part of the output itself."""
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    return through_glu(w, x, 2.0**-9 * (np.abs(w) @ np.abs(x)), act)
+
+
+def through_glu(w: np.ndarray, x: np.ndarray, rows: np.ndarray, act: str | None) -> np.ndarray:
+    """Rows' error bounds `rows` after GLU act(g) u (gate rows first, then up rows): by |act'| <= 1.2 times
+    g's error times |u|, plus |act(g)| times u's error."""
     if act is None:
         return rows
     n = len(rows) // 2
@@ -210,6 +228,24 @@ def test_long_rows_batches_take_eight_rows_a_subgroup(gpu, kernels_for, rng, wty
     assert entries.count("matvec_dot4_batch8") == 3 and "matvec_dot4_batch" not in entries
     check_matmul(gpu, kernels, rng, wtype, n_in - row_length(wtype, 1), 37, products.DOT4_FEW + 3)
     assert "matvec_dot4_batch" in entries
+
+
+@pytest.mark.parametrize("f16", [False, True], ids=["f32", "f16"])
+@pytest.mark.parametrize("wtype", [K.Q4_0, K.Q5_1, K.Q8_0, K.Q4_K, K.Q6_K, K.Q2_K, K.IQ4_XS], ids=type_name)
+def test_prompts_products_in_tiles(gpu, kernels_for, rng, wtype, f16, monkeypatch):
+    """Batches in matmul_tiled.wgsl (f32) or matmul_tiled_f16.wgsl: two token tiles and part of a third,
+    rows a partial tile (130; GLU's 65 outputs of 64 a tile), accumulating, and into columns of wider rows."""
+    kernels = K.Kernels(kernels_for("subgroup").device, variant="subgroup", f16_prompts=f16)
+    assert kernels.tiles and kernels.tiles_file == ("matmul_tiled_f16.wgsl" if f16 else "matmul_tiled.wgsl")
+    entries, step = [], kernels._step
+    monkeypatch.setattr(kernels, "_step", lambda *a: entries.append(a[0]) or step(*a))
+    n_in = row_length(wtype, 3 if wtype in F16_FIELDS else 7)
+    check_matmul(gpu, kernels, rng, wtype, n_in, 130, 2 * products.TILE_TOKENS + 5)
+    check_matmul(gpu, kernels, rng, wtype, n_in, 3, products.DOT4_FEW + 1, max_tokens=products.TILE_TOKENS + 3)
+    check_matmul_mode(gpu, kernels, rng, wtype, n_in, 65, products.TILE_TOKENS + 1, act="silu")
+    check_matmul_mode(gpu, kernels, rng, wtype, n_in, 33, 17, accumulate=True)
+    check_matmul_mode(gpu, kernels, rng, wtype, n_in, 20, 12, y_col=3)
+    assert entries.count(kernels.tiles_file) == 5
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

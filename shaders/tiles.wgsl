@@ -1,0 +1,37 @@
+// What matmul_tiled.wgsl (f32 tiles) and matmul_tiled_f16.wgsl (f16 tiles) share: the tile's shape, which
+// weight row each tile row holds, what an invocation fetches of a block, and the stores of its sums.
+// A workgroup of 256 takes TILE_ROWS weight rows x TILE_TOKENS tokens, a block of 32 columns a step; with GLU
+// the tile's rows 0..63 are the gate rows of outputs r0.. and rows 64..127 their up rows.
+
+const TILE_ROWS = 128u;
+const TILE_TOKENS = 64u;
+const PITCH = 9u;  // vec4s a tile row of weights: a block's 8 and one of padding
+
+// The weight row that tile row i holds for the outputs from r0.
+fn tile_row(r0: u32, i: u32) -> u32 {
+    if (GLU) { return clamp_row(select(N_OUT + r0 + i - 64u, r0 + i, i < 64u)); }
+    return clamp_row(r0 + i);
+}
+
+// Four signed bytes as f32.
+fn tile_bytes(q: u32) -> vec4<f32> {
+    let v = bitcast<i32>(q);
+    return vec4<f32>(vec4<i32>(v << 24u, v << 16u, v << 8u, v) >> vec4<u32>(24u));
+}
+
+// What an invocation fetches of one block: half a tile row's integers (its scale and offset) and two vec4s of x.
+struct Fetched { q: vec4<u32>, d: f32, m: f32, x0: vec4<f32>, x1: vec4<f32> }
+
+fn fetch(w_row: u32, hi: bool, b: u32, x_base0: u32, x_base1: u32) -> Fetched {
+    let p = int_parts(w_row, b);
+    return Fetched(select(p.lo, p.hi, hi), select(p.d.x, p.d.y, hi), select(p.m.x, p.m.y, hi),
+                   x[x_base0 + 8u * b], x[x_base1 + 8u * b]);
+}
+
+// Output row r of tokens t, t + 16, t + 32 and t + 48 (those of them in the batch).
+fn put_tokens(r: u32, t: u32, v: vec4<f32>) {
+    if (r >= N_OUT) { return; }
+    for (var j = 0u; j < 4u; j++) {
+        if (t + 16u * j < params.n_tokens) { put(t + 16u * j, r, v[j]); }
+    }
+}

@@ -44,6 +44,8 @@ from .products import (  # noqa: F401  (tests name these as kernels.X)
     check_glu,
     dot4_pays,
     dot4_x_nbytes,
+    dot4_x_tokens,
+    tiles_fit,
 )
 from .shader_sources import load_shader, module_parts  # noqa: F401  (tests read shaders as kernels.load_shader)
 from .weight_binding import WeightBinding

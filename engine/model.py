@@ -84,7 +84,7 @@ class Model:
         dot4 = K.dot4_pays(config.dim) if dot4 is None else dot4
         texels = K.weights_in_texels(variant)
         plan = plan_memory(config, gguf.tensors, n_ctx, max_batch, kv_f16, device.info.weight_binding(texels),
-                           variant, dot4=dot4, n_seqs=n_seqs)
+                           variant, dot4=dot4, n_seqs=n_seqs, tiles=K.tiles_fit(device.info, variant))
         plan.check(device.info, memory_budget)
         kernels = K.Kernels(device, variant=variant, kv_f16=kv_f16, dot4=dot4, f16_prompts=f16_prompts)
         model = cls(device, config, n_ctx, max_batch, kernels, n_seqs)

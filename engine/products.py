@@ -71,6 +71,18 @@ def dot4_x_nbytes(n_in: int) -> tuple[int, int]:
     return n_in * DOT4_PLANES, n_in // 32 * 16
 
 
+def tiles_fit(info, variant: str) -> bool:
+    """Whether batches' integer-type products are matmul_tiled.wgsl's on this adapter (an AdapterInfo): GPUs
+    whose workgroups hold the tiles."""
+    return TILED and variant == "subgroup" and info.max_workgroup_storage >= TILED_STORAGE
+
+
+def dot4_x_tokens(max_tokens: int, tiles: bool) -> int:
+    """Tokens the integer x scratch holds for products of up to max_tokens: with tiles only one token's and a
+    few tokens' products quantise x (batches read it as f32), so DOT4_FEW at most."""
+    return min(max_tokens, DOT4_FEW) if tiles else max_tokens
+
+
 def dot4_pays(dim: int) -> bool:
     """Whether a model of this width runs its products as matvec_dot4 on GPUs (Kernels' dot4)."""
     return dim >= DOT4_MIN_DIM
@@ -206,7 +218,7 @@ class ProductKernels:
     @property
     def tiles(self) -> bool:
         """Whether batches' integer-type products are matmul_tiled.wgsl's (GPUs with its workgroup memory)."""
-        return TILED and self.variant == "subgroup" and self.device.info.max_workgroup_storage >= TILED_STORAGE
+        return tiles_fit(self.device.info, self.variant)
 
     @property
     def tiles_file(self) -> str:
@@ -220,7 +232,8 @@ class ProductKernels:
     def dot4_x(self, n_in: int, max_tokens: int) -> tuple:
         """The scratch where x of n_in inputs goes as integers (planes, then scales and sums), which every
         product of this width and max_tokens and what quantises x for them share."""
-        q_bytes, s_bytes = (n * max_tokens for n in dot4_x_nbytes(n_in))
+        tokens = dot4_x_tokens(max_tokens, self.tiles)
+        q_bytes, s_bytes = (n * tokens for n in dot4_x_nbytes(n_in))
         return self._shared_scratch(q_bytes, "dot4 x q"), self._shared_scratch(s_bytes, "dot4 x s")
 
     @staticmethod

@@ -71,19 +71,5 @@ fn matmul_tiled(
         }
         workgroupBarrier();
     }
-    if (GLU) {
-        put_tokens(r0 + tr, t0 + tc, glu4(a0, a4));
-        put_tokens(r0 + tr + 16u, t0 + tc, glu4(a1, a5));
-        put_tokens(r0 + tr + 32u, t0 + tc, glu4(a2, a6));
-        put_tokens(r0 + tr + 48u, t0 + tc, glu4(a3, a7));
-        return;
-    }
-    put_tokens(r0 + tr, t0 + tc, a0);
-    put_tokens(r0 + tr + 16u, t0 + tc, a1);
-    put_tokens(r0 + tr + 32u, t0 + tc, a2);
-    put_tokens(r0 + tr + 48u, t0 + tc, a3);
-    put_tokens(r0 + tr + 64u, t0 + tc, a4);
-    put_tokens(r0 + tr + 80u, t0 + tc, a5);
-    put_tokens(r0 + tr + 96u, t0 + tc, a6);
-    put_tokens(r0 + tr + 112u, t0 + tc, a7);
+    put_sums(r0 + tr, t0 + tc, a0, a1, a2, a3, a4, a5, a6, a7);
 }

@@ -28,6 +28,27 @@ fn fetch(w_row: u32, hi: bool, b: u32, x_base0: u32, x_base1: u32) -> Fetched {
                    x[x_base0 + 8u * b], x[x_base1 + 8u * b]);
 }
 
+// An invocation's sums into y: rows r + 16 k (k < 8) of tokens t + 16 j (j < 4), a vec4 a row; with GLU the first
+// four are the gate rows of outputs r + 16 k, the last four their up rows.
+fn put_sums(r: u32, t: u32, a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>,
+            a4: vec4<f32>, a5: vec4<f32>, a6: vec4<f32>, a7: vec4<f32>) {
+    if (GLU) {
+        put_tokens(r, t, glu4(a0, a4));
+        put_tokens(r + 16u, t, glu4(a1, a5));
+        put_tokens(r + 32u, t, glu4(a2, a6));
+        put_tokens(r + 48u, t, glu4(a3, a7));
+        return;
+    }
+    put_tokens(r, t, a0);
+    put_tokens(r + 16u, t, a1);
+    put_tokens(r + 32u, t, a2);
+    put_tokens(r + 48u, t, a3);
+    put_tokens(r + 64u, t, a4);
+    put_tokens(r + 80u, t, a5);
+    put_tokens(r + 96u, t, a6);
+    put_tokens(r + 112u, t, a7);
+}
+
 // Output row r of tokens t, t + 16, t + 32 and t + 48 (those of them in the batch).
 fn put_tokens(r: u32, t: u32, v: vec4<f32>) {
     if (r >= N_OUT) { return; }

@@ -15,6 +15,7 @@ from engine.gguf import open_gguf
 from engine.gpu import STORAGE, TEXEL_BYTES, TEXELS_A_ROW, AdapterInfo, texel_rows
 from engine.memory import format_bytes, model_buffers, parse_size, plan_memory, row_ranges
 from engine.model import Model
+from engine.products import DOT4_FEW, dot4_x_nbytes, tiles_fit
 from engine.weight_types import TEXEL_GAPS, texel_layout_bytes
 from tests.test_cli import _error_of
 
@@ -172,6 +173,12 @@ def test_the_plan_matches_what_the_device_allocates(engine, model_gguf, monkeypa
     made = _load_counting(engine.model.device, model_gguf, monkeypatch, n_ctx=n_ctx, max_batch=max_batch, **kw)
     assert ("attention partials" in dict(made)) == (variant == "subgroup")
     assert ("dot4 x q" in dict(made)) == dot4
+    tiles = tiles_fit(engine.model.device.info, variant)  # (lavapipe's subgroup variant: prompts in tiles)
+    assert tiles == (variant == "subgroup")
+    if dot4:  # batches in tiles read f32 x: the integer x holds a few tokens, not max_batch
+        width = _config(model_gguf).dim
+        assert ("dot4 x q", dot4_x_nbytes(width)[0] * DOT4_FEW) in made
+    kw["tiles"] = tiles
     assert ("row_tokens" in dict(made)) == (n_seqs > 1)
     texel_row = TEXELS_A_ROW * TEXEL_BYTES
     downs = [n for label, n in made if label.endswith("ffn_down.weight")]

@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--n-ctx", type=int, default=DEFAULT_N_CTX, help="context size to allocate (tokens)")
     common.add_argument("--memory-budget", metavar="SIZE",
                         help="refuse a model that needs more GPU memory than this, e.g. 6GiB (default: no budget)")
+    common.add_argument("--f16-prompts", action="store_true",
+                        help="prompts' products in f16 on GPUs with shader-f16: faster prefill, less exact logits")
     gen = sub.add_parser("generate", parents=[common], help="complete one conversation, print the answer")
     gen.add_argument("--messages", type=Path, help="a JSON list of {role, content} messages")
     gen.add_argument("prompt", nargs="?", help="the user's message (read from stdin when absent)")
@@ -89,7 +91,8 @@ class ProgressBar:
 async def _load(args: argparse.Namespace):
     from .engine import Engine
 
-    return await Engine.load(args.model, n_ctx=args.n_ctx, memory_budget=args.memory_budget, progress=ProgressBar())
+    return await Engine.load(args.model, n_ctx=args.n_ctx, memory_budget=args.memory_budget,
+                             f16_prompts=args.f16_prompts, progress=ProgressBar())
 
 
 async def _generate(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ from .attention import (  # noqa: F401  (tests name these as kernels.X)
     attention_parts,
     attention_scores_nbytes,
 )
+from .errors import InvalidRequest
 from .gpu import UNIFORM
 from .kernel_ops import BatchOp, Op, PenaltyOp, Step, cdiv, check_distinct, fixed, same_buffer
 from .products import (  # noqa: F401  (tests name these as kernels.X)
@@ -121,7 +122,7 @@ class Kernels(ProductKernels, AttentionKernels, WeightBinding):
         variant = resolve_variant(info, variant)
         self.device, self.variant, self.kv_f16 = device, variant, kv_f16
         if f16_prompts and "shader-f16" not in info.features:
-            raise ValueError("f16 prompts need an adapter with the 'shader-f16' feature")
+            raise InvalidRequest(f"f16 prompts need a GPU with the 'shader-f16' feature, which {info.device} lacks")
         self.f16_prompts = f16_prompts
         self.dot4 = dot4 and variant == "subgroup"
         self.weights_in_texels = weights_in_texels(variant)  # (Uploader makes the model's weights so)

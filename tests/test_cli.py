@@ -142,3 +142,36 @@ def test_every_named_error_is_one_line_and_exit_2(name, monkeypatch, capsys):
     assert cli.main(["generate", "hi"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err == f"error: {name} happened\n"
+
+
+def test_f16_prompts_on_a_cpu_adapter_change_nothing():
+    """--f16-prompts reaches Model.load; only GPUs' prompts are tiled, so this machine's answer is the same."""
+    args = ("generate", "--temperature", "0", "--max-tokens", "12", "Name a colour.")
+    plain, f16 = _run(*args), _run(args[0], "--f16-prompts", *args[1:])
+    assert plain.returncode == f16.returncode == 0, plain.stderr + f16.stderr
+    assert f16.stdout == plain.stdout and plain.stdout.strip()
+
+
+def test_f16_prompts_without_shader_f16_is_one_line(engine, monkeypatch, capsys):
+    """On an adapter without shader-f16, --f16-prompts is refused by name before any upload."""
+    import dataclasses
+
+    from engine import cli
+    from engine import engine as engine_module
+
+    class WithoutF16:
+        def __init__(self, device):
+            self._device = device
+            self.info = dataclasses.replace(device.info, features=device.info.features - {"shader-f16"})
+
+        def __getattr__(self, name):
+            return getattr(self._device, name)
+
+    async def open_without_f16():
+        return WithoutF16(engine.model.device)
+
+    monkeypatch.setattr(engine_module, "open_device", open_without_f16)
+    assert cli.main(["generate", "--f16-prompts", "hi"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: f16 prompts need a GPU with the 'shader-f16' feature")
+    assert err.count("\n") == 1

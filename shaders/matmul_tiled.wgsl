@@ -1,9 +1,12 @@
 // Prompts' matrix products on GPUs, tiled in workgroup memory: a workgroup takes 128 weight rows x 64
 // tokens, a block of 32 columns a step. Each block is decoded to f32 once for the 64 tokens and x's block
-// loaded once for the 128 rows; then every invocation multiplies 8 rows by 4 tokens out of workgroup memory
-// (128 f32 multiply-adds for 12 vec4 loads). x stays f32: no quantize_x, and f32's precision.
-// Every invocation fetches the next block (half a row's integers, int_parts, and two vec4s of x) into
-// registers before it multiplies the current one, so those loads are in flight during the multiply-adds.
+// loaded once for the 128 rows; then each of the 128 invocations multiplies 8 rows by 8 tokens out of
+// workgroup memory (256 f32 multiply-adds for 16 vec4 loads; 256 invocations of 8 x 4 ran no faster in f32,
+// 11 % slower in f16), as chains of multiply-adds (tiles.wgsl's mad4: +10 % at 8B). x stays f32: no
+// quantize_x, and f32's precision.
+// Every invocation fetches the next block (a row's integers, int_parts, and four vec4s of x) into registers
+// before it multiplies the current one, so those loads are in flight during the multiply-adds. (Two tiles in
+// turn, one barrier a block rather than two, cost the f16 kernel 22 %; f32's would not fit 32 KB.)
 //
 // matmul_tiled_f16.wgsl is the same product in f16 where the adapter has shader-f16.
 //
@@ -15,61 +18,71 @@
 // Overrides: WTYPE (a type with int_parts), N_IN, N_OUT, GLU, GELU, ACCUMULATE, Y_STRIDE, Y_COL
 // Grid:      (ceil(N_OUT / 128) as (x, y), ceil(T / 64)); with GLU ceil(N_OUT / 64) row groups, the tile's
 //            rows 0..63 the gate rows of outputs r0.. and rows 64..127 their up rows.
-// Invocation i multiplies tile rows i % 16 + 16 k and tokens i / 16 + 16 j (k < 8, j < 4): the rows a
+// Invocation i multiplies tile rows i % 16 + 16 k and tokens i / 16 + 8 j (k < 8, j < 8): the rows a
 // quarter of a subgroup loads lie in different banks (a tile row is 9 vec4s, one of them padding), the
 // tokens are two a subgroup (broadcast), and with GLU each invocation holds a gate row's sums and its up row's.
+// Its sums a (tokens i / 16 + 16 j) and b (8 tokens on) are put_sums's two sets.
 
 var<workgroup> tile_w: array<vec4<f32>, 1152>;  // TILE_ROWS x PITCH
 var<workgroup> tile_x: array<vec4<f32>, 576>;  // TILE_TOKENS x PITCH
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(128)
 fn matmul_tiled(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    share_tables(lid, 256u);
+    share_tables(lid, 128u);
     let r0 = (wid.y * nwg.x + wid.x) * select(TILE_ROWS, TILE_ROWS / 2u, GLU);
     let t0 = wid.z * TILE_TOKENS;
     if (r0 >= N_OUT || t0 >= params.n_tokens) { return; }  // the same for the whole workgroup
-    let nt = params.n_tokens;
-    // What this invocation stores each block: half (hi) of tile row lid % 128, and vec4s lid and lid + 256 of
-    // the 64 tokens' x blocks (tokens past the batch repeat its last one: valid memory, results never stored)
-    let row = lid % TILE_ROWS;
-    let hi = lid >= TILE_ROWS;
-    let w_row = tile_row(r0, row);
-    let w_at = row * PITCH + select(0u, 4u, hi);
-    let xt0 = lid / 8u;
-    let xt1 = xt0 + 32u;
-    let x_base0 = min(t0 + xt0, nt - 1u) * (N_IN / 4u) + lid % 8u;
-    let x_base1 = min(t0 + xt1, nt - 1u) * (N_IN / 4u) + lid % 8u;
+    // What this invocation stores each block: tile row lid, and vec4 lid % 8 of tokens lid / 8 + 16 i (i < 4)
+    // (tokens past the batch repeat its last one: valid memory, results never stored)
+    let w_row = tile_row(r0, lid);
+    let w_at = lid * PITCH;
+    let xt = lid / 8u;
+    let x_base = (t0 + xt) * (N_IN / 4u) + lid % 8u;
+    let x_last = (params.n_tokens - 1u) * (N_IN / 4u) + lid % 8u;
+    let x_at = xt * PITCH + lid % 8u;
     let tr = lid % 16u;
     let tc = lid / 16u;
     var a0 = vec4<f32>(0.0); var a1 = vec4<f32>(0.0); var a2 = vec4<f32>(0.0); var a3 = vec4<f32>(0.0);
     var a4 = vec4<f32>(0.0); var a5 = vec4<f32>(0.0); var a6 = vec4<f32>(0.0); var a7 = vec4<f32>(0.0);
-    var f = fetch(w_row, hi, 0u, x_base0, x_base1);
+    var b0 = vec4<f32>(0.0); var b1 = vec4<f32>(0.0); var b2 = vec4<f32>(0.0); var b3 = vec4<f32>(0.0);
+    var b4 = vec4<f32>(0.0); var b5 = vec4<f32>(0.0); var b6 = vec4<f32>(0.0); var b7 = vec4<f32>(0.0);
+    var f = fetch(w_row, 0u, x_base, x_last);
     for (var b = 0u; b < N_IN / 32u; b++) {
-        tile_w[w_at] = f.d * tile_bytes(f.q.x) + f.m;
-        tile_w[w_at + 1u] = f.d * tile_bytes(f.q.y) + f.m;
-        tile_w[w_at + 2u] = f.d * tile_bytes(f.q.z) + f.m;
-        tile_w[w_at + 3u] = f.d * tile_bytes(f.q.w) + f.m;
-        tile_x[xt0 * PITCH + lid % 8u] = f.x0;
-        tile_x[xt1 * PITCH + lid % 8u] = f.x1;
+        let p = f.p;
+        tile_w[w_at] = p.d.x * tile_bytes(p.lo.x) + p.m.x;
+        tile_w[w_at + 1u] = p.d.x * tile_bytes(p.lo.y) + p.m.x;
+        tile_w[w_at + 2u] = p.d.x * tile_bytes(p.lo.z) + p.m.x;
+        tile_w[w_at + 3u] = p.d.x * tile_bytes(p.lo.w) + p.m.x;
+        tile_w[w_at + 4u] = p.d.y * tile_bytes(p.hi.x) + p.m.y;
+        tile_w[w_at + 5u] = p.d.y * tile_bytes(p.hi.y) + p.m.y;
+        tile_w[w_at + 6u] = p.d.y * tile_bytes(p.hi.z) + p.m.y;
+        tile_w[w_at + 7u] = p.d.y * tile_bytes(p.hi.w) + p.m.y;
+        tile_x[x_at] = f.x0;
+        tile_x[x_at + 16u * PITCH] = f.x1;
+        tile_x[x_at + 32u * PITCH] = f.x2;
+        tile_x[x_at + 48u * PITCH] = f.x3;
         workgroupBarrier();
-        if (b + 1u < N_IN / 32u) { f = fetch(w_row, hi, b + 1u, x_base0, x_base1); }
+        if (b + 1u < N_IN / 32u) { f = fetch(w_row, b + 1u, x_base, x_last); }
         for (var k = 0u; k < 8u; k++) {
-            let xs = mat4x4<f32>(tile_x[tc * PITCH + k], tile_x[(tc + 16u) * PITCH + k],
-                                 tile_x[(tc + 32u) * PITCH + k], tile_x[(tc + 48u) * PITCH + k]);
-            a0 += tile_w[tr * PITCH + k] * xs;
-            a1 += tile_w[(tr + 16u) * PITCH + k] * xs;
-            a2 += tile_w[(tr + 32u) * PITCH + k] * xs;
-            a3 += tile_w[(tr + 48u) * PITCH + k] * xs;
-            a4 += tile_w[(tr + 64u) * PITCH + k] * xs;
-            a5 += tile_w[(tr + 80u) * PITCH + k] * xs;
-            a6 += tile_w[(tr + 96u) * PITCH + k] * xs;
-            a7 += tile_w[(tr + 112u) * PITCH + k] * xs;
+            let xa = transpose(mat4x4<f32>(tile_x[tc * PITCH + k], tile_x[(tc + 16u) * PITCH + k],
+                                           tile_x[(tc + 32u) * PITCH + k], tile_x[(tc + 48u) * PITCH + k]));
+            let xb = transpose(mat4x4<f32>(tile_x[(tc + 8u) * PITCH + k], tile_x[(tc + 24u) * PITCH + k],
+                                           tile_x[(tc + 40u) * PITCH + k], tile_x[(tc + 56u) * PITCH + k]));
+            var w = tile_w[tr * PITCH + k]; a0 = mad4(a0, xa, w); b0 = mad4(b0, xb, w);
+            w = tile_w[(tr + 16u) * PITCH + k]; a1 = mad4(a1, xa, w); b1 = mad4(b1, xb, w);
+            w = tile_w[(tr + 32u) * PITCH + k]; a2 = mad4(a2, xa, w); b2 = mad4(b2, xb, w);
+            w = tile_w[(tr + 48u) * PITCH + k]; a3 = mad4(a3, xa, w); b3 = mad4(b3, xb, w);
+            w = tile_w[(tr + 64u) * PITCH + k]; a4 = mad4(a4, xa, w); b4 = mad4(b4, xb, w);
+            w = tile_w[(tr + 80u) * PITCH + k]; a5 = mad4(a5, xa, w); b5 = mad4(b5, xb, w);
+            w = tile_w[(tr + 96u) * PITCH + k]; a6 = mad4(a6, xa, w); b6 = mad4(b6, xb, w);
+            w = tile_w[(tr + 112u) * PITCH + k]; a7 = mad4(a7, xa, w); b7 = mad4(b7, xb, w);
         }
         workgroupBarrier();
     }
     put_sums(r0 + tr, t0 + tc, a0, a1, a2, a3, a4, a5, a6, a7);
+    put_sums(r0 + tr, t0 + tc + 8u, b0, b1, b2, b3, b4, b5, b6, b7);
 }

@@ -15,71 +15,81 @@ enable f16;
 
 const X_PITCH = 17u;
 
+fn mad4h(a: vec4<f16>, xs: mat4x4<f16>, w: vec4<f16>) -> vec4<f16> {  // tiles.wgsl's mad4 in f16
+    return fma(xs[3], vec4<f16>(w.w), fma(xs[2], vec4<f16>(w.z), fma(xs[1], vec4<f16>(w.y),
+               fma(xs[0], vec4<f16>(w.x), a))));
+}
+
 var<workgroup> tile_w: array<vec4<f16>, 1152>;  // TILE_ROWS x PITCH
 var<workgroup> tile_xt: array<vec4<f16>, 544>;  // 32 columns x X_PITCH
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(128)
 fn matmul_tiled(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    share_tables(lid, 256u);
+    share_tables(lid, 128u);
     let r0 = (wid.y * nwg.x + wid.x) * select(TILE_ROWS, TILE_ROWS / 2u, GLU);
     let t0 = wid.z * TILE_TOKENS;
     if (r0 >= N_OUT || t0 >= params.n_tokens) { return; }  // the same for the whole workgroup
-    let nt = params.n_tokens;
-    // What this invocation stores each block: half (hi) of tile row lid % 128, and columns 4 (lid % 8) .. + 3
-    // of tokens xt0 = lid / 8 and xt0 + 32 (token t is component t / 16 of vec4 t % 16 of a column)
-    let row = lid % TILE_ROWS;
-    let hi = lid >= TILE_ROWS;
-    let w_row = tile_row(r0, row);
-    let w_at = row * PITCH + select(0u, 4u, hi);
-    let xt0 = lid / 8u;
-    let x_base0 = min(t0 + xt0, nt - 1u) * (N_IN / 4u) + lid % 8u;
-    let x_base1 = min(t0 + xt0 + 32u, nt - 1u) * (N_IN / 4u) + lid % 8u;
-    let x_at = 4u * (lid % 8u) * X_PITCH + xt0 % 16u;
-    let x_j = xt0 / 16u;
+    // What this invocation stores each block: tile row lid, and columns 4 (lid % 8) .. + 3 of tokens
+    // lid / 8 + 16 i (i < 4): vec4 lid / 8 of each of those columns
+    let w_row = tile_row(r0, lid);
+    let w_at = lid * PITCH;
+    let xt = lid / 8u;
+    let x_base = (t0 + xt) * (N_IN / 4u) + lid % 8u;
+    let x_last = (params.n_tokens - 1u) * (N_IN / 4u) + lid % 8u;
+    let x_at = 4u * (lid % 8u) * X_PITCH + xt;
     let tr = lid % 16u;
     let tc = lid / 16u;
     var a0 = vec4<f32>(0.0); var a1 = vec4<f32>(0.0); var a2 = vec4<f32>(0.0); var a3 = vec4<f32>(0.0);
     var a4 = vec4<f32>(0.0); var a5 = vec4<f32>(0.0); var a6 = vec4<f32>(0.0); var a7 = vec4<f32>(0.0);
-    var f = fetch(w_row, hi, 0u, x_base0, x_base1);
+    var b0 = vec4<f32>(0.0); var b1 = vec4<f32>(0.0); var b2 = vec4<f32>(0.0); var b3 = vec4<f32>(0.0);
+    var b4 = vec4<f32>(0.0); var b5 = vec4<f32>(0.0); var b6 = vec4<f32>(0.0); var b7 = vec4<f32>(0.0);
+    var f = fetch(w_row, 0u, x_base, x_last);
     for (var b = 0u; b < N_IN / 32u; b++) {
-        tile_w[w_at] = vec4<f16>(f.d * tile_bytes(f.q.x) + f.m);
-        tile_w[w_at + 1u] = vec4<f16>(f.d * tile_bytes(f.q.y) + f.m);
-        tile_w[w_at + 2u] = vec4<f16>(f.d * tile_bytes(f.q.z) + f.m);
-        tile_w[w_at + 3u] = vec4<f16>(f.d * tile_bytes(f.q.w) + f.m);
-        let x0 = vec4<f16>(f.x0);
-        let x1 = vec4<f16>(f.x1);
-        tile_xt[x_at][x_j] = x0.x;
-        tile_xt[x_at + X_PITCH][x_j] = x0.y;
-        tile_xt[x_at + 2u * X_PITCH][x_j] = x0.z;
-        tile_xt[x_at + 3u * X_PITCH][x_j] = x0.w;
-        tile_xt[x_at][x_j + 2u] = x1.x;
-        tile_xt[x_at + X_PITCH][x_j + 2u] = x1.y;
-        tile_xt[x_at + 2u * X_PITCH][x_j + 2u] = x1.z;
-        tile_xt[x_at + 3u * X_PITCH][x_j + 2u] = x1.w;
+        let p = f.p;
+        tile_w[w_at] = vec4<f16>(p.d.x * tile_bytes(p.lo.x) + p.m.x);
+        tile_w[w_at + 1u] = vec4<f16>(p.d.x * tile_bytes(p.lo.y) + p.m.x);
+        tile_w[w_at + 2u] = vec4<f16>(p.d.x * tile_bytes(p.lo.z) + p.m.x);
+        tile_w[w_at + 3u] = vec4<f16>(p.d.x * tile_bytes(p.lo.w) + p.m.x);
+        tile_w[w_at + 4u] = vec4<f16>(p.d.y * tile_bytes(p.hi.x) + p.m.y);
+        tile_w[w_at + 5u] = vec4<f16>(p.d.y * tile_bytes(p.hi.y) + p.m.y);
+        tile_w[w_at + 6u] = vec4<f16>(p.d.y * tile_bytes(p.hi.z) + p.m.y);
+        tile_w[w_at + 7u] = vec4<f16>(p.d.y * tile_bytes(p.hi.w) + p.m.y);
+        let xs = transpose(mat4x4<f16>(mat4x4<f32>(f.x0, f.x1, f.x2, f.x3)));  // [column] = its 4 tokens
+        tile_xt[x_at] = xs[0];
+        tile_xt[x_at + X_PITCH] = xs[1];
+        tile_xt[x_at + 2u * X_PITCH] = xs[2];
+        tile_xt[x_at + 3u * X_PITCH] = xs[3];
         workgroupBarrier();
-        if (b + 1u < N_IN / 32u) { f = fetch(w_row, hi, b + 1u, x_base0, x_base1); }
+        if (b + 1u < N_IN / 32u) { f = fetch(w_row, b + 1u, x_base, x_last); }
         var s0 = vec4<f16>(0.0); var s1 = vec4<f16>(0.0); var s2 = vec4<f16>(0.0); var s3 = vec4<f16>(0.0);
         var s4 = vec4<f16>(0.0); var s5 = vec4<f16>(0.0); var s6 = vec4<f16>(0.0); var s7 = vec4<f16>(0.0);
+        var u0 = vec4<f16>(0.0); var u1 = vec4<f16>(0.0); var u2 = vec4<f16>(0.0); var u3 = vec4<f16>(0.0);
+        var u4 = vec4<f16>(0.0); var u5 = vec4<f16>(0.0); var u6 = vec4<f16>(0.0); var u7 = vec4<f16>(0.0);
         for (var k = 0u; k < 8u; k++) {
             let c = 4u * k * X_PITCH + tc;
-            let xs = mat4x4<f16>(tile_xt[c], tile_xt[c + X_PITCH], tile_xt[c + 2u * X_PITCH],
+            let xa = mat4x4<f16>(tile_xt[c], tile_xt[c + X_PITCH], tile_xt[c + 2u * X_PITCH],
                                  tile_xt[c + 3u * X_PITCH]);
-            s0 += xs * tile_w[tr * PITCH + k];
-            s1 += xs * tile_w[(tr + 16u) * PITCH + k];
-            s2 += xs * tile_w[(tr + 32u) * PITCH + k];
-            s3 += xs * tile_w[(tr + 48u) * PITCH + k];
-            s4 += xs * tile_w[(tr + 64u) * PITCH + k];
-            s5 += xs * tile_w[(tr + 80u) * PITCH + k];
-            s6 += xs * tile_w[(tr + 96u) * PITCH + k];
-            s7 += xs * tile_w[(tr + 112u) * PITCH + k];
+            let xb = mat4x4<f16>(tile_xt[c + 8u], tile_xt[c + X_PITCH + 8u], tile_xt[c + 2u * X_PITCH + 8u],
+                                 tile_xt[c + 3u * X_PITCH + 8u]);
+            var w = tile_w[tr * PITCH + k]; s0 = mad4h(s0, xa, w); u0 = mad4h(u0, xb, w);
+            w = tile_w[(tr + 16u) * PITCH + k]; s1 = mad4h(s1, xa, w); u1 = mad4h(u1, xb, w);
+            w = tile_w[(tr + 32u) * PITCH + k]; s2 = mad4h(s2, xa, w); u2 = mad4h(u2, xb, w);
+            w = tile_w[(tr + 48u) * PITCH + k]; s3 = mad4h(s3, xa, w); u3 = mad4h(u3, xb, w);
+            w = tile_w[(tr + 64u) * PITCH + k]; s4 = mad4h(s4, xa, w); u4 = mad4h(u4, xb, w);
+            w = tile_w[(tr + 80u) * PITCH + k]; s5 = mad4h(s5, xa, w); u5 = mad4h(u5, xb, w);
+            w = tile_w[(tr + 96u) * PITCH + k]; s6 = mad4h(s6, xa, w); u6 = mad4h(u6, xb, w);
+            w = tile_w[(tr + 112u) * PITCH + k]; s7 = mad4h(s7, xa, w); u7 = mad4h(u7, xb, w);
         }
         a0 += vec4<f32>(s0); a1 += vec4<f32>(s1); a2 += vec4<f32>(s2); a3 += vec4<f32>(s3);
         a4 += vec4<f32>(s4); a5 += vec4<f32>(s5); a6 += vec4<f32>(s6); a7 += vec4<f32>(s7);
+        b0 += vec4<f32>(u0); b1 += vec4<f32>(u1); b2 += vec4<f32>(u2); b3 += vec4<f32>(u3);
+        b4 += vec4<f32>(u4); b5 += vec4<f32>(u5); b6 += vec4<f32>(u6); b7 += vec4<f32>(u7);
         workgroupBarrier();
     }
     put_sums(r0 + tr, t0 + tc, a0, a1, a2, a3, a4, a5, a6, a7);
+    put_sums(r0 + tr, t0 + tc + 8u, b0, b1, b2, b3, b4, b5, b6, b7);
 }

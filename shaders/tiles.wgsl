@@ -1,6 +1,6 @@
 // What matmul_tiled.wgsl (f32 tiles) and matmul_tiled_f16.wgsl (f16 tiles) share: the tile's shape, which
 // weight row each tile row holds, what an invocation fetches of a block, and the stores of its sums.
-// A workgroup of 256 takes TILE_ROWS weight rows x TILE_TOKENS tokens, a block of 32 columns a step; with GLU
+// A workgroup of 128 takes TILE_ROWS weight rows x TILE_TOKENS tokens, a block of 32 columns a step; with GLU
 // the tile's rows 0..63 are the gate rows of outputs r0.. and rows 64..127 their up rows.
 
 const TILE_ROWS = 128u;
@@ -13,19 +13,28 @@ fn tile_row(r0: u32, i: u32) -> u32 {
     return clamp_row(r0 + i);
 }
 
+// a + xs w as a chain of multiply-adds (xs's columns: one column of x for four tokens): written out, since the
+// product and then its sum would cost an add more for every four multiply-adds.
+fn mad4(a: vec4<f32>, xs: mat4x4<f32>, w: vec4<f32>) -> vec4<f32> {
+    return fma(xs[3], vec4<f32>(w.w), fma(xs[2], vec4<f32>(w.z), fma(xs[1], vec4<f32>(w.y),
+               fma(xs[0], vec4<f32>(w.x), a))));
+}
+
 // Four signed bytes as f32.
 fn tile_bytes(q: u32) -> vec4<f32> {
     let v = bitcast<i32>(q);
     return vec4<f32>(vec4<i32>(v << 24u, v << 16u, v << 8u, v) >> vec4<u32>(24u));
 }
 
-// What an invocation fetches of one block: half a tile row's integers (its scale and offset) and two vec4s of x.
-struct Fetched { q: vec4<u32>, d: f32, m: f32, x0: vec4<f32>, x1: vec4<f32> }
+// What an invocation fetches of one block: a tile row's integers (its scales and offsets) and four vec4s of x,
+// those of tokens x_base + 16 i (x_base in vec4s, 16 tokens 4 N_IN vec4s apart).
+struct Fetched { p: IntParts, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32> }
 
-fn fetch(w_row: u32, hi: bool, b: u32, x_base0: u32, x_base1: u32) -> Fetched {
-    let p = int_parts(w_row, b);
-    return Fetched(select(p.lo, p.hi, hi), select(p.d.x, p.d.y, hi), select(p.m.x, p.m.y, hi),
-                   x[x_base0 + 8u * b], x[x_base1 + 8u * b]);
+fn fetch(w_row: u32, b: u32, x_base: u32, x_last: u32) -> Fetched {
+    let o = 8u * b;
+    let step = 4u * N_IN;
+    return Fetched(int_parts(w_row, b), x[min(x_base, x_last) + o], x[min(x_base + step, x_last) + o],
+                   x[min(x_base + 2u * step, x_last) + o], x[min(x_base + 3u * step, x_last) + o]);
 }
 
 // An invocation's sums into y: rows r + 16 k (k < 8) of tokens t + 16 j (j < 4), a vec4 a row; with GLU the first

@@ -7,7 +7,8 @@ prefill of --prompt tokens, and decode of --decode tokens at depth 0 and at --de
 once; one row of the embedding) over the bandwidth a plain WGSL kernel reads one buffer at. llama.cpp is its
 own llama-bench (`--llama-bench PATH`, built with CUDA from the pinned llama-cpp-python sdist's vendor/llama.cpp); with
 `--torch`, Hugging Face transformers' LlamaForCausalLM of the same shape joins as a second peer (float16); with
-`--f16-prompts`, the engine's prefill in f16 tiles (Model.load's f16_prompts) as a row of its own.
+`--f16-prompts`, the engine's prefill in f16 tiles (Model.load's f16_prompts) as a row of its own; with `--kv-f16`,
+the engine with its KV cache in f16 (Model.load's kv_f16, what llama-bench's cache is by default) as another.
 
 Usage: python benchmarks/bench_gpu.py --llama-bench /tmp/llama.cpp/build/bin/llama-bench A.gguf [B.gguf ...]
 """
@@ -108,6 +109,15 @@ def bench_torch(path: Path, n_prompt: int, n_decode: int) -> tuple[float, float]
     return prefill, n_decode / (time.perf_counter() - start)
 
 
+def engine_row(path: Path, args: argparse.Namespace, **model_options) -> tuple[float, float, float]:
+    """The engine's prefill, decode at depth 0 and decode at --depth (tokens/s, each the best of --repeats)."""
+    runs = range(args.repeats)
+    ours = [asyncio.run(bench_engine(path, args.prompt, 8, True, **model_options))[0] for _ in runs]
+    at0 = [asyncio.run(bench_engine(path, 1, args.decode, True, **model_options))[1] for _ in runs]
+    deep = [asyncio.run(bench_engine(path, args.depth, args.decode, True, **model_options))[1] for _ in runs]
+    return max(ours), max(at0), max(deep)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", type=Path, nargs="+")
@@ -119,6 +129,7 @@ def main() -> None:
     parser.add_argument("--torch", action="store_true", help="transformers on CUDA as a second peer")
     parser.add_argument("--f16-prompts", action="store_true",
                         help="also the engine's prefill with f16 prompts (Model.load's f16_prompts)")
+    parser.add_argument("--kv-f16", action="store_true", help="also the engine with an f16 KV cache (kv_f16)")
     args = parser.parse_args()
     bandwidth = asyncio.run(read_bandwidth())
     print(f"read bandwidth {bandwidth / 1e12:.2f} TB/s; tokens/s, best of {args.repeats}; ratio = engine / peer")
@@ -127,10 +138,7 @@ def main() -> None:
     print(header)
     for path in args.models:
         floor = bandwidth / bytes_per_token(path)
-        ours = [asyncio.run(bench_engine(path, args.prompt, 8, True))[0] for _ in range(args.repeats)]
-        at0 = [asyncio.run(bench_engine(path, 1, args.decode, True))[1] for _ in range(args.repeats)]
-        deep = [asyncio.run(bench_engine(path, args.depth, args.decode, True))[1] for _ in range(args.repeats)]
-        engine = (max(ours), max(at0), max(deep))
+        engine = engine_row(path, args)
         rows = {"engine": engine}
         if args.llama_bench:
             tests = llama_bench(args.llama_bench, path, ["-p", str(args.prompt), "-n", str(args.decode)], args.repeats)
@@ -142,6 +150,8 @@ def main() -> None:
             f16 = [asyncio.run(bench_engine(path, args.prompt, 8, True, f16_prompts=True))[0]
                    for _ in range(args.repeats)]
             rows["engine f16"] = (max(f16), float("nan"), float("nan"))
+        if args.kv_f16:
+            rows["engine kv16"] = engine_row(path, args, kv_f16=True)
         if args.torch:
             pre, dec = bench_torch(path, args.prompt, args.decode)
             rows["torch f16"] = (pre, dec, float("nan"))
@@ -149,9 +159,15 @@ def main() -> None:
             print(f"{path.name:24s} {side:10s} {pre:9.1f} {d0:8.1f} {dd:8.1f} {floor:7.1f}")
             if not side.startswith("engine"):
                 print(f"{'':24s} {'ratio':10s} {engine[0] / pre:9.2f} {engine[1] / d0:8.2f} {engine[2] / dd:8.2f}")
+                if "engine kv16" in rows:
+                    kv16 = rows["engine kv16"]
+                    print(f"{'':24s} {'ratio kv16':10s} {kv16[0] / pre:9.2f} {kv16[1] / d0:8.2f} {kv16[2] / dd:8.2f}")
                 if "engine f16" in rows:
                     print(f"{'':24s} {'ratio f16':10s} {rows['engine f16'][0] / pre:9.2f}")
         print(f"{'':24s} {'depth kept':10s} {'':9s} {'':8s} {engine[2] / engine[1]:8.2f}")
+        if "engine kv16" in rows:
+            kv16 = rows["engine kv16"]
+            print(f"{'':24s} {'kept kv16':10s} {'':9s} {'':8s} {kv16[2] / kv16[1]:8.2f}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="serve from the native engine while no browser provider is connected")  # fmt: skip
     parser.add_argument("--model", type=Path, help="GGUF for --native (default: SmolLM2-135M-Instruct Q4_1)")
     parser.add_argument("--n-ctx", type=int, default=DEFAULT_N_CTX, help="context size for --native (tokens)")
+    parser.add_argument("--kv-f16", action="store_true",
+                        help="for --native: the KV cache in f16 (half its memory, a longer --n-ctx; less exact)")
     parser.add_argument("--parallel", type=_at_least_one, default=1, metavar="N",
                         help="for --native: requests decoded together (each keeps its own context of --n-ctx "
                              "tokens in memory; default 1)")  # fmt: skip
@@ -83,7 +85,8 @@ async def _serve(args: argparse.Namespace) -> int:
             from .native import load_engine, native_provider
 
             print("loading the native engine...", file=sys.stderr)
-            hub.add_provider(native_provider(hub, await load_engine(args.model, args.n_ctx, parallel=args.parallel)))
+            engine = await load_engine(args.model, args.n_ctx, parallel=args.parallel, kv_f16=args.kv_f16)
+            hub.add_provider(native_provider(hub, engine))
             print(f"native engine ready: {hub.model_name()}", file=sys.stderr)
         if args.launch_browser:
             from .launch import launch_browser

@@ -22,9 +22,10 @@ def native_provider(hub: Hub, engine: Any) -> Provider:
     return provider
 
 
-async def load_engine(path: str | None, n_ctx: int, progress=None, parallel: int = 1) -> Any:
+async def load_engine(path: str | None, n_ctx: int, progress=None, parallel: int = 1, kv_f16: bool = False
+                      ) -> Any:
     """The native engine, loaded once (the default model when `path` is None), serving `parallel` requests at
-    once (a sequence of n_ctx positions each in its KV cache)."""
+    once (a sequence of n_ctx positions each in its KV cache, f16 with kv_f16)."""
     from engine.engine import Engine
 
-    return await Engine.load(path, n_ctx=n_ctx, progress=progress, n_seqs=parallel)
+    return await Engine.load(path, n_ctx=n_ctx, progress=progress, n_seqs=parallel, kv_f16=kv_f16)

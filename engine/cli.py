@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="refuse a model that needs more GPU memory than this, e.g. 6GiB (default: no budget)")
     common.add_argument("--f16-prompts", action="store_true",
                         help="prompts' products in f16 on GPUs with shader-f16: faster prefill, less exact logits")
+    common.add_argument("--kv-f16", action="store_true",
+                        help="keep the KV cache in f16 on any GPU: half its memory (a longer --n-ctx), less exact")
     gen = sub.add_parser("generate", parents=[common], help="complete one conversation, print the answer")
     gen.add_argument("--messages", type=Path, help="a JSON list of {role, content} messages")
     gen.add_argument("prompt", nargs="?", help="the user's message (read from stdin when absent)")
@@ -92,7 +94,7 @@ async def _load(args: argparse.Namespace):
     from .engine import Engine
 
     return await Engine.load(args.model, n_ctx=args.n_ctx, memory_budget=args.memory_budget,
-                             f16_prompts=args.f16_prompts, progress=ProgressBar())
+                             f16_prompts=args.f16_prompts, kv_f16=args.kv_f16, progress=ProgressBar())
 
 
 async def _generate(args: argparse.Namespace) -> int:

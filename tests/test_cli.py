@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -175,3 +176,23 @@ def test_f16_prompts_without_shader_f16_is_one_line(engine, monkeypatch, capsys)
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("error: f16 prompts need a GPU with the 'shader-f16' feature")
     assert err.count("\n") == 1
+
+
+def test_kv_f16_fits_a_longer_context_in_the_same_budget():
+    """--kv-f16 halves the KV cache the plan counts: a budget between the two needs refuses the f32 cache in one
+    line and loads (and answers) with the f16 one."""
+    args = ("generate", "--temperature", "0", "--max-tokens", "8", "--n-ctx", "8192")
+
+    def need(*extra: str) -> tuple[float, float]:  # MiB in all and of KV cache, from a refusal under 1 MiB
+        result = _run(*args, "--memory-budget", "1MiB", *extra, "hi")
+        assert result.returncode == 2 and result.stdout == "", result.stderr
+        found = re.search(r"needs ([\d.]+) MiB \(.*, ([\d.]+) MiB of KV cache", result.stderr)
+        return float(found.group(1)), float(found.group(2))
+
+    (f32, kv32), (f16, kv16) = need(), need("--kv-f16")
+    assert kv16 == pytest.approx(kv32 / 2, abs=0.1) and f16 == pytest.approx(f32 - kv16, abs=0.2)
+    budget = ("--memory-budget", f"{(f32 + f16) / 2:.1f}MiB")
+    refused, loaded = _run(*args, *budget, "Name a colour."), _run(*args, *budget, "--kv-f16", "Name a colour.")
+    assert refused.returncode == 2 and refused.stderr.startswith("error: this model needs")
+    assert refused.stderr.count("\n") == 1
+    assert loaded.returncode == 0 and loaded.stdout.strip(), loaded.stderr

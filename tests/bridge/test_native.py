@@ -128,3 +128,14 @@ def test_cli_says_when_there_is_no_gpu_adapter(tmp_path):
     assert run.returncode == 2, run.stderr
     assert "Traceback" not in run.stderr
     assert run.stderr.strip().splitlines()[-1].startswith("bridge: no WebGPU adapter found")
+
+
+@pytest.mark.parametrize("kv_f16", [False, True])
+def test_load_engine_keeps_the_cache_precision_asked(kv_f16):
+    """`--native --kv-f16` reaches the model: its KV cache is f16 pairs, half the f32 one's bytes."""
+    from bridge.native import load_engine
+
+    model = asyncio.run(load_engine(None, 64, kv_f16=kv_f16)).model
+    assert model.kernels.kv_f16 is kv_f16
+    for layer in model.layers:
+        assert layer.key_cache.size == layer.value_cache.size == 64 * model.config.kv_dim * (2 if kv_f16 else 4)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import struct
 import time
 
 from engine.default_model import default_model_path
@@ -49,6 +50,17 @@ async def measure(engine: Engine, n_prompt: int, n_decode: int, ignore_eos: bool
         n += chunk.token_id is not None
     decode = n / (time.perf_counter() - start)
     return prefill, decode
+
+
+async def prompt_logits(engine: Engine, n_prompt: int) -> list[float]:
+    """The logits after a cold prefill of measure's n_prompt-token prompt: what bench_page compares between the
+    browser's products and native ones."""
+    ids = _prompt_ids(engine, n_prompt)
+    engine._cached = []
+    await engine.prefill(ids)
+    model = engine.model
+    data = await model.device.read_buffer(model.logits, 0, model.config.vocab_size * 4)
+    return list(struct.unpack(f"<{model.config.vocab_size}f", bytes(data)))
 
 
 def bench_llama_cpp(path, n_prompt: int, n_decode: int, threads: int) -> tuple[float, float]:

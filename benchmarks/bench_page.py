@@ -6,7 +6,9 @@ Serves benchmarks/page with the built extension's Pyodide, wheels and engine arc
 first) and the model on 127.0.0.1, opens it in Chromium (any build: the headless shell, which loads no
 extensions, too) and reads the page's figures from its console on stderr; then measures the native engine
 (bench_engine.py's `measure`) on the same file. Without --gpu, Chromium's adapter is SwiftShader (the CPU);
-with it, the machine's GPU through Vulkan (the flags a GPU machine's headless shell needs).
+with it, the machine's GPU through Vulkan (the flags a GPU machine's headless shell needs). With --f16-prompts
+the page's engine runs prompts' products in f16 tiles (Engine.load's f16_prompts); either way the
+page's logits after the prompt are held against the native engine's default (f32) ones.
 """
 
 from __future__ import annotations
@@ -25,14 +27,14 @@ import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from bench_engine import measure
+from bench_engine import measure, prompt_logits
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = Path(__file__).resolve().parent / "page"
 COMMON = ["--no-sandbox", "--no-first-run", "--disable-background-networking", "--disable-component-update",
           "--enable-unsafe-webgpu", "--enable-logging=stderr", "--v=0"]
 CPU = ["--enable-unsafe-swiftshader"]
-GPU = ["--disable-gpu-sandbox", "--ignore-gpu-blocklist", "--use-vulkan=native",
+GPU = ["--disable-gpu-sandbox", "--ignore-gpu-blocklist", "--use-vulkan=native", "--enable-webgpu-developer-features",
        "--enable-features=Vulkan,VulkanFromANGLE", "--use-angle=vulkan"]
 DAWN = "vulkan_enable_f16_on_nvidia"  # --enable-dawn-features's list with --gpu (--dawn adds to it)
 RESULT = re.compile(r'(HEARTH_BENCH(?:_ERROR)?) (.*?)", source:')
@@ -56,7 +58,8 @@ def page_dir(extension: Path, model: Path, into: Path) -> None:
 
 
 def bench_page(chromium: str, extension: Path, model: Path, n_prompt: int, n_decode: int, ignore_eos: bool,
-               gpu: bool, profile_steps: int = 0, flags: tuple = (), dawn: tuple = (), timeout: float = 900) -> dict:
+               gpu: bool, profile_steps: int = 0, flags: tuple = (), dawn: tuple = (), timeout: float = 900,
+               f16_prompts: bool = False) -> dict:
     """The page's figures (prefill, decode, device, ...; with profile_steps, profile_decode.py's) from one
     Chromium run."""
     with tempfile.TemporaryDirectory() as served, tempfile.TemporaryDirectory() as profile:
@@ -65,14 +68,17 @@ def bench_page(chromium: str, extension: Path, model: Path, n_prompt: int, n_dec
         threading.Thread(target=server.serve_forever, daemon=True).start()
         query = f"model=model.gguf&prompt={n_prompt}&decode={n_decode}&profile={profile_steps}"
         query += "&ignore_eos=1" if ignore_eos else ""
+        query += "&f16_prompts=1" if f16_prompts else ""
         url = f"http://127.0.0.1:{server.server_address[1]}/bench.html?{query}"
         headless = [] if "headless-shell" in chromium else ["--headless=new"]
         device = [*GPU, f"--enable-dawn-features={','.join([DAWN, *dawn])}"] if gpu else CPU
         args = [chromium, *headless, *COMMON, *device, *flags, f"--user-data-dir={profile}", url]
         browser = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-        deadline, found = time.monotonic() + timeout, None
+        deadline, found, gpu_errors = time.monotonic() + timeout, None, []
         try:
             for line in browser.stderr:
+                if "WebGPU error" in line:  # (engine/gpu/browser.py reports the device's errors so)
+                    gpu_errors.append(line.strip()[:400])
                 if (match := RESULT.search(line)) is not None:
                     found = match.groups()
                     break
@@ -86,11 +92,11 @@ def bench_page(chromium: str, extension: Path, model: Path, n_prompt: int, n_dec
         raise SystemExit("bench_page: the page gave no figures (Chromium's stderr ended or timed out)")
     if found[0] == "HEARTH_BENCH_ERROR":
         raise SystemExit(f"bench_page: the page failed: {found[1]}")
-    return json.loads(found[1])
+    return {**json.loads(found[1]), "gpu_errors": gpu_errors}
 
 
 async def bench_native(model: Path, n_prompt: int, n_decode: int, ignore_eos: bool, profile_steps: int = 0
-                       ) -> tuple[float, float, str, dict]:
+                       ) -> tuple[float, float, str, dict, list[float]]:
     from profile_decode import profile_engine
 
     from engine.engine import Engine
@@ -99,7 +105,17 @@ async def bench_native(model: Path, n_prompt: int, n_decode: int, ignore_eos: bo
     prefill, decode = await measure(engine, n_prompt, n_decode, ignore_eos)
     engine.model.rewind(0)
     profile = await profile_engine(engine, profile_steps) if profile_steps else {}
-    return prefill, decode, engine.model.device.info.device, profile
+    logits = await prompt_logits(engine, n_prompt)
+    return prefill, decode, engine.model.device.info.device, profile, logits
+
+
+def logits_apart(top: list, logits: list[float]) -> str:
+    """How far the page's largest logits (index, value) lie from native ones: the largest difference over the
+    largest native logit, and whether both pick the same token."""
+    scale = max(abs(v) for v in logits)
+    worst = max(abs(value - logits[i]) for i, value in top)
+    same = top[0][0] == max(range(len(logits)), key=logits.__getitem__)
+    return f"logits apart {worst / scale:.2e} of the largest over the page's top {len(top)}; same argmax: {same}"
 
 
 def main() -> None:
@@ -117,6 +133,7 @@ def main() -> None:
     parser.add_argument("--no-native", action="store_true")
     parser.add_argument("--flag", action="append", default=[], help="a further Chromium flag (repeatable)")
     parser.add_argument("--dawn", action="append", default=[], help="a further Dawn feature with --gpu (repeatable)")
+    parser.add_argument("--f16-prompts", action="store_true", help="the page's prompts' products in f16")
     parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
                         help="also profile_decode.py's figures on both sides, over this many steps")
     args = parser.parse_args()
@@ -124,16 +141,20 @@ def main() -> None:
         raise SystemExit(f"bench_page: no built extension in {args.extension}: run `python build.py` first")
     model = args.model or args.extension / json.loads((args.extension / "build.json").read_text())["model"]
     page = bench_page(args.chromium, args.extension, model, args.prompt_tokens, args.decode_tokens, args.ignore_eos,
-                      args.gpu, args.profile, tuple(args.flag), tuple(args.dawn))
+                      args.gpu, args.profile, tuple(args.flag), tuple(args.dawn), f16_prompts=args.f16_prompts)
     print(f"model: {model}")
     print(f"browser ({page['device']}, {page['variant']}, integer products: {page['dot4']}): prefill "
           f"{page['prefill']:8.1f} tok/s   decode {page['decode']:7.1f} tok/s   (boot and load {page['boot_s']:.1f} s)")
+    print(f"  prompts' tiles: {page['tiles']}")
+    for error in page["gpu_errors"][:3]:
+        print(f"  {error}")
     if args.no_native:
         return
-    pre, dec, device, profile = asyncio.run(bench_native(model, args.prompt_tokens, args.decode_tokens,
-                                                         args.ignore_eos, args.profile))
+    pre, dec, device, profile, logits = asyncio.run(bench_native(model, args.prompt_tokens, args.decode_tokens,
+                                                                 args.ignore_eos, args.profile))
     print(f"native ({device}): prefill {pre:8.1f} tok/s   decode {dec:7.1f} tok/s")
     print(f"browser / native: prefill {page['prefill'] / pre:.3f}x   decode {page['decode'] / dec:.3f}x")
+    print(logits_apart(page["top_logits"], logits))
     if profile:
         print("a decode step, ms (profile_decode.py): browser / native")
         for name, ms in profile.items():

@@ -23,21 +23,25 @@ async function main() {
   const n_decode = Number(query.get("decode") || 64);
   const ignore_eos = query.get("ignore_eos") ? "True" : "False";
   const steps = Number(query.get("profile") || 0); // profile_decode.py's figures too, over this many steps
+  const f16 = query.get("f16_prompts") ? "True" : "False"; // prompts' products in f16 tiles (Engine.load's f16_prompts)
   const result = await pyodide.runPythonAsync(`
 import json, sys
 sys.path.insert(0, "${ENGINE_DIR}")
-from bench_engine import measure
+from bench_engine import measure, prompt_logits
 from profile_decode import profile_engine
 from engine.engine import Engine
 from engine.gguf import parse_gguf
 from engine.gpu.browser import ArrayBufferSource
 
 n_ctx = max(512, ${n_prompt} + ${n_decode} + 8)
-engine = await Engine.load(gguf=parse_gguf(ArrayBufferSource(model_buffer)), n_ctx=n_ctx)
+engine = await Engine.load(gguf=parse_gguf(ArrayBufferSource(model_buffer)), n_ctx=n_ctx, f16_prompts=${f16})
 prefill, decode = await measure(engine, ${n_prompt}, ${n_decode}, ${ignore_eos})
-info = engine.model.device.info
+info, kernels = engine.model.device.info, engine.model.kernels
 figures = {"prefill": prefill, "decode": decode, "device": info.device or info.vendor,
-           "variant": engine.model.kernels.variant, "dot4": engine.model.kernels.dot4, "features": sorted(info.features)}
+           "variant": kernels.variant, "dot4": kernels.dot4, "features": sorted(info.features),
+           "tiles": kernels.tiles_file if kernels.tiles else None}
+logits = await prompt_logits(engine, ${n_prompt})  # its 256 largest, for bench_page to hold against native ones
+figures["top_logits"] = sorted(enumerate(logits), key=lambda p: -p[1])[:256]
 if ${steps}:
     engine.model.rewind(0)
     figures["profile"] = await profile_engine(engine, ${steps})

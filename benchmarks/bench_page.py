@@ -8,7 +8,8 @@ extensions, too) and reads the page's figures from its console on stderr; then m
 (bench_engine.py's `measure`) on the same file. Without --gpu, Chromium's adapter is SwiftShader (the CPU);
 with it, the machine's GPU through Vulkan (the flags a GPU machine's headless shell needs). With --f16-prompts
 the page's engine runs prompts' products in f16 tiles (Engine.load's f16_prompts); either way the
-page's logits after the prompt are held against the native engine's default (f32) ones.
+page's logits after the prompt are held against the native engine's default (f32) ones; --check-tiles runs
+check_tiles.py in the page too (its tile products against plain Python).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def page_dir(extension: Path, model: Path, into: Path) -> None:
     the model."""
     for name in ("bench.html", "bench.mjs"):
         shutil.copy(PAGE / name, into / name)
-    for name in ("bench_engine.py", "profile_decode.py"):
+    for name in ("bench_engine.py", "profile_decode.py", "check_tiles.py"):
         shutil.copy(Path(__file__).resolve().parent / name, into / name)
     for name in ("pyodide", "wheels", "hearth", "build.json", "replay.js"):
         (into / name).symlink_to((extension / name).resolve())
@@ -59,7 +60,7 @@ def page_dir(extension: Path, model: Path, into: Path) -> None:
 
 def bench_page(chromium: str, extension: Path, model: Path, n_prompt: int, n_decode: int, ignore_eos: bool,
                gpu: bool, profile_steps: int = 0, flags: tuple = (), dawn: tuple = (), timeout: float = 900,
-               f16_prompts: bool = False) -> dict:
+               f16_prompts: bool = False, check_tiles: bool = False) -> dict:
     """The page's figures (prefill, decode, device, ...; with profile_steps, profile_decode.py's) from one
     Chromium run."""
     with tempfile.TemporaryDirectory() as served, tempfile.TemporaryDirectory() as profile:
@@ -69,6 +70,7 @@ def bench_page(chromium: str, extension: Path, model: Path, n_prompt: int, n_dec
         query = f"model=model.gguf&prompt={n_prompt}&decode={n_decode}&profile={profile_steps}"
         query += "&ignore_eos=1" if ignore_eos else ""
         query += "&f16_prompts=1" if f16_prompts else ""
+        query += "&check_tiles=1" if check_tiles else ""
         url = f"http://127.0.0.1:{server.server_address[1]}/bench.html?{query}"
         headless = [] if "headless-shell" in chromium else ["--headless=new"]
         device = [*GPU, f"--enable-dawn-features={','.join([DAWN, *dawn])}"] if gpu else CPU
@@ -134,6 +136,8 @@ def main() -> None:
     parser.add_argument("--flag", action="append", default=[], help="a further Chromium flag (repeatable)")
     parser.add_argument("--dawn", action="append", default=[], help="a further Dawn feature with --gpu (repeatable)")
     parser.add_argument("--f16-prompts", action="store_true", help="the page's prompts' products in f16")
+    parser.add_argument("--check-tiles", action="store_true",
+                        help="also check_tiles.py in the page: its tile products against plain Python")
     parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
                         help="also profile_decode.py's figures on both sides, over this many steps")
     args = parser.parse_args()
@@ -141,13 +145,16 @@ def main() -> None:
         raise SystemExit(f"bench_page: no built extension in {args.extension}: run `python build.py` first")
     model = args.model or args.extension / json.loads((args.extension / "build.json").read_text())["model"]
     page = bench_page(args.chromium, args.extension, model, args.prompt_tokens, args.decode_tokens, args.ignore_eos,
-                      args.gpu, args.profile, tuple(args.flag), tuple(args.dawn), f16_prompts=args.f16_prompts)
+                      args.gpu, args.profile, tuple(args.flag), tuple(args.dawn), f16_prompts=args.f16_prompts,
+                      check_tiles=args.check_tiles)
     print(f"model: {model}")
     print(f"browser ({page['device']}, {page['variant']}, integer products: {page['dot4']}): prefill "
           f"{page['prefill']:8.1f} tok/s   decode {page['decode']:7.1f} tok/s   (boot and load {page['boot_s']:.1f} s)")
     print(f"  prompts' tiles: {page['tiles']}")
     for error in page["gpu_errors"][:3]:
         print(f"  {error}")
+    for result in page.get("check_tiles", []):
+        print(f"  check_tiles.py: {result}")
     if args.no_native:
         return
     pre, dec, device, profile, logits = asyncio.run(bench_native(model, args.prompt_tokens, args.decode_tokens,

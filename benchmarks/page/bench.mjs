@@ -14,7 +14,7 @@ async function main() {
   const build = await (await fetch("build.json")).json();
   await pyodide.loadPackage(build.wheels.map((name) => new URL(`wheels/${name}`, location.href).href));
   pyodide.unpackArchive(await (await fetch(build.engine)).arrayBuffer(), "zip", { extractDir: ENGINE_DIR });
-  for (const name of ["bench_engine.py", "profile_decode.py"]) {
+  for (const name of ["bench_engine.py", "profile_decode.py", "check_tiles.py"]) {
     pyodide.FS.writeFile(`${ENGINE_DIR}/${name}`, await (await fetch(name)).text());
   }
   const model = await (await fetch(query.get("model"))).arrayBuffer();
@@ -23,6 +23,7 @@ async function main() {
   const n_decode = Number(query.get("decode") || 64);
   const ignore_eos = query.get("ignore_eos") ? "True" : "False";
   const steps = Number(query.get("profile") || 0); // profile_decode.py's figures too, over this many steps
+  const check = query.get("check_tiles") ? "True" : "False"; // check_tiles.py's products against plain Python
   const f16 = query.get("f16_prompts") ? "True" : "False"; // prompts' products in f16 tiles (Engine.load's f16_prompts)
   const result = await pyodide.runPythonAsync(`
 import json, sys
@@ -42,6 +43,9 @@ figures = {"prefill": prefill, "decode": decode, "device": info.device or info.v
            "tiles": kernels.tiles_file if kernels.tiles else None}
 logits = await prompt_logits(engine, ${n_prompt})  # its 256 largest, for bench_page to hold against native ones
 figures["top_logits"] = sorted(enumerate(logits), key=lambda p: -p[1])[:256]
+if ${check}:
+    from check_tiles import check_tiles
+    figures["check_tiles"] = await check_tiles(engine.model.device, ${f16})
 if ${steps}:
     engine.model.rewind(0)
     figures["profile"] = await profile_engine(engine, ${steps})

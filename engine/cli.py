@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--f16-prompts", action="store_true",
                         help="prompts' products in f16 on GPUs with shader-f16: faster prefill, less exact logits")
     common.add_argument("--kv-f16", action="store_true",
-                        help="keep the KV cache in f16 on any GPU: half its memory (a longer --n-ctx), less exact")
+                        help="keep the KV cache in f16 (any adapter): half its memory, so a longer --n-ctx; less exact")
     gen = sub.add_parser("generate", parents=[common], help="complete one conversation, print the answer")
     gen.add_argument("--messages", type=Path, help="a JSON list of {role, content} messages")
     gen.add_argument("prompt", nargs="?", help="the user's message (read from stdin when absent)")

@@ -2,8 +2,11 @@
 // tokens, a block of 32 columns a step. Each block is decoded to f32 once for the 64 tokens and x's block
 // loaded once for the 128 rows; then each of the 128 invocations multiplies 8 rows by 8 tokens out of
 // workgroup memory (256 f32 multiply-adds for 16 vec4 loads; 256 invocations of 8 x 4 ran no faster in f32,
-// 11 % slower in f16), as chains of multiply-adds (tiles.wgsl's mad4: +10 % at 8B). x stays f32: no
-// quantize_x, and f32's precision.
+// 11 % slower in f16). x stays f32: no quantize_x, and f32's precision. Each four columns' products are summed
+// before they join the row's sum: written as one chain of multiply-adds (as matmul_tiled_f16.wgsl's are, into
+// a block's f16 sums) the kernel ran 10 % faster at 8B, but every product then joined the large sum on its own,
+// and the default model's logits (Q5_0 mix, a step of 3 tokens after one of 11) drifted 1.2e-4 of their largest
+// from the scalar kernels' (4.9e-5 before): near the 0.005 logits gap below which greedy tokens count as ties.
 // Every invocation fetches the next block (a row's integers, int_parts, and four vec4s of x) into registers
 // before it multiplies the current one, so those loads are in flight during the multiply-adds. (Two tiles in
 // turn, one barrier a block rather than two, cost the f16 kernel 22 %; f32's would not fit 32 KB.)
@@ -68,18 +71,18 @@ fn matmul_tiled(
         workgroupBarrier();
         if (b + 1u < N_IN / 32u) { f = fetch(w_row, b + 1u, x_base, x_last); }
         for (var k = 0u; k < 8u; k++) {
-            let xa = transpose(mat4x4<f32>(tile_x[tc * PITCH + k], tile_x[(tc + 16u) * PITCH + k],
-                                           tile_x[(tc + 32u) * PITCH + k], tile_x[(tc + 48u) * PITCH + k]));
-            let xb = transpose(mat4x4<f32>(tile_x[(tc + 8u) * PITCH + k], tile_x[(tc + 24u) * PITCH + k],
-                                           tile_x[(tc + 40u) * PITCH + k], tile_x[(tc + 56u) * PITCH + k]));
-            var w = tile_w[tr * PITCH + k]; a0 = mad4(a0, xa, w); b0 = mad4(b0, xb, w);
-            w = tile_w[(tr + 16u) * PITCH + k]; a1 = mad4(a1, xa, w); b1 = mad4(b1, xb, w);
-            w = tile_w[(tr + 32u) * PITCH + k]; a2 = mad4(a2, xa, w); b2 = mad4(b2, xb, w);
-            w = tile_w[(tr + 48u) * PITCH + k]; a3 = mad4(a3, xa, w); b3 = mad4(b3, xb, w);
-            w = tile_w[(tr + 64u) * PITCH + k]; a4 = mad4(a4, xa, w); b4 = mad4(b4, xb, w);
-            w = tile_w[(tr + 80u) * PITCH + k]; a5 = mad4(a5, xa, w); b5 = mad4(b5, xb, w);
-            w = tile_w[(tr + 96u) * PITCH + k]; a6 = mad4(a6, xa, w); b6 = mad4(b6, xb, w);
-            w = tile_w[(tr + 112u) * PITCH + k]; a7 = mad4(a7, xa, w); b7 = mad4(b7, xb, w);
+            let xa = mat4x4<f32>(tile_x[tc * PITCH + k], tile_x[(tc + 16u) * PITCH + k],
+                                 tile_x[(tc + 32u) * PITCH + k], tile_x[(tc + 48u) * PITCH + k]);
+            let xb = mat4x4<f32>(tile_x[(tc + 8u) * PITCH + k], tile_x[(tc + 24u) * PITCH + k],
+                                 tile_x[(tc + 40u) * PITCH + k], tile_x[(tc + 56u) * PITCH + k]);
+            var w = tile_w[tr * PITCH + k]; a0 += w * xa; b0 += w * xb;
+            w = tile_w[(tr + 16u) * PITCH + k]; a1 += w * xa; b1 += w * xb;
+            w = tile_w[(tr + 32u) * PITCH + k]; a2 += w * xa; b2 += w * xb;
+            w = tile_w[(tr + 48u) * PITCH + k]; a3 += w * xa; b3 += w * xb;
+            w = tile_w[(tr + 64u) * PITCH + k]; a4 += w * xa; b4 += w * xb;
+            w = tile_w[(tr + 80u) * PITCH + k]; a5 += w * xa; b5 += w * xb;
+            w = tile_w[(tr + 96u) * PITCH + k]; a6 += w * xa; b6 += w * xb;
+            w = tile_w[(tr + 112u) * PITCH + k]; a7 += w * xa; b7 += w * xb;
         }
         workgroupBarrier();
     }

@@ -13,13 +13,6 @@ fn tile_row(r0: u32, i: u32) -> u32 {
     return clamp_row(r0 + i);
 }
 
-// a + xs w as a chain of multiply-adds (xs's columns: one column of x for four tokens): written out, since the
-// product and then its sum would cost an add more for every four multiply-adds.
-fn mad4(a: vec4<f32>, xs: mat4x4<f32>, w: vec4<f32>) -> vec4<f32> {
-    return fma(xs[3], vec4<f32>(w.w), fma(xs[2], vec4<f32>(w.z), fma(xs[1], vec4<f32>(w.y),
-               fma(xs[0], vec4<f32>(w.x), a))));
-}
-
 // Four signed bytes as f32.
 fn tile_bytes(q: u32) -> vec4<f32> {
     let v = bitcast<i32>(q);

@@ -29,6 +29,25 @@
 var<workgroup> tile_w: array<vec4<f32>, 1152>;  // TILE_ROWS x PITCH
 var<workgroup> tile_x: array<vec4<f32>, 576>;  // TILE_TOKENS x PITCH
 
+// Column vec4 k of tokens t, t + 16, t + 32, t + 48, as a matrix whose column c is x's column 4 k + c of them.
+fn tokens4(t: u32, k: u32) -> mat4x4<f32> {
+    return transpose(mat4x4<f32>(tile_x[t * PITCH + k], tile_x[(t + 16u) * PITCH + k],
+                                 tile_x[(t + 32u) * PITCH + k], tile_x[(t + 48u) * PITCH + k]));
+}
+
+// The products of eight columns (xs0 and xs1 by w0 and w1) for four tokens: one chain of multiply-adds from the
+// first product, which then joins the row's sum (one add per eight, where a dot product a vec4 cost one per four).
+fn mad8(xs0: mat4x4<f32>, xs1: mat4x4<f32>, w0: vec4<f32>, w1: vec4<f32>) -> vec4<f32> {
+    var s = xs0[0] * w0.x;
+    s = fma(xs0[1], vec4<f32>(w0.y), s);
+    s = fma(xs0[2], vec4<f32>(w0.z), s);
+    s = fma(xs0[3], vec4<f32>(w0.w), s);
+    s = fma(xs1[0], vec4<f32>(w1.x), s);
+    s = fma(xs1[1], vec4<f32>(w1.y), s);
+    s = fma(xs1[2], vec4<f32>(w1.z), s);
+    return fma(xs1[3], vec4<f32>(w1.w), s);
+}
+
 @compute @workgroup_size(128)
 fn matmul_tiled(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -70,19 +89,28 @@ fn matmul_tiled(
         tile_x[x_at + 48u * PITCH] = f.x3;
         workgroupBarrier();
         if (b + 1u < N_IN / 32u) { f = fetch(w_row, b + 1u, x_base, x_last); }
-        for (var k = 0u; k < 8u; k++) {
-            let xa = mat4x4<f32>(tile_x[tc * PITCH + k], tile_x[(tc + 16u) * PITCH + k],
-                                 tile_x[(tc + 32u) * PITCH + k], tile_x[(tc + 48u) * PITCH + k]);
-            let xb = mat4x4<f32>(tile_x[(tc + 8u) * PITCH + k], tile_x[(tc + 24u) * PITCH + k],
-                                 tile_x[(tc + 40u) * PITCH + k], tile_x[(tc + 56u) * PITCH + k]);
-            var w = tile_w[tr * PITCH + k]; a0 += w * xa; b0 += w * xb;
-            w = tile_w[(tr + 16u) * PITCH + k]; a1 += w * xa; b1 += w * xb;
-            w = tile_w[(tr + 32u) * PITCH + k]; a2 += w * xa; b2 += w * xb;
-            w = tile_w[(tr + 48u) * PITCH + k]; a3 += w * xa; b3 += w * xb;
-            w = tile_w[(tr + 64u) * PITCH + k]; a4 += w * xa; b4 += w * xb;
-            w = tile_w[(tr + 80u) * PITCH + k]; a5 += w * xa; b5 += w * xb;
-            w = tile_w[(tr + 96u) * PITCH + k]; a6 += w * xa; b6 += w * xb;
-            w = tile_w[(tr + 112u) * PITCH + k]; a7 += w * xa; b7 += w * xb;
+        for (var k = 0u; k < 8u; k += 2u) {  // two vec4s of columns at a time: eight products a sum
+            let xa0 = tokens4(tc, k);
+            let xa1 = tokens4(tc, k + 1u);
+            let xb0 = tokens4(tc + 8u, k);
+            let xb1 = tokens4(tc + 8u, k + 1u);
+            var w0 = tile_w[tr * PITCH + k];
+            var w1 = tile_w[tr * PITCH + k + 1u];
+            a0 += mad8(xa0, xa1, w0, w1); b0 += mad8(xb0, xb1, w0, w1);
+            w0 = tile_w[(tr + 16u) * PITCH + k]; w1 = tile_w[(tr + 16u) * PITCH + k + 1u];
+            a1 += mad8(xa0, xa1, w0, w1); b1 += mad8(xb0, xb1, w0, w1);
+            w0 = tile_w[(tr + 32u) * PITCH + k]; w1 = tile_w[(tr + 32u) * PITCH + k + 1u];
+            a2 += mad8(xa0, xa1, w0, w1); b2 += mad8(xb0, xb1, w0, w1);
+            w0 = tile_w[(tr + 48u) * PITCH + k]; w1 = tile_w[(tr + 48u) * PITCH + k + 1u];
+            a3 += mad8(xa0, xa1, w0, w1); b3 += mad8(xb0, xb1, w0, w1);
+            w0 = tile_w[(tr + 64u) * PITCH + k]; w1 = tile_w[(tr + 64u) * PITCH + k + 1u];
+            a4 += mad8(xa0, xa1, w0, w1); b4 += mad8(xb0, xb1, w0, w1);
+            w0 = tile_w[(tr + 80u) * PITCH + k]; w1 = tile_w[(tr + 80u) * PITCH + k + 1u];
+            a5 += mad8(xa0, xa1, w0, w1); b5 += mad8(xb0, xb1, w0, w1);
+            w0 = tile_w[(tr + 96u) * PITCH + k]; w1 = tile_w[(tr + 96u) * PITCH + k + 1u];
+            a6 += mad8(xa0, xa1, w0, w1); b6 += mad8(xb0, xb1, w0, w1);
+            w0 = tile_w[(tr + 112u) * PITCH + k]; w1 = tile_w[(tr + 112u) * PITCH + k + 1u];
+            a7 += mad8(xa0, xa1, w0, w1); b7 += mad8(xb0, xb1, w0, w1);
         }
         workgroupBarrier();
     }

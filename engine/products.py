@@ -198,6 +198,11 @@ class ProductKernels:
                 bx, by = split_groups(cdiv(n_out * per_row, 4 * SG_BATCH_RPS))
                 batch = {**sc, "ROWS": 4 * SG_BATCH_RPS, "RPS": SG_BATCH_RPS}
                 prefill = (self._step("matmul_subgroup.wgsl", "matvec_subgroup", batch, plain, lambda n: (bx, by, n)),)
+                if self.tiles and wtype in DOT4_TYPES:  # integer types' prompts in tiles (they read f32 x), a few
+                    few = prefill                       # tokens a token a workgroup row still
+                    tx, ty = split_groups(cdiv(n_out, TILE_ROWS // 2 if glu else TILE_ROWS))
+                    prefill = (self._step(self.tiles_file, "matmul_tiled", c, buffers,
+                                          lambda n: (tx, ty, cdiv(n, TILE_TOKENS))),)
             if norm is not None:
                 x_raw, weight, eps = norm
                 sc, plain = {**sc, "NORM": True, "EPS": eps}, [buffers[0], x_raw, y, weight]

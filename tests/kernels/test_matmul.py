@@ -248,6 +248,24 @@ def test_prompts_products_in_tiles(gpu, kernels_for, rng, wtype, f16, monkeypatc
     assert entries.count(kernels.tiles_file) == 5
 
 
+@pytest.mark.parametrize("wtype", [K.Q4_1, K.Q8_0, K.Q6_K], ids=type_name)
+def test_small_models_prompts_in_tiles(gpu, kernels_for, rng, wtype, monkeypatch):
+    """Without integer products (dot4 off: small models' one token), GPUs' prompts still take the tiles, which read
+    f32 x; steps of up to DOT4_FEW tokens keep matmul_subgroup.wgsl's token-a-row batches."""
+    kernels = K.Kernels(kernels_for("subgroup").device, variant="subgroup", dot4=False)
+    assert kernels.tiles and not kernels.uses_dot4(wtype)
+    entries, step = [], kernels._step
+    monkeypatch.setattr(kernels, "_step", lambda *a: entries.append(a[0]) or step(*a))
+    n_in = row_length(wtype, 3 if wtype in F16_FIELDS else 7)
+    check_matmul(gpu, kernels, rng, wtype, n_in, 130, 2 * products.TILE_TOKENS + 5)
+    check_matmul(gpu, kernels, rng, wtype, n_in, 33, products.DOT4_FEW, max_tokens=products.TILE_TOKENS + 3)
+    check_matmul_mode(gpu, kernels, rng, wtype, n_in, 65, products.TILE_TOKENS + 1, act="silu")
+    assert entries.count(kernels.tiles_file) == 3
+    b = gpu.upload(b"\0" * 1024)
+    op = kernels.matmul(b, wtype, n_in, 7, gpu.upload(b"\0" * (4 * n_in * 16)), gpu.poisoned(4 * 7 * 16), 16)
+    assert op.few == products.DOT4_FEW and op.few_steps != op.prefill
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_matmul_batch_smaller_than_max_tokens(gpu, kernels_for, rng, variant):
     check_matmul(gpu, kernels_for(variant), rng, K.Q8_0, 64, 19, 5, max_tokens=11)

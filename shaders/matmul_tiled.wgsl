@@ -2,11 +2,12 @@
 // tokens, a block of 32 columns a step. Each block is decoded to f32 once for the 64 tokens and x's block
 // loaded once for the 128 rows; then each of the 128 invocations multiplies 8 rows by 8 tokens out of
 // workgroup memory (256 f32 multiply-adds for 16 vec4 loads; 256 invocations of 8 x 4 ran no faster in f32,
-// 11 % slower in f16). x stays f32: no quantize_x, and f32's precision. Each four columns' products are summed
-// before they join the row's sum: written as one chain of multiply-adds (as matmul_tiled_f16.wgsl's are, into
-// a block's f16 sums) the kernel ran 10 % faster at 8B, but every product then joined the large sum on its own,
-// and the default model's logits (Q5_0 mix, a step of 3 tokens after one of 11) drifted 1.2e-4 of their largest
-// from the scalar kernels' (4.9e-5 before): near the 0.005 logits gap below which greedy tokens count as ties.
+// 11 % slower in f16). x stays f32: no quantize_x, and f32's precision. Each eight columns' products are one
+// chain of multiply-adds, which then joins the row's sum (mad8): 13 % faster at 8B than summing four products
+// before the add, and closer to the scalar kernels (the default model's Q5_0 mix drifts 4.4e-5 of its largest
+// logit from them, against 4.9e-5). One chain for all of a row's products gained 10 % but drifted 1.2e-4,
+// near the 0.005 logits gap below which greedy tokens count as ties; chains over a whole block (32
+// products, into per-block sums as the f16 tiles) were closer (1.4e-5) but 4 % slower: sixteen more registers.
 // Every invocation fetches the next block (a row's integers, int_parts, and four vec4s of x) into registers
 // before it multiplies the current one, so those loads are in flight during the multiply-adds. (Two tiles in
 // turn, one barrier a block rather than two, cost the f16 kernel 22 %; f32's would not fit 32 KB.)

@@ -49,13 +49,13 @@ class _Quiet(SimpleHTTPRequestHandler):
 
 
 def page_dir(extension: Path, model: Path, into: Path) -> None:
-    """The page, bench_engine.py, and the extension's runtime (Pyodide, wheels, engine archive, replay.js) with
-    the model."""
+    """The page, bench_engine.py, and the extension's runtime (Pyodide, wheels, engine archive, replay.js,
+    model_bytes.js) with the model."""
     for name in ("bench.html", "bench.mjs"):
         shutil.copy(PAGE / name, into / name)
     for name in ("bench_engine.py", "profile_decode.py", "check_tiles.py"):
         shutil.copy(Path(__file__).resolve().parent / name, into / name)
-    for name in ("pyodide", "wheels", "hearth", "build.json", "replay.js"):
+    for name in ("pyodide", "wheels", "hearth", "build.json", "replay.js", "model_bytes.js"):
         (into / name).symlink_to((extension / name).resolve())
     (into / "model.gguf").symlink_to(model.resolve())
 

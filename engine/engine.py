@@ -49,7 +49,9 @@ class Engine:
     def __init__(self, model: Model, tokenizer: Tokenizer, gguf: GGUFFile):
         self.model = model
         self.tokenizer = tokenizer
-        self.gguf = gguf
+        # The header only: the file's bytes are on the GPU now, and in the browser holding the file (chunks of JS
+        # memory, extension/model_bytes.js) would keep a second copy of the model alive.
+        self.metadata = gguf.metadata
         self.chat_template = gguf.metadata.get("tokenizer.chat_template")
         self._cached: list[int] = []  # token ids whose keys and values are in the KV cache, in order
 

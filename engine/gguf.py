@@ -1,7 +1,7 @@
 """GGUF reader: header, metadata and tensor table, in pure Python.
 
 Only the header is parsed into Python objects. Tensor bytes stay where they are (a memory map
-natively, a JS ArrayBuffer in the browser) and reach the GPU through `ByteSource.view`, so the
+natively, chunks of JS memory in the browser) and reach the GPU through `ByteSource.view`, so the
 weights never pass through Python lists or the wasm heap.
 Format: https://github.com/ggml-org/ggml/blob/master/docs/gguf.md
 """

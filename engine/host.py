@@ -130,7 +130,7 @@ class Host:
         engine = self.engine
         info = engine.model.device.info
         return {
-            "model": str(engine.gguf.metadata.get("general.name", "model")),
+            "model": str(engine.metadata.get("general.name", "model")),
             "n_ctx": engine.model.n_ctx,
             "adapter": f"{info.vendor} {info.device}".strip(),
             "seats": engine.model.n_seqs,

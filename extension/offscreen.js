@@ -3,6 +3,7 @@
 // (engine/protocol.py), the queue and the logic. Messages carry `target`, which only the JavaScript reads.
 import { loadPyodide } from "./pyodide/pyodide.mjs";
 import { DEFAULTS, ErrorType, Kind } from "./protocol.js";
+import { download } from "./model_bytes.js";
 import "./replay.js"; // hearthReplay, which the engine records each step's dispatches with
 
 const SETTINGS = new URLSearchParams(location.search); // the engine settings, from the worker
@@ -42,7 +43,7 @@ async function main() {
 import sys
 sys.path.insert(0, "${ENGINE_DIR}")
 from engine.errors import LoadError
-from engine.gpu.browser import ArrayBufferSource
+from engine.gpu.browser import ModelBytesSource
 from engine.host import Host
 from engine.protocol import progress
 
@@ -57,37 +58,12 @@ def fail(message):
 `);
   panels = pyodide.globals.get("panels");
   early.splice(0).forEach((message) => panels.receive(JSON.stringify(message)));
-  pyodide.globals.set("model_buffer", await download(build.model, pyodide.globals.get("announce_download")));
-  await pyodide.runPythonAsync(`await host.load(ArrayBufferSource(model_buffer), n_ctx=${N_CTX}, seats=${SEATS})`);
-}
-
-// The model file into one ArrayBuffer, with progress: Python reads its header and hands views of it to WebGPU.
-async function download(path, announce) {
-  const response = await fetch(path);
-  const total = Number(response.headers.get("content-length")) || 0;
-  const reader = response.body.getReader();
-  const parts = [];
-  let done = 0;
-  let shown = 0;
-  announce(0, total || 1);
-  for (;;) {
-    const { value, done: end } = await reader.read();
-    if (end) break;
-    parts.push(value);
-    done += value.length;
-    if (done - shown > 4 << 20) {
-      shown = done;
-      announce(done, total || done);
-    }
-  }
-  const bytes = new Uint8Array(done);
-  let offset = 0;
-  for (const part of parts) {
-    bytes.set(part, offset);
-    offset += part.length;
-  }
-  announce(done, done);
-  return bytes.buffer;
+  pyodide.globals.set("model_bytes", await download(build.model, pyodide.globals.get("announce_download")));
+  // (the bytes are on the GPU after the load: dropping the last reference frees the file's copy in JS memory)
+  await pyodide.runPythonAsync(`
+await host.load(ModelBytesSource(model_bytes), n_ctx=${N_CTX}, seats=${SEATS})
+del model_bytes
+`);
 }
 
 main().catch((error) => {

@@ -32,7 +32,7 @@ class ScriptedEngine:
     """Real prompts, scripted answers: every answer is `reply` (or `Note <n>` for the n-th summary part)."""
 
     def __init__(self, gguf, n_ctx=512, reply="Paris is the capital.", step_delay=0.0):
-        self.gguf = gguf
+        self.metadata = gguf.metadata
         self.tokenizer = Tokenizer.from_metadata(gguf.metadata)
         info = SimpleNamespace(vendor="test", device="scripted")
         self.model = SimpleNamespace(n_ctx=n_ctx, n_seqs=1, device=SimpleNamespace(info=info))
@@ -41,7 +41,7 @@ class ScriptedEngine:
 
     def chat_prompt(self, messages):
         tok = self.tokenizer
-        text = render(self.gguf.metadata["tokenizer.chat_template"], messages, add_generation_prompt=True)
+        text = render(self.metadata["tokenizer.chat_template"], messages, add_generation_prompt=True)
         return tok.encode(text, parse_special=True)
 
     async def generate(self, prompt_ids, options):

@@ -1,8 +1,9 @@
 // The engine's prefill and decode speed inside the browser, as benchmarks/bench_engine.py measures them
 // natively (its `measure`, copied next to this page). Boots Pyodide and the engine as the extension's
-// offscreen document does, reads the model from ?model=URL into one ArrayBuffer (weights go from there to
-// WebGPU), and logs one line, "HEARTH_BENCH <json>", or "HEARTH_BENCH_ERROR <message>".
+// offscreen document does, reads the model from ?model=URL in chunks as the extension does (model_bytes.js:
+// weights go from there to WebGPU), and logs one line, "HEARTH_BENCH <json>", or "HEARTH_BENCH_ERROR <message>".
 import { loadPyodide } from "./pyodide/pyodide.mjs";
+import { download } from "./model_bytes.js"; // the extension's model download
 import "./replay.js"; // the extension's hearthReplay
 
 const query = new URLSearchParams(location.search);
@@ -17,8 +18,7 @@ async function main() {
   for (const name of ["bench_engine.py", "profile_decode.py", "check_tiles.py"]) {
     pyodide.FS.writeFile(`${ENGINE_DIR}/${name}`, await (await fetch(name)).text());
   }
-  const model = await (await fetch(query.get("model"))).arrayBuffer();
-  pyodide.globals.set("model_buffer", model);
+  pyodide.globals.set("model_bytes", await download(query.get("model"), () => {}));
   const n_prompt = Number(query.get("prompt") || 128);
   const n_decode = Number(query.get("decode") || 64);
   const ignore_eos = query.get("ignore_eos") ? "True" : "False";
@@ -32,10 +32,10 @@ from bench_engine import measure, prompt_logits
 from profile_decode import profile_engine
 from engine.engine import Engine
 from engine.gguf import parse_gguf
-from engine.gpu.browser import ArrayBufferSource
+from engine.gpu.browser import ModelBytesSource
 
 n_ctx = max(512, ${n_prompt} + ${n_decode} + 8)
-engine = await Engine.load(gguf=parse_gguf(ArrayBufferSource(model_buffer)), n_ctx=n_ctx, f16_prompts=${f16})
+engine = await Engine.load(gguf=parse_gguf(ModelBytesSource(model_bytes)), n_ctx=n_ctx, f16_prompts=${f16})
 prefill, decode = await measure(engine, ${n_prompt}, ${n_decode}, ${ignore_eos})
 info, kernels = engine.model.device.info, engine.model.kernels
 figures = {"prefill": prefill, "decode": decode, "device": info.device or info.vendor,

@@ -2,7 +2,7 @@
 
 Mirrors native.py call for call; WebGPU's JS API takes camelCase plain objects, so descriptors are
 converted with `Object.fromEntries`. Weights arrive as JS typed arrays (views of the model's
-ArrayBuffer) and go to `writeBuffer` as they are, never through the wasm heap.
+chunks, extension/model_bytes.js) and go to `writeBuffer` as they are, never through the wasm heap.
 """
 
 from __future__ import annotations
@@ -179,20 +179,20 @@ def _round4(n: int) -> int:
     return (n + 3) & ~3
 
 
-class ArrayBufferSource:
-    """The model's bytes in a JS ArrayBuffer (gguf.ByteSource): the header is copied into Python, tensors
-    are handed to `write_buffer` as Uint8Array views, so weights never enter the wasm heap."""
+class ModelBytesSource:
+    """The model's bytes as the extension's model_bytes.js holds them, in chunks of JS memory (gguf.ByteSource):
+    the header is copied into Python, tensors are handed to `write_buffer` as Uint8Array views (a copy in JS
+    only where a tensor straddles two chunks), so weights never enter the wasm heap."""
 
-    def __init__(self, buffer):
-        self.buffer = buffer
-        self.size = int(buffer.byteLength)
+    def __init__(self, model_bytes):
+        self.model_bytes = model_bytes
+        self.size = int(model_bytes.size)
 
     def read(self, offset: int, n: int) -> bytes:
-        n = max(0, min(n, self.size - offset))
-        return js.Uint8Array.new(self.buffer, offset, n).to_bytes()
+        return self.model_bytes.view(offset, n).to_bytes()
 
     def view(self, offset: int, n: int):
-        return js.Uint8Array.new(self.buffer, offset, n)
+        return self.model_bytes.view(offset, n)
 
 
 def _report_gpu_errors(device) -> None:

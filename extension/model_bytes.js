@@ -16,6 +16,7 @@ export class ModelBytes {
   // Bytes offset .. offset + n (clipped to the file) as a Uint8Array: a view where one chunk holds them.
   view(offset, n) {
     n = Math.max(0, Math.min(n, this.size - offset));
+    if (n === 0) return new Uint8Array(0);
     const first = Math.floor(offset / this.chunkBytes);
     const at = offset - first * this.chunkBytes;
     if (at + n <= this.chunkBytes) return this.chunks[first].subarray(at, at + n);

@@ -82,9 +82,11 @@ class Host:
     # ---------------------------------------------------------------- loading
 
     async def load(self, source: Any, *, n_ctx: int = DEFAULT_N_CTX, device: Any = None,
-                   seats: int = DEFAULT_SEATS) -> bool:
+                   seats: int = DEFAULT_SEATS, kv_f16: bool = False, f16_prompts: bool = False) -> bool:
         """Open the GPU, parse the GGUF held by `source` and upload it; report progress, then ready or error.
-        seats: requests served at once (a sequence of n_ctx positions each in the KV cache)."""
+        seats: requests served at once (a sequence of n_ctx positions each in the KV cache); kv_f16: that cache
+        in f16 (half its memory); f16_prompts: prompts' products in f16 where the GPU has shader-f16 (a
+        preference: without it they stay f32, and `describe` says which)."""
         from .engine import Engine
         from .gguf import parse_gguf
         from .gpu import open_device
@@ -101,7 +103,9 @@ class Host:
                     last[0] = now
                     self.announce(progress("weights", done, total))
 
-            self.engine = await Engine.load(gguf=gguf, device=device, n_ctx=n_ctx, progress=uploaded, n_seqs=seats)
+            f16_prompts = f16_prompts and "shader-f16" in device.info.features
+            self.engine = await Engine.load(gguf=gguf, device=device, n_ctx=n_ctx, progress=uploaded, n_seqs=seats,
+                                            kv_f16=kv_f16, f16_prompts=f16_prompts)
             self.streams = _streams_of(self.engine)
         except Exception as e:  # noqa: BLE001 - every load failure is reported to the panel, named
             if not isinstance(e, HearthError):
@@ -134,6 +138,8 @@ class Host:
             "n_ctx": engine.model.n_ctx,
             "adapter": f"{info.vendor} {info.device}".strip(),
             "seats": engine.model.n_seqs,
+            "kv_f16": engine.model.kernels.kv_f16,
+            "f16_prompts": engine.model.kernels.f16_prompts,
         }
 
     # ---------------------------------------------------------------- the kind switch

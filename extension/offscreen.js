@@ -9,6 +9,9 @@ import "./replay.js"; // hearthReplay, which the engine records each step's disp
 const SETTINGS = new URLSearchParams(location.search); // the engine settings, from the worker
 const N_CTX = Number(SETTINGS.get("n_ctx")) || DEFAULTS.n_ctx;
 const SEATS = Number(SETTINGS.get("seats")) || DEFAULTS.seats; // requests answered at once
+const KV_F16 = SETTINGS.get("kv_f16") === "true"; // the KV cache in f16
+const F16_PROMPTS = SETTINGS.get("f16_prompts") === "true"; // prompts in f16 where the GPU has shader-f16
+const py = (flag) => (flag ? "True" : "False");
 const ENGINE_DIR = "/home/pyodide/hearth"; // engine/ and shaders/ side by side, as engine.kernels expects
 
 let panels = null; // the panels' connection to Python's Host (JSON text in), once the engine is unpacked
@@ -61,7 +64,8 @@ def fail(message):
   pyodide.globals.set("model_bytes", await download(build.model, pyodide.globals.get("announce_download")));
   // (the bytes are on the GPU after the load: dropping the last reference frees the file's copy in JS memory)
   await pyodide.runPythonAsync(`
-await host.load(ModelBytesSource(model_bytes), n_ctx=${N_CTX}, seats=${SEATS})
+await host.load(ModelBytesSource(model_bytes), n_ctx=${N_CTX}, seats=${SEATS}, kv_f16=${py(KV_F16)},
+                f16_prompts=${py(F16_PROMPTS)})
 del model_bytes
 `);
 }

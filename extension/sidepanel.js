@@ -50,7 +50,9 @@ function onLoadMessage(kind, content) {
     $("prompt").placeholder = `Ask ${content.model} anything… (Enter to send, Shift+Enter for a new line)`;
     const waited = seconds >= 0.5 ? ` in ${seconds} s` : ""; // (already loaded when this panel opened)
     const together = content.seats > 1 ? ` · ${content.seats} requests at once` : "";
-    $("speed").textContent = `Model ready${waited} · ${content.adapter} · ${content.n_ctx}-token context${together}`;
+    const f16 = [content.kv_f16 && "f16 context", content.f16_prompts && "f16 prompts"].filter(Boolean);
+    const precision = f16.map((what) => ` · ${what}`).join("");
+    $("speed").textContent = `Model ready${waited} · ${content.adapter} · ${content.n_ctx}-token context${together}${precision}`;
     if (!state.active) document.body.dataset.state = "ready";
   } else if (kind === Kind.ERROR) {
     $("load").hidden = true;
@@ -277,7 +279,10 @@ async function restore() {
   current();
   for (const key of Object.keys(DEFAULTS)) $(key).value = state.settings[key] ?? "";
   const engine = await engineSettings();
-  for (const key of Object.keys(ENGINE_DEFAULTS)) $(key).value = engine[key];
+  for (const key of Object.keys(ENGINE_DEFAULTS)) {
+    if ($(key).type === "checkbox") $(key).checked = engine[key];
+    else $(key).value = engine[key];
+  }
 }
 
 const num = (value) => (value === "" || value === null ? null : Number(value));
@@ -288,6 +293,10 @@ async function reloadEngine() {
   const before = await engineSettings();
   const engine = { ...before };
   for (const key of Object.keys(ENGINE_DEFAULTS)) {
+    if ($(key).type === "checkbox") {
+      engine[key] = $(key).checked;
+      continue;
+    }
     const value = Math.round(num($(key).value) ?? NaN);
     if (value >= Number($(key).min) && value <= Number($(key).max)) engine[key] = value;
     $(key).value = engine[key];

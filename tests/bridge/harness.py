@@ -76,8 +76,9 @@ class EchoEngine:
         self.served: list[str] = []
         self.closed_early: list[str] = []
         info = SimpleNamespace(vendor="test", device="echo")
-        self.model = SimpleNamespace(n_ctx=1 << 20, n_seqs=1, device=SimpleNamespace(info=info))
-        self.gguf = SimpleNamespace(metadata={"general.name": "Echo 1"})
+        kernels = SimpleNamespace(kv_f16=False, f16_prompts=False)
+        self.model = SimpleNamespace(n_ctx=1 << 20, n_seqs=1, device=SimpleNamespace(info=info), kernels=kernels)
+        self.metadata = {"general.name": "Echo 1"}
 
     def chat_prompt(self, messages: list[dict]) -> list[int]:
         return list(messages[-1]["content"].encode())

@@ -198,8 +198,11 @@ class Panel:
         if page.is_hidden("#settings"):
             page.click("#settings-toggle")
         for name, value in values.items():
-            page.fill(f"#{name}", str(value))
-            page.dispatch_event(f"#{name}", "change")
+            if isinstance(value, bool):  # a checkbox
+                page.set_checked(f"#{name}", value)  # (fires its change event)
+            else:
+                page.fill(f"#{name}", str(value))
+                page.dispatch_event(f"#{name}", "change")
         page.click("#settings-toggle")
 
     def ask(self, text: str):

@@ -83,7 +83,7 @@ class ChatCompletionRequest(BaseModel):
     # llama.cpp server's extensions
     top_k: int | None = Field(None, ge=0)
     min_p: float | None = Field(None, ge=0, lt=1)
-    repetition_penalty: float | None = Field(None, gt=0)
+    repetition_penalty: float | None = Field(None, gt=0, allow_inf_nan=False)  # (no upper bound to stop inf)
 
     @field_validator("stop")
     @classmethod

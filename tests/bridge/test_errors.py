@@ -11,7 +11,7 @@ import http.client
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
@@ -156,6 +156,8 @@ FIELDS = sorted(ChatCompletionRequest.model_fields)
 
 @FAST
 @given(field=st.sampled_from(FIELDS) | st.text(min_size=1, max_size=12), value=JSON)
+@example(field="repetition_penalty", value=float("inf"))  # once answered with no param
+@example(field="temperature", value=float("-inf"))
 def test_any_value_in_any_field(bridge, echo, field, value):
     body = {**VALID, field: value}
     if field == "stream":

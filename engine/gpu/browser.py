@@ -114,7 +114,8 @@ class BrowserDevice:
             data = padded
         self.device.queue.writeBuffer(buffer, offset, data)
 
-    def create_pipeline(self, wgsl, entry_point, constants):
+    def create_pipeline(self, wgsl, entry_point, constants, checked=True):
+        """(checked: the browser's compiler always guards indices; see the native device's.)"""
         module = self.device.createShaderModule(_js({"code": wgsl}))
         compute = {"module": module, "entryPoint": entry_point}
         if constants:

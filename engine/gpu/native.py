@@ -61,6 +61,42 @@ def _submission_calls():
 _SUBMISSIONS = _submission_calls()
 
 
+def _unchecked_module_call():
+    """A function making a shader module without naga's runtime checks (wgpu-native's
+    wgpuDeviceCreateShaderModuleTrusted with none), if this wgpu-py exposes it.
+
+    naga clamps every dynamic index of a local or workgroup array, vector or matrix, and bounds every loop with
+    a counter of its own; on an H200 that cost the products and attention 8-15 % (NOTES.md, session 22). On
+    Vulkan, buffer accesses are guarded by the driver either way (wgpu enables robustBufferAccess2, and naga then
+    leaves buffers to it), so what an unchecked module gives up is only the guard on indices the shader computes
+    itself: Kernels asks for one only for shaders whose indices stay in range by construction (kernels.py's
+    UNCHECKED_SHADERS). None: some other wgpu-py; every module is checked."""
+    try:
+        from wgpu.backends.wgpu_native import _api
+        from wgpu.backends.wgpu_native._ffi import ffi, lib
+
+        create, no_checks = _api.libf.wgpuDeviceCreateShaderModuleTrusted, 0  # WGPUShaderRuntimeChecks_None; errors raise
+        sstype, new_struct_p, string_view = lib.WGPUSType_ShaderSourceWGSL, _api.new_struct_p, _api.to_c_string_view
+    except (ImportError, AttributeError):
+        return None
+
+    def unchecked_module(device: wgpu.GPUDevice, wgsl: str):
+        source = new_struct_p("WGPUShaderSourceWGSL *", code=string_view(wgsl))
+        source[0].chain.next = ffi.NULL
+        source[0].chain.sType = sstype
+        descriptor = new_struct_p("WGPUShaderModuleDescriptor *", label=string_view(""),
+                                  nextInChain=ffi.cast("WGPUChainedStruct *", source))
+        handle = create(device._internal, descriptor, no_checks)
+        if handle == ffi.NULL:
+            raise RuntimeError("shader module creation failed")
+        return _api.GPUShaderModule("", handle, device)
+
+    return unchecked_module
+
+
+_UNCHECKED_MODULE = _unchecked_module_call()
+
+
 class NativeRecorder:
     """Records into one command encoder, opening a compute pass lazily so copies can sit between passes."""
 
@@ -141,6 +177,8 @@ class NativeDevice:
         self.device = device
         self.info = info
         self._staging_free: list[wgpu.GPUBuffer] = []  # map-readable buffers no read is using
+        # Only Vulkan keeps buffers guarded by the driver (see _unchecked_module_call); elsewhere every module is checked.
+        self._unchecked_backend = adapter.info.get("backend_type", "") == "Vulkan"
 
     def create_buffer(self, size, role=STORAGE, label=""):
         return self.device.create_buffer(size=_round4(max(size, 4)), usage=_USAGE[role], label=label)
@@ -160,10 +198,15 @@ class NativeDevice:
             view = memoryview(bytes(view) + bytes(4 - len(view) % 4))
         self.device.queue.write_buffer(buffer, offset, view)
 
-    def create_pipeline(self, wgsl, entry_point, constants):
+    def create_pipeline(self, wgsl, entry_point, constants, checked=True):
+        """checked=False: on Vulkan, the module without naga's runtime checks (see _unchecked_module_call), for
+        shaders whose own indices stay in range by construction."""
         for directive in _NAGA_UNSUPPORTED:
             wgsl = wgsl.replace(directive, "")
-        module = self.device.create_shader_module(code=wgsl)
+        if not checked and self._unchecked_backend and _UNCHECKED_MODULE is not None:
+            module = _UNCHECKED_MODULE(self.device, wgsl)
+        else:
+            module = self.device.create_shader_module(code=wgsl)
         compute = {"module": module, "entry_point": entry_point}
         if constants:
             compute["constants"] = dict(constants)

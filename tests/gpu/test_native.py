@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import struct
 
+import pytest
+
 from engine.gpu import open_device
 
 
@@ -30,3 +32,66 @@ def test_started_reads_see_the_buffer_as_it_was_and_may_be_awaited_in_any_order(
     assert struct.unpack("<2I", first) == (2, 3)
     assert struct.unpack("<4I", second) == (9, 8, 7, 6)
     assert struct.unpack("<I", again) == (7,)
+
+
+_DOUBLE = """
+@group(0) @binding(0) var<storage, read_write> data: array<f32>;
+var<workgroup> staged: array<f32, 64>;
+@compute @workgroup_size(64)
+fn main(@builtin(local_invocation_index) i: u32) {
+    staged[63u - i] = data[i];
+    workgroupBarrier();
+    var lanes = array<f32, 4>(1.0, 2.0, 3.0, 4.0);
+    for (var k = 0u; k < 4u; k++) { lanes[k] *= staged[63u - i]; }
+    data[i] = lanes[i % 4u];
+}
+"""
+
+
+def _run_double(checked: bool) -> tuple[list[float], bool]:
+    """_DOUBLE on 0..63 through create_pipeline(checked=...), and whether the module skipped naga's checks."""
+    from engine.gpu import native
+
+    async def scenario():
+        device = await open_device()
+        made = []
+        real = native._UNCHECKED_MODULE
+
+        def spy(gpu_device, wgsl):
+            made.append(wgsl)
+            return real(gpu_device, wgsl)
+
+        native._UNCHECKED_MODULE = spy if real is not None else None
+        try:
+            pipeline = device.create_pipeline(_DOUBLE, "main", {}, checked=checked)
+        finally:
+            native._UNCHECKED_MODULE = real
+        data = device.create_buffer(256)
+        device.write_buffer(data, struct.pack("<64f", *range(64)))
+        rec = device.recorder()
+        rec.dispatch(pipeline, device.create_bind_group(pipeline, [data]), (1, 1, 1))
+        device.submit(rec)
+        return list(struct.unpack("<64f", bytes(await device.read_buffer(data)))), bool(made)
+
+    return asyncio.run(scenario())
+
+
+def test_an_unchecked_module_computes_what_a_checked_one_does():
+    """Kernels' UNCHECKED_SHADERS compile without naga's index clamps and loop counters on Vulkan (lavapipe here):
+    the same results, workgroup and local arrays alike."""
+    want = [(i % 4 + 1) * float(i) for i in range(64)]
+    checked, skipped_checks = _run_double(checked=True)
+    unchecked, unchecked_made = _run_double(checked=False)
+    assert checked == want and unchecked == want
+    assert not skipped_checks
+    assert unchecked_made  # wgpu-py exposes wgpuDeviceCreateShaderModuleTrusted and the adapter is Vulkan's
+
+
+def test_an_unchecked_module_still_reports_its_compile_errors():
+    async def scenario():
+        device = await open_device()
+        device.create_pipeline(_DOUBLE.replace("staged[63u - i] = data[i];", "staged[63u - i] = nothing;"),
+                               "main", {}, checked=False)
+
+    with pytest.raises(Exception, match="nothing"):
+        asyncio.run(scenario())

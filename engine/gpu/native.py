@@ -75,7 +75,8 @@ def _unchecked_module_call():
         from wgpu.backends.wgpu_native import _api
         from wgpu.backends.wgpu_native._ffi import ffi, lib
 
-        create, no_checks = _api.libf.wgpuDeviceCreateShaderModuleTrusted, 0  # WGPUShaderRuntimeChecks_None; errors raise
+        # (libf: errors raise, as wgpu-py's own calls; 0 is WGPUShaderRuntimeChecks_None)
+        create, no_checks = _api.libf.wgpuDeviceCreateShaderModuleTrusted, 0
         sstype, new_struct_p, string_view = lib.WGPUSType_ShaderSourceWGSL, _api.new_struct_p, _api.to_c_string_view
     except (ImportError, AttributeError):
         return None
@@ -177,7 +178,7 @@ class NativeDevice:
         self.device = device
         self.info = info
         self._staging_free: list[wgpu.GPUBuffer] = []  # map-readable buffers no read is using
-        # Only Vulkan keeps buffers guarded by the driver (see _unchecked_module_call); elsewhere every module is checked.
+        # Only Vulkan guards buffers in the driver (see _unchecked_module_call): elsewhere every module is checked.
         self._unchecked_backend = adapter.info.get("backend_type", "") == "Vulkan"
 
     def create_buffer(self, size, role=STORAGE, label=""):

@@ -34,7 +34,7 @@ def test_started_reads_see_the_buffer_as_it_was_and_may_be_awaited_in_any_order(
     assert struct.unpack("<I", again) == (7,)
 
 
-_DOUBLE = """
+_REVERSED_SCALED = """
 @group(0) @binding(0) var<storage, read_write> data: array<f32>;
 var<workgroup> staged: array<f32, 64>;
 @compute @workgroup_size(64)
@@ -48,8 +48,8 @@ fn main(@builtin(local_invocation_index) i: u32) {
 """
 
 
-def _run_double(checked: bool) -> tuple[list[float], bool]:
-    """_DOUBLE on 0..63 through create_pipeline(checked=...), and whether the module skipped naga's checks."""
+def _run_reversed_scaled(checked: bool) -> tuple[list[float], bool]:
+    """_REVERSED_SCALED on 0..63 through create_pipeline(checked=...), and whether the module skipped naga's checks."""
     from engine.gpu import native
 
     async def scenario():
@@ -63,7 +63,7 @@ def _run_double(checked: bool) -> tuple[list[float], bool]:
 
         native._UNCHECKED_MODULE = spy if real is not None else None
         try:
-            pipeline = device.create_pipeline(_DOUBLE, "main", {}, checked=checked)
+            pipeline = device.create_pipeline(_REVERSED_SCALED, "main", {}, checked=checked)
         finally:
             native._UNCHECKED_MODULE = real
         data = device.create_buffer(256)
@@ -80,8 +80,8 @@ def test_an_unchecked_module_computes_what_a_checked_one_does():
     """Kernels' UNCHECKED_SHADERS compile without naga's index clamps and loop counters on Vulkan (lavapipe here):
     the same results, workgroup and local arrays alike."""
     want = [(i % 4 + 1) * float(i) for i in range(64)]
-    checked, skipped_checks = _run_double(checked=True)
-    unchecked, unchecked_made = _run_double(checked=False)
+    checked, skipped_checks = _run_reversed_scaled(checked=True)
+    unchecked, unchecked_made = _run_reversed_scaled(checked=False)
     assert checked == want and unchecked == want
     assert not skipped_checks
     assert unchecked_made  # wgpu-py exposes wgpuDeviceCreateShaderModuleTrusted and the adapter is Vulkan's
@@ -90,7 +90,7 @@ def test_an_unchecked_module_computes_what_a_checked_one_does():
 def test_an_unchecked_module_still_reports_its_compile_errors():
     async def scenario():
         device = await open_device()
-        device.create_pipeline(_DOUBLE.replace("staged[63u - i] = data[i];", "staged[63u - i] = nothing;"),
+        device.create_pipeline(_REVERSED_SCALED.replace("staged[63u - i] = data[i];", "staged[63u - i] = nothing;"),
                                "main", {}, checked=False)
 
     with pytest.raises(Exception, match="nothing"):

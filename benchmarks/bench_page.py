@@ -62,14 +62,15 @@ def page_dir(extension: Path, model: Path, into: Path) -> None:
 
 def bench_page(chromium: str, extension: Path, model: Path, n_prompt: int, n_decode: int, ignore_eos: bool,
                gpu: bool, profile_steps: int = 0, flags: tuple = (), dawn: tuple = (), timeout: float = 900,
-               f16_prompts: bool = False, check_tiles: bool = False) -> dict:
+               f16_prompts: bool = False, check_tiles: bool = False, profile_tokens: int = 1) -> dict:
     """The page's figures (prefill, decode, device, ...; with profile_steps, profile_decode.py's) from one
     Chromium run."""
     with tempfile.TemporaryDirectory() as served, tempfile.TemporaryDirectory() as profile:
         page_dir(extension, model, Path(served))
         server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=served))
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        query = f"model=model.gguf&prompt={n_prompt}&decode={n_decode}&profile={profile_steps}"
+        query = (f"model=model.gguf&prompt={n_prompt}&decode={n_decode}&profile={profile_steps}"
+                 f"&profile_tokens={profile_tokens}")
         query += "&ignore_eos=1" if ignore_eos else ""
         query += "&f16_prompts=1" if f16_prompts else ""
         query += "&check_tiles=1" if check_tiles else ""
@@ -99,8 +100,8 @@ def bench_page(chromium: str, extension: Path, model: Path, n_prompt: int, n_dec
     return {**json.loads(found[1]), "gpu_errors": gpu_errors}
 
 
-async def bench_native(model: Path, n_prompt: int, n_decode: int, ignore_eos: bool, profile_steps: int = 0
-                       ) -> tuple[float, float, str, dict, list[float]]:
+async def bench_native(model: Path, n_prompt: int, n_decode: int, ignore_eos: bool, profile_steps: int = 0,
+                       profile_tokens: int = 1) -> tuple[float, float, str, dict, list[float]]:
     from profile_decode import profile_engine
 
     from engine.engine import Engine
@@ -108,7 +109,7 @@ async def bench_native(model: Path, n_prompt: int, n_decode: int, ignore_eos: bo
     engine = await Engine.load(model, n_ctx=max(512, n_prompt + n_decode + 8))
     prefill, decode = await measure(engine, n_prompt, n_decode, ignore_eos)
     engine.model.rewind(0)
-    profile = await profile_engine(engine, profile_steps) if profile_steps else {}
+    profile = await profile_engine(engine, profile_steps, profile_tokens) if profile_steps else {}
     logits = await prompt_logits(engine, n_prompt)
     return prefill, decode, engine.model.device.info.device, profile, logits
 
@@ -142,30 +143,36 @@ def main() -> None:
                         help="also check_tiles.py in the page: its tile products against plain Python")
     parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
                         help="also profile_decode.py's figures on both sides, over this many steps")
+    parser.add_argument("--profile-tokens", type=int, default=1, metavar="N",
+                        help="profile_decode.py's per-op figures for a step of N tokens (a prompt's chunk)")
     args = parser.parse_args()
     if not (args.extension / "build.json").is_file():
         raise SystemExit(f"bench_page: no built extension in {args.extension}: run `python build.py` first")
     model = args.model or args.extension / json.loads((args.extension / "build.json").read_text())["model"]
     page = bench_page(args.chromium, args.extension, model, args.prompt_tokens, args.decode_tokens, args.ignore_eos,
                       args.gpu, args.profile, tuple(args.flag), tuple(args.dawn), f16_prompts=args.f16_prompts,
-                      check_tiles=args.check_tiles)
+                      check_tiles=args.check_tiles, profile_tokens=args.profile_tokens)
     print(f"model: {model}")
     print(f"browser ({page['device']}, {page['variant']}, integer products: {page['dot4']}): prefill "
           f"{page['prefill']:8.1f} tok/s   decode {page['decode']:7.1f} tok/s   (boot and load {page['boot_s']:.1f} s)")
-    print(f"  prompts' tiles: {page['tiles']}")
+    print(f"  prompts' tiles: {page['tiles']}; features: {', '.join(page['features'])}")
     for error in page["gpu_errors"][:3]:
         print(f"  {error}")
     for result in page.get("check_tiles", []):
         print(f"  check_tiles.py: {result}")
     if args.no_native:
+        for name, ms in page.get("profile", {}).items():
+            if name != "device":
+                print(f"  {name:16s} {ms:7.3f} ms (profile_decode.py, {args.profile_tokens} tokens a step)")
         return
     pre, dec, device, profile, logits = asyncio.run(bench_native(model, args.prompt_tokens, args.decode_tokens,
-                                                                 args.ignore_eos, args.profile))
+                                                                 args.ignore_eos, args.profile,
+                                                                 args.profile_tokens))
     print(f"native ({device}): prefill {pre:8.1f} tok/s   decode {dec:7.1f} tok/s")
     print(f"browser / native: prefill {page['prefill'] / pre:.3f}x   decode {page['decode'] / dec:.3f}x")
     print(logits_apart(page["top_logits"], logits))
     if profile:
-        print("a decode step, ms (profile_decode.py): browser / native")
+        print(f"a step of {args.profile_tokens} tokens, ms (profile_decode.py): browser / native")
         for name, ms in profile.items():
             if name != "device":
                 print(f"  {name:16s} {page['profile'][name]:7.3f} / {ms:7.3f}")

@@ -72,7 +72,7 @@ async def check_product(device, f16_prompts: bool, glu: bool, n_in: int = 256, n
                 unwritten += 1
                 continue
             worst, scale = max(worst, abs(value - want)), max(scale, abs(want))
-    return {"tiles": kernels.tiles_file, "glu": glu, "error": worst / max(scale, 1e-30), "unwritten": unwritten}
+    return {"tiles": kernels.tiles_module(n_in), "glu": glu, "error": worst / max(scale, 1e-30), "unwritten": unwritten}
 
 
 async def check_tiles(device, f16_prompts: bool) -> list[dict]:

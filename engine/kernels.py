@@ -123,11 +123,12 @@ class Kernels(ProductKernels, AttentionKernels, WeightBinding):
     def __init__(self, device, *, variant: str | None = None, kv_f16: bool = False, dot4: bool = True,
                  f16_prompts: bool = False):
         """dot4: products on GPUs quantise x and multiply integers (products.py; see dot4_pays).
-        f16_prompts: prompts' products in f16 tiles (matmul_tiled_f16.wgsl; the adapter needs shader-f16). An
-        H200's prefill at the 8B shape gains 28 % (NOTES.md, session 22), but the default model's logits move
-        ~6e-3 of their largest (its outlier channels; peers' f16 and int8 products move them so too): off unless
-        asked for, since f32's follow the float64 reference (DOT4_PLANES made the same choice for one token's
-        integer x)."""
+        f16_prompts: prompts' products in f16 tiles (matmul_tiled_f16.wgsl; the adapter needs shader-f16), on
+        subgroup matrices where the browser offers them (matmul_tiled_matrix.wgsl). An H200's prefill at the 8B
+        shape gains 28 % natively (NOTES.md, session 22), and 1.29x more on matrices in Chromium (session 23),
+        but the default model's logits move ~6e-3 of their largest (its outlier channels; peers' f16 and int8
+        products move them so too): off unless asked for, since f32's follow the float64 reference (DOT4_PLANES
+        made the same choice for one token's integer x)."""
         info = device.info
         variant = resolve_variant(info, variant)
         self.device, self.variant, self.kv_f16 = device, variant, kv_f16

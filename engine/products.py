@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .gpu import SUBGROUP_MATRIX
 from .kernel_ops import MatmulOp, Op, Step, cdiv, check_distinct, fixed, split_groups
 from .weight_types import IQ4_NL, IQ4_XS, Q2_K, Q3_K, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0, check_row
 
@@ -64,6 +65,10 @@ DOT4_GLU_QUANTIZED_WG = 256
 # 32 KB that browsers give on desktop GPUs; 128 tokens a tile (37 KB) would not.
 TILED, TILED_STORAGE = True, 28672
 TILE_ROWS, TILE_TOKENS = 128, 64
+# f16 prompts on adapters with f16 subgroup matrices (SUBGROUP_MATRIX) take matmul_tiled_matrix.wgsl: the same
+# tiles, multiplied on tensor cores, MATRIX_STAGE columns a stage (rows whose length it divides; others keep the
+# f16 tiles) in MATRIX_STORAGE bytes of workgroup memory.
+MATRIX_STAGE, MATRIX_STORAGE = 64, 32768
 
 
 def dot4_x_nbytes(n_in: int) -> tuple[int, int]:
@@ -75,6 +80,12 @@ def tiles_fit(info, variant: str) -> bool:
     """Whether batches' integer-type products are matmul_tiled.wgsl's on this adapter (an AdapterInfo): GPUs
     whose workgroups hold the tiles."""
     return TILED and variant == "subgroup" and info.max_workgroup_storage >= TILED_STORAGE
+
+
+def matrix_tiles_fit(info, n_in: int) -> bool:
+    """Whether f16 prompts' products of rows of n_in are matmul_tiled_matrix.wgsl's on this adapter."""
+    return (SUBGROUP_MATRIX in info.features and n_in % MATRIX_STAGE == 0
+            and info.max_workgroup_storage >= MATRIX_STORAGE)
 
 
 def dot4_x_tokens(max_tokens: int, tiles: bool) -> int:
@@ -184,7 +195,7 @@ class ProductKernels:
                 few = few[reuse_x:]
                 if self.tiles:
                     tx, ty = split_groups(cdiv(n_out, TILE_ROWS // 2 if glu else TILE_ROWS))
-                    prefill = (self._step(self.tiles_file, "matmul_tiled", c, buffers,
+                    prefill = (self._step(self.tiles_module(n_in), "matmul_tiled", c, buffers,
                                           lambda n: (tx, ty, cdiv(n, TILE_TOKENS))),)
                 else:
                     prefill = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, None, max_tokens,
@@ -201,7 +212,7 @@ class ProductKernels:
                 if self.tiles and wtype in DOT4_TYPES:  # integer types' prompts in tiles (they read f32 x), a few
                     few = prefill                       # tokens a token a workgroup row still
                     tx, ty = split_groups(cdiv(n_out, TILE_ROWS // 2 if glu else TILE_ROWS))
-                    prefill = (self._step(self.tiles_file, "matmul_tiled", c, buffers,
+                    prefill = (self._step(self.tiles_module(n_in), "matmul_tiled", c, buffers,
                                           lambda n: (tx, ty, cdiv(n, TILE_TOKENS))),)
             if norm is not None:
                 x_raw, weight, eps = norm
@@ -225,10 +236,12 @@ class ProductKernels:
         """Whether batches' integer-type products are matmul_tiled.wgsl's (GPUs with its workgroup memory)."""
         return tiles_fit(self.device.info, self.variant)
 
-    @property
-    def tiles_file(self) -> str:
-        """The module of batches' tiles: f16 ones with f16_prompts (Kernels)."""
-        return "matmul_tiled_f16.wgsl" if self.f16_prompts else "matmul_tiled.wgsl"
+    def tiles_module(self, n_in: int) -> str:
+        """The module of batches' tiles for rows of n_in: f16 ones with f16_prompts (Kernels), on subgroup
+        matrices where the adapter has them (matrix_tiles_fit)."""
+        if not self.f16_prompts:
+            return "matmul_tiled.wgsl"
+        return "matmul_tiled_matrix.wgsl" if matrix_tiles_fit(self.device.info, n_in) else "matmul_tiled_f16.wgsl"
 
     def uses_dot4(self, wtype: int) -> bool:
         """Whether products with weights of `wtype` quantise x first (see `matmul`'s reuse_x)."""

@@ -24,6 +24,9 @@ _LIBRARIES = {
     "matmul_tiled_f16.wgsl": (
         "tiles.wgsl", "matmul.wgsl", *_ROPE_STORE, "activations.wgsl", "quant.wgsl", WEIGHTS,
     ),
+    "matmul_tiled_matrix.wgsl": (
+        "tiles.wgsl", "matmul.wgsl", *_ROPE_STORE, "activations.wgsl", "quant.wgsl", WEIGHTS,
+    ),
     "matvec_dot4.wgsl": (
         "matmul.wgsl", *_ROPE_STORE, "activations.wgsl", "quant.wgsl", WEIGHTS, "x_blocks.wgsl", "x_quantize.wgsl",
     ),

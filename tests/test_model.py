@@ -138,7 +138,7 @@ def test_f16_prompts_follow_the_scalar_logits_to_f16s_precision(engine, event_lo
     wherever the top two lie further apart than that."""
     scalar = _logits(event_loop_session, _load(engine, model_gguf, monkeypatch, separate=False))
     model = _load(engine, model_gguf, monkeypatch, separate=False, variant="subgroup", dot4=True, f16_prompts=True)
-    assert model.kernels.tiles_file == "matmul_tiled_f16.wgsl"
+    assert model.kernels.tiles_module(model.config.dim) == "matmul_tiled_f16.wgsl"
     gpu = _logits(event_loop_session, model)
     error = np.abs(scalar - gpu).max()
     assert 0 < error <= 2e-2 * np.abs(scalar).max()  # (0: not f16 at all)

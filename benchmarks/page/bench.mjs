@@ -23,6 +23,7 @@ async function main() {
   const n_decode = Number(query.get("decode") || 64);
   const ignore_eos = query.get("ignore_eos") ? "True" : "False";
   const steps = Number(query.get("profile") || 0); // profile_decode.py's figures too, over this many steps
+  const profileTokens = Number(query.get("profile_tokens") || 1); // tokens a step in its per-op figures
   const check = query.get("check_tiles") ? "True" : "False"; // check_tiles.py's products against plain Python
   const f16 = query.get("f16_prompts") ? "True" : "False"; // prompts' products in f16 tiles (Engine.load's f16_prompts)
   const result = await pyodide.runPythonAsync(`
@@ -40,7 +41,7 @@ prefill, decode = await measure(engine, ${n_prompt}, ${n_decode}, ${ignore_eos})
 info, kernels = engine.model.device.info, engine.model.kernels
 figures = {"prefill": prefill, "decode": decode, "device": info.device or info.vendor,
            "variant": kernels.variant, "dot4": kernels.dot4, "features": sorted(info.features),
-           "tiles": kernels.tiles_file if kernels.tiles else None}
+           "tiles": kernels.tiles_module(engine.model.config.dim) if kernels.tiles else None}
 logits = await prompt_logits(engine, ${n_prompt})  # its 256 largest, for bench_page to hold against native ones
 figures["top_logits"] = sorted(enumerate(logits), key=lambda p: -p[1])[:256]
 if ${check}:
@@ -48,7 +49,7 @@ if ${check}:
     figures["check_tiles"] = await check_tiles(engine.model.device, ${f16})
 if ${steps}:
     engine.model.rewind(0)
-    figures["profile"] = await profile_engine(engine, ${steps})
+    figures["profile"] = await profile_engine(engine, ${steps}, ${profileTokens})
 json.dumps(figures)
 `);
   const figures = JSON.parse(result);

@@ -19,6 +19,10 @@ UNIFORM = "uniform"  # small per-step parameters written from the host
 # 16 bytes each, so a row is 64 KiB of the tensor.
 TEXELS_A_ROW = 4096
 TEXEL_BYTES = 16
+# The feature name under which AdapterInfo.features says the adapter multiplies f16 x f16 -> f32 16x16x16
+# subgroup matrices (tensor cores from WGSL): Chromium's experimental feature, listed only when that
+# configuration is among those it offers (matmul_tiled_matrix.wgsl's).
+SUBGROUP_MATRIX = "chromium-experimental-subgroup-matrix"
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,7 @@ class AdapterInfo:
     vendor: str
     device: str
     is_software: bool  # CPU rasterisers (lavapipe, SwiftShader) punish barriers: see shaders/
-    features: frozenset[str]  # WebGPU spec names: "shader-f16", "subgroups"
+    features: frozenset[str]  # WebGPU names: "shader-f16", "subgroups", SUBGROUP_MATRIX
     max_storage_binding: int
     max_buffer_size: int
     max_texture_2d: int = 8192  # texels a 2D texture may have along each side (WebGPU's default)

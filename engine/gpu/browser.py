@@ -11,13 +11,33 @@ import js  # type: ignore[import-not-found]  # exists only on Pyodide
 from pyodide.ffi import create_proxy, jsnull, to_js  # type: ignore[import-not-found]
 
 from ..errors import GpuUnavailable
-from . import STORAGE, TEXEL_BYTES, TEXELS_A_ROW, UNIFORM, AdapterInfo, Texels, texel_copies, texel_rows
+from . import (
+    STORAGE,
+    SUBGROUP_MATRIX,
+    TEXEL_BYTES,
+    TEXELS_A_ROW,
+    UNIFORM,
+    AdapterInfo,
+    Texels,
+    texel_copies,
+    texel_rows,
+)
 
 # GPUBufferUsage / GPUMapMode flags (numbers from the WebGPU spec).
 _MAP_READ, _COPY_SRC, _COPY_DST, _UNIFORM, _STORAGE = 0x1, 0x4, 0x8, 0x40, 0x80
 _USAGE = {STORAGE: _STORAGE | _COPY_DST | _COPY_SRC, UNIFORM: _UNIFORM | _COPY_DST}
 _TEXTURE_COPY_DST, _TEXTURE_BINDING, _TEXTURE_STORAGE_BINDING = 0x2, 0x4, 0x8  # GPUTextureUsage
 _FEATURES = ("shader-f16", "subgroups")
+
+
+def _f16_matrices(adapter) -> bool:
+    """Whether the adapter offers SUBGROUP_MATRIX with f16 x f16 -> f32 16x16x16 (and shader-f16 and subgroups,
+    which that needs): Chromium with --enable-webgpu-developer-features on GPUs with tensor cores."""
+    if not all(adapter.features.has(name) for name in (SUBGROUP_MATRIX, *_FEATURES)):
+        return False
+    configs = getattr(adapter.info, "subgroupMatrixConfigs", None)
+    return any(c.componentType == "f16" and c.resultComponentType == "f32" and int(c.M) == int(c.N) == int(c.K) == 16
+               for c in (configs or ()))
 
 
 def _js(value):
@@ -215,6 +235,7 @@ async def open_browser_device() -> BrowserDevice:
     if adapter is None or adapter is jsnull:
         raise GpuUnavailable("WebGPU found no adapter (is WebGPU enabled? see chrome://gpu)")
     features = [name for name in _FEATURES if adapter.features.has(name)]
+    features += [SUBGROUP_MATRIX] if _f16_matrices(adapter) else []
     limits = adapter.limits
     required = {
         "maxStorageBufferBindingSize": limits.maxStorageBufferBindingSize,

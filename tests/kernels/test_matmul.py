@@ -15,6 +15,7 @@ from engine import kernels as K
 from engine.weight_types import TEXEL_GAPS
 
 from .conftest import POISON, assert_close, glu
+from .test_browser_compile import FakeBuffer, RecordingDevice
 
 VARIANTS = ["scalar", "subgroup"]
 TYPES = {t: gguf.GGMLQuantizationType(t) for t in sorted(K.SUPPORTED_WEIGHT_TYPES)}
@@ -71,7 +72,7 @@ def dot4_bounds(kernels, wtype: int, w: np.ndarray, x: np.ndarray, act: str | No
         return None
     x = np.atleast_2d(x)
     if len(x) > products.DOT4_FEW and kernels.tiles:  # a batch: matmul_tiled.wgsl, f32 x
-        if kernels.tiles_file != "matmul_tiled_f16.wgsl":
+        if kernels.tiles_module(w.shape[1]) != "matmul_tiled_f16.wgsl":
             return None
         return np.stack([tiles_f16_bound(w, row, act) for row in x])
     return np.stack([dot4_bound(w, row, act) for row in x])
@@ -236,16 +237,41 @@ def test_prompts_products_in_tiles(gpu, kernels_for, rng, wtype, f16, monkeypatc
     """Batches in matmul_tiled.wgsl (f32) or matmul_tiled_f16.wgsl: two token tiles and part of a third,
     rows a partial tile (130; GLU's 65 outputs of 64 a tile), accumulating, and into columns of wider rows."""
     kernels = K.Kernels(kernels_for("subgroup").device, variant="subgroup", f16_prompts=f16)
-    assert kernels.tiles and kernels.tiles_file == ("matmul_tiled_f16.wgsl" if f16 else "matmul_tiled.wgsl")
+    n_in = row_length(wtype, 3 if wtype in F16_FIELDS else 7)
+    assert kernels.tiles and kernels.tiles_module(n_in) == ("matmul_tiled_f16.wgsl" if f16 else "matmul_tiled.wgsl")
     entries, step = [], kernels._step
     monkeypatch.setattr(kernels, "_step", lambda *a: entries.append(a[0]) or step(*a))
-    n_in = row_length(wtype, 3 if wtype in F16_FIELDS else 7)
     check_matmul(gpu, kernels, rng, wtype, n_in, 130, 2 * products.TILE_TOKENS + 5)
     check_matmul(gpu, kernels, rng, wtype, n_in, 3, products.DOT4_FEW + 1, max_tokens=products.TILE_TOKENS + 3)
     check_matmul_mode(gpu, kernels, rng, wtype, n_in, 65, products.TILE_TOKENS + 1, act="silu")
     check_matmul_mode(gpu, kernels, rng, wtype, n_in, 33, 17, accumulate=True)
     check_matmul_mode(gpu, kernels, rng, wtype, n_in, 20, 12, y_col=3)
-    assert entries.count(kernels.tiles_file) == 5
+    assert entries.count(kernels.tiles_module(n_in)) == 5
+
+
+def test_f16_prompts_take_subgroup_matrices_where_the_adapter_multiplies_them():
+    """matmul_tiled_matrix.wgsl (tensor cores; Chromium's subgroup matrices) for f16 prompts whose rows are whole
+    stages, where the adapter offers f16 matrices and their 32 KB of workgroup memory; the f16 tiles elsewhere,
+    f32 tiles without f16 prompts. (The kernel itself runs only where that feature is: check_tiles.py in
+    bench_page.py's page on a GPU, NOTES.md.)"""
+    device = RecordingDevice(products.MATRIX_STORAGE)
+    device.info = replace(device.info, features=device.info.features | {gpu_seam.SUBGROUP_MATRIX})
+    f16 = K.Kernels(device, variant="subgroup", f16_prompts=True)
+    stage = products.MATRIX_STAGE
+    assert [f16.tiles_module(n) for n in (stage, 64 * stage, stage + 32)] == [
+        "matmul_tiled_matrix.wgsl", "matmul_tiled_matrix.wgsl", "matmul_tiled_f16.wgsl"]
+    b = FakeBuffer(1 << 16)
+    f16.matmul(b, K.Q4_0, 4 * stage, 7, b, b, 2 * products.TILE_TOKENS)
+    f16.matmul(b, K.Q4_0, 4 * stage, 7, b, b, 2 * products.TILE_TOKENS, glu="silu")
+    modules = [p["code"] for p in device.pipelines.values() if p["entry"] == "matmul_tiled"]
+    assert len(modules) == 2 and all(code == modules[0] for code in modules)
+    assert modules[0].startswith(K.load_shader("matmul_tiled_matrix.wgsl"))
+    assert K.Kernels(device, variant="subgroup").tiles_module(stage) == "matmul_tiled.wgsl"
+    info = device.info
+    device.info = replace(info, max_workgroup_storage=products.MATRIX_STORAGE - 1024)
+    assert K.Kernels(device, variant="subgroup", f16_prompts=True).tiles_module(stage) == "matmul_tiled_f16.wgsl"
+    device.info = replace(info, features=info.features - {gpu_seam.SUBGROUP_MATRIX})
+    assert K.Kernels(device, variant="subgroup", f16_prompts=True).tiles_module(stage) == "matmul_tiled_f16.wgsl"
 
 
 @pytest.mark.parametrize("wtype", [K.Q4_1, K.Q8_0, K.Q6_K], ids=type_name)
@@ -260,7 +286,7 @@ def test_small_models_prompts_in_tiles(gpu, kernels_for, rng, wtype, monkeypatch
     check_matmul(gpu, kernels, rng, wtype, n_in, 130, 2 * products.TILE_TOKENS + 5)
     check_matmul(gpu, kernels, rng, wtype, n_in, 33, products.DOT4_FEW, max_tokens=products.TILE_TOKENS + 3)
     check_matmul_mode(gpu, kernels, rng, wtype, n_in, 65, products.TILE_TOKENS + 1, act="silu")
-    assert entries.count(kernels.tiles_file) == 3
+    assert entries.count(kernels.tiles_module(n_in)) == 3
     b = gpu.upload(b"\0" * 1024)
     op = kernels.matmul(b, wtype, n_in, 7, gpu.upload(b"\0" * (4 * n_in * 16)), gpu.poisoned(4 * 7 * 16), 16)
     assert op.few == products.DOT4_FEW and op.few_steps != op.prefill

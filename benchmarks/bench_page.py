@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import functools
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -117,6 +118,8 @@ async def bench_native(model: Path, n_prompt: int, n_decode: int, ignore_eos: bo
 def logits_apart(top: list, logits: list[float]) -> str:
     """How far the page's largest logits (index, value) lie from native ones: the largest difference over the
     largest native logit, and whether both pick the same token."""
+    if not top or not all(map(math.isfinite, logits)):
+        return "logits not finite on one side: nothing to compare"
     scale = max(abs(v) for v in logits)
     worst = max(abs(value - logits[i]) for i, value in top)
     same = top[0][0] == max(range(len(logits)), key=logits.__getitem__)
@@ -156,6 +159,8 @@ def main() -> None:
     print(f"browser ({page['device']}, {page['variant']}, integer products: {page['dot4']}): prefill "
           f"{page['prefill']:8.1f} tok/s   decode {page['decode']:7.1f} tok/s   (boot and load {page['boot_s']:.1f} s)")
     print(f"  prompts' tiles: {page['tiles']}; features: {', '.join(page['features'])}")
+    if page["nonfinite_logits"]:
+        print(f"  {page['nonfinite_logits']} of the logits after the prompt are not finite")
     for error in page["gpu_errors"][:3]:
         print(f"  {error}")
     for result in page.get("check_tiles", []):

@@ -4,7 +4,8 @@ enable f16;
 // weights and x are f16 in workgroup memory (half the bytes to load), a block's 32 products are summed in f16
 // (two multiply-adds an instruction on GPUs that pair them) and every block's sums are added into f32. So x and
 // the weights keep f16's 11 bits, the sums f32's range: a logit moves ~1e-3 of its size, as llama.cpp's f16
-// products move it. |x| above f16's 65504 would become infinite: activations after a norm stay far below.
+// products move it. |x| above f16's 65504 is held at it (tiles.wgsl's f16_range), and a block's f16 sums of 32
+// such products can still overflow: only where x is far beyond what a norm leaves (the matrix tiles sum in f32).
 //
 // Bindings, formula, overrides, grid and which rows and tokens an invocation owns: matmul_tiled.wgsl's
 // (tiles.wgsl and its libraries appended).
@@ -61,7 +62,8 @@ fn matmul_tiled(
         tile_w[w_at + 5u] = vec4<f16>(p.d.y * tile_bytes(p.hi.y) + p.m.y);
         tile_w[w_at + 6u] = vec4<f16>(p.d.y * tile_bytes(p.hi.z) + p.m.y);
         tile_w[w_at + 7u] = vec4<f16>(p.d.y * tile_bytes(p.hi.w) + p.m.y);
-        let xs = transpose(mat4x4<f16>(mat4x4<f32>(f.x0, f.x1, f.x2, f.x3)));  // [column] = its 4 tokens
+        let xs = transpose(mat4x4<f16>(mat4x4<f32>(f16_range(f.x0), f16_range(f.x1), f16_range(f.x2),
+                                                   f16_range(f.x3))));  // [column] = its 4 tokens
         tile_xt[x_at] = xs[0];
         tile_xt[x_at + X_PITCH] = xs[1];
         tile_xt[x_at + 2u * X_PITCH] = xs[2];

@@ -8,8 +8,8 @@ diagnostic(off, chromium.subgroup_matrix_uniformity);
 // matmul_tiled_f16.wgsl's product on subgroup matrices (tensor cores; Chromium's
 // chromium-experimental-subgroup-matrix with its f16 x f16 -> f32 16x16x16 configuration): the tile's weights
 // and x go into workgroup memory as f16 as there, but the multiply-adds are 16x16x16 matrix products summed in
-// f32 by the hardware. So x and the weights keep f16's 11 bits, every sum f32's: closer than the f16 tiles
-// (whose block sums are f16).
+// f32 by the hardware. So x and the weights keep f16's 11 bits (x held within f16's range: tiles.wgsl's
+// f16_range), every sum f32's: closer than the f16 tiles (whose block sums are f16, and can overflow).
 //
 // Bindings, formula, overrides and grid: matmul_tiled.wgsl's (tiles.wgsl and its libraries appended), with
 // N_IN a multiple of STAGE (Kernels chooses these tiles only then).
@@ -48,7 +48,7 @@ fn put_w4(at: u32, v: vec4<f32>) {
 }
 
 fn put_x4(at: u32, v: vec4<f32>) {
-    let h = vec4<f16>(v);
+    let h = vec4<f16>(f16_range(v));
     tile_xm[at] = h.x; tile_xm[at + 1u] = h.y; tile_xm[at + 2u] = h.z; tile_xm[at + 3u] = h.w;
 }
 

@@ -19,6 +19,13 @@ fn tile_bytes(q: u32) -> vec4<f32> {
     return vec4<f32>(vec4<i32>(v << 24u, v << 16u, v << 8u, v) >> vec4<u32>(24u));
 }
 
+// x's values as f16 holds them at most (the f16 and matrix tiles' x): beyond its 65504, as large as it goes rather
+// than infinite, whose products would poison every sum with infinities and NaN. An input past that range is one
+// no norm has bounded (GLU's output, down's x, in models with outlier channels).
+const F16_MAX = 65504.0;
+
+fn f16_range(v: vec4<f32>) -> vec4<f32> { return clamp(v, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX)); }
+
 // What an invocation fetches of one block: a tile row's integers (its scales and offsets) and four vec4s of x,
 // those of tokens x_base + 16 i (x_base in vec4s, 16 tokens 4 N_IN vec4s apart).
 struct Fetched { p: IntParts, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32> }

@@ -27,7 +27,7 @@ async function main() {
   const check = query.get("check_tiles") ? "True" : "False"; // check_tiles.py's products against plain Python
   const f16 = query.get("f16_prompts") ? "True" : "False"; // prompts' products in f16 tiles (Engine.load's f16_prompts)
   const result = await pyodide.runPythonAsync(`
-import json, sys
+import json, math, sys
 sys.path.insert(0, "${ENGINE_DIR}")
 from bench_engine import measure, prompt_logits
 from profile_decode import profile_engine
@@ -43,7 +43,9 @@ figures = {"prefill": prefill, "decode": decode, "device": info.device or info.v
            "variant": kernels.variant, "dot4": kernels.dot4, "features": sorted(info.features),
            "tiles": kernels.tiles_module(engine.model.config.dim) if kernels.tiles else None}
 logits = await prompt_logits(engine, ${n_prompt})  # its 256 largest, for bench_page to hold against native ones
-figures["top_logits"] = sorted(enumerate(logits), key=lambda p: -p[1])[:256]
+finite = [(i, v) for i, v in enumerate(logits) if math.isfinite(v)]  # (JSON has no NaN: synthetic weights can
+figures["top_logits"] = sorted(finite, key=lambda p: -p[1])[:256]     # overflow, in f16 above all)
+figures["nonfinite_logits"] = len(logits) - len(finite)
 if ${check}:
     from check_tiles import check_tiles
     figures["check_tiles"] = await check_tiles(engine.model.device, ${f16})

@@ -274,6 +274,26 @@ def test_f16_prompts_take_subgroup_matrices_where_the_adapter_multiplies_them():
     assert K.Kernels(device, variant="subgroup", f16_prompts=True).tiles_module(stage) == "matmul_tiled_f16.wgsl"
 
 
+def test_f16_tiles_hold_x_beyond_f16_at_its_largest(gpu, kernels_for, rng):
+    """x past f16's 65504 (GLU's output, down's x, in models with outlier channels) enters the f16 tiles as +-65504,
+    not as infinities that would make every sum of its token infinite or NaN (tiles.wgsl's f16_range; the matrix
+    tiles take x through it too)."""
+    kernels = K.Kernels(kernels_for("subgroup").device, variant="subgroup", f16_prompts=True)
+    n_in, n_out, n_tokens = 256, 70, products.TILE_TOKENS + 3
+    q = gguf.quants.quantize(0.01 * rng.standard_normal((n_out, n_in)).astype(np.float32), TYPES[K.Q4_0])
+    w = gguf.quants.dequantize(q, TYPES[K.Q4_0]).astype(np.float64).reshape(n_out, n_in)
+    x = rng.standard_normal((n_tokens, n_in)).astype(np.float32)
+    x[:, 5], x[::3, 77] = 1e6, -3e5
+    y = gpu.poisoned(n_tokens * n_out * 4)
+    op = kernels.matmul(gpu.upload(q.tobytes()), K.Q4_0, n_in, n_out, gpu.upload(x), y, n_tokens)
+    gpu.run(kernels, op, n_tokens)
+    got = gpu.read(y, n_tokens * n_out).reshape(n_tokens, n_out)
+    held = np.clip(x.astype(np.float64), -65504.0, 65504.0)
+    assert np.isfinite(got).all()
+    bound = np.stack([tiles_f16_bound(w, row) for row in held]) + cancellation_floor(w, held)
+    assert_close(got, held @ w.T, 1e-4, "x held at f16's largest", widen=bound)
+
+
 @pytest.mark.parametrize("wtype", [K.Q4_1, K.Q8_0, K.Q6_K], ids=type_name)
 def test_small_models_prompts_in_tiles(gpu, kernels_for, rng, wtype, monkeypatch):
     """Without integer products (dot4 off: small models' one token), GPUs' prompts still take the tiles, which read

@@ -140,6 +140,7 @@ class Host:
             "seats": engine.model.n_seqs,
             "kv_f16": engine.model.kernels.kv_f16,
             "f16_prompts": engine.model.kernels.f16_prompts,
+            "tensor_cores": engine.model.kernels.prompts_on_matrices,  # (f16 prompts on subgroup matrices)
         }
 
     # ---------------------------------------------------------------- the kind switch

@@ -82,6 +82,12 @@ def tiles_fit(info, variant: str) -> bool:
     return TILED and variant == "subgroup" and info.max_workgroup_storage >= TILED_STORAGE
 
 
+def matrix_tiles(info, variant: str, f16_prompts: bool) -> bool:
+    """Whether f16 prompts' products in tiles run on subgroup matrices on this adapter (those of rows that
+    matrix_tiles_fit)."""
+    return f16_prompts and tiles_fit(info, variant) and matrix_tiles_fit(info, MATRIX_STAGE)
+
+
 def matrix_tiles_fit(info, n_in: int) -> bool:
     """Whether f16 prompts' products of rows of n_in are matmul_tiled_matrix.wgsl's on this adapter."""
     return (SUBGROUP_MATRIX in info.features and n_in % MATRIX_STAGE == 0
@@ -235,6 +241,11 @@ class ProductKernels:
     def tiles(self) -> bool:
         """Whether batches' integer-type products are matmul_tiled.wgsl's (GPUs with its workgroup memory)."""
         return tiles_fit(self.device.info, self.variant)
+
+    @property
+    def prompts_on_matrices(self) -> bool:
+        """Whether f16 prompts' products run on subgroup matrices (tensor cores) here (matrix_tiles)."""
+        return matrix_tiles(self.device.info, self.variant, self.f16_prompts)
 
     def tiles_module(self, n_in: int) -> str:
         """The module of batches' tiles for rows of n_in: f16 ones with f16_prompts (Kernels), on subgroup

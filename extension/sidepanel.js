@@ -50,7 +50,8 @@ function onLoadMessage(kind, content) {
     $("prompt").placeholder = `Ask ${content.model} anything… (Enter to send, Shift+Enter for a new line)`;
     const waited = seconds >= 0.5 ? ` in ${seconds} s` : ""; // (already loaded when this panel opened)
     const together = content.seats > 1 ? ` · ${content.seats} requests at once` : "";
-    const f16 = [content.kv_f16 && "f16 context", content.f16_prompts && "f16 prompts"].filter(Boolean);
+    const prompts = content.tensor_cores ? "f16 prompts on tensor cores" : "f16 prompts";
+    const f16 = [content.kv_f16 && "f16 context", content.f16_prompts && prompts].filter(Boolean);
     const precision = f16.map((what) => ` · ${what}`).join("");
     $("speed").textContent = `Model ready${waited} · ${content.adapter} · ${content.n_ctx}-token context${together}${precision}`;
     if (!state.active) document.body.dataset.state = "ready";

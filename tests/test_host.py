@@ -35,7 +35,7 @@ class ScriptedEngine:
         self.metadata = gguf.metadata
         self.tokenizer = Tokenizer.from_metadata(gguf.metadata)
         info = SimpleNamespace(vendor="test", device="scripted")
-        kernels = SimpleNamespace(kv_f16=False, f16_prompts=False)
+        kernels = SimpleNamespace(kv_f16=False, f16_prompts=False, prompts_on_matrices=False)
         self.model = SimpleNamespace(n_ctx=n_ctx, n_seqs=1, device=SimpleNamespace(info=info), kernels=kernels)
         self.reply, self.step_delay = reply, step_delay
         self.prompts: list[str] = []
@@ -310,6 +310,7 @@ def test_load_takes_an_f16_cache_and_f16_prompts_where_the_gpu_has_them(engine, 
     assert ready["kind"] == "ready"
     assert ready["content"]["kv_f16"] is True and host.engine.model.kernels.kv_f16
     assert ready["content"]["f16_prompts"] is f16_gpu and host.engine.model.kernels.f16_prompts is f16_gpu
+    assert ready["content"]["tensor_cores"] is False  # (subgroup matrices are the browser's, on GPUs that offer them)
 
 
 def test_chats_that_arrive_together_decode_together(engine, model_gguf, event_loop_session):

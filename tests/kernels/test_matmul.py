@@ -260,6 +260,7 @@ def test_f16_prompts_take_subgroup_matrices_where_the_adapter_multiplies_them():
     stage = products.MATRIX_STAGE
     assert [f16.tiles_module(n) for n in (stage, 64 * stage, stage + 32)] == [
         "matmul_tiled_matrix.wgsl", "matmul_tiled_matrix.wgsl", "matmul_tiled_f16.wgsl"]
+    assert f16.prompts_on_matrices and not K.Kernels(device, variant="subgroup").prompts_on_matrices
     b = FakeBuffer(1 << 16)
     f16.matmul(b, K.Q4_0, 4 * stage, 7, b, b, 2 * products.TILE_TOKENS)
     f16.matmul(b, K.Q4_0, 4 * stage, 7, b, b, 2 * products.TILE_TOKENS, glu="silu")

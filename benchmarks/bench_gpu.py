@@ -8,7 +8,9 @@ once; one row of the embedding) over the bandwidth a plain WGSL kernel reads one
 own llama-bench (`--llama-bench PATH`, built with CUDA from the pinned llama-cpp-python sdist's vendor/llama.cpp); with
 `--torch`, Hugging Face transformers' LlamaForCausalLM of the same shape joins as a second peer (float16); with
 `--f16-prompts`, the engine's prefill in f16 tiles (Model.load's f16_prompts) as a row of its own; with `--kv-f16`,
-the engine with its KV cache in f16 (Model.load's kv_f16, what llama-bench's cache is by default) as another.
+the engine with its KV cache in f16 (Model.load's kv_f16, what llama-bench's cache is by default) as another; with
+`--page CHROMIUM`, the engine in a page of that Chromium on the same GPU (bench_page.py, the extension built at
+--extension) with f16 prompts, on subgroup matrices where the browser offers them: its prefill as a third row.
 
 Usage: python benchmarks/bench_gpu.py --llama-bench /tmp/llama.cpp/build/bin/llama-bench A.gguf [B.gguf ...]
 """
@@ -23,6 +25,7 @@ import time
 from pathlib import Path
 
 from bench_engine import bench_engine
+from bench_page import ROOT, bench_page
 
 from engine.config import ModelConfig
 from engine.gguf import open_gguf
@@ -133,6 +136,10 @@ def main() -> None:
     parser.add_argument("--f16-prompts", action="store_true",
                         help="also the engine's prefill with f16 prompts (Model.load's f16_prompts)")
     parser.add_argument("--kv-f16", action="store_true", help="also the engine with an f16 KV cache (kv_f16)")
+    parser.add_argument("--page", metavar="CHROMIUM",
+                        help="also the engine's prefill in a page of this Chromium (f16 prompts: bench_page.py)")
+    parser.add_argument("--extension", type=Path, default=ROOT / "dist" / "extension",
+                        help="the built extension the page takes its runtime from (python build.py)")
     args = parser.parse_args()
     bandwidth = asyncio.run(read_bandwidth())
     print(f"read bandwidth {bandwidth / 1e12:.2f} TB/s; tokens/s, best of {args.repeats}; ratio = engine / peer")
@@ -155,6 +162,10 @@ def main() -> None:
             rows["engine f16"] = (max(f16), float("nan"), float("nan"))
         if args.kv_f16:
             rows["engine kv16"] = engine_row(path, args, kv_f16=True)
+        if args.page:  # (a fresh browser profile each run: the first prompt also compiles the pipelines)
+            page = [bench_page(args.page, args.extension, path, args.prompt, 8, True, gpu=True, f16_prompts=True)
+                    for _ in range(max(args.repeats, 2))]
+            rows["engine page"] = (max(run["prefill"] for run in page), float("nan"), float("nan"))
         if args.torch:
             pre, dec = bench_torch(path, args.prompt, args.decode)
             rows["torch f16"] = (pre, dec, float("nan"))
@@ -165,8 +176,9 @@ def main() -> None:
                 if "engine kv16" in rows:
                     kv16 = rows["engine kv16"]
                     print(f"{'':24s} {'ratio kv16':10s} {kv16[0] / pre:9.2f} {kv16[1] / d0:8.2f} {kv16[2] / dd:8.2f}")
-                if "engine f16" in rows:
-                    print(f"{'':24s} {'ratio f16':10s} {rows['engine f16'][0] / pre:9.2f}")
+                for name in ("f16", "page"):
+                    if f"engine {name}" in rows:
+                        print(f"{'':24s} {'ratio ' + name:10s} {rows[f'engine {name}'][0] / pre:9.2f}")
         print(f"{'':24s} {'depth kept':10s} {'':9s} {'':8s} {engine[2] / engine[1]:8.2f}")
         if "engine kv16" in rows:
             kv16 = rows["engine kv16"]

@@ -21,23 +21,23 @@ from engine import kernels as K
 from engine.products import TILE_TOKENS
 
 
+def _f16(v: float) -> float:
+    """v as the nearest f16 holds it."""
+    return struct.unpack("<e", struct.pack("<e", v))[0]
+
+
 def _q4_0_rows(rnd: random.Random, rows: int, n_in: int) -> tuple[bytes, list[list[float]]]:
     """Random Q4_0 rows: their GGUF bytes, and their weights (d * (q - 8), d as f16 holds it)."""
     raw, weights = bytearray(), []
     for _ in range(rows):
         row = []
         for _ in range(n_in // 32):
-            d = struct.unpack("<e", struct.pack("<e", rnd.uniform(0.01, 0.05)))[0]
+            d = _f16(rnd.uniform(0.01, 0.05))
             q = [rnd.randrange(16) for _ in range(32)]
             raw += struct.pack("<e", d) + bytes(q[i] | (q[i + 16] << 4) for i in range(16))
             row += [d * (v - 8) for v in q]
         weights.append(row)
     return bytes(raw), weights
-
-
-def _f16(v: float) -> float:
-    """v as the nearest f16 holds it."""
-    return struct.unpack("<e", struct.pack("<e", v))[0]
 
 
 def _q4_k_rows(rnd: random.Random, rows: int, n_in: int) -> tuple[bytes, list[list[float]]]:

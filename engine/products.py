@@ -82,16 +82,20 @@ def tiles_fit(info, variant: str) -> bool:
     return TILED and variant == "subgroup" and info.max_workgroup_storage >= TILED_STORAGE
 
 
+def _offers_matrices(info) -> bool:
+    """Whether the adapter (an AdapterInfo) multiplies f16 subgroup matrices with room for matmul_tiled_matrix.wgsl."""
+    return SUBGROUP_MATRIX in info.features and info.max_workgroup_storage >= MATRIX_STORAGE
+
+
 def matrix_tiles(info, variant: str, f16_prompts: bool) -> bool:
     """Whether f16 prompts' products in tiles run on subgroup matrices on this adapter (those of rows that
     matrix_tiles_fit)."""
-    return f16_prompts and tiles_fit(info, variant) and matrix_tiles_fit(info, MATRIX_STAGE)
+    return f16_prompts and tiles_fit(info, variant) and _offers_matrices(info)
 
 
 def matrix_tiles_fit(info, n_in: int) -> bool:
     """Whether f16 prompts' products of rows of n_in are matmul_tiled_matrix.wgsl's on this adapter."""
-    return (SUBGROUP_MATRIX in info.features and n_in % MATRIX_STAGE == 0
-            and info.max_workgroup_storage >= MATRIX_STORAGE)
+    return _offers_matrices(info) and n_in % MATRIX_STAGE == 0
 
 
 def dot4_x_tokens(max_tokens: int, tiles: bool) -> int:
@@ -200,9 +204,7 @@ class ProductKernels:
                 few = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, norm, max_tokens, "few", rope_store)
                 few = few[reuse_x:]
                 if self.tiles:
-                    tx, ty = split_groups(cdiv(n_out, TILE_ROWS // 2 if glu else TILE_ROWS))
-                    prefill = (self._step(self.tiles_module(n_in), "matmul_tiled", c, buffers,
-                                          lambda n: (tx, ty, cdiv(n, TILE_TOKENS))),)
+                    prefill = self._tiles(c, buffers, n_in, n_out, bool(glu))
                 else:
                     prefill = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, None, max_tokens,
                                                 "batch")[reuse_x:]
@@ -217,9 +219,7 @@ class ProductKernels:
                 prefill = (self._step("matmul_subgroup.wgsl", "matvec_subgroup", batch, plain, lambda n: (bx, by, n)),)
                 if self.tiles and wtype in DOT4_TYPES:  # integer types' prompts in tiles (they read f32 x), a few
                     few = prefill                       # tokens a token a workgroup row still
-                    tx, ty = split_groups(cdiv(n_out, TILE_ROWS // 2 if glu else TILE_ROWS))
-                    prefill = (self._step(self.tiles_module(n_in), "matmul_tiled", c, buffers,
-                                          lambda n: (tx, ty, cdiv(n, TILE_TOKENS))),)
+                    prefill = self._tiles(c, buffers, n_in, n_out, bool(glu))
             if norm is not None:
                 x_raw, weight, eps = norm
                 sc, plain = {**sc, "NORM": True, "EPS": eps}, [buffers[0], x_raw, y, weight]
@@ -246,6 +246,13 @@ class ProductKernels:
     def prompts_on_matrices(self) -> bool:
         """Whether f16 prompts' products run on subgroup matrices (tensor cores) here (matrix_tiles)."""
         return matrix_tiles(self.device.info, self.variant, self.f16_prompts)
+
+    def _tiles(self, c: dict, buffers: list, n_in: int, n_out: int, glu: bool) -> tuple[Step]:
+        """A batch's product in tiles (tiles_module): TILE_ROWS rows (GLU: half as many outputs) x TILE_TOKENS
+        tokens a workgroup."""
+        tx, ty = split_groups(cdiv(n_out, TILE_ROWS // 2 if glu else TILE_ROWS))
+        return (self._step(self.tiles_module(n_in), "matmul_tiled", c, buffers,
+                           lambda n: (tx, ty, cdiv(n, TILE_TOKENS))),)
 
     def tiles_module(self, n_in: int) -> str:
         """The module of batches' tiles for rows of n_in: f16 ones with f16_prompts (Kernels), on subgroup

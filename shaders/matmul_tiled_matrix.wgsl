@@ -119,7 +119,7 @@ fn matmul_tiled(
     @builtin(local_invocation_index) lid: u32,
 ) {
     share_tables(lid, 128u);
-    let r0 = (wid.y * nwg.x + wid.x) * select(TILE_ROWS, TILE_ROWS / 2u, GLU);
+    let r0 = tile_first_output(wid, nwg);
     let t0 = wid.z * TILE_TOKENS;
     if (r0 >= N_OUT || t0 >= params.n_tokens) { return; }  // the same for the whole workgroup
     // What this invocation stores each stage: tile row lid, and half lid % 2 of token lid / 2's columns

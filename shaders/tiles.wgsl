@@ -7,6 +7,12 @@ const TILE_ROWS = 128u;
 const TILE_TOKENS = 64u;
 const PITCH = 9u;  // vec4s a tile row of weights: a block's 8 and one of padding
 
+// The first output row of workgroup wid's tile (a GLU tile holds 64 outputs: their gate and up rows), among
+// nwg workgroups whose (x, y) flatten as wid.y nwg.x + wid.x.
+fn tile_first_output(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return (wid.y * nwg.x + wid.x) * select(TILE_ROWS, TILE_ROWS / 2u, GLU);
+}
+
 // The weight row that tile row i holds for the outputs from r0.
 fn tile_row(r0: u32, i: u32) -> u32 {
     if (GLU) { return clamp_row(select(N_OUT + r0 + i - 64u, r0 + i, i < 64u)); }

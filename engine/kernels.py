@@ -86,8 +86,8 @@ STEP_PARAMS_NBYTES = 16 + 8 * MAX_TABLE_TOKENS
 # Their buffer accesses stay guarded: wgpu enables the driver's robustBufferAccess2. H200 (NOTES.md, session 22):
 # prompt tiles at T = 512 8-10 % faster; 8B Q4_0 decode 278 -> 318 tok/s, prefill 1790 -> 1943 (f16 2237 -> 2473).
 UNCHECKED_SHADERS = frozenset({
-    "matmul.wgsl", "matmul_subgroup.wgsl", "matmul_tiled.wgsl", "matmul_tiled_f16.wgsl", "matvec_dot4.wgsl",
-    "quantize_x.wgsl", "attention.wgsl", "attention_flash.wgsl",
+    "matmul.wgsl", "matmul_lanes.wgsl", "matmul_subgroup.wgsl", "matmul_tiled.wgsl", "matmul_tiled_f16.wgsl",
+    "matvec_dot4.wgsl", "quantize_x.wgsl", "attention.wgsl", "attention_flash.wgsl",
 })
 # Compiled pipelines per device, shared by every Kernels on it: CPU adapters take up to a second
 # to compile one matmul specialisation.
@@ -98,6 +98,15 @@ def weights_in_texels(variant: str) -> bool:
     """Whether kernels of this variant read weights from texels: the scalar ones, for CPU adapters
     (weights_texture.wgsl says why)."""
     return variant == "scalar"
+
+
+def lanes_sharing_x(info, variant: str) -> int:
+    """Lanes of a subgroup that share the scalar products' x loads (matmul_lanes.wgsl's X_LANES): 8, or 4, at most
+    the adapter's smallest subgroup; 0 where lanes load their own (other variants, adapters without subgroups or
+    whose subgroup sizes are unknown or below 4)."""
+    if variant != "scalar" or "subgroups" not in info.features:
+        return 0
+    return max((n for n in (8, 4) if n <= info.subgroup_min_size), default=0)
 
 
 def resolve_variant(info, variant: str | None = None) -> str:
@@ -121,14 +130,15 @@ class Kernels(ProductKernels, AttentionKernels, WeightBinding):
     """Compiles and caches pipelines for one device, and builds the ops the model records."""
 
     def __init__(self, device, *, variant: str | None = None, kv_f16: bool = False, dot4: bool = True,
-                 f16_prompts: bool = False):
+                 f16_prompts: bool = False, x_lanes: int | None = None):
         """dot4: products on GPUs quantise x and multiply integers (products.py; see dot4_pays).
         f16_prompts: prompts' products in f16 tiles (matmul_tiled_f16.wgsl; the adapter needs shader-f16), on
         subgroup matrices where the browser offers them (matmul_tiled_matrix.wgsl). An H200's prefill at the 8B
         shape gains 28 % natively (NOTES.md, session 22), and 1.29x more on matrices in Chromium (session 23),
         but the default model's logits move ~6e-3 of their largest (its outlier channels; peers' f16 and int8
         products move them so too): off unless asked for, since f32's follow the float64 reference (DOT4_PLANES
-        made the same choice for one token's integer x)."""
+        made the same choice for one token's integer x).
+        x_lanes: lanes that share the scalar products' x loads (0, 4 or 8; lanes_sharing_x's if None)."""
         info = device.info
         variant = resolve_variant(info, variant)
         self.device, self.variant, self.kv_f16 = device, variant, kv_f16
@@ -136,6 +146,9 @@ class Kernels(ProductKernels, AttentionKernels, WeightBinding):
             raise InvalidRequest(f"f16 prompts need a GPU with the 'shader-f16' feature, which {info.device} lacks")
         self.f16_prompts = f16_prompts
         self.dot4 = dot4 and variant == "subgroup"
+        self.x_lanes = lanes_sharing_x(info, variant) if x_lanes is None else x_lanes
+        if self.x_lanes not in (0, 4, 8) or (self.x_lanes and variant != "scalar"):
+            raise ValueError(f"x_lanes is 0, 4 or 8, and 0 outside the scalar variant, got {self.x_lanes}")
         self.weights_in_texels = weights_in_texels(variant)  # (Uploader makes the model's weights so)
         # lavapipe runs 8 lanes at a time: small workgroups spread rows over its threads.
         self.wg = 8 if info.is_software else 64

@@ -194,7 +194,7 @@ class ProductKernels:
         if max_tokens > 1 and self.variant == "scalar":
             px, py = split_groups(cdiv(n_out * per_row, MM_ROWS * wg))
             grid = lambda n: (px, py, cdiv(n, TILE))  # noqa: E731
-            prefill = (self._step("matmul.wgsl", "matmul", {**c, "WG": wg}, buffers, grid),)
+            prefill = (self._step(*self._scalar("matmul", {**c, "WG": wg}), buffers, grid),)
         if self.uses_dot4(wtype):  # GPUs: x quantised, then integer products (a batch's DOT4_TT tokens a subgroup)
             one = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, norm, max_tokens, "one", rope_store)
             if quantise_out:
@@ -234,8 +234,15 @@ class ProductKernels:
             if rope_store is not None:  # binding 4 (the subgroup variant's norm weights) is not matmul.wgsl's
                 mc, entry = {**mc, **self._rope_store_constants(rope_store)}, "matvec_rope"
                 buffers = [*buffers, None, *rope_buffers]
-            decode = (self._step("matmul.wgsl", entry, mc, buffers, fixed((gx, gy, 1))),)
+            decode = (self._step(*self._scalar(entry, mc), buffers, fixed((gx, gy, 1))),)
         return MatmulOp(decode, prefill, few, DOT4_FEW)
+
+    def _scalar(self, entry: str, constants: dict) -> tuple[str, str, dict]:
+        """The module, entry point and constants of matmul.wgsl's `entry`: matmul_lanes.wgsl's where lanes share
+        x's loads (Kernels.x_lanes)."""
+        if not self.x_lanes:
+            return "matmul.wgsl", entry, constants
+        return "matmul_lanes.wgsl", f"{entry}_lanes", {**constants, "X_LANES": self.x_lanes}
 
     @property
     def tiles(self) -> bool:

@@ -17,19 +17,18 @@ from .weight_types import BF16, F16, F32, IQ4_NL, IQ4_XS, Q2_K, Q3_K, Q4_0, Q4_1
 WEIGHTS = "<weights>"
 # What a module that includes matmul.wgsl needs for its products that rotate and store q | k | v themselves.
 _ROPE_STORE = ("rope_store.wgsl", "rotations.wgsl", "kv_rows.wgsl", "positions.wgsl")
+# What follows matmul.wgsl in a module: x_direct.wgsl (each invocation loads its own x; matmul_lanes.wgsl loads
+# it for the lanes of a subgroup instead) and the libraries its products use.
+_PRODUCTS = (*_ROPE_STORE, "activations.wgsl", "quant.wgsl", WEIGHTS)
+_MATMUL = ("matmul.wgsl", "x_direct.wgsl", *_PRODUCTS)
 _LIBRARIES = {
-    "matmul.wgsl": (*_ROPE_STORE, "activations.wgsl", "quant.wgsl", WEIGHTS),
-    "matmul_subgroup.wgsl": ("matmul.wgsl", *_ROPE_STORE, "activations.wgsl", "quant.wgsl", WEIGHTS),
-    "matmul_tiled.wgsl": ("tiles.wgsl", "matmul.wgsl", *_ROPE_STORE, "activations.wgsl", "quant.wgsl", WEIGHTS),
-    "matmul_tiled_f16.wgsl": (
-        "tiles.wgsl", "matmul.wgsl", *_ROPE_STORE, "activations.wgsl", "quant.wgsl", WEIGHTS,
-    ),
-    "matmul_tiled_matrix.wgsl": (
-        "tiles.wgsl", "matmul.wgsl", *_ROPE_STORE, "activations.wgsl", "quant.wgsl", WEIGHTS,
-    ),
-    "matvec_dot4.wgsl": (
-        "matmul.wgsl", *_ROPE_STORE, "activations.wgsl", "quant.wgsl", WEIGHTS, "x_blocks.wgsl", "x_quantize.wgsl",
-    ),
+    "matmul.wgsl": ("x_direct.wgsl", *_PRODUCTS),
+    "matmul_lanes.wgsl": ("matmul.wgsl", *_PRODUCTS),
+    "matmul_subgroup.wgsl": _MATMUL,
+    "matmul_tiled.wgsl": ("tiles.wgsl", *_MATMUL),
+    "matmul_tiled_f16.wgsl": ("tiles.wgsl", *_MATMUL),
+    "matmul_tiled_matrix.wgsl": ("tiles.wgsl", *_MATMUL),
+    "matvec_dot4.wgsl": (*_MATMUL, "x_blocks.wgsl", "x_quantize.wgsl"),
     "quantize_x.wgsl": ("x_quantize.wgsl", "x_blocks.wgsl"),
     "embed.wgsl": ("quant.wgsl", WEIGHTS),
     "elementwise.wgsl": ("activations.wgsl",),

@@ -20,6 +20,8 @@
 //           registers, so each block is dequantised once for TILE tokens and each x block loaded
 //           once for MM_ROWS rows.    grid (ceil(N_OUT / (MM_ROWS * WG)), ceil(T / TILE)) as (x*y, z),
 //           twice as many row groups with GLU
+// x blocks come from x_load: x_direct.wgsl's (an invocation loads its own), or matmul_lanes.wgsl's, whose
+// entry points run these with a subgroup's lanes sharing the loads.
 // Why: lavapipe runs a workgroup as loops over SIMD lanes, pays dearly to switch at a barrier and
 // pays per load (it loads for each invocation in turn: loads are most of a product's time, and
 // arithmetic little). So an x block serves 16 rows (x is a third of the loads at 8 rows), and each
@@ -126,10 +128,10 @@ fn row_tile(row: u32, b: u32, xs: array<mat4x4<f32>, 8>, xsum: mat2x4<f32>, c: p
 
 fn x_tile(t0: u32, nt: u32, b: u32) -> array<mat4x4<f32>, 8> {
     // Tokens past the batch repeat its last one: valid memory, results never stored.
-    let a = x_block(t0, b);
-    let c = x_block(t0 + min(1u, nt - 1u), b);
-    let d = x_block(t0 + min(2u, nt - 1u), b);
-    let e = x_block(t0 + min(3u, nt - 1u), b);
+    let a = x_load(t0, b);
+    let c = x_load(t0 + min(1u, nt - 1u), b);
+    let d = x_load(t0 + min(2u, nt - 1u), b);
+    let e = x_load(t0 + min(3u, nt - 1u), b);
     var xs: array<mat4x4<f32>, 8>;
     for (var i = 0u; i < 8u; i++) { xs[i] = mat4x4<f32>(a[i], c[i], d[i], e[i]); }
     return xs;
@@ -161,7 +163,7 @@ fn matvec_sums(r: u32) -> array<vec4<f32>, 4> {
     var c8: KCache; var c9: KCache; var c10: KCache; var c11: KCache;
     var c12: KCache; var c13: KCache; var c14: KCache; var c15: KCache;
     for (var b = 0u; b < (N_IN + 31u) / 32u; b++) {
-        let xs = x_block(0u, b);
+        let xs = x_load(0u, b);
         let xsum = block_sum(xs);
         a0 += row_dot(wrow(r, 0u, MV_ROWS), b, xs, xsum, &c0, false);
         a1 += row_dot(wrow(r, 1u, MV_ROWS), b, xs, xsum, &c1, false);
@@ -199,8 +201,14 @@ fn matvec(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let r = matvec_row(wid, nwg, lid);
-    if (r >= N_OUT || params.n_tokens == 0u) { return; }
+    matvec_at(matvec_row(wid, nwg, lid));
+}
+
+// The entry points' work, for matmul_lanes.wgsl's too. Every invocation that has a token computes sums, one
+// whose rows lie past N_OUT those of clamped rows (clamp_row), and stores only its own: matmul_lanes.wgsl's
+// lanes load x for each other.
+fn matvec_at(r: u32) {
+    if (params.n_tokens == 0u) { return; }
     let a = matvec_sums(r);
     if (GLU) {
         store4(r, glu4(a[0], a[2]));
@@ -222,9 +230,13 @@ fn matvec_rope(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let r = matvec_row(wid, nwg, lid);
-    if (r >= N_OUT || params.n_tokens == 0u) { return; }
+    matvec_rope_at(matvec_row(wid, nwg, lid));
+}
+
+fn matvec_rope_at(r: u32) {
+    if (params.n_tokens == 0u) { return; }
     let a = matvec_sums(r);
+    if (r >= N_OUT) { return; }
     rope_store4(0u, r, a[0]);
     rope_store4(0u, r + 4u, a[1]);
     rope_store4(0u, r + 8u, a[2]);
@@ -237,9 +249,13 @@ fn matmul(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
+    matmul_at(wid, nwg, lid);
+}
+
+fn matmul_at(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) {
     let r = ((wid.y * nwg.x + wid.x) * WG + lid) * select(MM_ROWS, MM_ROWS / 2u, GLU);
     let t0 = wid.z * TILE;
-    if (r >= N_OUT || t0 >= params.n_tokens) { return; }
+    if (t0 >= params.n_tokens) { return; }
     let nt = min(params.n_tokens - t0, TILE);
     var a0 = vec4<f32>(0.0); var a1 = vec4<f32>(0.0); var a2 = vec4<f32>(0.0); var a3 = vec4<f32>(0.0);
     var a4 = vec4<f32>(0.0); var a5 = vec4<f32>(0.0); var a6 = vec4<f32>(0.0); var a7 = vec4<f32>(0.0);

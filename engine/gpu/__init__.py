@@ -37,6 +37,7 @@ class AdapterInfo:
     max_buffer_size: int
     max_texture_2d: int = 8192  # texels a 2D texture may have along each side (WebGPU's default)
     max_workgroup_storage: int = 16384  # bytes of workgroup memory a workgroup may have (WebGPU's default)
+    subgroup_min_size: int = 0  # lanes of the adapter's smallest subgroup; 0: unknown (kernels.lanes_sharing_x)
 
     def weight_binding(self, texels: bool) -> int:
         """Bytes of the largest tensor one binding holds: a storage buffer's, or with texels the whole texel rows

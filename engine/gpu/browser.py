@@ -257,5 +257,6 @@ async def open_browser_device() -> BrowserDevice:
         max_buffer_size=int(limits.maxBufferSize),
         max_texture_2d=int(limits.maxTextureDimension2D),
         max_workgroup_storage=int(limits.maxComputeWorkgroupStorageSize),
+        subgroup_min_size=int(getattr(raw, "subgroupMinSize", 0) or 0),  # (GPUAdapterInfo's since Chrome 134)
     )
     return BrowserDevice(adapter, device, info)

@@ -314,6 +314,8 @@ async def open_native_device() -> NativeDevice:
         max_buffer_size=limits.get("max-buffer-size", 1 << 28),
         max_texture_2d=limits.get("max-texture-dimension-2d", 8192),
         max_workgroup_storage=limits.get("max-compute-workgroup-storage-size", 16384),
+        # (wgpu-py 0.32 spells it "stackgroup"; wgpu reports 4 where the driver does not say: lavapipe's is 8)
+        subgroup_min_size=raw.get("subgroup_min_size", raw.get("stackgroup_min_size", 0)),
     )
     return NativeDevice(adapter, device, info)
 

@@ -34,13 +34,13 @@ def device():
 
 @pytest.fixture(scope="session")
 def kernels_for(device):
-    """kernels_for(variant, kv_f16=False) -> a Kernels, made once per session for each pair."""
+    """kernels_for(variant, kv_f16=False, x_lanes=None) -> a Kernels, made once per session for each choice."""
     cache: dict[tuple, Kernels] = {}
 
-    def get(variant: str, kv_f16: bool = False) -> Kernels:
-        if (variant, kv_f16) not in cache:
-            cache[variant, kv_f16] = Kernels(device, variant=variant, kv_f16=kv_f16)
-        return cache[variant, kv_f16]
+    def get(variant: str, kv_f16: bool = False, x_lanes: int | None = None) -> Kernels:
+        if (variant, kv_f16, x_lanes) not in cache:
+            cache[variant, kv_f16, x_lanes] = Kernels(device, variant=variant, kv_f16=kv_f16, x_lanes=x_lanes)
+        return cache[variant, kv_f16, x_lanes]
 
     return get
 

@@ -39,7 +39,7 @@ class RecordingDevice:
 
     def __init__(self, workgroup_storage: int = 16384):
         self.info = AdapterInfo("test", "recorder", False, frozenset({"subgroups", "shader-f16"}), 1 << 30, 1 << 31,
-                                max_workgroup_storage=workgroup_storage)
+                                max_workgroup_storage=workgroup_storage, subgroup_min_size=8)
         self.pipelines: dict[tuple, dict] = {}
 
     def create_buffer(self, size, role="storage", label=""):
@@ -89,6 +89,10 @@ def every_pipeline() -> list[dict]:
         k.matmul(b, K.Q4_K, 256, 7, b, b, 9, glu=glu)
     k.matmul(b, K.Q4_0, 64, 7, b, FakeBuffer(64), 9, accumulate=True)
     k.matmul(b, K.Q4_0, 64, 7, b, b, 9, y_stride=12, y_col=4)
+    for x_lanes in (0, 4):  # scalar products whose lanes load their own x, or share it four lanes apiece
+        k = K.Kernels(device, variant="scalar", x_lanes=x_lanes)
+        k.matmul(b, K.Q4_1, 64, 7, b, b, 9)
+        k.matmul(b, K.F16, 36, 7, b, b, 9, glu="silu")
     pipelines.update(device.pipelines)
     return list(pipelines.values())
 

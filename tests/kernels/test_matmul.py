@@ -150,6 +150,34 @@ def test_matmul_awkward_shapes(gpu, kernels_for, rng, variant, wtype):
         check_matmul(gpu, kernels_for(variant), rng, wtype, row_length(wtype, blocks), n_out, n_tokens)
 
 
+@pytest.mark.parametrize("x_lanes", [0, 4, 8])
+def test_scalar_products_whether_or_not_lanes_share_x(gpu, kernels_for, rng, x_lanes):
+    """The scalar variant's products (matmul_lanes.wgsl where lanes share x's loads, matmul.wgsl where each
+    loads its own): one token and batches, a partial last row group and workgroup (rows past N_OUT still take
+    part in the loads), rows that end in a partial block, GLU and accumulate."""
+    if x_lanes and "subgroups" not in gpu.device.info.features:
+        pytest.skip("lanes share x only on adapters with subgroups")
+    kernels = kernels_for("scalar", x_lanes=x_lanes)
+    for wtype, n_in, n_out, n_tokens in [(K.Q4_1, 224, 33, 1), (K.Q8_0, 96, 4099, 1), (K.Q4_K, 512, 7, 5),
+                                         (K.F16, 100, 17, 1), (K.F16, 36, 9, 6), (K.Q6_K, 256, 130, 9)]:
+        check_matmul(gpu, kernels, rng, wtype, n_in, n_out, n_tokens)
+    for n_tokens in (1, 6):
+        check_matmul_mode(gpu, kernels, rng, K.Q4_0, 64, 19, n_tokens, act="silu")
+        check_matmul_mode(gpu, kernels, rng, K.Q5_1, 160, 9, n_tokens, accumulate=True)
+
+
+def test_lanes_share_x_where_the_adapter_has_subgroups_of_four_or_more(device):
+    """lanes_sharing_x: the scalar variant only, on adapters with subgroups, as many lanes as the smallest
+    subgroup has (8 at most); none where that size is unknown or below 4."""
+    info = replace(device.info, features=frozenset({"subgroups"}))
+    for smallest, lanes in [(0, 0), (1, 0), (2, 0), (4, 4), (8, 8), (16, 8), (32, 8)]:
+        assert K.lanes_sharing_x(replace(info, subgroup_min_size=smallest), "scalar") == lanes, smallest
+    assert K.lanes_sharing_x(replace(info, subgroup_min_size=8), "subgroup") == 0
+    assert K.lanes_sharing_x(replace(info, subgroup_min_size=8, features=frozenset()), "scalar") == 0
+    with pytest.raises(ValueError, match="x_lanes"):
+        K.Kernels(device, variant="scalar", x_lanes=2)
+
+
 @pytest.mark.parametrize("wtype", sorted(K.DOT4_TYPES), ids=type_name)
 def test_one_tokens_product_of_f32_x_on_gpus(gpu, kernels_for, rng, wtype):
     """Where integer x does not pay (K.dot4_pays: small models), one token's product on GPUs is
@@ -582,11 +610,12 @@ def test_the_numpy_side_dequantises_as_ggml_does(llama_cpp, rng, wtype):
 
 @pytest.mark.parametrize("kv_f16", [False, True])
 @pytest.mark.parametrize("n_rot, llama3, mscale, places", [(32, False, 1.0, None), (10, True, 1.25, [(40, 7)])])
-@pytest.mark.parametrize("variant, wtype, n_tokens", [("subgroup", K.Q4_0, 1), ("subgroup", K.F16, 1),
-                                                      ("scalar", K.Q4_0, 1), ("subgroup", K.Q4_0, 3)],
-                         ids=["integer", "subgroup", "scalar", "integer-few"])
+@pytest.mark.parametrize("variant, wtype, n_tokens, x_lanes", [
+    ("subgroup", K.Q4_0, 1, None), ("subgroup", K.F16, 1, None), ("scalar", K.Q4_0, 1, None),
+    ("scalar", K.Q4_0, 1, 0), ("subgroup", K.Q4_0, 3, None),
+], ids=["integer", "subgroup", "scalar", "scalar-own-x", "integer-few"])
 def test_qkv_product_rotates_and_stores_keys_and_values(gpu, kernels_for, rng, kv_f16, n_rot, llama3, mscale, places,
-                                                        variant, wtype, n_tokens):
+                                                        variant, wtype, n_tokens, x_lanes):
     """rope_store (one token: matvec_dot4_rope, matvec_subgroup_rope, matvec_rope; a few: matvec_dot4_few_rope):
     q | k | v rotated and k, v stored in the caches as the product, rope and store_kv after it would: every
     rotation or only the first 10 dims of each head (a pair of the rows written together rotated, the other
@@ -594,7 +623,7 @@ def test_qkv_product_rotates_and_stores_keys_and_values(gpu, kernels_for, rng, k
     few's others) or of the one at pos 13. Nothing else in the caches changes."""
     if places is not None and n_tokens > 1:
         places = [*places, (0, 3), (40, 8)][:n_tokens]
-    kernels = kernels_for(variant, kv_f16)
+    kernels = kernels_for(variant, kv_f16, x_lanes)
     n_heads, n_kv_heads, head_dim, n_in, max_ctx = 4, 2, 32, 160, 48
     q_dim, kv_dim = n_heads * head_dim, n_kv_heads * head_dim
     n_out, store = q_dim + 2 * kv_dim, np.float16 if kv_f16 else np.float32

@@ -66,6 +66,13 @@ def line(label: str, seconds: float, nbytes: int, flops: int) -> str:
     return f"  {label:<22} {seconds * 1e6:9.0f} us  {rates}"
 
 
+def kernels_of(device, spec: str) -> K.Kernels:
+    """The Kernels of a --variants entry: a variant, or "scalar:N" for the scalar one with N lanes sharing x's
+    loads (Kernels' x_lanes: 0, 4 or 8; the adapter's choice without)."""
+    variant, _, lanes = spec.partition(":")
+    return K.Kernels(device, variant=variant, x_lanes=int(lanes) if lanes else None)
+
+
 async def bench_shapes(device, n_tokens: int, rounds: int, variants: list[str]) -> None:
     rng = np.random.default_rng(0)
     for n_in, n_out, wtype in SHAPES:
@@ -80,7 +87,7 @@ async def bench_shapes(device, n_tokens: int, rounds: int, variants: list[str]) 
         device.write_buffer(x_buf, x.tobytes())
         per_round = max(2, int(1e7 // raw.nbytes))  # ~10 MB of weights a command buffer
         for variant in variants:
-            kernels = K.Kernels(device, variant=variant)
+            kernels = kernels_of(device, variant)
             op = kernels.matmul(w_buf, wtype, n_in, n_out, x_buf, y_buf, n_tokens)
             for t in (1, n_tokens):
                 seconds, _ = await time_op(device, kernels, op, t, y_buf, rounds, per_round)
@@ -98,7 +105,7 @@ async def bench_types(device, types: list[int], n_tokens: int, rounds: int, vari
     x = rng.standard_normal((n_tokens, n_in)).astype(np.float32)
     x_buf, y_buf = device.create_buffer(x.nbytes), device.create_buffer(n_tokens * n_out * 4)
     device.write_buffer(x_buf, x.tobytes())
-    kernels = K.Kernels(device, variant=variant)
+    kernels = kernels_of(device, variant)
     cpu = device.info.is_software
     print(f"{n_in} -> {n_out} per type, {variant}: GB/s of weight bytes (x Q4_1's){', and per CPU-second' * cpu}")
     rates: dict[tuple, float] = {}
@@ -142,7 +149,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=64, help="prefill batch (default 64)")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds; the best counts (default 5)")
-    parser.add_argument("--variants", default="scalar,subgroup", help="comma-separated kernel variants")
+    parser.add_argument("--variants", default="scalar,subgroup",
+                        help="comma-separated kernel variants; scalar:N for N lanes sharing x (0, 4, 8)")
     parser.add_argument("--types", default=",".join(NAMES[t] for t in sorted(K.SUPPORTED_WEIGHT_TYPES)),
                         help="comma-separated weight types to compare on one shape ('' for none)")
     parser.add_argument("--no-shapes", action="store_true", help="skip the default model's shapes")

@@ -12,7 +12,9 @@ SIMD lanes, pay heavily at barriers, and pay per load instruction), and their ba
 (prefill) are register-tiled; "subgroup" products give 4 rows of a token to a subgroup whose lanes
 split the blocks and reduce with subgroupAdd, a token per grid row (real GPUs), fold the RMSNorm
 before them in for one token, and normalise rows with a workgroup each. The other ops are shared.
-Scalar kernels read weights from texels (weights_texture.wgsl says why), the others from storage buffers.
+Scalar kernels read weights from texels (weights_texture.wgsl says why: rows in tiles, block columns together),
+the others from storage buffers; on adapters with subgroups their products' lanes share x's loads
+(matmul_lanes.wgsl).
 The matrix products are products.py's, attention and the KV cache attention.py's, mixed in.
 """
 
@@ -219,7 +221,10 @@ class Kernels(ProductKernels, AttentionKernels, WeightBinding):
         if n_rows:
             c.update(FIRST_ROW=first_row, N_ROWS=n_rows)
         gx = cdiv(dim // 4, self.wg)
-        return Op(self._step("embed.wgsl", "embed", c, [self._weights(table, wtype), ids, out], lambda n: (gx, n, 1)))
+        row_bytes = weight_nbytes(wtype, dim)
+        weights = self._weights(table, wtype, row_bytes)
+        c.update(self.texel_rows(weights, wtype, row_bytes))
+        return Op(self._step("embed.wgsl", "embed", c, [weights, ids, out], lambda n: (gx, n, 1)))
 
     def rmsnorm(self, x, weight, out, n: int, eps: float, *, folded_up_to: int = 0,
                 accumulate: bool = False) -> Op:

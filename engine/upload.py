@@ -166,7 +166,7 @@ class Uploader:
         buffer = self._buffer(n, label, matrix=True)
         self.device.write_buffer(buffer, self.gguf.source.view(info.offset + start, n))
         self._advance(n)
-        return self._finish(buffer, n, label, info.type)
+        return self._finish(buffer, n, label, info)
 
     def _buffer(self, n: int, label: str, matrix: bool):
         """A buffer for n bytes: a matrix's for texels holds whole texels, which the copy into them reads."""
@@ -174,11 +174,12 @@ class Uploader:
             return self.device.create_buffer(-(-n // TEXEL_BYTES) * TEXEL_BYTES, label=label + " (staging)")
         return self.device.create_buffer(n, label=label)
 
-    def _finish(self, buffer, n: int, label: str, wtype: int | None):
-        """The buffer, or for a matrix (wtype: its type) with texels its bytes as texels (the buffer freed)."""
-        if wtype is None or not self.texels:
+    def _finish(self, buffer, n: int, label: str, matrix):
+        """The buffer, or for a matrix (`matrix`: the tensor info of it, or of one of those stacked in it) with
+        texels its bytes as texels (the buffer freed)."""
+        if matrix is None or not self.texels:
             return buffer
-        texels = self.to_texels(buffer, n, wtype, label)
+        texels = self.to_texels(buffer, n, matrix.type, K.weight_nbytes(matrix.type, matrix.shape[0]), label)
         buffer.destroy()  # (after the submitted copy: WebGPU lets it finish)
         return texels
 
@@ -199,4 +200,4 @@ class Uploader:
             self.device.write_buffer(buffer, self.gguf.view(info.name), offset)
             offset += info.nbytes
             self._advance(info.nbytes)
-        return self._finish(buffer, total, label, infos[0].type if matrix else None)
+        return self._finish(buffer, total, label, infos[0] if matrix else None)

@@ -15,24 +15,37 @@ from .weight_types import BLOCK_TYPES, TEXEL_GAPS, texel_layout_bytes
 class WeightBinding:
     """Kernels' weight bindings (see the module's docstring)."""
 
-    def texels_from(self, src, size: int, wtype: int, label: str = "weights") -> Texels:
-        """A tensor of `size` bytes in `wtype`, in src from byte 0 (whole texels of them), as texels laid out as
-        weights_texture.wgsl reads them: TEXEL_GAPS types' blocks with their gap (texel_repack.wgsl), the rest as
-        they are. Submitted at once; src may be freed after."""
-        gap = TEXEL_GAPS.get(wtype)
-        texels = self.device.create_texels(texel_layout_bytes(wtype, size), label=label, writable=gap is not None)
+    def texels_from(self, src, size: int, wtype: int, row_bytes: int, label: str = "weights") -> Texels:
+        """A tensor of `size` bytes in `wtype`, rows of `row_bytes` (as GGUF stores them), in src from byte 0 (whole
+        texels of them), as texels laid out as weights_texture.wgsl reads them: floats as they are, blocks in tiles
+        of ROW_TILE rows and TEXEL_GAPS types' with their gap (texel_repack.wgsl). Submitted at once; src may be
+        freed after."""
+        texels = self.device.create_texels(texel_layout_bytes(wtype, size), label=label,
+                                           writable=wtype in BLOCK_TYPES)
         recorder = self.device.recorder()
-        if gap is not None:
+        if wtype in BLOCK_TYPES:
             n = cdiv(texels.size, TEXEL_BYTES)
             gx, gy = split_groups(cdiv(n, 64))
-            constants = {"RAW": BLOCK_TYPES[wtype][1], "GAP_AT": gap[0], "GAP": gap[1], "TEXELS": n}
+            block, raw = BLOCK_TYPES[wtype]
+            gap_at, gap = TEXEL_GAPS.get(wtype, (0, 0))
+            constants = {"RAW": raw, "GAP_AT": gap_at, "GAP": gap, "BLOCKS": row_bytes // raw,
+                         "ROWS": size // row_bytes, "TEXELS": n}
             self._step("texel_repack.wgsl", "repack", constants, [src, texels], fixed((gx, gy, 1))).record(recorder, 1)
         else:
             recorder.copy_to_texels(src, texels)
         self.device.submit(recorder)
         return texels
 
-    def _weights(self, weights, wtype: int):
+    @staticmethod
+    def texel_rows(binding, wtype: int, row_bytes: int) -> dict:
+        """The constant that tells a kernel the rows of the weights it binds (`_weights`' binding; rows of
+        `row_bytes` in GGUF) where it reads blocks from texels: weights_texture.wgsl's W_ROWS, which block_at
+        needs. None for buffers and floats."""
+        if not isinstance(binding, Texels) or wtype not in BLOCK_TYPES:
+            return {}
+        return {"W_ROWS": binding.size // texel_layout_bytes(wtype, row_bytes)}
+
+    def _weights(self, weights, wtype: int, row_bytes: int):
         """What binds a weight tensor of `wtype` (a buffer, a `(buffer, offset, size)` range, or Texels): its
         texels for kernels that read weights so (made here from a buffer once, texels_from; the model's come
         as texels), else the buffer padded to whole 16-byte words (_whole_vec4s)."""
@@ -49,7 +62,7 @@ class WeightBinding:
             recorder = self.device.recorder()
             recorder.copy(buffer, offset, whole, 0, cdiv(size, 4) * 4)
             self.device.submit(recorder)
-            texels = self.texels_from(whole, size, wtype)
+            texels = self.texels_from(whole, size, wtype, row_bytes)
             self._weight_copies[key] = (buffer, texels)  # holding `buffer` keeps its id from being reused
         return self._weight_copies[key][1]
 

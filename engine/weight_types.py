@@ -20,6 +20,9 @@ SUPPORTED_WEIGHT_TYPES = frozenset(FLOAT_TYPES) | frozenset(BLOCK_TYPES)
 # three and a realigning shift; Q5_0's 22 bytes as Q5_1's 24 ({d, 2 spare, qh, qs}: 8-byte aligned, two
 # fetches a block). On lavapipe, one token: Q6_K and Q3_K +37-45 %, Q5_0 +40-50 % (NOTES.md).
 TEXEL_GAPS = {Q6_K: (210, 14), Q3_K: (110, 2), Q2_K: (84, 12), Q5_0: (2, 2)}
+# Rows of a tile in texels: block b of a tile's rows lie together (weights_texture.wgsl's block_at says why);
+# the scalar products' rows a workgroup on CPU adapters (products.MV_ROWS and MM_ROWS x 8 invocations).
+ROW_TILE = 128
 
 
 def texel_layout_bytes(wtype: int, nbytes: int) -> int:

@@ -12,7 +12,8 @@
 //
 // Bindings:  @binding(1) one tensor's raw bytes, [rows, N_IN] in its ggml type, read as 16-byte words:
 //            w4(i) is bytes 16i .. 16i + 15, w1(i) bytes 4i .. 4i + 3 (kernels.py pads a tensor that ends
-//            mid-word).
+//            mid-word); block_at(row, b) is where a row's block starts (the weights library's: in a buffer
+//            row after row as GGUF stores them, in texels tiles of rows).
 // Overrides: WTYPE  ggml type id (the constants below; a switch the compiler folds)
 //            N_IN   elements per row: a multiple of 4 for F32/F16/BF16, of 32 for the blocks, of 256
 //                   for the K-quants

@@ -69,7 +69,7 @@ fn iq4_xs_scale(h0: u32, h1: u32, j: u32) -> f32 {
 // Block b of row `row` (IQ4_XS: sub-block b % 8 of superblock b / 8; c: see quant_k.wgsl).
 fn quant_parts(row: u32, b: u32, c: ptr<function, KCache>, fresh: bool) -> QuantParts {
     if (WTYPE == IQ4_NL) {
-        let block = block18(row * row_bytes() + b * block_bytes());
+        let block = block18(block_at(row, b));
         return parts(iq4_f32(block.q), block.d, 0.0);
     }
     return iq4_xs_parts(superblock(row, b), b % 8u, c, fresh);
@@ -98,7 +98,7 @@ fn iq4_xs_parts(o: u32, j: u32, c: ptr<function, KCache>, fresh: bool) -> QuantP
 // w32 as Q4_0's (IQ4_XS's words are 4-byte aligned: a load each).
 fn int_parts(row: u32, b: u32) -> IntParts {
     if (WTYPE == IQ4_NL) {
-        let o = row * row_bytes() + b * block_bytes();
+        let o = block_at(row, b);
         let v = iq4_int(u32x4_at(o + 2u));
         return int_parts1(v[0], v[1], unpack2x16float(u32_at(o)).x, 0.0);
     }

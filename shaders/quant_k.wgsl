@@ -18,7 +18,7 @@
 // With fresh (the subgroup kernel, embed) every sub-block loads what it uses.
 
 // Superblock byte offset of sub-block b of row `row`.
-fn superblock(row: u32, b: u32) -> u32 { return row * row_bytes() + b / 8u * block_bytes(); }
+fn superblock(row: u32, b: u32) -> u32 { return block_at(row, b / 8u); }
 
 // 32 bytes from byte o (even): three loads wherever they start, two where blocks_padded (o a texel's start).
 fn load32(o: u32) -> array<vec4<u32>, 2> {

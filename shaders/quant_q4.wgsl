@@ -3,12 +3,12 @@
 // offset), elements 0..15 in the low nibbles of qs[0..15] and 16..31 in the high ones:
 //   Q4_0 18 bytes {0 f16 d; 2 u8 qs[16]}            w = d * (q - 8)   (m = -8d)
 //   Q4_1 20 bytes {0 f16 d; 2 f16 m; 4 u8 qs[16]}   w = d * q + m
-// A row's blocks follow each other; rows too: Q4_0 blocks start at any even byte, Q4_1's at any
+// Blocks lie where block_at says (quant.wgsl): Q4_0 blocks start at any even byte, Q4_1's at any
 // multiple of 4.
 
 // Block b of row `row` (c and fresh unused: see KCache).
 fn quant_parts(row: u32, b: u32, c: ptr<function, KCache>, fresh: bool) -> QuantParts {
-    return q4_block(row * row_bytes() + b * block_bytes());
+    return q4_block(block_at(row, b));
 }
 
 // Q4_0 / Q4_1 block at byte offset o (even), as they lie: d, m and the 16 bytes of nibbles. Two 16-byte loads
@@ -37,7 +37,7 @@ fn q4_block(o: u32) -> QuantParts {
 
 // Block b of row `row` as integers (see IntParts): the nibbles as they lie, 4 bits a byte.
 fn int_parts(row: u32, b: u32) -> IntParts {
-    let block = q4_raw(row * row_bytes() + b * block_bytes());
+    let block = q4_raw(block_at(row, b));
     let m4 = vec4<u32>(0x0F0F0F0Fu);
     return int_parts1(block.q & m4, (block.q >> vec4<u32>(4u)) & m4, block.d, block.m);
 }

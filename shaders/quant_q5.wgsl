@@ -3,7 +3,7 @@
 // qs[0..15] and 16..31 in the high ones, bit i of qh element i's fifth bit:
 //   Q5_0 22 bytes {0 f16 d; 2 u32 qh; 6 u8 qs[16]}            w = d * (q - 16)   (m = -16d)
 //   Q5_1 24 bytes {0 f16 d; 2 f16 m; 4 u32 qh; 8 u8 qs[16]}   w = d * q + m
-// A row's blocks follow each other; rows too: Q5_0 blocks start at any even byte, Q5_1's at any
+// Blocks lie where block_at says (quant.wgsl): Q5_0 blocks start at any even byte, Q5_1's at any
 // multiple of 8. The quants are assembled four to a word (nibbles | high bits << 4, the bits spread
 // by one multiply) before bytes4. Q5_0 blocks straddle three words wherever they start; the scalar
 // kernels read a row's blocks in order, so they stream through its words (stream3), loading each once.
@@ -11,7 +11,7 @@
 // Block b of row `row`; c: the row's words from its previous block (Q5_0, unless fresh). Q5_0 blocks laid out
 // as Q5_1's (blocks_padded: texels) read as Q5_1's, their spare half-word where Q5_1 keeps m.
 fn quant_parts(row: u32, b: u32, c: ptr<function, KCache>, fresh: bool) -> QuantParts {
-    let o = row * row_bytes() + b * block_bytes();
+    let o = block_at(row, b);
     if (WTYPE == Q5_0 && blocks_padded()) {
         let p = q5_1_block(o);
         return parts(p.q, p.d.x, -16.0 * p.d.x);
@@ -91,7 +91,7 @@ fn q5_1_block(o: u32) -> QuantParts {
 
 // Block b of row `row` as integers (see IntParts): nibbles and high bits joined into 5-bit bytes.
 fn int_parts(row: u32, b: u32) -> IntParts {
-    let o = row * row_bytes() + b * block_bytes();
+    let o = block_at(row, b);
     let one = WTYPE == Q5_1;  // {d, m, qh, qs} or {d, qh, qs}
     let head = u32_at(o);
     let qh = u32_at(o + select(2u, 4u, one));

@@ -1,10 +1,10 @@
 // Q8_0: a weight library appended after quant.wgsl (whose binding and helpers it uses) for this type.
 //   Q8_0 34 bytes {0 f16 d; 2 i8 qs[32]}   w = d * q
-// A row's blocks follow each other; rows too: blocks start at any even byte.
+// Blocks lie where block_at says (quant.wgsl) and start at any even byte.
 
 // Block b of row `row` (c and fresh unused: see KCache).
 fn quant_parts(row: u32, b: u32, c: ptr<function, KCache>, fresh: bool) -> QuantParts {
-    return q8_0_block(row * row_bytes() + b * block_bytes());
+    return q8_0_block(block_at(row, b));
 }
 
 // Q8_0 block at byte offset o (even): three 16-byte loads cover its 34 bytes wherever it starts.
@@ -32,7 +32,7 @@ fn int8s(q: u32) -> vec4<f32> {
 
 // Block b of row `row` as integers (see IntParts): Q8_0's bytes are already signed 8-bit quants.
 fn int_parts(row: u32, b: u32) -> IntParts {
-    let o = row * row_bytes() + b * block_bytes();
+    let o = block_at(row, b);
     let d = unpack2x16float(u32_at(o)).x;
     return int_parts1(u32x4_at(o + 2u), u32x4_at(o + 18u), d, 0.0);
 }

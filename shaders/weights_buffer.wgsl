@@ -6,5 +6,8 @@
 fn w4(i: u32) -> vec4<u32> { return w[i]; }
 fn w1(i: u32) -> u32 { return w[i >> 2u][i & 3u]; }
 
-// Blocks lie in a buffer as the GGUF stores them (weights_texture.wgsl lays some out otherwise).
+// Blocks lie in a buffer as the GGUF stores them (weights_texture.wgsl lays them out otherwise): row by row.
 fn stored_block_bytes(gguf_bytes: u32) -> u32 { return gguf_bytes; }
+
+// The first byte of block b of row `row` (a superblock for the K-quants and IQ4_XS).
+fn block_at(row: u32, b: u32) -> u32 { return row * row_bytes() + b * block_bytes(); }

@@ -12,6 +12,22 @@ const TEXELS_A_ROW = 4096u;
 fn w4(i: u32) -> vec4<u32> { return textureLoad(w_texels, vec2<u32>(i % TEXELS_A_ROW, i / TEXELS_A_ROW), 0); }
 fn w1(i: u32) -> u32 { return w4(i >> 2u)[i & 3u]; }  // bytes 4i .. 4i + 3
 
+// Blocks lie in tiles of ROW_TILE rows (weight_types.ROW_TILE; texel_repack.wgsl lays them out): a tile holds
+// block 0 of each of its rows, then block 1 of each, and so on, so the rows that a workgroup of the scalar
+// products reads together (MV_ROWS x WG = 128 on CPU adapters) lie in one stream through memory, block
+// column by block column, where row by row they were 128 streams. Their one token's products ran 1.2-1.3x
+// faster so on lavapipe (NOTES.md, session 24). The last tile holds the rows left (W_ROWS, the tensor's rows,
+// which the kernel's pipeline is given). Floats keep rows whole: they never call block_at.
+override W_ROWS: u32 = 0u;
+const ROW_TILE = 128u;
+
+// The first byte of block b of row `row` (a superblock for the K-quants and IQ4_XS).
+fn block_at(row: u32, b: u32) -> u32 {
+    let tile = row / ROW_TILE;
+    let rows = min(ROW_TILE, W_ROWS - tile * ROW_TILE);
+    return tile * ROW_TILE * row_bytes() + (b * rows + row % ROW_TILE) * block_bytes();
+}
+
 // A block's bytes as the uploader lays them out in texels (weight_types.TEXEL_GAPS, texel_repack.wgsl): Q6_K's,
 // Q3_K's and Q2_K's superblocks padded at their end to whole texels, Q5_0's blocks as Q5_1's 24 bytes (d, 2 spare,
 // qh, qs); the rest as GGUF stores them.

@@ -400,8 +400,9 @@ def test_type_constants_match_the_shaders():
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_matmul_grid_split_over_two_dimensions(gpu, kernels_for, rng, variant, monkeypatch):
     # Past 65535 workgroups a grid folds into x and y; a tiny limit exercises the folding.
-    monkeypatch.setattr(kernel_ops, "MAX_GROUPS", 4)
-    assert kernel_ops.split_groups(10) == (4, 3) and kernel_ops.split_groups(4) == (4, 1)
+    # (The scalar variant's weights go into texels through texel_repack.wgsl: 80 workgroups, folded too.)
+    monkeypatch.setattr(kernel_ops, "MAX_GROUPS", 9 if variant == "scalar" else 4)
+    assert kernel_ops.split_groups(10) == ((5, 2) if variant == "scalar" else (4, 3))
     kernels = K.Kernels(kernels_for(variant).device, variant=variant)  # fresh ops under the small limit
     if variant == "scalar":  # 10 decode workgroups, 10 of a 7-token batch
         check_matmul(gpu, kernels, rng, K.Q8_0, 64, 1200, 1)

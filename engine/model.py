@@ -143,7 +143,8 @@ class Model:
         self.op_penalize = k.penalize(self.logits, c.vocab_size, max_history=self.n_ctx)
 
     # 11 dispatches a layer (attention is 3). For one token, a stacked qkv product rotates q and k and
-    # stores k and v itself where its heads allow (Kernels.rotates_output; RopeStore): 9 on CPU adapters.
+    # stores k and v itself where its heads allow (Kernels.rotates_output; RopeStore): 9 on CPU adapters, 7
+    # where their lanes share x's loads, since qkv and gate_up then apply the norms before them too.
     # GPUs' qkv and gate_up also apply the norms before them (Kernels.folds_norm) and their attention is 2:
     # 6; with integer products (Kernels.dot4) the products but o quantise x first, and o takes it from
     # attention: 9, and steps of up to Kernels.fuses_up_to tokens (streams decoding together) run alike.
@@ -158,7 +159,7 @@ class Model:
         rope = dict(n_rot=c.rope_dim, theta=theta, freq_scale=freq_scale, neox=c.rope_neox,
                     freq_factors=self.rope_freqs, mscale=c.rope_attn_factor)
         row, kv_col = c.qkv_dim, c.q_dim  # keys from column q_dim of each qkv row, values after them
-        # On GPUs the products apply the norms before them themselves, for steps of up to fuses_up_to tokens
+        # Products may apply the norms before them themselves (folds_norm), for steps of up to fuses_up_to tokens
         folds = lambda w: min(map(k.fuses_up_to, self._types(w))) if k.folds_norm else 0  # noqa: E731
         before_rope = []
         if layer.bqkv is not None:  # Qwen2

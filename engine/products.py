@@ -151,8 +151,10 @@ class ProductKernels:
     @property
     def folds_norm(self) -> bool:
         """Whether one token's products apply the RMSNorm before them (matmul's `norm`): on GPUs, where
-        a dispatch fewer is worth more than the few loads each subgroup repeats."""
-        return self.variant == "subgroup"
+        a dispatch fewer is worth more than the few loads each subgroup repeats, and on CPU adapters whose lanes
+        share x's loads (Kernels.x_lanes), which share the norm's the same way: a dispatch costs lavapipe 40-70 us
+        of thread wake-ups on two cores (NOTES.md, session 24)."""
+        return self.variant == "subgroup" or bool(self.x_lanes)
 
     def fuses_up_to(self, wtype: int) -> int:
         """The most tokens a step may hold for which products of `wtype` apply the norm before them (matmul's
@@ -209,10 +211,12 @@ class ProductKernels:
         buffers = [weights, x, y]
         rope_buffers = [] if rope_store is None else [*rope_store.tables, rope_store.k_cache, rope_store.v_cache]
         wg, prefill, few, per_row = self.wg, None, (), 2 if glu else 1  # GLU: two weight rows per output
+        # binding 4 of matmul_lanes.wgsl: the norm's weights for one token's products, or x again (unused)
+        lanes_x = [x] if self.x_lanes else []
         if max_tokens > 1 and self.variant == "scalar":
             px, py = split_groups(cdiv(n_out * per_row, MM_ROWS * wg))
             grid = lambda n: (px, py, cdiv(n, TILE))  # noqa: E731
-            prefill = (self._step(*self._scalar("matmul", {**c, "WG": wg}), buffers, grid),)
+            prefill = (self._step(*self._scalar("matmul", {**c, "WG": wg}), [*buffers, *lanes_x], grid),)
         if self.uses_dot4(wtype):  # GPUs: x quantised, then integer products (a batch's DOT4_TT tokens a subgroup)
             one = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, norm, max_tokens, "one", rope_store)
             if quantise_out:
@@ -248,11 +252,14 @@ class ProductKernels:
             decode = (self._step("matmul_subgroup.wgsl", entry, sc, plain, grid),)
         else:
             gx, gy = split_groups(cdiv(n_out * per_row, MV_ROWS * wg))
-            mc, entry = {**c, "WG": wg}, "matvec"
-            if rope_store is not None:  # binding 4 (the subgroup variant's norm weights) is not matmul.wgsl's
+            mc, entry, one = {**c, "WG": wg}, "matvec", [*buffers, *lanes_x]
+            if norm is not None and self.folds_norm:  # (lanes share x's loads: matmul_lanes.wgsl's NORM)
+                x_raw, weight, eps = norm
+                mc, one = {**mc, "NORM": True, "EPS": eps}, [buffers[0], x_raw, y, weight]
+            if rope_store is not None:  # (matmul.wgsl has no binding 4)
                 mc, entry = {**mc, **self._rope_store_constants(rope_store)}, "matvec_rope"
-                buffers = [*buffers, None, *rope_buffers]
-            decode = (self._step(*self._scalar(entry, mc), buffers, fixed((gx, gy, 1))),)
+                one = [*one, *([] if self.x_lanes else [None]), *rope_buffers]
+            decode = (self._step(*self._scalar(entry, mc), one, fixed((gx, gy, 1))),)
         return MatmulOp(decode, prefill, few, DOT4_FEW)
 
     def _scalar(self, entry: str, constants: dict) -> tuple[str, str, dict]:

@@ -21,7 +21,7 @@
 //           once for MM_ROWS rows.    grid (ceil(N_OUT / (MM_ROWS * WG)), ceil(T / TILE)) as (x*y, z),
 //           twice as many row groups with GLU
 // x blocks come from x_load: x_direct.wgsl's (an invocation loads its own), or matmul_lanes.wgsl's, whose
-// entry points run these with a subgroup's lanes sharing the loads.
+// entry points run these with a subgroup's lanes sharing the loads (and may fold the RMSNorm in: x_scale).
 // Why: lavapipe runs a workgroup as loops over SIMD lanes, pays dearly to switch at a barrier and
 // pays per load (it loads for each invocation in turn: loads are most of a product's time, and
 // arithmetic little). So an x block serves 16 rows (x is a third of the loads at 8 rows), and each
@@ -162,6 +162,7 @@ fn matvec_sums(r: u32) -> array<vec4<f32>, 4> {
     var c4: KCache; var c5: KCache; var c6: KCache; var c7: KCache;
     var c8: KCache; var c9: KCache; var c10: KCache; var c11: KCache;
     var c12: KCache; var c13: KCache; var c14: KCache; var c15: KCache;
+    let s = x_scale(0u);
     for (var b = 0u; b < (N_IN + 31u) / 32u; b++) {
         let xs = x_load(0u, b);
         let xsum = block_sum(xs);
@@ -182,8 +183,8 @@ fn matvec_sums(r: u32) -> array<vec4<f32>, 4> {
         a14 += row_dot(wrow(r, 14u, MV_ROWS), b, xs, xsum, &c14, false);
         a15 += row_dot(wrow(r, 15u, MV_ROWS), b, xs, xsum, &c15, false);
     }
-    return array<vec4<f32>, 4>(vec4<f32>(a0, a1, a2, a3), vec4<f32>(a4, a5, a6, a7),
-                               vec4<f32>(a8, a9, a10, a11), vec4<f32>(a12, a13, a14, a15));
+    return array<vec4<f32>, 4>(s * vec4<f32>(a0, a1, a2, a3), s * vec4<f32>(a4, a5, a6, a7),
+                               s * vec4<f32>(a8, a9, a10, a11), s * vec4<f32>(a12, a13, a14, a15));
 }
 
 fn store4(row: u32, v: vec4<f32>) {

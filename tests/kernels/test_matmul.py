@@ -561,10 +561,29 @@ FOLD_CASES = [(t, row_length(t, n)) for t in TYPES for n in (2, 18)] + [(K.F32, 
 def test_one_tokens_product_folds_the_rmsnorm_in(gpu, kernels_for, rng, wtype, act, n_in):
     """The subgroup variant's decode product normalises the raw residual itself (NORM); batches still
     read the normalised x that the norm (a BatchOp, skipped for one token) wrote."""
+    check_folded_norm(gpu, kernels_for("subgroup"), rng, wtype, n_in, act)
+
+
+SCALAR_FOLD_CASES = [(K.Q4_1, 64), (K.Q8_0, 576), (K.Q4_K, 256), (K.Q6_K, 512), (K.F16, 36), (K.Q5_0, 96)]
+
+
+@pytest.mark.parametrize("wtype, n_in", SCALAR_FOLD_CASES, ids=[f"{type_name(t)}-{n}" for t, n in SCALAR_FOLD_CASES])
+@pytest.mark.parametrize("act", [None, "silu"])
+@pytest.mark.parametrize("x_lanes", [4, 8])
+def test_scalar_products_fold_the_rmsnorm_in_where_lanes_share_x(gpu, kernels_for, rng, wtype, n_in, act, x_lanes):
+    """Where lanes share x's loads (matmul_lanes.wgsl), one token's scalar products normalise the raw residual
+    themselves as well, the norm's weights shared the same way; where each loads its own, they do not."""
+    if "subgroups" not in gpu.device.info.features:
+        pytest.skip("lanes share x only on adapters with subgroups")
+    assert not kernels_for("scalar", x_lanes=0).folds_norm
+    check_folded_norm(gpu, kernels_for("scalar", x_lanes=x_lanes), rng, wtype, n_in, act)
+
+
+def check_folded_norm(gpu, kernels, rng, wtype, n_in, act):
     from tests.reference import rmsnorm
 
-    kernels, n_out, eps = kernels_for("subgroup"), 40, 1e-5
-    assert kernels.folds_norm and not kernels_for("scalar").folds_norm
+    n_out, eps = 40, 1e-5
+    assert kernels.folds_norm
     raw, w = quantised(rng, wtype, 2 * n_out if act else n_out, n_in)
     residual = (rng.standard_normal((1, n_in)) * 3).astype(np.float32)
     weight = rng.standard_normal(n_in).astype(np.float32)

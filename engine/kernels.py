@@ -221,9 +221,8 @@ class Kernels(ProductKernels, AttentionKernels, WeightBinding):
         if n_rows:
             c.update(FIRST_ROW=first_row, N_ROWS=n_rows)
         gx = cdiv(dim // 4, self.wg)
-        row_bytes = weight_nbytes(wtype, dim)
-        weights = self._weights(table, wtype, row_bytes)
-        c.update(self.texel_rows(weights, wtype, row_bytes))
+        weights, rows = self._weights(table, wtype, dim)
+        c.update(rows)
         return Op(self._step("embed.wgsl", "embed", c, [weights, ids, out], lambda n: (gx, n, 1)))
 
     def rmsnorm(self, x, weight, out, n: int, eps: float, *, folded_up_to: int = 0,

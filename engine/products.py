@@ -12,22 +12,7 @@ from dataclasses import dataclass
 
 from .gpu import SUBGROUP_MATRIX
 from .kernel_ops import MatmulOp, Op, Step, cdiv, check_distinct, fixed, split_groups
-from .weight_types import (
-    IQ4_NL,
-    IQ4_XS,
-    Q2_K,
-    Q3_K,
-    Q4_0,
-    Q4_1,
-    Q4_K,
-    Q5_0,
-    Q5_1,
-    Q5_K,
-    Q6_K,
-    Q8_0,
-    check_row,
-    weight_nbytes,
-)
+from .weight_types import IQ4_NL, IQ4_XS, Q2_K, Q3_K, Q4_0, Q4_1, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0, check_row
 
 GLU_ACTIVATIONS = ("silu", "gelu")  # the feed-forward's gate: SiLU (SwiGLU), or GELU's tanh form (GeGLU)
 MV_ROWS, MM_ROWS, TILE = 16, 16, 4  # rows and tokens an invocation of matmul.wgsl owns (its constants)
@@ -205,9 +190,8 @@ class ProductKernels:
                                      ("Y_STRIDE", y_stride, 0), ("Y_COL", y_col, 0)):
             if value != default:  # only what differs, so plain products keep their pipelines
                 c[name] = value
-        row_bytes = weight_nbytes(wtype, n_in)
-        weights = self._weights(w, wtype, row_bytes)
-        c.update(self.texel_rows(weights, wtype, row_bytes))
+        weights, rows = self._weights(w, wtype, n_in)
+        c.update(rows)
         buffers = [weights, x, y]
         rope_buffers = [] if rope_store is None else [*rope_store.tables, rope_store.k_cache, rope_store.v_cache]
         wg, prefill, few, per_row = self.wg, None, (), 2 if glu else 1  # GLU: two weight rows per output

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .gpu import TEXEL_BYTES, Texels
 from .kernel_ops import cdiv, fixed, split_groups
-from .weight_types import BLOCK_TYPES, TEXEL_GAPS, texel_layout_bytes
+from .weight_types import BLOCK_TYPES, TEXEL_GAPS, texel_layout_bytes, weight_nbytes
 
 
 class WeightBinding:
@@ -36,25 +36,26 @@ class WeightBinding:
         self.device.submit(recorder)
         return texels
 
-    @staticmethod
-    def texel_rows(binding, wtype: int, row_bytes: int) -> dict:
-        """The constant that tells a kernel the rows of the weights it binds (`_weights`' binding; rows of
-        `row_bytes` in GGUF) where it reads blocks from texels: weights_texture.wgsl's W_ROWS, which block_at
-        needs. None for buffers and floats."""
-        if not isinstance(binding, Texels) or wtype not in BLOCK_TYPES:
-            return {}
-        return {"W_ROWS": binding.size // texel_layout_bytes(wtype, row_bytes)}
-
-    def _weights(self, weights, wtype: int, row_bytes: int):
-        """What binds a weight tensor of `wtype` (a buffer, a `(buffer, offset, size)` range, or Texels): its
-        texels for kernels that read weights so (made here from a buffer once, texels_from; the model's come
-        as texels), else the buffer padded to whole 16-byte words (_whole_vec4s)."""
+    def _weights(self, weights, wtype: int, n_in: int) -> tuple[object, dict]:
+        """What binds a weight tensor of `wtype` in rows of n_in (a buffer, a `(buffer, offset, size)` range, or
+        Texels), and the constants that go with it. Its texels for kernels that read weights so (made here from a
+        buffer once, texels_from; the model's come as texels), with weights_texture.wgsl's W_ROWS where they hold
+        blocks (block_at needs the rows); else the buffer padded to whole 16-byte words (_whole_vec4s)."""
+        row_bytes = weight_nbytes(wtype, n_in)
         if isinstance(weights, Texels):
             if not self.weights_in_texels:
                 raise ValueError(f"{self.variant} kernels read weights from buffers, not texels")
-            return weights
-        if not self.weights_in_texels:
-            return self._whole_vec4s(weights)
+            texels = weights
+        elif not self.weights_in_texels:
+            return self._whole_vec4s(weights), {}
+        else:
+            texels = self._texels_of(weights, wtype, row_bytes)
+        if wtype not in BLOCK_TYPES:
+            return texels, {}
+        return texels, {"W_ROWS": texels.size // texel_layout_bytes(wtype, row_bytes)}
+
+    def _texels_of(self, weights, wtype: int, row_bytes: int) -> Texels:
+        """A buffer's (or range's) tensor as texels, made once."""
         buffer, offset, size = weights if isinstance(weights, tuple) else (weights, 0, weights.size)
         key = ("texels", id(buffer), offset, size, wtype)
         if key not in self._weight_copies:

@@ -2,7 +2,7 @@
 
 A part of `Kernels` (kernels.py), which mixes it in: the methods use its plumbing (_step, _shared_scratch,
 variant, wg, kv_f16, and products.py's dot4_x for o's integer x). CPU adapters score, normalise and weigh in
-three barrier-free dispatches of attention.wgsl through a scores buffer; GPUs attend in two of
+one dispatch of attention.wgsl through a scores buffer; GPUs attend in two of
 attention_flash.wgsl, parts of the context in workgroup memory, then their combination.
 """
 
@@ -12,7 +12,7 @@ from .kernel_ops import BatchOp, OneTokenOp, Op, cdiv
 
 # GPUs' attention is attention_flash.wgsl's for every step: one token, streams decoding together, prompts (a part
 # or more of the context a query; a step's queries share the parts one token would have). Prompts took
-# attention.wgsl's scores, softmax_rows and weighted_sum before, through a scores buffer of (max_batch, n_heads,
+# attention.wgsl's CPU kernels (scores, softmax, weighted sum) before, through a scores buffer of (max_batch, n_heads,
 # n_ctx) f32 that bounded max_batch (H200, prefill of 512 in batches of 64: 8B Q4_0 818 -> 830 tok/s, 1B 4646 ->
 # 4892; alike at 256 and 512, NOTES.md).
 # Positions a part of the context at least, and parts at most: a workgroup's part is a chain of dependent loads
@@ -85,18 +85,12 @@ class AttentionKernels:
                          if value}
         chunks = n_kv_heads * cdiv(n_heads // n_kv_heads, 4)  # up to 4 query heads per invocation
         q_row_c = {"Q_ROW": q_row} if q_row else {}
-        if self.variant == "scalar":  # CPU adapters: every query's loops in few invocations, barrier-free
+        if self.variant == "scalar":  # CPU adapters: a workgroup per (token, chunk), its loops barrier-free
             scores = self._shared_scratch(attention_scores_nbytes(max_ctx, max_tokens, n_heads), "attention scores")
-            split = 64  # groups of 4 positions scored at once per (token, chunk)
-            wg, sum_wg = self.wg, min(self.wg, head_dim // 8)
-            scoring = {**c, "WG": wg, "SPLIT": split, **score_options, **q_row_c}
-            scored = self._step("attention.wgsl", "scores", scoring, [q, k_cache, scores],
-                                lambda t: (cdiv(split, wg), chunks, t))
-            softmax = self._step("attention.wgsl", "softmax", {**c, "WG": wg}, [scores],
-                                 lambda t: (cdiv(t * n_heads, wg), 1, 1))
-            weighted_sum = self._step("attention.wgsl", "weighted_sum", {**c, "WG": sum_wg}, [scores, v_cache, out],
-                                      lambda t: (cdiv(head_dim // 8, sum_wg), chunks, t))
-            return Op(scored, softmax, weighted_sum, owned=(scores,))
+            attending = {**c, "WG": self.wg, **score_options, **q_row_c}
+            attend = self._step("attention.wgsl", "attend", attending, [q, k_cache, scores, v_cache, out],
+                                lambda t: (1, chunks, t))
+            return Op(attend, owned=(scores,))
         # GPUs: two dispatches, the scores in workgroup memory (attention_flash.wgsl)
         if head_dim > FLASH_MAX_HEAD_DIM:
             raise ValueError(f"heads of {head_dim} dims: GPUs' attention takes up to {FLASH_MAX_HEAD_DIM}")

@@ -142,9 +142,9 @@ class Model:
         # Distinct tokens in any penalty window are at most the context, so the window always fits.
         self.op_penalize = k.penalize(self.logits, c.vocab_size, max_history=self.n_ctx)
 
-    # 11 dispatches a layer (attention is 3). For one token, a stacked qkv product rotates q and k and
-    # stores k and v itself where its heads allow (Kernels.rotates_output; RopeStore): 9 on CPU adapters, 7
-    # where their lanes share x's loads, since qkv and gate_up then apply the norms before them too.
+    # 9 dispatches a layer on CPU adapters (attention is one there). For one token, a stacked qkv product
+    # rotates q and k and stores k and v itself where its heads allow (Kernels.rotates_output; RopeStore): 7,
+    # and 5 where their lanes share x's loads, since qkv and gate_up then apply the norms before them too.
     # GPUs' qkv and gate_up also apply the norms before them (Kernels.folds_norm) and their attention is 2:
     # 6; with integer products (Kernels.dot4) the products but o quantise x first, and o takes it from
     # attention: 9, and steps of up to Kernels.fuses_up_to tokens (streams decoding together) run alike.

@@ -64,6 +64,8 @@ async def prompt_logits(engine: Engine, n_prompt: int) -> list[float]:
 
 
 def bench_llama_cpp(path, n_prompt: int, n_decode: int, threads: int) -> tuple[float, float]:
+    import llama_cpp
+    import numpy as np
     from llama_cpp import Llama
 
     llm = Llama(str(path), n_ctx=n_prompt + n_decode + 8, n_threads=threads, n_batch=512, verbose=False)
@@ -77,7 +79,9 @@ def bench_llama_cpp(path, n_prompt: int, n_decode: int, threads: int) -> tuple[f
     token = ids[-1]
     for _ in range(n_decode):
         llm.eval([token])
-        token = int(llm.scores[llm.n_tokens - 1].argmax())
+        # The context's own logits: Llama.scores is written only with logits_all (its rows n_batch, not n_ctx)
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(llm.ctx), shape=(llm.n_vocab(),))
+        token = int(logits.argmax())
     decode = n_decode / (time.perf_counter() - start)
     return prefill, decode
 

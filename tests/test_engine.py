@@ -111,11 +111,12 @@ def _ids(chunks) -> list[int]:
     return [c.token_id for c in chunks if c.token_id is not None]
 
 
-@pytest.mark.parametrize("ahead", [1, 3])
+@pytest.mark.parametrize("ahead", [0, 1, 3])
 def test_greedy_run_ahead_is_rolled_back_wherever_the_answer_ends(engine, event_loop_session, ahead, monkeypatch):
-    """Greedy decoding runs steps ahead on the GPU (engine.RUN_AHEAD); every way an answer ends leaves the cache
-    holding exactly the prompt and the tokens that were run, and the next request continues as if never stopped."""
-    monkeypatch.setattr(engine_module, "RUN_AHEAD", ahead)
+    """Greedy decoding runs steps ahead on the GPU (engine.RUN_AHEAD; none where submit runs the work); every
+    way an answer ends leaves the cache holding exactly the prompt and the tokens that were run, and the next
+    request continues as if never stopped."""
+    monkeypatch.setattr(engine, "run_ahead", ahead)
     loop, prompt = event_loop_session, engine.chat_prompt([{"role": "user", "content": "Count from one to ten."}])
     whole = _collect(loop, engine.generate(prompt, SamplingOptions(temperature=0, max_tokens=12)))
     assert engine.model.n_past == len(engine._cached)
@@ -139,6 +140,26 @@ def test_greedy_run_ahead_is_rolled_back_wherever_the_answer_ends(engine, event_
     stop = engine.tokenizer.decode(_ids(whole)[6:8])
     stopped = _collect(loop, engine.generate(prompt, SamplingOptions(temperature=0, max_tokens=12, stop=(stop,))))
     assert stopped[-1].finish_reason == "stop" and engine.model.n_past == len(engine._cached)
+
+
+def test_greedy_steps_run_ahead_of_the_reader_as_the_device_submits(engine, event_loop_session):
+    """Greedy steps run ahead of the token the reader gets: RUN_AHEAD where submit queues the GPU's work, one where
+    it runs the work before it returns (lavapipe), where more would only hold each token back."""
+    device = engine.model.device
+    assert engine.run_ahead == (
+        engine_module.RUN_AHEAD_WHERE_SUBMIT_RUNS_WORK if device.submit_runs_work else engine_module.RUN_AHEAD
+    )
+    prompt = engine.chat_prompt([{"role": "user", "content": "Count from one to ten."}])
+
+    async def run_at_the_first_token() -> int:
+        stream = engine.generate(prompt, SamplingOptions(temperature=0, max_tokens=12))
+        assert (await stream.__anext__()).token_id is not None
+        n_past = engine.model.n_past
+        await stream.aclose()
+        return n_past
+
+    assert event_loop_session.run_until_complete(run_at_the_first_token()) == len(prompt) + engine.run_ahead
+    assert engine.model.n_past == len(engine._cached) == len(prompt)  # the steps run ahead rolled back
 
 
 def test_greedy_answer_ends_at_the_context(event_loop_session, model_gguf):

@@ -116,6 +116,9 @@ class Device(Protocol):
     """One opened WebGPU device."""
 
     info: AdapterInfo
+    # Whether submit returns only once the GPU's work is done: lavapipe runs it on the submitting thread, so work
+    # submitted ahead of the host's reads cannot overlap anything and only holds each result back.
+    submit_runs_work: bool
 
     def create_buffer(self, size: int, role: str = STORAGE, label: str = "") -> Buffer:
         """A zero-initialised buffer of `size` bytes (rounded up to 4)."""

@@ -19,7 +19,7 @@
 //                  m the row's largest score: an invocation per 8 dims, the softmax folded in.
 //         Why one dispatch: a dispatch costs lavapipe 40-70 us of thread wake-ups on two cores whatever it
 //         does, and at the contexts of a chat attention's work is far less (scores, softmax and weighted
-//         sum as three dispatches took 7.8 ms of a 65 ms token of SmolLM2-135M, NOTES.md session 25).
+//         sum as three dispatches took 6.6 ms of a ~50 ms token of SmolLM2-135M, this 1.9: NOTES.md, session 25).
 // GPUs ("subgroup" variant) take attention_flash.wgsl instead, which extends this module: the scores of a
 // query's part of the context in workgroup memory, no scratch S.
 // Overrides: N_HEADS, N_KV_HEADS, HEAD_DIM (multiple of 8), CTX, KV_F16, WG,

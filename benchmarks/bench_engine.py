@@ -43,7 +43,7 @@ async def measure(engine: Engine, n_prompt: int, n_decode: int, ignore_eos: bool
     prefill = n_prompt / (time.perf_counter() - start)
     # The prompt is cached now, so generate's first token costs one step as the others do. The clock starts at the
     # call, not at the first token: by then the steps run ahead (engine.RUN_AHEAD) may be done, and on lavapipe,
-    # whose submit runs the work before it returns, they are: a decode of 8 tokens read 1.6x fast so.
+    # whose submit blocks while an earlier submission runs, they are: a decode of 8 tokens read 1.6x fast so.
     options = SamplingOptions(temperature=0, max_tokens=n_decode)
     n, start = 0, time.perf_counter()
     async for chunk in engine.generate(ids, options):

@@ -32,10 +32,10 @@ from .tokenizer import Tokenizer
 # two -> three, with a compiler busy on the same host, 516 / 590 -> 550 / 599 (SmolLM2-135M 398 / 467 -> 540 /
 # 518). A consumer that stops wastes that many steps, rolled back.
 RUN_AHEAD = 3
-# ... and where submit runs the work before it returns (Device.submit_runs_work: lavapipe), where three steps ahead
-# held each token back from the reader three steps (~150 ms) and decoded no faster: SmolLM2-135M, one process,
-# 0 / 1 / 3 steps ahead in turn, medians of 10 decodes of 64 tokens: 17.0 / 18.4 / 17.7 tok/s (NOTES.md).
-RUN_AHEAD_WHERE_SUBMIT_RUNS_WORK = 1
+# ... and where submit blocks while an earlier submission runs (Device.submit_blocks: lavapipe), where three steps
+# ahead held each token back from the reader three steps (~150 ms) and decoded no faster: SmolLM2-135M, one
+# process, 0 / 1 / 3 steps ahead in turn, medians of 10 decodes of 64 tokens: 17.0 / 18.4 / 17.7 tok/s (NOTES.md).
+RUN_AHEAD_WHERE_SUBMIT_BLOCKS = 1
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Engine:
         self.chat_template = gguf.metadata.get("tokenizer.chat_template")
         self._cached: list[int] = []  # token ids whose keys and values are in the KV cache, in order
         # greedy steps submitted ahead of the token read (see RUN_AHEAD)
-        self.run_ahead = RUN_AHEAD_WHERE_SUBMIT_RUNS_WORK if model.device.submit_runs_work else RUN_AHEAD
+        self.run_ahead = RUN_AHEAD_WHERE_SUBMIT_BLOCKS if model.device.submit_blocks else RUN_AHEAD
 
     @classmethod
     async def load(
@@ -157,27 +157,17 @@ class Engine:
         device.submit(rec)
         reads = deque([device.start_read(model.token_out, 0, 4)])  # a token's read-back each, oldest first
         submitted = 1  # tokens whose steps are on the GPU
-
-        def may_step() -> bool:  # another token is wanted and has a position
-            return submitted < max_tokens and model.n_past + 1 < model.n_ctx
-
-        def step() -> None:  # the step that runs the newest token and samples the next
-            nonlocal submitted
-            rec = device.recorder()
-            model.forward_sampled(rec)
-            model.op_argmax.record(rec, 1)
-            device.submit(rec)
-            reads.append(device.start_read(model.token_out, 0, 4))
-            submitted += 1
-
         try:
             for _ in range(max_tokens):
-                while len(reads) <= self.run_ahead and may_step():
-                    step()
+                while submitted < max_tokens and len(reads) <= self.run_ahead and model.n_past + 1 < model.n_ctx:
+                    rec = device.recorder()
+                    model.forward_sampled(rec)
+                    model.op_argmax.record(rec, 1)
+                    device.submit(rec)
+                    reads.append(device.start_read(model.token_out, 0, 4))
+                    submitted += 1
                 token = (await reads.popleft()).cast("I")[0]
                 yield token
-                if not reads and may_step():  # not running ahead: the step that runs this token, now it is asked for
-                    step()
                 if not reads:  # no step ran this token: the end
                     return
                 self._cached.append(token)  # asked for more: the step run after it ran this token

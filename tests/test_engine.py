@@ -111,10 +111,10 @@ def _ids(chunks) -> list[int]:
     return [c.token_id for c in chunks if c.token_id is not None]
 
 
-@pytest.mark.parametrize("ahead", [0, 1, 3])
+@pytest.mark.parametrize("ahead", [1, 3])
 def test_greedy_run_ahead_is_rolled_back_wherever_the_answer_ends(engine, event_loop_session, ahead, monkeypatch):
-    """Greedy decoding runs steps ahead on the GPU (engine.RUN_AHEAD; none where submit runs the work); every
-    way an answer ends leaves the cache holding exactly the prompt and the tokens that were run, and the next
+    """Greedy decoding runs steps ahead on the GPU (engine.RUN_AHEAD, or one where submit blocks); every way an
+    answer ends leaves the cache holding exactly the prompt and the tokens that were run, and the next
     request continues as if never stopped."""
     monkeypatch.setattr(engine, "run_ahead", ahead)
     loop, prompt = event_loop_session, engine.chat_prompt([{"role": "user", "content": "Count from one to ten."}])
@@ -144,10 +144,10 @@ def test_greedy_run_ahead_is_rolled_back_wherever_the_answer_ends(engine, event_
 
 def test_greedy_steps_run_ahead_of_the_reader_as_the_device_submits(engine, event_loop_session):
     """Greedy steps run ahead of the token the reader gets: RUN_AHEAD where submit queues the GPU's work, one where
-    it runs the work before it returns (lavapipe), where more would only hold each token back."""
+    it blocks while an earlier submission runs (lavapipe), where more would only hold each token back."""
     device = engine.model.device
     assert engine.run_ahead == (
-        engine_module.RUN_AHEAD_WHERE_SUBMIT_RUNS_WORK if device.submit_runs_work else engine_module.RUN_AHEAD
+        engine_module.RUN_AHEAD_WHERE_SUBMIT_BLOCKS if device.submit_blocks else engine_module.RUN_AHEAD
     )
     prompt = engine.chat_prompt([{"role": "user", "content": "Count from one to ten."}])
 

@@ -116,9 +116,9 @@ class Device(Protocol):
     """One opened WebGPU device."""
 
     info: AdapterInfo
-    # Whether submit returns only once the GPU's work is done: lavapipe runs it on the submitting thread, so work
-    # submitted ahead of the host's reads cannot overlap anything and only holds each result back.
-    submit_runs_work: bool
+    # Whether submit blocks while an earlier submission runs (lavapipe's queue holds one): work submitted far ahead
+    # of the host's reads then waits in submit itself, and only holds each result back.
+    submit_blocks: bool
 
     def create_buffer(self, size: int, role: str = STORAGE, label: str = "") -> Buffer:
         """A zero-initialised buffer of `size` bytes (rounded up to 4)."""

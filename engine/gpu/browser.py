@@ -107,7 +107,7 @@ class BrowserDevice:
 
     def __init__(self, adapter, device, info: AdapterInfo):
         self.adapter, self.device, self.info = adapter, device, info
-        self.submit_runs_work = False  # the GPU process runs the queue, SwiftShader's too
+        self.submit_blocks = False  # the GPU process runs the queue, SwiftShader's too
         self._staging_free = []  # map-readable buffers no read is using
 
     def create_buffer(self, size, role=STORAGE, label=""):

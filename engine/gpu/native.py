@@ -177,9 +177,9 @@ class NativeDevice:
         self.adapter = adapter
         self.device = device
         self.info = info
-        # CPU adapters (lavapipe) run a submission inside queue.submit: four decode steps of SmolLM2-135M submitted
-        # back to back took 165-200 ms, and their reads were then done within 2 ms (NOTES.md, session 25)
-        self.submit_runs_work = info.is_software
+        # CPU adapters (lavapipe): a decode step of SmolLM2-135M submitted to an idle queue returns in under 1 ms,
+        # the read's copy submitted after it only once the step is done (52-88 ms; NOTES.md, session 25)
+        self.submit_blocks = info.is_software
         self._staging_free: list[wgpu.GPUBuffer] = []  # map-readable buffers no read is using
         # Only Vulkan guards buffers in the driver (see _unchecked_module_call): elsewhere every module is checked.
         self._unchecked_backend = adapter.info.get("backend_type", "") == "Vulkan"

@@ -23,6 +23,10 @@ from .kernel_ops import BatchOp, OneTokenOp, Op, cdiv
 ATTENTION_MIN_PART = 32
 ATTENTION_MAX_PARTS = 256
 FLASH_MAX_HEAD_DIM = 256  # attention_flash.wgsl's MAX_HEAD_DIM: its workgroup arrays' size
+# One token's combine: a workgroup of 32 outputs (a multiple of 8: quantize4's blocks) x 8 slices of the parts,
+# each folding every eighth part (attention_flash.wgsl's combined()).
+COMBINE_OUTPUTS = 32
+COMBINE_SLICES = 8
 
 
 def attention_parts(max_ctx: int) -> int:
@@ -103,12 +107,17 @@ class AttentionKernels:
         attending = {**fc, **score_options, **q_row_c, "WG": head_dim // 2}
         attend = self._step("attention_flash.wgsl", "attend_part", attending, [q, k_cache, v_cache, acc, ml],
                             lambda t: (max(1, parts // t), chunks, t))
+        outputs = n_heads * head_dim // 4
         combine = self._step("attention_flash.wgsl", "attend_combine", {**fc, "WG": 64}, [acc, ml, out],
-                             lambda t: (cdiv(n_heads * head_dim // 4, 64), t, 1))
-        one = None
+                             lambda t: (cdiv(outputs, 64), t, 1))
+        # One token's parts (65 at depth 2048) folded by COMBINE_SLICES invocations an output, not one
+        one_fc = {**fc, "WG": COMBINE_OUTPUTS * COMBINE_SLICES, "SLICES": COMBINE_SLICES}
+        one_grid = lambda t: (cdiv(outputs, COMBINE_OUTPUTS), t, 1)  # noqa: E731
         if quantise_out and self.dot4:
             planes, sums = self.dot4_x(n_heads * head_dim, max_tokens)
-            quantising = {**fc, **self.dot4_x_layout(n_heads * head_dim, spread=True), "WG": 64}
-            one = (attend, self._step("attention_flash.wgsl", "attend_combine_quantized", quantising,
-                                      [acc, ml, out, planes, sums], combine.grid))
-        return OneTokenOp(attend, combine, one_steps=one, owned=(acc, ml))
+            quantising = {**one_fc, **self.dot4_x_layout(n_heads * head_dim, spread=True)}
+            one = self._step("attention_flash.wgsl", "attend_combine_quantized", quantising,
+                             [acc, ml, out, planes, sums], one_grid)
+        else:
+            one = self._step("attention_flash.wgsl", "attend_combine", one_fc, [acc, ml, out], one_grid)
+        return OneTokenOp(attend, combine, one_steps=(attend, one), owned=(acc, ml))

@@ -14,8 +14,8 @@
 //                   the part's positions in tiles of WG, an invocation a position's q . k for the chunk's
 //                   heads, then an invocation per (query head, 8 dims) weighing the tile's value rows.
 //   attend_combine  1 part_acc, 2 part_ml, 3 flash_out [T, N_HEADS * HEAD_DIM]. Grid
-//                   (ceil(N_HEADS * HEAD_DIM / 4 / WG), T): out = sum_i e^(m_i - M) acc_i / sum_i e^(m_i - M) l_i
-//                   over the token's parts, M the largest m_i.
+//                   (ceil(N_HEADS * HEAD_DIM / 4 / (WG / SLICES)), T): out = sum_i e^(m_i - M) acc_i /
+//                   sum_i e^(m_i - M) l_i over the token's parts, M the largest m_i; SLICES invocations an output.
 //   attend_combine_quantized  the same, and into 4 xq_out, 5 xs_out: out quantised for
 //                   o's matvec_dot4 as quantize_x.wgsl would (x_quantize.wgsl's quantize4; N_IN = N_HEADS *
 //                   HEAD_DIM, PLANES, SPREAD), which then needs no dispatch of its own: on an H200 that
@@ -37,6 +37,7 @@
 
 override PARTS: u32;
 override MIN_PART: u32;
+override SLICES: u32 = 1u;  // attend_combine's invocations an output (combined() below)
 override N_IN: u32 = 32u;
 override PLANES: u32 = 3u;
 const MAX_HEAD_DIM = 256u;
@@ -198,74 +199,109 @@ fn fold4(f: Folded, m: vec4<f32>, l: vec4<f32>, acc: array<vec4<f32>, 4>) -> Fol
                   f.total * keep + ((w.x * acc[0] + w.y * acc[1]) + (w.z * acc[2] + w.w * acc[3])));
 }
 
-// Token t's dims 4i .. 4i + 3 of its head, from the head's parts.
-fn combined(t: u32, i: u32) -> vec4<f32> {
+// Token t's dims 4i .. 4i + 3 of its head, folded from the head's parts s, s + SLICES, s + 2 SLICES, ..
+fn folded(t: u32, i: u32, s: u32) -> Folded {
     let n = N_HEADS * HEAD_DIM / 4u;
     let h = i / (HEAD_DIM / 4u);
     let last = token_pos(t);
     let parts = parts_of(last + 1u - first_visible(last)).n;
-    let row = t * room();
+    let mine = select(0u, (parts - s + SLICES - 1u) / SLICES, s < parts);  // this slice's parts
+    let row = t * room() + s;  // (its part k is row + k SLICES)
+    let a0 = row * N_HEADS + h;
+    let e0 = row * n + i;
+    let da = SLICES * N_HEADS;
+    let de = SLICES * n;
     var f = Folded(MASKED, 0.0, vec4<f32>(0.0));
-    var p = 0u;
+    var k = 0u;
     // Eight parts an iteration, all their loads issued before any of their sums, in one pass: two passes of a
     // load an iteration waited for memory twice a part (H200, 8B shape at depth 2048: the combine 34.0 -> 16.4 us
     // with four parts an iteration), and eight rather than four wait once per eight (135M shape, depth 2048: +4 %)
-    for (; p + 8u <= parts; p += 8u) {
-        let a = (row + p) * N_HEADS + h;
-        let e = (row + p) * n + i;
+    for (; k + 8u <= mine; k += 8u) {
+        let a = a0 + k * da;
+        let e = e0 + k * de;
         var ml: array<vec2<f32>, 8>;
         var acc: array<vec4<f32>, 8>;
         for (var j = 0u; j < 8u; j++) {
-            ml[j] = ml_in[a + j * N_HEADS];
-            acc[j] = acc_in[e + j * n];
+            ml[j] = ml_in[a + j * da];
+            acc[j] = acc_in[e + j * de];
         }
         f = fold4(f, vec4<f32>(ml[0].x, ml[1].x, ml[2].x, ml[3].x), vec4<f32>(ml[0].y, ml[1].y, ml[2].y, ml[3].y),
                   array<vec4<f32>, 4>(acc[0], acc[1], acc[2], acc[3]));
         f = fold4(f, vec4<f32>(ml[4].x, ml[5].x, ml[6].x, ml[7].x), vec4<f32>(ml[4].y, ml[5].y, ml[6].y, ml[7].y),
                   array<vec4<f32>, 4>(acc[4], acc[5], acc[6], acc[7]));
     }
-    if (p + 4u <= parts) {  // (at most once after the eights)
-        let a = (row + p) * N_HEADS + h;
-        let e = (row + p) * n + i;
+    if (k + 4u <= mine) {  // (at most once after the eights)
+        let a = a0 + k * da;
+        let e = e0 + k * de;
         let ml0 = ml_in[a];
-        let ml1 = ml_in[a + N_HEADS];
-        let ml2 = ml_in[a + 2u * N_HEADS];
-        let ml3 = ml_in[a + 3u * N_HEADS];
-        let acc = array<vec4<f32>, 4>(acc_in[e], acc_in[e + n], acc_in[e + 2u * n], acc_in[e + 3u * n]);
+        let ml1 = ml_in[a + da];
+        let ml2 = ml_in[a + 2u * da];
+        let ml3 = ml_in[a + 3u * da];
+        let acc = array<vec4<f32>, 4>(acc_in[e], acc_in[e + de], acc_in[e + 2u * de], acc_in[e + 3u * de]);
         f = fold4(f, vec4<f32>(ml0.x, ml1.x, ml2.x, ml3.x), vec4<f32>(ml0.y, ml1.y, ml2.y, ml3.y), acc);
-        p += 4u;
+        k += 4u;
     }
-    for (; p < parts; p++) {
-        let ml = ml_in[(row + p) * N_HEADS + h];
-        let top = max(f.top, ml.x);
-        let keep = exp(f.top - top);
-        let w = exp(ml.x - top);
-        f = Folded(top, f.l * keep + w * ml.y, f.total * keep + w * acc_in[(row + p) * n + i]);
+    for (; k < mine; k++) {
+        f = fold1(f, ml_in[a0 + k * da], acc_in[e0 + k * de]);
     }
-    return f.total / f.l;
+    return f;
+}
+
+// f with one more part's (m, l) and sums.
+fn fold1(f: Folded, ml: vec2<f32>, acc: vec4<f32>) -> Folded {
+    let top = max(f.top, ml.x);
+    let keep = exp(f.top - top);
+    let w = exp(ml.x - top);
+    return Folded(top, f.l * keep + w * ml.y, f.total * keep + w * acc);
+}
+
+// A workgroup's outputs: WG / SLICES of them (the invocation's, lid % outs), each folded by SLICES invocations
+// (lid / outs the slice). One token's context at depth 2048 is 65 parts: folded by one invocation, nine waits on
+// memory in a chain; by eight, two.
+var<workgroup> slice_folds: array<vec4<f32>, 256>;  // (slice s, output o) at s outs + o: total
+var<workgroup> slice_ml: array<vec2<f32>, 256>;  // and (top, l)
+
+// Output `i`'s combination (valid in slice 0's invocations, lid < outs): f is this invocation's fold of its
+// slice. A workgroup barrier where SLICES > 1: every invocation calls it.
+fn combined(f: Folded, lid: u32) -> vec4<f32> {
+    if (SLICES == 1u) { return f.total / f.l; }
+    slice_folds[lid] = f.total;
+    slice_ml[lid] = vec2<f32>(f.top, f.l);
+    workgroupBarrier();
+    let outs = WG / SLICES;
+    var all = f;
+    if (lid < outs) {
+        for (var s = 1u; s < SLICES; s++) { all = fold1(all, slice_ml[s * outs + lid], slice_folds[s * outs + lid]); }
+    }
+    return all.total / all.l;
 }
 
 @compute @workgroup_size(WG)
-fn attend_combine(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = gid.x;  // 4 dims of one head
-    let t = gid.y;
-    let n = N_HEADS * HEAD_DIM / 4u;
-    if (i >= n || t >= params.n_tokens) { return; }
-    flash_out[t * n + i] = combined(t, i);
-}
-
-@compute @workgroup_size(WG)
-fn attend_combine_quantized(@builtin(global_invocation_id) gid: vec3<u32>,
-                            @builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let i = gid.x;
-    let t = wid.y;  // (gid.y, but a workgroup's own: quantize4's barrier stays in uniform control flow)
+fn attend_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let outs = WG / SLICES;
+    let i = wid.x * outs + lid % outs;  // 4 dims of one head
+    let t = wid.y;  // (the workgroup's own: combined's barrier stays in uniform control flow)
     let n = N_HEADS * HEAD_DIM / 4u;
     if (t >= params.n_tokens) { return; }
     let inside = i < n;
-    var out = vec4<f32>(0.0);
-    if (inside) {
-        out = combined(t, i);
-        flash_out[t * n + i] = out;
-    }
-    quantize4(N_IN / 32u, t, i, out, lid, inside);
+    var f = Folded(MASKED, 1.0, vec4<f32>(0.0));
+    if (inside) { f = folded(t, i, lid / outs); }
+    let out = combined(f, lid);
+    if (inside && lid < outs) { flash_out[t * n + i] = out; }
+}
+
+@compute @workgroup_size(WG)
+fn attend_combine_quantized(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let outs = WG / SLICES;
+    let i = wid.x * outs + lid % outs;
+    let t = wid.y;
+    let n = N_HEADS * HEAD_DIM / 4u;
+    if (t >= params.n_tokens) { return; }
+    let inside = i < n;
+    var f = Folded(MASKED, 1.0, vec4<f32>(0.0));
+    if (inside) { f = folded(t, i, lid / outs); }
+    let out = combined(f, lid);
+    let mine = inside && lid < outs;  // slice 0's invocations hold the outputs, lanes 8b .. 8b + 7 block b's
+    if (mine) { flash_out[t * n + i] = out; }
+    quantize4(N_IN / 32u, t, i, select(vec4<f32>(0.0), out, mine), lid, mine);
 }

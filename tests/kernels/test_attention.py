@@ -269,8 +269,8 @@ def test_one_tokens_attention_quantises_the_next_products_x(gpu, kernels_for, rn
                                                           head_dim, length):
     """quantise_out (GPUs, one token): attention's output also goes into the integer x that products of its
     width read, the very bytes quantize_x makes of it, and a product that takes them (matmul's x_quantised,
-    o in the model) equals one that quantises x itself. 6 heads of 32: the output is 6 blocks, not a whole
-    workgroup of attend_combine's (64 invocations, 8 blocks)."""
+    o in the model) equals one that quantises x itself. 6 heads of 32: the output is 6 blocks, a workgroup of
+    attend_combine's one-token outputs (32, 4 blocks) and part of another."""
     kernels = kernels_for("subgroup", kv_f16)
     q_dim, kv_dim, max_tokens, n_out = n_heads * head_dim, n_kv_heads * head_dim, 4, 40
     store = np.float16 if kv_f16 else np.float32

@@ -1,15 +1,18 @@
 """Prefill and decode speed of the engine next to llama.cpp on the same GGUF, measured in one run.
 
 Usage: .venv/bin/python benchmarks/bench_engine.py [--model PATH] [--prompt-tokens 128] [--decode-tokens 32]
-       [--threads 2]
+       [--threads 2] [--rounds 1]
 Prints tokens/s for both and the engine/llama.cpp ratio. llama.cpp runs on the CPU with --threads;
 the engine runs on whatever adapter wgpu-py opens (lavapipe, which uses every core, on a machine without a GPU).
+With --rounds N the two are measured in turn N times in one process: each round's figures, then the medians
+(a shared machine's speed wanders by 20-40 % between single runs; the rounds' ratios wander less).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import struct
 import time
 
@@ -63,27 +66,45 @@ async def prompt_logits(engine: Engine, n_prompt: int) -> list[float]:
     return list(struct.unpack(f"<{model.config.vocab_size}f", bytes(data)))
 
 
-def bench_llama_cpp(path, n_prompt: int, n_decode: int, threads: int) -> tuple[float, float]:
-    import llama_cpp
-    import numpy as np
-    from llama_cpp import Llama
+class LlamaCpp:
+    """llama.cpp on the same GGUF (llama-cpp-python, on the CPU), loaded once and measured as often as asked."""
 
-    llm = Llama(str(path), n_ctx=n_prompt + n_decode + 8, n_threads=threads, n_batch=512, verbose=False)
-    ids = llm.tokenize(("The quick brown fox jumps over the lazy dog. " * n_prompt).encode())[:n_prompt]
-    llm.eval(ids[:8])  # warm up
-    llm.reset()
-    start = time.perf_counter()
-    llm.eval(ids)
-    prefill = n_prompt / (time.perf_counter() - start)
-    start = time.perf_counter()
-    token = ids[-1]
-    for _ in range(n_decode):
-        llm.eval([token])
-        # The context's own logits: Llama.scores is written only with logits_all (its rows n_batch, not n_ctx)
-        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(llm.ctx), shape=(llm.n_vocab(),))
-        token = int(logits.argmax())
-    decode = n_decode / (time.perf_counter() - start)
-    return prefill, decode
+    def __init__(self, path, n_prompt: int, n_decode: int, threads: int):
+        from llama_cpp import Llama
+
+        self.n_decode = n_decode
+        self.llm = Llama(str(path), n_ctx=n_prompt + n_decode + 8, n_threads=threads, n_batch=512, verbose=False)
+        self.ids = self.llm.tokenize(("The quick brown fox jumps over the lazy dog. " * n_prompt).encode())[:n_prompt]
+        self.llm.eval(self.ids[:8])  # warm up
+
+    def measure(self) -> tuple[float, float]:
+        """Prefill and greedy decode tokens a second, from an empty context."""
+        import llama_cpp
+        import numpy as np
+
+        llm = self.llm
+        llm.reset()
+        start = time.perf_counter()
+        llm.eval(self.ids)
+        prefill = len(self.ids) / (time.perf_counter() - start)
+        start = time.perf_counter()
+        token = self.ids[-1]
+        for _ in range(self.n_decode):
+            llm.eval([token])
+            # The context's own logits: Llama.scores is written only with logits_all (its rows n_batch, not n_ctx)
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits(llm.ctx), shape=(llm.n_vocab(),))
+            token = int(logits.argmax())
+        decode = self.n_decode / (time.perf_counter() - start)
+        return prefill, decode
+
+
+async def compare(path, n_prompt: int, n_decode: int, threads: int, rounds: int) -> tuple[str, list[tuple]]:
+    """The engine's device, and for each round (engine prefill, decode, llama.cpp prefill, decode): the two
+    measured in turn in one process, so that a machine whose speed wanders (shared virtual CPUs) moves both."""
+    engine = await Engine.load(path, n_ctx=n_prompt + n_decode + 8)
+    llama = LlamaCpp(path, n_prompt, n_decode, threads)
+    runs = [(*await measure(engine, n_prompt, n_decode), *llama.measure()) for _ in range(rounds)]
+    return engine.model.device.info.device, runs
 
 
 def main() -> None:
@@ -92,14 +113,23 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=128)
     parser.add_argument("--decode-tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=1, help="engine and llama.cpp in turn this often; medians")
     args = parser.parse_args()
     path = args.model or default_model_path()
-    e_pre, e_dec, device = asyncio.run(bench_engine(path, args.prompt_tokens, args.decode_tokens))
-    l_pre, l_dec = bench_llama_cpp(path, args.prompt_tokens, args.decode_tokens, args.threads)
+    device, runs = asyncio.run(compare(path, args.prompt_tokens, args.decode_tokens, args.threads, args.rounds))
     print(f"model: {path}")
-    print(f"engine ({device}): prefill {e_pre:8.1f} tok/s   decode {e_dec:7.1f} tok/s")
+    if len(runs) > 1:
+        for i, (e_pre, e_dec, l_pre, l_dec) in enumerate(runs, 1):
+            print(f"round {i}: engine {e_pre:7.1f} / {e_dec:6.1f}, llama.cpp {l_pre:7.1f} / {l_dec:6.1f} tok/s: "
+                  f"{e_pre / l_pre:.3f}x / {e_dec / l_dec:.3f}x")
+    e_pre, e_dec, l_pre, l_dec = (statistics.median(column) for column in zip(*runs, strict=True))
+    pre_ratio = statistics.median(ours / theirs for ours, _, theirs, _ in runs)
+    dec_ratio = statistics.median(ours / theirs for _, ours, _, theirs in runs)
+    what = "medians" if len(runs) > 1 else "one round"
+    print(f"engine ({device}): prefill {e_pre:8.1f} tok/s   decode {e_dec:7.1f} tok/s   ({what})")
     print(f"llama.cpp ({args.threads} threads): prefill {l_pre:8.1f} tok/s   decode {l_dec:7.1f} tok/s")
-    print(f"engine / llama.cpp:        prefill {e_pre / l_pre:8.3f}x       decode {e_dec / l_dec:7.3f}x")
+    print(f"engine / llama.cpp:        prefill {pre_ratio:8.3f}x       decode {dec_ratio:7.3f}x"
+          + ("   (median of the rounds' ratios)" if len(runs) > 1 else ""))
 
 
 if __name__ == "__main__":

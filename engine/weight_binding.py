@@ -20,8 +20,7 @@ class WeightBinding:
         texels of them), as texels laid out as weights_texture.wgsl reads them: floats as they are, blocks in tiles
         of ROW_TILE rows and TEXEL_GAPS types' with their gap (texel_repack.wgsl). Submitted at once; src may be
         freed after."""
-        texels = self.device.create_texels(texel_layout_bytes(wtype, size), label=label,
-                                           writable=wtype in BLOCK_TYPES)
+        texels = self.device.create_texels(texel_layout_bytes(wtype, size), label=label)
         recorder = self.device.recorder()
         if wtype in BLOCK_TYPES:
             n = cdiv(texels.size, TEXEL_BYTES)

@@ -140,8 +140,8 @@ def _load_counting(device, gguf, monkeypatch, texel_sizes: dict | None = None, *
             made.append((label, buffer.size))
         return buffer
 
-    def counted_texels(size, label="", writable=False):
-        texels = create_texels(size, label, writable)
+    def counted_texels(size, label=""):
+        texels = create_texels(size, label)
         made.append((label, texel_rows(size) * TEXELS_A_ROW * TEXEL_BYTES))
         texel_sizes[label] = size
         return texels

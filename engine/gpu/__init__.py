@@ -129,9 +129,9 @@ class Device(Protocol):
     def create_pipeline(self, wgsl: str, entry_point: str, constants: dict[str, float]) -> Pipeline:
         """Compile `entry_point` of `wgsl` with the given override constants."""
 
-    def create_texels(self, size: int, label: str = "", writable: bool = False) -> Texels:
-        """Zeroed texels for a tensor of `size` bytes: whole rows of TEXELS_A_ROW; `writable`: kernels may also
-        store into them (a storage texture)."""
+    def create_texels(self, size: int, label: str = "") -> Texels:
+        """Zeroed texels for a tensor of `size` bytes: whole rows of TEXELS_A_ROW, a storage texture (kernels
+        read it as weights_texture.wgsl does, texel_repack.wgsl writes it) that copies may also fill."""
 
     def create_bind_group(
         self, pipeline: Pipeline, buffers: list[Buffer | tuple[Buffer, int, int] | Texels | None]

@@ -26,7 +26,7 @@ from . import (
 # GPUBufferUsage / GPUMapMode flags (numbers from the WebGPU spec).
 _MAP_READ, _COPY_SRC, _COPY_DST, _UNIFORM, _STORAGE = 0x1, 0x4, 0x8, 0x40, 0x80
 _USAGE = {STORAGE: _STORAGE | _COPY_DST | _COPY_SRC, UNIFORM: _UNIFORM | _COPY_DST}
-_TEXTURE_COPY_DST, _TEXTURE_BINDING, _TEXTURE_STORAGE_BINDING = 0x2, 0x4, 0x8  # GPUTextureUsage
+_TEXTURE_COPY_DST, _TEXTURE_STORAGE_BINDING = 0x2, 0x8  # GPUTextureUsage
 _FEATURES = ("shader-f16", "subgroups")
 
 
@@ -113,11 +113,11 @@ class BrowserDevice:
     def create_buffer(self, size, role=STORAGE, label=""):
         return self.device.createBuffer(_js({"size": _round4(max(size, 4)), "usage": _USAGE[role], "label": label}))
 
-    def create_texels(self, size, label="", writable=False):
+    def create_texels(self, size, label=""):
         descriptor = {
             "size": [TEXELS_A_ROW, texel_rows(size), 1],
             "format": "rgba32uint",
-            "usage": _TEXTURE_BINDING | _TEXTURE_COPY_DST | (_TEXTURE_STORAGE_BINDING if writable else 0),
+            "usage": _TEXTURE_STORAGE_BINDING | _TEXTURE_COPY_DST,
             "label": label,
         }
         texture = self.device.createTexture(_js(descriptor))

@@ -187,10 +187,8 @@ class NativeDevice:
     def create_buffer(self, size, role=STORAGE, label=""):
         return self.device.create_buffer(size=_round4(max(size, 4)), usage=_USAGE[role], label=label)
 
-    def create_texels(self, size, label="", writable=False):
-        usage = wgpu.TextureUsage.TEXTURE_BINDING | wgpu.TextureUsage.COPY_DST
-        if writable:
-            usage |= wgpu.TextureUsage.STORAGE_BINDING
+    def create_texels(self, size, label=""):
+        usage = wgpu.TextureUsage.STORAGE_BINDING | wgpu.TextureUsage.COPY_DST
         texture = self.device.create_texture(
             size=(TEXELS_A_ROW, texel_rows(size), 1), format="rgba32uint", usage=usage, label=label
         )

@@ -48,7 +48,7 @@ class RecordingDevice:
     def write_buffer(self, buffer, data, offset=0):
         pass
 
-    def create_texels(self, size, label="", writable=False):
+    def create_texels(self, size, label=""):
         return FakeBuffer(size)
 
     def create_pipeline(self, wgsl, entry_point, constants, checked=True):

@@ -50,7 +50,7 @@ from .products import (  # noqa: F401  (tests name these as kernels.X)
     dot4_x_tokens,
     tiles_fit,
 )
-from .shader_sources import load_shader, module_parts  # noqa: F401  (tests read shaders as kernels.load_shader)
+from .shader_sources import TEXEL_BINDINGS, load_shader, module_parts  # noqa: F401  (tests read shaders as kernels.load_shader)
 from .weight_binding import WeightBinding
 from .weight_types import (  # noqa: F401  (the model and tests name the types as kernels.X)
     BF16,
@@ -177,9 +177,10 @@ class Kernels(ProductKernels, AttentionKernels, WeightBinding):
 
     def pipeline(self, file: str, entry: str, constants: dict[str, float]):
         """The compute pipeline of `entry` in shaders/`file`, cached by (file, entry, constants)."""
-        key = (file, entry, tuple(sorted(constants.items())), self.weights_in_texels)
+        texels = TEXEL_BINDINGS[self.device.storage_texels] if self.weights_in_texels else None
+        key = (file, entry, tuple(sorted(constants.items())), texels)
         if key not in self._pipelines:
-            parts = module_parts(file, constants.get("WTYPE"), self.weights_in_texels)
+            parts = module_parts(file, constants.get("WTYPE"), texels)
             if parts not in self._sources:
                 self._sources[parts] = "\n".join(load_shader(part) for part in parts)
             self._pipelines[key] = self.device.create_pipeline(self._sources[parts], entry, constants,

@@ -52,13 +52,19 @@ _WEIGHT_LIBRARIES = {
 }  # fmt: skip
 
 
-def module_parts(file: str, wtype: int | None, texels: bool = False) -> tuple[str, ...]:
+# How kernels bind texels (Kernels.weights_in_texels), by Device.storage_texels: the library that declares them.
+TEXEL_BINDINGS = {False: "texels_sampled.wgsl", True: "texels_storage.wgsl"}
+
+
+def module_parts(file: str, wtype: int | None, texels: str | None = None) -> tuple[str, ...]:
     """The files whose text, joined in order, is the module of a kernel in `file` (for weight type `wtype`
-    where it reads weights, from a storage buffer, or from texels: Kernels.weights_in_texels)."""
+    where it reads weights, from a storage buffer, or from texels bound by the library `texels`, one of
+    TEXEL_BINDINGS' (Kernels.weights_in_texels))."""
     parts: tuple[str, ...] = ()
     for part in (file, *_LIBRARIES.get(file, ())):
         if part == WEIGHTS:
-            parts += ("weights_texture.wgsl" if texels else "weights_buffer.wgsl", *_WEIGHT_LIBRARIES[wtype])
+            weights = (texels, "weights_texture.wgsl") if texels else ("weights_buffer.wgsl",)
+            parts += (*weights, *_WEIGHT_LIBRARIES[wtype])
         else:
             parts += (part,)
     return parts

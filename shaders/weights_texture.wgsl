@@ -1,18 +1,14 @@
 // The weights as texels (CPU adapters): quant.wgsl's w4(i), the tensor's bytes 16i .. 16i + 15, and w1(i),
 // bytes 4i .. 4i + 3, from an rgba32uint texture TEXELS_A_ROW texels wide that holds them in order
-// (gpu/__init__.py's TEXELS_A_ROW; Device.create_texels).
-// Why: lavapipe loads from a storage buffer for each invocation in turn, each 32-bit part apart behind a
+// (gpu/__init__.py's TEXELS_A_ROW; Device.create_texels). w4 comes from texels_sampled.wgsl or
+// texels_storage.wgsl, whichever the device loads faster (Device.storage_texels).
+// Why texels: lavapipe loads from a storage buffer for each invocation in turn, each 32-bit part apart behind a
 // bounds check, and fetches texels for all invocations at once: its batched products run 1.2-1.4x faster
 // so (prefill +13-20 %; one token's products about the same), SwiftShader's 1.1-1.3x (Q6_K 2.9x)
-// (benchmarks/NOTES.md). A read-only storage texture, not a sampled one: lavapipe (gallivm) builds a sampled
-// texture's fetch as a function of its own, called for each (unless the format is an RGBA8 one), and a storage
-// texture's load in line, where LLVM schedules a row's loads with the rest: one token's Q4_1 products 4.7 -> 6.3
-// GB/s, Q8_0's 6.9 -> 8.5-9.6 (benchmarks/NOTES.md, session 26).
-@group(0) @binding(1) var w_texels: texture_storage_2d<rgba32uint, read>;
+// (benchmarks/NOTES.md).
 
 const TEXELS_A_ROW = 4096u;
 
-fn w4(i: u32) -> vec4<u32> { return textureLoad(w_texels, vec2<u32>(i % TEXELS_A_ROW, i / TEXELS_A_ROW)); }
 fn w1(i: u32) -> u32 { return w4(i >> 2u)[i & 3u]; }  // bytes 4i .. 4i + 3
 
 // Blocks lie in tiles of ROW_TILE rows (weight_types.ROW_TILE; texel_repack.wgsl lays them out): a tile holds

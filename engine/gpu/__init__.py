@@ -119,6 +119,9 @@ class Device(Protocol):
     # Whether submit blocks while an earlier submission runs (lavapipe's queue holds one): work submitted far ahead
     # of the host's reads then waits in submit itself, and only holds each result back.
     submit_blocks: bool
+    # Whether kernels read texels (weights_texture.wgsl) as a read-only storage texture, which lavapipe loads in
+    # line, rather than a sampled one, which SwiftShader loads faster (shader_sources.TEXEL_BINDINGS).
+    storage_texels: bool
 
     def create_buffer(self, size: int, role: str = STORAGE, label: str = "") -> Buffer:
         """A zero-initialised buffer of `size` bytes (rounded up to 4)."""
@@ -130,8 +133,8 @@ class Device(Protocol):
         """Compile `entry_point` of `wgsl` with the given override constants."""
 
     def create_texels(self, size: int, label: str = "") -> Texels:
-        """Zeroed texels for a tensor of `size` bytes: whole rows of TEXELS_A_ROW, a storage texture (kernels
-        read it as weights_texture.wgsl does, texel_repack.wgsl writes it) that copies may also fill."""
+        """Zeroed texels for a tensor of `size` bytes: whole rows of TEXELS_A_ROW, a texture that kernels read
+        sampled or as a read-only storage texture (storage_texels), texel_repack.wgsl writes and copies fill."""
 
     def create_bind_group(
         self, pipeline: Pipeline, buffers: list[Buffer | tuple[Buffer, int, int] | Texels | None]

@@ -26,7 +26,7 @@ from . import (
 # GPUBufferUsage / GPUMapMode flags (numbers from the WebGPU spec).
 _MAP_READ, _COPY_SRC, _COPY_DST, _UNIFORM, _STORAGE = 0x1, 0x4, 0x8, 0x40, 0x80
 _USAGE = {STORAGE: _STORAGE | _COPY_DST | _COPY_SRC, UNIFORM: _UNIFORM | _COPY_DST}
-_TEXTURE_COPY_DST, _TEXTURE_STORAGE_BINDING = 0x2, 0x8  # GPUTextureUsage
+_TEXTURE_COPY_DST, _TEXTURE_BINDING, _TEXTURE_STORAGE_BINDING = 0x2, 0x4, 0x8  # GPUTextureUsage
 _FEATURES = ("shader-f16", "subgroups")
 
 
@@ -108,6 +108,7 @@ class BrowserDevice:
     def __init__(self, adapter, device, info: AdapterInfo):
         self.adapter, self.device, self.info = adapter, device, info
         self.submit_blocks = False  # the GPU process runs the queue, SwiftShader's too
+        self.storage_texels = False  # SwiftShader's products 22-25 % slower from storage texels (NOTES.md, session 26)
         self._staging_free = []  # map-readable buffers no read is using
 
     def create_buffer(self, size, role=STORAGE, label=""):
@@ -117,7 +118,7 @@ class BrowserDevice:
         descriptor = {
             "size": [TEXELS_A_ROW, texel_rows(size), 1],
             "format": "rgba32uint",
-            "usage": _TEXTURE_STORAGE_BINDING | _TEXTURE_COPY_DST,
+            "usage": _TEXTURE_BINDING | _TEXTURE_STORAGE_BINDING | _TEXTURE_COPY_DST,
             "label": label,
         }
         texture = self.device.createTexture(_js(descriptor))

@@ -180,6 +180,7 @@ class NativeDevice:
         # CPU adapters (lavapipe): a decode step of SmolLM2-135M submitted to an idle queue returns in under 1 ms,
         # the read's copy submitted after it only once the step is done (52-88 ms; NOTES.md, session 25)
         self.submit_blocks = info.is_software
+        self.storage_texels = True  # (lavapipe's texel loads in line: NOTES.md, session 26)
         self._staging_free: list[wgpu.GPUBuffer] = []  # map-readable buffers no read is using
         # Only Vulkan guards buffers in the driver (see _unchecked_module_call): elsewhere every module is checked.
         self._unchecked_backend = adapter.info.get("backend_type", "") == "Vulkan"
@@ -188,7 +189,7 @@ class NativeDevice:
         return self.device.create_buffer(size=_round4(max(size, 4)), usage=_USAGE[role], label=label)
 
     def create_texels(self, size, label=""):
-        usage = wgpu.TextureUsage.STORAGE_BINDING | wgpu.TextureUsage.COPY_DST
+        usage = wgpu.TextureUsage.TEXTURE_BINDING | wgpu.TextureUsage.STORAGE_BINDING | wgpu.TextureUsage.COPY_DST
         texture = self.device.create_texture(
             size=(TEXELS_A_ROW, texel_rows(size), 1), format="rgba32uint", usage=usage, label=label
         )

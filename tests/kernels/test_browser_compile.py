@@ -41,6 +41,7 @@ class RecordingDevice:
         self.info = AdapterInfo("test", "recorder", False, frozenset({"subgroups", "shader-f16"}), 1 << 30, 1 << 31,
                                 max_workgroup_storage=workgroup_storage, subgroup_min_size=8)
         self.pipelines: dict[tuple, dict] = {}
+        self.storage_texels = False  # (the browser's device: texels_sampled.wgsl)
 
     def create_buffer(self, size, role="storage", label=""):
         return FakeBuffer(size)

@@ -166,6 +166,18 @@ def test_scalar_products_whether_or_not_lanes_share_x(gpu, kernels_for, rng, x_l
         check_matmul_mode(gpu, kernels, rng, K.Q5_1, 160, 9, n_tokens, accumulate=True)
 
 
+@pytest.mark.parametrize("storage", [False, True])
+def test_scalar_products_read_texels_sampled_or_as_storage(gpu, kernels_for, rng, monkeypatch, storage):
+    """Texels bound either way (Device.storage_texels: the browser's sampled, the native device's storage) hold
+    the same bytes: one token and a batch, a block type, a padded one (TEXEL_GAPS) and a float."""
+    monkeypatch.setattr(gpu.device, "storage_texels", storage)
+    kernels = kernels_for("scalar")
+    for wtype, n_in, n_out, n_tokens in [(K.Q4_1, 96, 130, 1), (K.Q6_K, 256, 9, 5), (K.F32, 40, 7, 3)]:
+        check_matmul(gpu, kernels, rng, wtype, n_in, n_out, n_tokens)
+    texels = K.TEXEL_BINDINGS[storage]
+    assert any(texels in parts for parts in kernels._sources)
+
+
 def test_lanes_share_x_where_the_adapter_has_subgroups_of_four_or_more(device):
     """lanes_sharing_x: the scalar variant only, on adapters with subgroups, as many lanes as the smallest
     subgroup has (8 at most); none where that size is unknown or below 4."""

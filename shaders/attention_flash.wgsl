@@ -276,6 +276,14 @@ fn combined(f: Folded, lid: u32) -> vec4<f32> {
     return all.total / all.l;
 }
 
+// Output i (the invocation's: lid % (WG / SLICES)) of token t, valid in slice 0's invocations; every invocation
+// calls it (combined's barrier), those past the outputs (i >= n) with an empty fold.
+fn combined_output(t: u32, i: u32, lid: u32) -> vec4<f32> {
+    var f = Folded(MASKED, 1.0, vec4<f32>(0.0));
+    if (i < N_HEADS * HEAD_DIM / 4u) { f = folded(t, i, lid / (WG / SLICES)); }
+    return combined(f, lid);
+}
+
 @compute @workgroup_size(WG)
 fn attend_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let outs = WG / SLICES;
@@ -283,11 +291,8 @@ fn attend_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     let t = wid.y;  // (the workgroup's own: combined's barrier stays in uniform control flow)
     let n = N_HEADS * HEAD_DIM / 4u;
     if (t >= params.n_tokens) { return; }
-    let inside = i < n;
-    var f = Folded(MASKED, 1.0, vec4<f32>(0.0));
-    if (inside) { f = folded(t, i, lid / outs); }
-    let out = combined(f, lid);
-    if (inside && lid < outs) { flash_out[t * n + i] = out; }
+    let out = combined_output(t, i, lid);
+    if (i < n && lid < outs) { flash_out[t * n + i] = out; }
 }
 
 @compute @workgroup_size(WG)
@@ -297,11 +302,8 @@ fn attend_combine_quantized(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loca
     let t = wid.y;
     let n = N_HEADS * HEAD_DIM / 4u;
     if (t >= params.n_tokens) { return; }
-    let inside = i < n;
-    var f = Folded(MASKED, 1.0, vec4<f32>(0.0));
-    if (inside) { f = folded(t, i, lid / outs); }
-    let out = combined(f, lid);
-    let mine = inside && lid < outs;  // slice 0's invocations hold the outputs, lanes 8b .. 8b + 7 block b's
+    let out = combined_output(t, i, lid);
+    let mine = i < n && lid < outs;  // slice 0's invocations hold the outputs, lanes 8b .. 8b + 7 block b's
     if (mine) { flash_out[t * n + i] = out; }
     quantize4(N_IN / 32u, t, i, select(vec4<f32>(0.0), out, mine), lid, mine);
 }

@@ -7,7 +7,8 @@ prefill of --prompt tokens, and decode of --decode tokens at depth 0 and at --de
 once; one row of the embedding) over the bandwidth a plain WGSL kernel reads one buffer at. llama.cpp is its
 own llama-bench (`--llama-bench PATH`, built with CUDA from the pinned llama-cpp-python sdist's vendor/llama.cpp); with
 `--torch`, Hugging Face transformers' LlamaForCausalLM of the same shape joins as a second peer (float16); with
-`--f16-prompts`, the engine's prefill in f16 tiles (Model.load's f16_prompts) as a row of its own; with `--kv-f16`,
+`--f16-prompts`, the engine's prefill in f16 tiles (Model.load's f16_prompts) as a row of its own, and with
+`--q8-prompts` on x in 8 bits (q8_prompts, integer tiles) as another; with `--kv-f16`,
 the engine with its KV cache in f16 (Model.load's kv_f16, what llama-bench's cache is by default) as another; with
 `--page CHROMIUM`, the engine in a page of that Chromium on the same GPU (bench_page.py, the extension built at
 --extension) with f16 prompts, on subgroup matrices where the browser offers them: its prefill as a third row.
@@ -135,6 +136,8 @@ def main() -> None:
     parser.add_argument("--torch", action="store_true", help="transformers on CUDA as a second peer")
     parser.add_argument("--f16-prompts", action="store_true",
                         help="also the engine's prefill with f16 prompts (Model.load's f16_prompts)")
+    parser.add_argument("--q8-prompts", action="store_true",
+                        help="also the engine's prefill with q8 prompts (Model.load's q8_prompts)")
     parser.add_argument("--kv-f16", action="store_true", help="also the engine with an f16 KV cache (kv_f16)")
     parser.add_argument("--page", metavar="CHROMIUM",
                         help="also the engine's prefill in a page of this Chromium (f16 prompts: bench_page.py)")
@@ -156,10 +159,11 @@ def main() -> None:
                                  args.repeats)  # fmt: skip
             rows["llama.cpp"] = (tests[f"pp{args.prompt}"], tests[f"tg{args.decode}@0"],
                                  tests[f"tg{args.decode}@{args.depth}"])  # fmt: skip
-        if args.f16_prompts:  # (its decode is the default's: only prompts' products change)
-            f16 = [asyncio.run(bench_engine(path, args.prompt, 8, True, f16_prompts=True))[0]
-                   for _ in range(args.repeats)]
-            rows["engine f16"] = (max(f16), float("nan"), float("nan"))
+        for name in ("f16", "q8"):  # (their decode is the default's: only prompts' products change)
+            if getattr(args, f"{name}_prompts"):
+                runs = [asyncio.run(bench_engine(path, args.prompt, 8, True, **{f"{name}_prompts": True}))[0]
+                        for _ in range(args.repeats)]
+                rows[f"engine {name}"] = (max(runs), float("nan"), float("nan"))
         if args.kv_f16:
             rows["engine kv16"] = engine_row(path, args, kv_f16=True)
         if args.page:  # (a fresh browser profile each run: the first prompt also compiles the pipelines)
@@ -176,7 +180,7 @@ def main() -> None:
                 if "engine kv16" in rows:
                     kv16 = rows["engine kv16"]
                     print(f"{'':24s} {'ratio kv16':10s} {kv16[0] / pre:9.2f} {kv16[1] / d0:8.2f} {kv16[2] / dd:8.2f}")
-                for name in ("f16", "page"):
+                for name in ("f16", "q8", "page"):
                     if f"engine {name}" in rows:
                         print(f"{'':24s} {'ratio ' + name:10s} {rows[f'engine {name}'][0] / pre:9.2f}")
         print(f"{'':24s} {'depth kept':10s} {'':9s} {'':8s} {engine[2] / engine[1]:8.2f}")

@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="refuse a model that needs more GPU memory than this, e.g. 6GiB (default: no budget)")
     common.add_argument("--f16-prompts", action="store_true",
                         help="prompts' products in f16 on GPUs with shader-f16: faster prefill, less exact logits")
+    common.add_argument("--q8-prompts", action="store_true",
+                        help="prompts' products on x in 8 bits, as llama.cpp's (GPUs): faster prefill, less exact")
     common.add_argument("--kv-f16", action="store_true",
                         help="keep the KV cache in f16 (any adapter): half its memory, so a longer --n-ctx; less exact")
     gen = sub.add_parser("generate", parents=[common], help="complete one conversation, print the answer")
@@ -94,7 +96,8 @@ async def _load(args: argparse.Namespace):
     from .engine import Engine
 
     return await Engine.load(args.model, n_ctx=args.n_ctx, memory_budget=args.memory_budget,
-                             f16_prompts=args.f16_prompts, kv_f16=args.kv_f16, progress=ProgressBar())
+                             f16_prompts=args.f16_prompts, q8_prompts=args.q8_prompts, kv_f16=args.kv_f16,
+                             progress=ProgressBar())
 
 
 async def _generate(args: argparse.Namespace) -> int:

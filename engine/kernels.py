@@ -42,6 +42,7 @@ from .products import (  # noqa: F401  (tests name these as kernels.X)
     MM_ROWS,
     MV_ROWS,
     TILE,
+    TILE_PLANES,
     ProductKernels,
     RopeStore,
     check_glu,
@@ -132,7 +133,7 @@ class Kernels(ProductKernels, AttentionKernels, WeightBinding):
     """Compiles and caches pipelines for one device, and builds the ops the model records."""
 
     def __init__(self, device, *, variant: str | None = None, kv_f16: bool = False, dot4: bool = True,
-                 f16_prompts: bool = False, x_lanes: int | None = None):
+                 f16_prompts: bool = False, q8_prompts: bool = False, x_lanes: int | None = None):
         """dot4: products on GPUs quantise x and multiply integers (products.py; see dot4_pays).
         f16_prompts: prompts' products in f16 tiles (matmul_tiled_f16.wgsl; the adapter needs shader-f16), on
         subgroup matrices where the browser offers them (matmul_tiled_matrix.wgsl). An H200's prefill at the 8B
@@ -140,13 +141,16 @@ class Kernels(ProductKernels, AttentionKernels, WeightBinding):
         but the default model's logits move ~6e-3 of their largest (its outlier channels; peers' f16 and int8
         products move them so too): off unless asked for, since f32's follow the float64 reference (DOT4_PLANES
         made the same choice for one token's integer x).
+        q8_prompts: prompts' products of integer types as packed integer dot products on x quantised to a byte a
+        value (matmul_tiled_dot4.wgsl: llama.cpp's q8_1 for its prompts; any GPU that takes prompts in tiles):
+        faster than f16 tiles natively (H200, 8B prefill 1.45x, NOTES.md session 27), and as inexact.
         x_lanes: lanes that share the scalar products' x loads (0, 4 or 8; lanes_sharing_x's if None)."""
         info = device.info
         variant = resolve_variant(info, variant)
         self.device, self.variant, self.kv_f16 = device, variant, kv_f16
         if f16_prompts and "shader-f16" not in info.features:
             raise InvalidRequest(f"f16 prompts need a GPU with the 'shader-f16' feature, which {info.device} lacks")
-        self.f16_prompts = f16_prompts
+        self.f16_prompts, self.q8_prompts = f16_prompts, q8_prompts
         self.dot4 = dot4 and variant == "subgroup"
         self.x_lanes = lanes_sharing_x(info, variant) if x_lanes is None else x_lanes
         if self.x_lanes not in (0, 4, 8) or (self.x_lanes and variant != "scalar"):

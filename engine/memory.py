@@ -28,6 +28,7 @@ from .kernels import (
     DOT4_TYPES,
     MAX_TABLE_TOKENS,
     STEP_PARAMS_NBYTES,
+    TILE_PLANES,
     attention_partial_rows,
     attention_scores_nbytes,
     dot4_x_nbytes,
@@ -83,14 +84,14 @@ class MemoryPlan:
 def plan_memory(
     config: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: int, max_batch: int, kv_f16: bool = False,
     max_binding: int | None = None, variant: str = "scalar", *, dot4: bool = False, n_seqs: int = 1,
-    tiles: bool = False,
+    tiles: bool = False, q8_prompts: bool = False,
 ) -> MemoryPlan:
     """The memory Model.load(n_ctx=n_ctx, max_batch=max_batch, kv_f16=kv_f16) will allocate (n_ctx as
     the model uses it: at most the trained context) on a device binding at most `max_binding` bytes (the
     embedding and head are split into row ranges past it: see `row_ranges`); dot4 and n_seqs as Model.load's,
-    tiles as the adapter's (products.tiles_fit)."""
+    tiles as the adapter's (products.tiles_fit), q8_prompts as Model.load's."""
     buffers = model_buffers(config, tensors, n_ctx, max_batch, kv_f16, max_binding, variant, dot4=dot4,
-                            n_seqs=n_seqs, tiles=tiles)
+                            n_seqs=n_seqs, tiles=tiles, q8_prompts=q8_prompts)
     by_kind = {kind: sum(n for k, _, n in buffers if k == kind) for kind in (WEIGHTS, KV_CACHE, ACTIVATIONS)}
     _, largest_name, largest = max(buffers, key=lambda b: b[2])
     return MemoryPlan(by_kind[WEIGHTS], by_kind[KV_CACHE], by_kind[ACTIVATIONS], n_ctx, largest, largest_name,
@@ -100,7 +101,7 @@ def plan_memory(
 def model_buffers(
     config: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: int, max_batch: int, kv_f16: bool = False,
     max_binding: int | None = None, variant: str = "scalar", *, dot4: bool = False, n_seqs: int = 1,
-    tiles: bool = False,
+    tiles: bool = False, q8_prompts: bool = False,
 ) -> list[Buffer]:
     """Every buffer Model.load creates, in bytes as the device rounds them (whole words, at least one)."""
     c, T, f32 = config, max_batch, 4
@@ -139,6 +140,9 @@ def model_buffers(
         for width, tokens in sorted(_dot4_scratch(tensors, dot4_x_tokens(T, tiles)) if dot4 else ()):  # their x
             planes, sums = dot4_x_nbytes(width)
             activations += [("dot4 x q", planes * tokens), ("dot4 x s", sums * tokens)]
+        if tiles and q8_prompts and T > 1:  # ProductKernels._tiles: batches' x as bytes for the integer tiles
+            for width in sorted({width for width, tokens in _dot4_scratch(tensors, T) if tokens == T}):
+                activations += [("tile x q", width * TILE_PLANES * T), ("tile x s", width // 32 * 16 * T)]
     # Kernels.rope's constants: a table of inverse frequencies per RoPE base, and ones if the model has no factors
     half = c.rope_dim // 2
     activations += [("rope_inv_freq", half * f32)] * len({c.rope_base(i) for i in range(c.n_layers)})

@@ -64,6 +64,7 @@ class Model:
         memory_budget: int | None = None,
         dot4: bool | None = None,
         f16_prompts: bool = False,
+        q8_prompts: bool = False,
         n_seqs: int = 1,
     ) -> Model:
         """Upload the weights straight from the file's bytes to GPU buffers and bind every kernel.
@@ -71,7 +72,7 @@ class Model:
         max_batch: the most tokens a step holds (None: K.STEP_TOKENS for the adapter's variant).
         memory_budget: bytes the model may take on the GPU (None: only the adapter's limits bound it).
         dot4: GPUs' integer products (None: where they pay, K.dot4_pays).
-        f16_prompts: prompts' products in f16 (faster, less exact: K.Kernels).
+        f16_prompts, q8_prompts: prompts' products in f16, or on x in 8 bits (faster, less exact: K.Kernels).
         n_seqs: sequences the KV cache holds, n_ctx positions each (forward_rows runs them together)."""
         if n_seqs < 1:
             raise ValueError(f"a model holds at least one sequence, not {n_seqs}")
@@ -84,9 +85,11 @@ class Model:
         dot4 = K.dot4_pays(config.dim) if dot4 is None else dot4
         texels = K.weights_in_texels(variant)
         plan = plan_memory(config, gguf.tensors, n_ctx, max_batch, kv_f16, device.info.weight_binding(texels),
-                           variant, dot4=dot4, n_seqs=n_seqs, tiles=K.tiles_fit(device.info, variant))
+                           variant, dot4=dot4, n_seqs=n_seqs, tiles=K.tiles_fit(device.info, variant),
+                           q8_prompts=q8_prompts)
         plan.check(device.info, memory_budget)
-        kernels = K.Kernels(device, variant=variant, kv_f16=kv_f16, dot4=dot4, f16_prompts=f16_prompts)
+        kernels = K.Kernels(device, variant=variant, kv_f16=kv_f16, dot4=dot4, f16_prompts=f16_prompts,
+                            q8_prompts=q8_prompts)
         model = cls(device, config, n_ctx, max_batch, kernels, n_seqs)
         # LongRoPE's files hold factors for short and long contexts; the context reads one (progress counts it).
         unused = frozenset(LONG_ROPE_FACTORS) - {config.rope_factors_tensor(n_ctx)}

@@ -69,6 +69,12 @@ TILE_ROWS, TILE_TOKENS = 128, 64
 # tiles, multiplied on tensor cores, MATRIX_STAGE columns a stage (rows whose length it divides; others keep the
 # f16 tiles) in MATRIX_STORAGE bytes of workgroup memory.
 MATRIX_STAGE, MATRIX_STORAGE = 64, 32768
+# q8 prompts (Kernels' q8_prompts) take matmul_tiled_dot4.wgsl's integer tiles, x as TILE_PLANES plane of bytes a
+# block (llama.cpp's q8_1): an H200's prefill of 512 at the 8B shape 2478 tok/s in f16 tiles -> 3586, 1B 13842 ->
+# 18475 (NOTES.md, session 27).
+TILE_PLANES = 1
+# Types whose blocks' halves have scales of their own (IntParts' d.x != d.y): matmul_tiled_dot4's TWO_SCALES.
+TWO_SCALE_TYPES = frozenset({Q2_K, Q3_K, Q6_K})
 
 
 def dot4_x_nbytes(n_in: int) -> tuple[int, int]:
@@ -210,7 +216,7 @@ class ProductKernels:
                 few = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, norm, max_tokens, "few", rope_store)
                 few = few[reuse_x:]
                 if self.tiles:
-                    prefill = self._tiles(c, buffers, n_in, n_out, bool(glu))
+                    prefill = self._tiles(c, buffers, n_in, n_out, bool(glu), max_tokens)
                 else:
                     prefill = self._matvec_dot4(c, buffers[0], n_in, n_out, x, y, None, max_tokens,
                                                 "batch")[reuse_x:]
@@ -225,7 +231,7 @@ class ProductKernels:
                 prefill = (self._step("matmul_subgroup.wgsl", "matvec_subgroup", batch, plain, lambda n: (bx, by, n)),)
                 if self.tiles and wtype in DOT4_TYPES:  # integer types' prompts in tiles (they read f32 x), a few
                     few = prefill                       # tokens a token a workgroup row still
-                    prefill = self._tiles(c, buffers, n_in, n_out, bool(glu))
+                    prefill = self._tiles(c, buffers, n_in, n_out, bool(glu), max_tokens)
             if norm is not None:
                 x_raw, weight, eps = norm
                 sc, plain = {**sc, "NORM": True, "EPS": eps}, [buffers[0], x_raw, y, weight]
@@ -263,19 +269,33 @@ class ProductKernels:
         """Whether f16 prompts' products run on subgroup matrices (tensor cores) here (matrix_tiles)."""
         return matrix_tiles(self.device.info, self.variant, self.f16_prompts)
 
-    def _tiles(self, c: dict, buffers: list, n_in: int, n_out: int, glu: bool) -> tuple[Step]:
+    def _tiles(self, c: dict, buffers: list, n_in: int, n_out: int, glu: bool, max_tokens: int) -> tuple[Step, ...]:
         """A batch's product in tiles (tiles_module): TILE_ROWS rows (GLU: half as many outputs) x TILE_TOKENS
-        tokens a workgroup."""
+        tokens a workgroup; integer tiles quantise x first (one plane, into scratch of their own)."""
         tx, ty = split_groups(cdiv(n_out, TILE_ROWS // 2 if glu else TILE_ROWS))
-        return (self._step(self.tiles_module(n_in), "matmul_tiled", c, buffers,
-                           lambda n: (tx, ty, cdiv(n, TILE_TOKENS))),)
+        grid = lambda n: (tx, ty, cdiv(n, TILE_TOKENS))  # noqa: E731
+        module = self.tiles_module(n_in)
+        if module != "matmul_tiled_dot4.wgsl":
+            return (self._step(module, "matmul_tiled", c, buffers, grid),)
+        w, x, y = buffers
+        planes = self._shared_scratch(n_in * TILE_PLANES * max_tokens, "tile x q")
+        sums = self._shared_scratch(n_in // 32 * 16 * max_tokens, "tile x s")
+        layout = {"N_IN": n_in, "PLANES": TILE_PLANES}
+        x_groups = cdiv(n_in // 4, QUANTIZE_WG)
+        quantize = self._step("quantize_x.wgsl", "quantize_x", layout, [x, x, planes, sums],
+                              lambda n: (x_groups, 1, n))
+        tc = {**c, "PLANES": TILE_PLANES, **({"TWO_SCALES": True} if c["WTYPE"] in TWO_SCALE_TYPES else {})}
+        return quantize, self._step(module, "matmul_tiled", tc, [w, planes, y, sums], grid)
 
     def tiles_module(self, n_in: int) -> str:
-        """The module of batches' tiles for rows of n_in: f16 ones with f16_prompts (Kernels), on subgroup
-        matrices where the adapter has them (matrix_tiles_fit)."""
-        if not self.f16_prompts:
-            return "matmul_tiled.wgsl"
-        return "matmul_tiled_matrix.wgsl" if matrix_tiles_fit(self.device.info, n_in) else "matmul_tiled_f16.wgsl"
+        """The module of batches' tiles for rows of n_in (Kernels' options): with f16_prompts on subgroup matrices
+        where the adapter has them (matrix_tiles_fit); else integer tiles with q8_prompts, f16 ones with
+        f16_prompts, f32 ones."""
+        if self.f16_prompts and matrix_tiles_fit(self.device.info, n_in):
+            return "matmul_tiled_matrix.wgsl"
+        if self.q8_prompts:
+            return "matmul_tiled_dot4.wgsl"
+        return "matmul_tiled_f16.wgsl" if self.f16_prompts else "matmul_tiled.wgsl"
 
     def uses_dot4(self, wtype: int) -> bool:
         """Whether products with weights of `wtype` quantise x first (see `matmul`'s reuse_x)."""

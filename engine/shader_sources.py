@@ -28,6 +28,7 @@ _LIBRARIES = {
     "matmul_tiled.wgsl": ("tiles.wgsl", *_MATMUL),
     "matmul_tiled_f16.wgsl": ("tiles.wgsl", *_MATMUL),
     "matmul_tiled_matrix.wgsl": ("tiles.wgsl", *_MATMUL),
+    "matmul_tiled_dot4.wgsl": ("tiles.wgsl", *_MATMUL, "x_blocks.wgsl"),
     "matvec_dot4.wgsl": (*_MATMUL, "x_blocks.wgsl", "x_quantize.wgsl"),
     "quantize_x.wgsl": ("x_quantize.wgsl", "x_blocks.wgsl"),
     "embed.wgsl": ("quant.wgsl", WEIGHTS),

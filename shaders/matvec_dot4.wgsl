@@ -42,10 +42,6 @@ const MAX_TT = 4u;
 // matvec_dot4_few's: products.py's DOT4_FEW_TT at most.
 const MAX_FEW = 8u;
 
-fn dot16(q: vec4<u32>, x: vec4<u32>) -> i32 {
-    return dot4I8Packed(q.x, x.x) + dot4I8Packed(q.y, x.y) + dot4I8Packed(q.z, x.z) + dot4I8Packed(q.w, x.w);
-}
-
 // Four rows' quants against one plane of x's block: each half's integer sums, as f32.
 fn plane4(p0: IntParts, p1: IntParts, p2: IntParts, p3: IntParts, x_lo: vec4<u32>, x_hi: vec4<u32>)
     -> array<vec4<f32>, 2> {

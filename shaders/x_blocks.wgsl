@@ -15,3 +15,8 @@ fn xq_index_of(blocks: u32, t: u32, w: u32, b: u32) -> u32 {
     if (SPREAD) { return (t * 2u * PLANES + w) * blocks + b; }
     return (t * blocks + b) * 2u * PLANES + w;
 }
+
+// Sixteen quants (four words of signed bytes) against sixteen of x's: what the integer products sum.
+fn dot16(q: vec4<u32>, x: vec4<u32>) -> i32 {
+    return dot4I8Packed(q.x, x.x) + dot4I8Packed(q.y, x.y) + dot4I8Packed(q.z, x.z) + dot4I8Packed(q.w, x.w);
+}

@@ -6,7 +6,7 @@
 // Its workgroups are at most 256 invocations, a multiple of 8: invocations 8i .. 8i + 7 hold one block.
 
 // VMAX: the largest |v| whose top plane is a signed byte (127 (256^PLANES - 1) / 255).
-fn vmax() -> f32 { return select(32639.0, 8355711.0, PLANES == 3u); }
+fn vmax() -> f32 { return select(select(127.0, 32639.0, PLANES == 2u), 8355711.0, PLANES == 3u); }
 
 var<workgroup> largest: array<f32, 256>;  // each invocation's largest |x| of its 4
 var<workgroup> sums: array<f32, 256>;  // and their sum

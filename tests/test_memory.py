@@ -162,17 +162,20 @@ def _check_plan(made: list[tuple[str, int]], gguf, n_ctx: int, max_batch: int, *
     assert max(n for _, n in made) == plan.largest
 
 
-@pytest.mark.parametrize("variant, dot4, n_seqs", [("scalar", False, 1), ("subgroup", False, 1), ("subgroup", True, 1),
-                                                   ("scalar", False, 3)])
-def test_the_plan_matches_what_the_device_allocates(engine, model_gguf, monkeypatch, variant, dot4, n_seqs):
+@pytest.mark.parametrize("variant, dot4, n_seqs, q8", [("scalar", False, 1, False), ("subgroup", False, 1, False),
+                                                       ("subgroup", True, 1, False), ("scalar", False, 3, False),
+                                                       ("subgroup", True, 1, True)])
+def test_the_plan_matches_what_the_device_allocates(engine, model_gguf, monkeypatch, variant, dot4, n_seqs, q8):
     """Load the default model again on the real device, counting the buffers it creates; the GPU variant adds
-    attention's partial sums, with dot4 the integer x of one token's products, and several sequences their
-    caches and every row's logits; the scalar variant's matrices are texels (whole rows of them)."""
+    attention's partial sums, with dot4 the integer x of one token's products, with q8 prompts the batches' x
+    as bytes, and several sequences their caches and every row's logits; the scalar variant's matrices are
+    texels (whole rows of them)."""
     n_ctx, max_batch = engine.model.n_ctx, engine.model.max_batch  # the fixture's: its pipelines are compiled
-    kw = dict(variant=variant, dot4=dot4, n_seqs=n_seqs)
+    kw = dict(variant=variant, dot4=dot4, n_seqs=n_seqs, q8_prompts=q8)
     made = _load_counting(engine.model.device, model_gguf, monkeypatch, n_ctx=n_ctx, max_batch=max_batch, **kw)
     assert ("attention partials" in dict(made)) == (variant == "subgroup")
     assert ("dot4 x q" in dict(made)) == dot4
+    assert ("tile x q" in dict(made)) == q8
     tiles = tiles_fit(engine.model.device.info, variant)  # (lavapipe's subgroup variant: prompts in tiles)
     assert tiles == (variant == "subgroup")
     if dot4:  # batches in tiles read f32 x: the integer x holds a few tokens, not max_batch

@@ -82,14 +82,15 @@ def every_pipeline() -> list[dict]:
         device = RecordingDevice(workgroup_storage)
         _build_every_op(device)
         pipelines.update(device.pipelines)
-    k = K.Kernels(device, variant="subgroup", f16_prompts=True)  # prompts' tiles in f16
     b = FakeBuffer(1 << 16)
-    for wtype in sorted(K.DOT4_TYPES):
-        k.matmul(b, wtype, 256, 7, b, b, 9)
-    for glu in K.GLU_ACTIVATIONS:
-        k.matmul(b, K.Q4_K, 256, 7, b, b, 9, glu=glu)
-    k.matmul(b, K.Q4_0, 64, 7, b, FakeBuffer(64), 9, accumulate=True)
-    k.matmul(b, K.Q4_0, 64, 7, b, b, 9, y_stride=12, y_col=4)
+    for prompts in ("f16_prompts", "q8_prompts"):  # prompts' tiles in f16, and as integers
+        k = K.Kernels(device, variant="subgroup", **{prompts: True})
+        for wtype in sorted(K.DOT4_TYPES):
+            k.matmul(b, wtype, 256, 7, b, b, 9)
+        for glu in K.GLU_ACTIVATIONS:
+            k.matmul(b, K.Q4_K, 256, 7, b, b, 9, glu=glu)
+        k.matmul(b, K.Q4_0, 64, 7, b, FakeBuffer(64), 9, accumulate=True)
+        k.matmul(b, K.Q4_0, 64, 7, b, b, 9, y_stride=12, y_col=4)
     for x_lanes in (0, 4):  # scalar products whose lanes load their own x, or share it four lanes apiece
         k = K.Kernels(device, variant="scalar", x_lanes=x_lanes)
         k.matmul(b, K.Q4_1, 64, 7, b, b, 9)

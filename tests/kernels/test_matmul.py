@@ -72,18 +72,21 @@ def dot4_bounds(kernels, wtype: int, w: np.ndarray, x: np.ndarray, act: str | No
         return None
     x = np.atleast_2d(x)
     if len(x) > products.DOT4_FEW and kernels.tiles:  # a batch: matmul_tiled.wgsl, f32 x
-        if kernels.tiles_module(w.shape[1]) != "matmul_tiled_f16.wgsl":
+        module = kernels.tiles_module(w.shape[1])
+        if module == "matmul_tiled_dot4.wgsl":  # x as one plane of bytes
+            return np.stack([dot4_bound(w, row, act, products.TILE_PLANES) for row in x])
+        if module != "matmul_tiled_f16.wgsl":
             return None
         return np.stack([tiles_f16_bound(w, row, act) for row in x])
     return np.stack([dot4_bound(w, row, act) for row in x])
 
 
-def dot4_bound(w: np.ndarray, x: np.ndarray, act: str | None = None) -> np.ndarray:
+def dot4_bound(w: np.ndarray, x: np.ndarray, act: str | None = None, planes: int = K.DOT4_PLANES) -> np.ndarray:
     """How far one token's product through quantised x may be from f32's, per output: each element of x is
     off by at most half a step (its block's largest |x| / 8355711 / 2 with three planes), so row r by
     sum_k |W[r, k]| half_step[k]. A wrong quant or scale misses by far more."""
     x = np.asarray(x, dtype=np.float64).reshape(-1)
-    largest = 127 * (256**K.DOT4_PLANES - 1) // 255  # the top plane a signed byte: 32639 for two planes
+    largest = 127 * (256**planes - 1) // 255  # the top plane a signed byte: 32639 for two planes, 127 for one
     half_step = np.repeat(np.abs(x).reshape(-1, 32).max(axis=1) / largest / 2, 32)
     return through_glu(w, x, np.abs(w) @ half_step, act)
 
@@ -271,14 +274,19 @@ def test_long_rows_batches_take_eight_rows_a_subgroup(gpu, kernels_for, rng, wty
     assert "matvec_dot4_batch" in entries
 
 
-@pytest.mark.parametrize("f16", [False, True], ids=["f32", "f16"])
+TILE_MODULES = {"f32": "matmul_tiled.wgsl", "f16": "matmul_tiled_f16.wgsl", "q8": "matmul_tiled_dot4.wgsl"}
+
+
+@pytest.mark.parametrize("tiles", list(TILE_MODULES))
 @pytest.mark.parametrize("wtype", [K.Q4_0, K.Q5_1, K.Q8_0, K.Q4_K, K.Q6_K, K.Q2_K, K.IQ4_XS], ids=type_name)
-def test_prompts_products_in_tiles(gpu, kernels_for, rng, wtype, f16, monkeypatch):
-    """Batches in matmul_tiled.wgsl (f32) or matmul_tiled_f16.wgsl: two token tiles and part of a third,
-    rows a partial tile (130; GLU's 65 outputs of 64 a tile), accumulating, and into columns of wider rows."""
-    kernels = K.Kernels(kernels_for("subgroup").device, variant="subgroup", f16_prompts=f16)
+def test_prompts_products_in_tiles(gpu, kernels_for, rng, wtype, tiles, monkeypatch):
+    """Batches in matmul_tiled.wgsl (f32), matmul_tiled_f16.wgsl or matmul_tiled_dot4.wgsl (q8 prompts: x as a
+    plane of bytes, by a quantize_x of its own): two token tiles and part of a third, rows a partial tile (130;
+    GLU's 65 outputs of 64 a tile), accumulating, and into columns of wider rows."""
+    kernels = K.Kernels(kernels_for("subgroup").device, variant="subgroup", f16_prompts=tiles == "f16",
+                        q8_prompts=tiles == "q8")
     n_in = row_length(wtype, 3 if wtype in F16_FIELDS else 7)
-    assert kernels.tiles and kernels.tiles_module(n_in) == ("matmul_tiled_f16.wgsl" if f16 else "matmul_tiled.wgsl")
+    assert kernels.tiles and kernels.tiles_module(n_in) == TILE_MODULES[tiles]
     entries, step = [], kernels._step
     monkeypatch.setattr(kernels, "_step", lambda *a: entries.append(a[0]) or step(*a))
     check_matmul(gpu, kernels, rng, wtype, n_in, 130, 2 * products.TILE_TOKENS + 5)

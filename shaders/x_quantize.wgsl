@@ -9,7 +9,7 @@
 fn vmax() -> f32 { return select(select(127.0, 32639.0, PLANES == 2u), 8355711.0, PLANES == 3u); }
 
 var<workgroup> largest: array<f32, 256>;  // each invocation's largest |x| of its 4
-var<workgroup> sums: array<f32, 256>;  // and their sum
+var<workgroup> sums: array<f32, 256>;  // and their sum (one plane: of their quantised integers)
 
 // Elements 4e .. 4e + 3 of token t's x of `blocks` blocks, v, as part e % 8 of block e / 8 (lid: the
 // invocation's index in its workgroup, e % 8 == lid % 8). A workgroup barrier: every invocation calls it,
@@ -22,12 +22,20 @@ fn quantize4(blocks: u32, t: u32, e: u32, v: vec4<f32>, lid: u32, inside: bool) 
     let first = lid & ~7u;  // the block's first invocation
     var m = 0.0;
     for (var i = 0u; i < 8u; i++) { m = max(m, largest[first + i]); }
-    if (!inside) { return; }
-    let b = e / 8u;
-    let part = e % 8u;
     let inv = select(0.0, vmax() / m, m > 0.0);
     // (clamped: v * inv may round past the largest by f32's last bit)
     var q = clamp(vec4<i32>(round(v * inv)), vec4<i32>(-i32(vmax())), vec4<i32>(i32(vmax())));
+    // One plane leaves x a byte (q8_1's), far from x: the weights' offsets m must then meet the sums of x as
+    // quantised, as their quants meet x, or a type whose quants are all positive (Q4_0's q - 8 as q and m = -8 d)
+    // leaves its mean quant times x's rounding uncancelled (twice the error, random Q4_0 rows). More planes
+    // keep x's own sums, which they match to f32's rounding. (v is 0 past the row: its sums too.)
+    if (PLANES == 1u) {
+        sums[lid] = f32(q.x + q.y + q.z + q.w);  // (only read below, after the barrier)
+        workgroupBarrier();
+    }
+    if (!inside) { return; }
+    let b = e / 8u;
+    let part = e % 8u;
     let half = part / 4u;
     for (var p = 0u; p < PLANES - 1u; p++) {  // peel off the low byte, signed: q = 256 h + byte
         let h = (q + vec4<i32>(128)) >> vec4<u32>(8u);
@@ -38,7 +46,8 @@ fn quantize4(blocks: u32, t: u32, e: u32, v: vec4<f32>, lid: u32, inside: bool) 
     if (part == 0u) {
         let s0 = (sums[first] + sums[first + 1u]) + (sums[first + 2u] + sums[first + 3u]);
         let s1 = (sums[first + 4u] + sums[first + 5u]) + (sums[first + 6u] + sums[first + 7u]);
-        xs_out[t * blocks + b] = vec4<f32>(m / vmax(), s0, s1, 0.0);
+        let unit = select(1.0, m / vmax(), PLANES == 1u);  // (one plane: integers, in units of the scale)
+        xs_out[t * blocks + b] = vec4<f32>(m / vmax(), s0 * unit, s1 * unit, 0.0);
     }
 }
 

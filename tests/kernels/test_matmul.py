@@ -72,21 +72,31 @@ def dot4_bounds(kernels, wtype: int, w: np.ndarray, x: np.ndarray, act: str | No
         return None
     x = np.atleast_2d(x)
     if len(x) > products.DOT4_FEW and kernels.tiles:  # a batch: matmul_tiled.wgsl, f32 x
-        module = kernels.tiles_module(w.shape[1])
-        if module == "matmul_tiled_dot4.wgsl":  # x as one plane of bytes
-            return np.stack([dot4_bound(w, row, act, products.TILE_PLANES) for row in x])
-        if module != "matmul_tiled_f16.wgsl":
+        if kernels.tiles_module(w.shape[1]) != "matmul_tiled_f16.wgsl":  # (q8 tiles: as_products_see)
             return None
         return np.stack([tiles_f16_bound(w, row, act) for row in x])
     return np.stack([dot4_bound(w, row, act) for row in x])
 
 
-def dot4_bound(w: np.ndarray, x: np.ndarray, act: str | None = None, planes: int = K.DOT4_PLANES) -> np.ndarray:
+def as_products_see(kernels, wtype: int, x: np.ndarray) -> np.ndarray:
+    """x as a batch's products take it: q8 tiles (matmul_tiled_dot4.wgsl) round each element to a signed byte
+    of its block's largest |x| / 127, llama.cpp's q8_1, and their sums must then equal that x's products to
+    f32's rounding (the weights' offsets included); other products take x as it is (dot4_bounds)."""
+    x = np.asarray(x, dtype=np.float64)
+    tiles = len(x) > products.DOT4_FEW and kernels.tiles and wtype in products.DOT4_TYPES  # (ProductKernels.matmul)
+    if not tiles or kernels.tiles_module(x.shape[1]) != "matmul_tiled_dot4.wgsl":
+        return x
+    blocks = x.reshape(len(x), -1, 32)
+    step = np.abs(blocks).max(axis=2, keepdims=True) / 127
+    return (np.round(blocks / np.where(step > 0, step, 1)) * step).reshape(x.shape)
+
+
+def dot4_bound(w: np.ndarray, x: np.ndarray, act: str | None = None) -> np.ndarray:
     """How far one token's product through quantised x may be from f32's, per output: each element of x is
     off by at most half a step (its block's largest |x| / 8355711 / 2 with three planes), so row r by
     sum_k |W[r, k]| half_step[k]. A wrong quant or scale misses by far more."""
     x = np.asarray(x, dtype=np.float64).reshape(-1)
-    largest = 127 * (256**planes - 1) // 255  # the top plane a signed byte: 32639 for two planes, 127 for one
+    largest = 127 * (256**K.DOT4_PLANES - 1) // 255  # the top plane a signed byte: 32639 for two planes
     half_step = np.repeat(np.abs(x).reshape(-1, 32).max(axis=1) / largest / 2, 32)
     return through_glu(w, x, np.abs(w) @ half_step, act)
 
@@ -126,7 +136,7 @@ def check_matmul(gpu, kernels, rng, wtype, n_in, n_out, n_tokens, max_tokens=Non
     op = kernels.matmul(gpu.upload(raw), wtype, n_in, n_out, gpu.upload(x), y, max_tokens)
     gpu.run(kernels, op, n_tokens)
     got = gpu.read(y, n_tokens * n_out).reshape(n_tokens, n_out)
-    want = x[:n_tokens].astype(np.float64) @ w.T
+    want = as_products_see(kernels, wtype, x[:n_tokens]) @ w.T
     what = f"type {wtype} {n_in}->{n_out} T={n_tokens}"
     bound = dot4_bounds(kernels, wtype, w, x[:n_tokens])
     floor = cancellation_floor(w, x[:n_tokens])
@@ -472,7 +482,7 @@ def check_matmul_mode(gpu, kernels, rng, wtype, n_in, n_out, n_tokens, *, act=No
                         accumulate=accumulate, y_stride=stride if y_col is not None else 0, y_col=y_col or 0)
     gpu.run(kernels, op, n_tokens)
     got = gpu.read(y, max_tokens * stride).reshape(max_tokens, stride)
-    product = x[:n_tokens].astype(np.float64) @ w.T
+    product = as_products_see(kernels, wtype, x[:n_tokens]) @ w.T
     if act:
         product = glu(act, product[:, :n_out], product[:, n_out:])
     cols = slice(y_col or 0, (y_col or 0) + n_out)

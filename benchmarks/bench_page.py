@@ -7,7 +7,8 @@ first) and the model on 127.0.0.1, opens it in Chromium (any build: the headless
 extensions, too) and reads the page's figures from its console on stderr; then measures the native engine
 (bench_engine.py's `measure`) on the same file. Without --gpu, Chromium's adapter is SwiftShader (the CPU);
 with it, the machine's GPU through Vulkan (the flags a GPU machine's headless shell needs). With --f16-prompts
-the page's engine runs prompts' products in f16 tiles (Engine.load's f16_prompts); either way the
+the page's engine runs prompts' products in f16 tiles (Engine.load's f16_prompts), with --q8-prompts on x in 8
+bits (q8_prompts); either way the
 page's logits after the prompt are held against the native engine's default (f32) ones; --check-tiles runs
 check_tiles.py in the page too (its tile products against plain Python).
 """
@@ -63,7 +64,8 @@ def page_dir(extension: Path, model: Path, into: Path) -> None:
 
 def bench_page(chromium: str, extension: Path, model: Path, n_prompt: int, n_decode: int, ignore_eos: bool,
                gpu: bool, profile_steps: int = 0, flags: tuple = (), dawn: tuple = (), timeout: float = 900,
-               f16_prompts: bool = False, check_tiles: bool = False, profile_tokens: int = 1) -> dict:
+               f16_prompts: bool = False, check_tiles: bool = False, profile_tokens: int = 1,
+               q8_prompts: bool = False) -> dict:
     """The page's figures (prefill, decode, device, ...; with profile_steps, profile_decode.py's) from one
     Chromium run."""
     with tempfile.TemporaryDirectory() as served, tempfile.TemporaryDirectory() as profile:
@@ -74,6 +76,7 @@ def bench_page(chromium: str, extension: Path, model: Path, n_prompt: int, n_dec
                  f"&profile_tokens={profile_tokens}")
         query += "&ignore_eos=1" if ignore_eos else ""
         query += "&f16_prompts=1" if f16_prompts else ""
+        query += "&q8_prompts=1" if q8_prompts else ""
         query += "&check_tiles=1" if check_tiles else ""
         url = f"http://127.0.0.1:{server.server_address[1]}/bench.html?{query}"
         headless = [] if "headless-shell" in chromium else ["--headless=new"]
@@ -142,6 +145,7 @@ def main() -> None:
     parser.add_argument("--flag", action="append", default=[], help="a further Chromium flag (repeatable)")
     parser.add_argument("--dawn", action="append", default=[], help="a further Dawn feature with --gpu (repeatable)")
     parser.add_argument("--f16-prompts", action="store_true", help="the page's prompts' products in f16")
+    parser.add_argument("--q8-prompts", action="store_true", help="the page's prompts' products on x in 8 bits")
     parser.add_argument("--check-tiles", action="store_true",
                         help="also check_tiles.py in the page: its tile products against plain Python")
     parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
@@ -154,6 +158,7 @@ def main() -> None:
     model = args.model or args.extension / json.loads((args.extension / "build.json").read_text())["model"]
     page = bench_page(args.chromium, args.extension, model, args.prompt_tokens, args.decode_tokens, args.ignore_eos,
                       args.gpu, args.profile, tuple(args.flag), tuple(args.dawn), f16_prompts=args.f16_prompts,
+                      q8_prompts=args.q8_prompts,
                       check_tiles=args.check_tiles, profile_tokens=args.profile_tokens)
     print(f"model: {model}")
     print(f"browser ({page['device']}, {page['variant']}, integer products: {page['dot4']}): prefill "

@@ -82,11 +82,13 @@ class Host:
     # ---------------------------------------------------------------- loading
 
     async def load(self, source: Any, *, n_ctx: int = DEFAULT_N_CTX, device: Any = None,
-                   seats: int = DEFAULT_SEATS, kv_f16: bool = False, f16_prompts: bool = False) -> bool:
+                   seats: int = DEFAULT_SEATS, kv_f16: bool = False, f16_prompts: bool = False,
+                   q8_prompts: bool = False) -> bool:
         """Open the GPU, parse the GGUF held by `source` and upload it; report progress, then ready or error.
         seats: requests served at once (a sequence of n_ctx positions each in the KV cache); kv_f16: that cache
         in f16 (half its memory); f16_prompts: prompts' products in f16 where the GPU has shader-f16 (a
-        preference: without it they stay f32, and `describe` says which)."""
+        preference: without it they stay f32, and `describe` says which); q8_prompts: prompts' products on x in 8
+        bits where the GPU takes prompts in tiles (before f16's)."""
         from .engine import Engine
         from .gguf import parse_gguf
         from .gpu import open_device
@@ -105,7 +107,7 @@ class Host:
 
             f16_prompts = f16_prompts and "shader-f16" in device.info.features
             self.engine = await Engine.load(gguf=gguf, device=device, n_ctx=n_ctx, progress=uploaded, n_seqs=seats,
-                                            kv_f16=kv_f16, f16_prompts=f16_prompts)
+                                            kv_f16=kv_f16, f16_prompts=f16_prompts, q8_prompts=q8_prompts)
             self.streams = _streams_of(self.engine)
         except Exception as e:  # noqa: BLE001 - every load failure is reported to the panel, named
             if not isinstance(e, HearthError):
@@ -139,7 +141,8 @@ class Host:
             "adapter": f"{info.vendor} {info.device}".strip(),
             "seats": engine.model.n_seqs,
             "kv_f16": engine.model.kernels.kv_f16,
-            "f16_prompts": engine.model.kernels.f16_prompts,
+            "f16_prompts": engine.model.kernels.f16_prompts and not engine.model.kernels.q8_prompts,
+            "q8_prompts": engine.model.kernels.q8_prompts and engine.model.kernels.tiles,  # (what runs)
             "tensor_cores": engine.model.kernels.prompts_on_matrices,  # (f16 prompts on subgroup matrices)
         }
 

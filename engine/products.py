@@ -266,8 +266,9 @@ class ProductKernels:
 
     @property
     def prompts_on_matrices(self) -> bool:
-        """Whether f16 prompts' products run on subgroup matrices (tensor cores) here (matrix_tiles)."""
-        return matrix_tiles(self.device.info, self.variant, self.f16_prompts)
+        """Whether f16 prompts' products run on subgroup matrices (tensor cores) here (matrix_tiles; q8 prompts
+        take integer tiles instead)."""
+        return not self.q8_prompts and matrix_tiles(self.device.info, self.variant, self.f16_prompts)
 
     def _tiles(self, c: dict, buffers: list, n_in: int, n_out: int, glu: bool, max_tokens: int) -> tuple[Step, ...]:
         """A batch's product in tiles (tiles_module): TILE_ROWS rows (GLU: half as many outputs) x TILE_TOKENS
@@ -288,13 +289,13 @@ class ProductKernels:
         return quantize, self._step(module, "matmul_tiled", tc, [w, planes, y, sums], grid)
 
     def tiles_module(self, n_in: int) -> str:
-        """The module of batches' tiles for rows of n_in (Kernels' options): with f16_prompts on subgroup matrices
-        where the adapter has them (matrix_tiles_fit); else integer tiles with q8_prompts, f16 ones with
-        f16_prompts, f32 ones."""
-        if self.f16_prompts and matrix_tiles_fit(self.device.info, n_in):
-            return "matmul_tiled_matrix.wgsl"
+        """The module of batches' tiles for rows of n_in (Kernels' options): integer tiles with q8_prompts (faster
+        than the others where measured, Chromium's tensor cores among them: NOTES.md, session 27); with f16_prompts
+        on subgroup matrices where the adapter has them (matrix_tiles_fit), else f16 tiles; else f32 ones."""
         if self.q8_prompts:
             return "matmul_tiled_dot4.wgsl"
+        if self.f16_prompts and matrix_tiles_fit(self.device.info, n_in):
+            return "matmul_tiled_matrix.wgsl"
         return "matmul_tiled_f16.wgsl" if self.f16_prompts else "matmul_tiled.wgsl"
 
     def uses_dot4(self, wtype: int) -> bool:

@@ -11,6 +11,7 @@ const N_CTX = Number(SETTINGS.get("n_ctx")) || DEFAULTS.n_ctx;
 const SEATS = Number(SETTINGS.get("seats")) || DEFAULTS.seats; // requests answered at once
 const KV_F16 = SETTINGS.get("kv_f16") === "true"; // the KV cache in f16
 const F16_PROMPTS = SETTINGS.get("f16_prompts") === "true"; // prompts in f16 where the GPU has shader-f16
+const Q8_PROMPTS = SETTINGS.get("q8_prompts") === "true"; // prompts on x in 8 bits (GPUs that tile prompts)
 const py = (flag) => (flag ? "True" : "False");
 const ENGINE_DIR = "/home/pyodide/hearth"; // engine/ and shaders/ side by side, as engine.kernels expects
 
@@ -65,7 +66,7 @@ def fail(message):
   // (the bytes are on the GPU after the load: dropping the last reference frees the file's copy in JS memory)
   await pyodide.runPythonAsync(`
 await host.load(ModelBytesSource(model_bytes), n_ctx=${N_CTX}, seats=${SEATS}, kv_f16=${py(KV_F16)},
-                f16_prompts=${py(F16_PROMPTS)})
+                f16_prompts=${py(F16_PROMPTS)}, q8_prompts=${py(Q8_PROMPTS)})
 del model_bytes
 `);
 }

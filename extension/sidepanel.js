@@ -51,7 +51,8 @@ function onLoadMessage(kind, content) {
     const waited = seconds >= 0.5 ? ` in ${seconds} s` : ""; // (already loaded when this panel opened)
     const together = content.seats > 1 ? ` · ${content.seats} requests at once` : "";
     const prompts = content.tensor_cores ? "f16 prompts on tensor cores" : "f16 prompts";
-    const f16 = [content.kv_f16 && "f16 context", content.f16_prompts && prompts].filter(Boolean);
+    const f16 = [content.kv_f16 && "f16 context", content.f16_prompts && prompts, content.q8_prompts && "8-bit prompts"]
+      .filter(Boolean);
     const precision = f16.map((what) => ` · ${what}`).join("");
     $("speed").textContent = `Model ready${waited} · ${content.adapter} · ${content.n_ctx}-token context${together}${precision}`;
     if (!state.active) document.body.dataset.state = "ready";

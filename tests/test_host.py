@@ -35,7 +35,8 @@ class ScriptedEngine:
         self.metadata = gguf.metadata
         self.tokenizer = Tokenizer.from_metadata(gguf.metadata)
         info = SimpleNamespace(vendor="test", device="scripted")
-        kernels = SimpleNamespace(kv_f16=False, f16_prompts=False, prompts_on_matrices=False)
+        kernels = SimpleNamespace(kv_f16=False, f16_prompts=False, q8_prompts=False, tiles=False,
+                                  prompts_on_matrices=False)
         self.model = SimpleNamespace(n_ctx=n_ctx, n_seqs=1, device=SimpleNamespace(info=info), kernels=kernels)
         self.reply, self.step_delay = reply, step_delay
         self.prompts: list[str] = []
@@ -311,6 +312,23 @@ def test_load_takes_an_f16_cache_and_f16_prompts_where_the_gpu_has_them(engine, 
     assert ready["content"]["kv_f16"] is True and host.engine.model.kernels.kv_f16
     assert ready["content"]["f16_prompts"] is f16_gpu and host.engine.model.kernels.f16_prompts is f16_gpu
     assert ready["content"]["tensor_cores"] is False  # (subgroup matrices are the browser's, on GPUs that offer them)
+
+
+def test_q8_prompts_are_named_only_where_prompts_take_tiles(engine, model_gguf):
+    """q8 prompts are a preference too: the engine keeps it, and the ready message names it only where prompts'
+    products run in tiles (GPUs; lavapipe's default variant is the scalar one, without them)."""
+    sent = []
+
+    async def main():
+        host = Host()
+        host.connect(lambda message: sent.append(message.to_dict()))
+        assert await host.load(model_gguf.source, device=engine.model.device, n_ctx=128, q8_prompts=True)
+        await host.drain()
+        return host
+
+    kernels = asyncio.run(main()).engine.model.kernels
+    assert kernels.q8_prompts and not kernels.tiles
+    assert sent[-1]["kind"] == "ready" and sent[-1]["content"]["q8_prompts"] is False
 
 
 def test_chats_that_arrive_together_decode_together(engine, model_gguf, event_loop_session):

@@ -26,6 +26,7 @@ async function main() {
   const profileTokens = Number(query.get("profile_tokens") || 1); // tokens a step in its per-op figures
   const check = query.get("check_tiles") ? "True" : "False"; // check_tiles.py's products against plain Python
   const f16 = query.get("f16_prompts") ? "True" : "False"; // prompts' products in f16 tiles (Engine.load's f16_prompts)
+  const q8 = query.get("q8_prompts") ? "True" : "False"; // or on x in 8 bits, integer tiles (q8_prompts)
   const result = await pyodide.runPythonAsync(`
 import json, math, sys
 sys.path.insert(0, "${ENGINE_DIR}")
@@ -36,7 +37,8 @@ from engine.gguf import parse_gguf
 from engine.gpu.browser import ModelBytesSource
 
 n_ctx = max(512, ${n_prompt} + ${n_decode} + 8)
-engine = await Engine.load(gguf=parse_gguf(ModelBytesSource(model_bytes)), n_ctx=n_ctx, f16_prompts=${f16})
+engine = await Engine.load(gguf=parse_gguf(ModelBytesSource(model_bytes)), n_ctx=n_ctx, f16_prompts=${f16},
+                           q8_prompts=${q8})
 prefill, decode = await measure(engine, ${n_prompt}, ${n_decode}, ${ignore_eos})
 info, kernels = engine.model.device.info, engine.model.kernels
 figures = {"prefill": prefill, "decode": decode, "device": info.device or info.vendor,

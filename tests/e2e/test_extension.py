@@ -280,15 +280,17 @@ def test_changing_the_context_size_or_the_parallel_requests_reloads_the_model(pa
 def test_an_f16_context_is_a_setting_that_reloads_the_model_and_still_answers(panel):
     """One setting a reload, and back. SwiftShader has no shader-f16: f16 prompts asked for stay f32 there, and
     the panel names only what runs."""
-    now = {"kv_f16": False, "f16_prompts": False}
-    for setting in ({"kv_f16": True}, {"f16_prompts": True}, {"kv_f16": False}, {"f16_prompts": False}):
+    now = {"kv_f16": False, "f16_prompts": False, "q8_prompts": False}
+    for setting in ({"kv_f16": True}, {"f16_prompts": True}, {"q8_prompts": True}, {"kv_f16": False},
+                    {"f16_prompts": False}, {"q8_prompts": False}):
         now.update(setting)
         panel.settings(**setting)
         panel.page.wait_for_selector("body[data-state=ready]", timeout=LOAD_TIMEOUT_MS)
         speed = panel.page.inner_text("#speed")
         assert ("f16 context" in speed) == now["kv_f16"] and "f16 prompts" not in speed, speed
+        assert "8-bit prompts" not in speed, speed  # (SwiftShader's engine is the scalar variant: no tiles)
         assert {key: panel.storage()["engine"][key] for key in now} == now  # (kept for the next start)
-        if now == {"kv_f16": True, "f16_prompts": True}:  # the model, its cache in f16, still answers
+        if now == {"kv_f16": True, "f16_prompts": True, "q8_prompts": True}:  # the model, its cache in f16, answers
             panel.ask("Hello")
             answer = panel.wait_answer()
             assert answer["text"].strip() and "error" not in answer["note"].lower(), answer

@@ -310,8 +310,8 @@ def test_prompts_products_in_tiles(gpu, kernels_for, rng, wtype, tiles, monkeypa
 def test_f16_prompts_take_subgroup_matrices_where_the_adapter_multiplies_them():
     """matmul_tiled_matrix.wgsl (tensor cores; Chromium's subgroup matrices) for f16 prompts whose rows are whole
     stages, where the adapter offers f16 matrices and their 32 KB of workgroup memory; the f16 tiles elsewhere,
-    f32 tiles without f16 prompts. (The kernel itself runs only where that feature is: check_tiles.py in
-    bench_page.py's page on a GPU, NOTES.md.)"""
+    f32 tiles without f16 prompts, integer tiles with q8 prompts whatever the adapter offers. (The kernel itself
+    runs only where that feature is: check_tiles.py in bench_page.py's page on a GPU, NOTES.md.)"""
     device = RecordingDevice(products.MATRIX_STORAGE)
     device.info = replace(device.info, features=device.info.features | {gpu_seam.SUBGROUP_MATRIX})
     f16 = K.Kernels(device, variant="subgroup", f16_prompts=True)
@@ -326,6 +326,8 @@ def test_f16_prompts_take_subgroup_matrices_where_the_adapter_multiplies_them():
     assert len(modules) == 2 and all(code == modules[0] for code in modules)
     assert modules[0].startswith(K.load_shader("matmul_tiled_matrix.wgsl"))
     assert K.Kernels(device, variant="subgroup").tiles_module(stage) == "matmul_tiled.wgsl"
+    both = K.Kernels(device, variant="subgroup", f16_prompts=True, q8_prompts=True)  # (q8's integer tiles run faster)
+    assert both.tiles_module(stage) == "matmul_tiled_dot4.wgsl" and not both.prompts_on_matrices
     info = device.info
     device.info = replace(info, max_workgroup_storage=products.MATRIX_STORAGE - 1024)
     assert K.Kernels(device, variant="subgroup", f16_prompts=True).tiles_module(stage) == "matmul_tiled_f16.wgsl"

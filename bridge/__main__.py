@@ -32,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-ctx", type=int, default=DEFAULT_N_CTX, help="context size for --native (tokens)")
     parser.add_argument("--kv-f16", action="store_true",
                         help="for --native: the KV cache in f16 (half its memory, a longer --n-ctx; less exact)")
+    parser.add_argument("--f16-prompts", action="store_true",
+                        help="for --native: prompts' products in f16 (GPUs with shader-f16): faster, less exact")
+    parser.add_argument("--q8-prompts", action="store_true",
+                        help="for --native: prompts' products on x in 8 bits, as llama.cpp's (GPUs): fastest, "
+                             "less exact still")  # fmt: skip
     parser.add_argument("--parallel", type=_at_least_one, default=1, metavar="N",
                         help="for --native: requests decoded together (each keeps its own context of --n-ctx "
                              "tokens in memory; default 1)")  # fmt: skip
@@ -85,7 +90,8 @@ async def _serve(args: argparse.Namespace) -> int:
             from .native import load_engine, native_provider
 
             print("loading the native engine...", file=sys.stderr)
-            engine = await load_engine(args.model, args.n_ctx, parallel=args.parallel, kv_f16=args.kv_f16)
+            engine = await load_engine(args.model, args.n_ctx, parallel=args.parallel, kv_f16=args.kv_f16,
+                                       f16_prompts=args.f16_prompts, q8_prompts=args.q8_prompts)
             hub.add_provider(native_provider(hub, engine))
             print(f"native engine ready: {hub.model_name()}", file=sys.stderr)
         if args.launch_browser:

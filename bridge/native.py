@@ -22,10 +22,12 @@ def native_provider(hub: Hub, engine: Any) -> Provider:
     return provider
 
 
-async def load_engine(path: str | None, n_ctx: int, progress=None, parallel: int = 1, kv_f16: bool = False
-                      ) -> Any:
+async def load_engine(path: str | None, n_ctx: int, progress=None, parallel: int = 1, kv_f16: bool = False,
+                      f16_prompts: bool = False, q8_prompts: bool = False) -> Any:
     """The native engine, loaded once (the default model when `path` is None), serving `parallel` requests at
-    once (a sequence of n_ctx positions each in its KV cache, f16 with kv_f16)."""
+    once (a sequence of n_ctx positions each in its KV cache, f16 with kv_f16); f16_prompts and q8_prompts as
+    Model.load's."""
     from engine.engine import Engine
 
-    return await Engine.load(path, n_ctx=n_ctx, progress=progress, n_seqs=parallel, kv_f16=kv_f16)
+    return await Engine.load(path, n_ctx=n_ctx, progress=progress, n_seqs=parallel, kv_f16=kv_f16,
+                             f16_prompts=f16_prompts, q8_prompts=q8_prompts)

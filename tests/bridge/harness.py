@@ -76,7 +76,8 @@ class EchoEngine:
         self.served: list[str] = []
         self.closed_early: list[str] = []
         info = SimpleNamespace(vendor="test", device="echo")
-        kernels = SimpleNamespace(kv_f16=False, f16_prompts=False, prompts_on_matrices=False)
+        kernels = SimpleNamespace(kv_f16=False, f16_prompts=False, q8_prompts=False, tiles=False,
+                                  prompts_on_matrices=False)
         self.model = SimpleNamespace(n_ctx=1 << 20, n_seqs=1, device=SimpleNamespace(info=info), kernels=kernels)
         self.metadata = {"general.name": "Echo 1"}
 

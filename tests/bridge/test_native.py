@@ -139,3 +139,15 @@ def test_load_engine_keeps_the_cache_precision_asked(kv_f16):
     assert model.kernels.kv_f16 is kv_f16
     for layer in model.layers:
         assert layer.key_cache.size == layer.value_cache.size == 64 * model.config.kv_dim * (2 if kv_f16 else 4)
+
+
+@pytest.mark.parametrize("prompts", ["f16_prompts", "q8_prompts"])
+def test_load_engine_keeps_the_prompts_precision_asked(prompts):
+    """`--native --f16-prompts` / `--q8-prompts` reach the model's kernels (which take them where prompts run in
+    tiles: tests/kernels/test_matmul.py)."""
+    from bridge.native import load_engine
+
+    kernels = asyncio.run(load_engine(None, 64, **{prompts: True})).model.kernels
+    assert getattr(kernels, prompts) and not kernels.kv_f16
+    other = "q8_prompts" if prompts == "f16_prompts" else "f16_prompts"
+    assert not getattr(kernels, other)

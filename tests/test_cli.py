@@ -145,12 +145,14 @@ def test_every_named_error_is_one_line_and_exit_2(name, monkeypatch, capsys):
     assert out == "" and err == f"error: {name} happened\n"
 
 
-def test_f16_prompts_on_a_cpu_adapter_change_nothing():
-    """--f16-prompts reaches Model.load; only GPUs' prompts are tiled, so this machine's answer is the same."""
+@pytest.mark.parametrize("flag", ["--f16-prompts", "--q8-prompts"])
+def test_fast_prompts_on_a_cpu_adapter_change_nothing(flag):
+    """--f16-prompts / --q8-prompts reach Model.load; only GPUs' prompts are tiled, so this machine's answer is
+    the same."""
     args = ("generate", "--temperature", "0", "--max-tokens", "12", "Name a colour.")
-    plain, f16 = _run(*args), _run(args[0], "--f16-prompts", *args[1:])
-    assert plain.returncode == f16.returncode == 0, plain.stderr + f16.stderr
-    assert f16.stdout == plain.stdout and plain.stdout.strip()
+    plain, fast = _run(*args), _run(args[0], flag, *args[1:])
+    assert plain.returncode == fast.returncode == 0, plain.stderr + fast.stderr
+    assert fast.stdout == plain.stdout and plain.stdout.strip()
 
 
 def test_f16_prompts_without_shader_f16_is_one_line(engine, monkeypatch, capsys):

@@ -67,10 +67,13 @@ def quantised(rng, wtype: int, n_out: int, n_in: int) -> tuple[bytes, np.ndarray
 def dot4_bounds(kernels, wtype: int, w: np.ndarray, x: np.ndarray, act: str | None = None) -> np.ndarray | None:
     """assert_close's widen for each token of x where the product is not f32's: integer x (quantize_x.wgsl's,
     matvec_dot4 on GPUs: dot4_bound), or a batch in f16 tiles (tiles_f16_bound); None for f32 products, the
-    f32 tiles' among them."""
+    f32 tiles' among them; for q8 tiles, the elements of x whose rounding the GPU may take the other way
+    (q8_ties)."""
+    x = np.atleast_2d(x)
+    if q8_tiles(kernels, wtype, x):
+        return np.stack([through_glu(w, row, np.abs(w) @ q8_ties(row), act) for row in x])
     if not kernels.uses_dot4(wtype):
         return None
-    x = np.atleast_2d(x)
     if len(x) > products.DOT4_FEW and kernels.tiles:  # a batch: matmul_tiled.wgsl, f32 x
         if kernels.tiles_module(w.shape[1]) != "matmul_tiled_f16.wgsl":  # (q8 tiles: as_products_see)
             return None
@@ -78,17 +81,36 @@ def dot4_bounds(kernels, wtype: int, w: np.ndarray, x: np.ndarray, act: str | No
     return np.stack([dot4_bound(w, row, act) for row in x])
 
 
+def q8_tiles(kernels, wtype: int, x: np.ndarray) -> bool:
+    """Whether a batch x's product is q8 prompts' integer tiles (as ProductKernels.matmul chooses)."""
+    batch = len(x) > products.DOT4_FEW and kernels.tiles and wtype in products.DOT4_TYPES
+    return batch and kernels.tiles_module(x.shape[1]) == "matmul_tiled_dot4.wgsl"
+
+
+def q8_steps(x: np.ndarray) -> np.ndarray:
+    """Each element's step in q8 tiles' x: its block's largest |x| / 127 (0 for a block of zeros)."""
+    blocks = np.abs(x).reshape(len(x), -1, 32)
+    return np.repeat(blocks.max(axis=2) / 127, 32, axis=1).reshape(x.shape)
+
+
 def as_products_see(kernels, wtype: int, x: np.ndarray) -> np.ndarray:
     """x as a batch's products take it: q8 tiles (matmul_tiled_dot4.wgsl) round each element to a signed byte
     of its block's largest |x| / 127, llama.cpp's q8_1, and their sums must then equal that x's products to
     f32's rounding (the weights' offsets included); other products take x as it is (dot4_bounds)."""
     x = np.asarray(x, dtype=np.float64)
-    tiles = len(x) > products.DOT4_FEW and kernels.tiles and wtype in products.DOT4_TYPES  # (ProductKernels.matmul)
-    if not tiles or kernels.tiles_module(x.shape[1]) != "matmul_tiled_dot4.wgsl":
+    if not q8_tiles(kernels, wtype, x):
         return x
-    blocks = x.reshape(len(x), -1, 32)
-    step = np.abs(blocks).max(axis=2, keepdims=True) / 127
-    return (np.round(blocks / np.where(step > 0, step, 1)) * step).reshape(x.shape)
+    step = q8_steps(x)
+    return np.round(x / np.where(step > 0, step, 1)) * step
+
+
+def q8_ties(x: np.ndarray) -> np.ndarray:
+    """A step for each element of one token's x that lies within 1e-4 steps of halfway between two (the GPU
+    scales x in f32 and may round it the other way), 0 for the rest: a wrong scale or sum misses by far more."""
+    x = np.asarray(x, dtype=np.float64)[None]
+    step = q8_steps(x)
+    scaled = np.abs(x) / np.where(step > 0, step, 1)
+    return np.where(np.abs(scaled - np.floor(scaled) - 0.5) < 1e-4, step, 0.0)[0]
 
 
 def dot4_bound(w: np.ndarray, x: np.ndarray, act: str | None = None) -> np.ndarray:

@@ -142,7 +142,8 @@ def model_buffers(
             activations += [("dot4 x q", planes * tokens), ("dot4 x s", sums * tokens)]
         if tiles and q8_prompts and T > 1:  # ProductKernels._tiles: batches' x as bytes for the integer tiles
             for width in sorted({width for width, tokens in _dot4_scratch(tensors, T) if tokens == T}):
-                activations += [("tile x q", width * TILE_PLANES * T), ("tile x s", width // 32 * 16 * T)]
+                planes, sums = dot4_x_nbytes(width, TILE_PLANES)
+                activations += [("tile x q", planes * T), ("tile x s", sums * T)]
     # Kernels.rope's constants: a table of inverse frequencies per RoPE base, and ones if the model has no factors
     half = c.rope_dim // 2
     activations += [("rope_inv_freq", half * f32)] * len({c.rope_base(i) for i in range(c.n_layers)})

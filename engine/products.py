@@ -77,9 +77,10 @@ TILE_PLANES = 1
 TWO_SCALE_TYPES = frozenset({Q2_K, Q3_K, Q6_K})
 
 
-def dot4_x_nbytes(n_in: int) -> tuple[int, int]:
-    """Bytes of quantize_x.wgsl's two outputs for one token of n_in: the planes, and the scales and sums."""
-    return n_in * DOT4_PLANES, n_in // 32 * 16
+def dot4_x_nbytes(n_in: int, planes: int = DOT4_PLANES) -> tuple[int, int]:
+    """Bytes of quantize_x.wgsl's two outputs for one token of n_in in `planes` planes: the planes, and the
+    scales and sums."""
+    return n_in * planes, n_in // 32 * 16
 
 
 def tiles_fit(info, variant: str) -> bool:
@@ -279,13 +280,11 @@ class ProductKernels:
         if module != "matmul_tiled_dot4.wgsl":
             return (self._step(module, "matmul_tiled", c, buffers, grid),)
         w, x, y = buffers
-        planes = self._shared_scratch(n_in * TILE_PLANES * max_tokens, "tile x q")
-        sums = self._shared_scratch(n_in // 32 * 16 * max_tokens, "tile x s")
-        layout = {"N_IN": n_in, "PLANES": TILE_PLANES}
-        x_groups = cdiv(n_in // 4, QUANTIZE_WG)
-        quantize = self._step("quantize_x.wgsl", "quantize_x", layout, [x, x, planes, sums],
-                              lambda n: (x_groups, 1, n))
-        tc = {**c, "PLANES": TILE_PLANES, **({"TWO_SCALES": True} if c["WTYPE"] in TWO_SCALE_TYPES else {})}
+        q_bytes, s_bytes = (n * max_tokens for n in dot4_x_nbytes(n_in, TILE_PLANES))
+        planes, sums = self._shared_scratch(q_bytes, "tile x q"), self._shared_scratch(s_bytes, "tile x s")
+        layout = self.dot4_x_layout(n_in, spread=False, planes=TILE_PLANES)
+        quantize = self._quantize_x(layout, [x, x], planes, sums)
+        tc = {**c, **layout, **({"TWO_SCALES": True} if c["WTYPE"] in TWO_SCALE_TYPES else {})}
         return quantize, self._step(module, "matmul_tiled", tc, [w, planes, y, sums], grid)
 
     def tiles_module(self, n_in: int) -> str:
@@ -310,11 +309,18 @@ class ProductKernels:
         return self._shared_scratch(q_bytes, "dot4 x q"), self._shared_scratch(s_bytes, "dot4 x s")
 
     @staticmethod
-    def dot4_x_layout(n_in: int, spread: bool) -> dict:
+    def dot4_x_layout(n_in: int, spread: bool, planes: int = DOT4_PLANES) -> dict:
         """The overrides that say how x of n_in inputs lies in dot4_x (x_blocks.wgsl), which what quantises x
         and the product must share: one token's (and a few tokens') lanes load consecutive words (spread);
-        matvec_dot4_batch keeps blocks whole."""
-        return {"N_IN": n_in, "PLANES": DOT4_PLANES, **({"SPREAD": True} if spread else {})}
+        matvec_dot4_batch and the integer tiles (one plane) keep blocks whole."""
+        return {"N_IN": n_in, "PLANES": planes, **({"SPREAD": True} if spread else {})}
+
+    def _quantize_x(self, constants: dict, inputs: list, planes, sums) -> Step:
+        """quantize_x.wgsl's dispatch: x (or x_raw and the norm's weights) into planes and sums as `constants`
+        (a dot4_x_layout, NORM) say; an invocation 4 elements, a workgroup row a token."""
+        x_groups = cdiv(constants["N_IN"] // 4, QUANTIZE_WG)
+        return self._step("quantize_x.wgsl", "quantize_x", constants, [*inputs, planes, sums],
+                          lambda n: (x_groups, 1, n))
 
     def _glu_quantized(self, c: dict, w, n_in: int, n_out: int, y, max_tokens: int) -> Step:
         """One token's GLU product that also quantises its output for the next product (matvec_dot4.wgsl's
@@ -346,9 +352,7 @@ class ProductKernels:
         if norm is not None:
             x_raw, weight, eps = norm
             qc, inputs = {**qc, "NORM": True, "EPS": eps}, [x_raw, weight]
-        x_groups = cdiv(n_in // 4, QUANTIZE_WG)  # an invocation 4 elements, a workgroup row a token
-        quantize = self._step("quantize_x.wgsl", "quantize_x", qc, [*inputs, planes, sums],
-                              lambda n: (x_groups, 1, n))
+        quantize = self._quantize_x(qc, inputs, planes, sums)
         buffers = [w, planes, y, sums]
         if tokens == "batch":
             batch8 = n_in >= DOT4_BATCH8_ROW

@@ -16,8 +16,8 @@ diagnostic(off, subgroup_uniformity);
 //            weights' offsets m multiply these; with one plane, of x as quantised: x_quantize.wgsl says why)
 // Formula:   NORM: x = x * norm_w / sqrt(mean(x^2) + EPS) first (the RMSNorm before a product, folded:
 //            each workgroup sums the squares of the whole row itself, a few KB from cache)
-// Overrides: N_IN (a multiple of 32), PLANES (2 or 3; 1 for matmul_tiled_dot4.wgsl's prompts), NORM, EPS, SPREAD (x_blocks.wgsl, appended after
-//            x_quantize.wgsl, which does the quantising: quantize4)
+// Overrides: N_IN (a multiple of 32), PLANES (2 or 3; 1 for matmul_tiled_dot4.wgsl's prompts), NORM, EPS,
+//            SPREAD (x_blocks.wgsl, appended after x_quantize.wgsl, which does the quantising: quantize4)
 // Grid:      (ceil(N_IN / 4 / WG), 1, T): an invocation 4 elements, 8 a block, which meet in workgroup
 //            memory for the block's largest |x| and sums. (An invocation a block, peeling 32 elements'
 //            planes in a loop, took 10-12 us for one token on an H200, three times a dependent dispatch.)

@@ -137,6 +137,16 @@ fn x_tile(t0: u32, nt: u32, b: u32) -> array<mat4x4<f32>, 8> {
     return xs;
 }
 
+// x_in_place of each token of a tile (a column of each matrix).
+fn tile_in_place(xs: array<mat4x4<f32>, 8>) -> array<mat4x4<f32>, 8> {
+    if (!quants_in_place()) { return xs; }
+    var out = xs;
+    for (var i = 0u; i < 8u; i++) {
+        for (var t = 0u; t < 4u; t++) { out[i][t] *= IN_PLACE_X; }
+    }
+    return out;
+}
+
 fn put(t: u32, row: u32, v: f32) {
     let i = t * select(Y_STRIDE, N_OUT, Y_STRIDE == 0u) + Y_COL + row;
     if (ACCUMULATE) { y[i] += v; } else { y[i] = v; }
@@ -164,8 +174,9 @@ fn matvec_sums(r: u32) -> array<vec4<f32>, 4> {
     var c12: KCache; var c13: KCache; var c14: KCache; var c15: KCache;
     let s = x_scale(0u);
     for (var b = 0u; b < (N_IN + 31u) / 32u; b++) {
-        let xs = x_load(0u, b);
-        let xsum = block_sum(xs);
+        let x_block = x_load(0u, b);
+        let xsum = block_sum(x_block);
+        let xs = x_in_place(x_block);
         a0 += row_dot(wrow(r, 0u, MV_ROWS), b, xs, xsum, &c0, false);
         a1 += row_dot(wrow(r, 1u, MV_ROWS), b, xs, xsum, &c1, false);
         a2 += row_dot(wrow(r, 2u, MV_ROWS), b, xs, xsum, &c2, false);
@@ -267,8 +278,9 @@ fn matmul_at(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) {
     var c8: KCache; var c9: KCache; var c10: KCache; var c11: KCache;
     var c12: KCache; var c13: KCache; var c14: KCache; var c15: KCache;
     for (var b = 0u; b < (N_IN + 31u) / 32u; b++) {
-        let xs = x_tile(t0, nt, b);
-        let xsum = tile_sum(xs);
+        let x_block = x_tile(t0, nt, b);
+        let xsum = tile_sum(x_block);
+        let xs = tile_in_place(x_block);
         a0 += row_tile(wrow(r, 0u, MM_ROWS), b, xs, xsum, &c0);
         a1 += row_tile(wrow(r, 1u, MM_ROWS), b, xs, xsum, &c1);
         a2 += row_tile(wrow(r, 2u, MM_ROWS), b, xs, xsum, &c2);

@@ -92,6 +92,24 @@ fn parts(q: array<vec4<f32>, 8>, d: f32, m: f32) -> QuantParts { return QuantPar
 // Whether quant_parts gives the halves of a block their own scales (see QuantParts).
 fn split_scales() -> bool { return WTYPE == Q6_K || WTYPE == Q3_K || WTYPE == Q2_K; }
 
+// QUANTS_IN_PLACE (the scalar products, matmul.wgsl): Q4_0's and Q4_1's quant_parts leave each nibble where it
+// lies in its word, element k of a vec4 times 256^k, and the products scale x by 256^-k instead (x_in_place),
+// once a block for all their rows: a shift fewer an element, the same sums (powers of two scale exactly, unless
+// x is below 2^-102). Why: a shift was one of an element's four operations on lavapipe (mask, convert, multiply,
+// add), and one token's Q4_1 products ran 1.07-1.15x as fast without it (NOTES.md, session 28).
+override QUANTS_IN_PLACE: bool = false;
+const IN_PLACE_X = vec4<f32>(1.0, 1.0 / 256.0, 1.0 / 65536.0, 1.0 / 16777216.0);
+
+fn quants_in_place() -> bool { return QUANTS_IN_PLACE && (WTYPE == Q4_0 || WTYPE == Q4_1); }
+
+// A block of x as the products multiply it with quant_parts' q: scaled where quants_in_place().
+fn x_in_place(xs: array<vec4<f32>, 8>) -> array<vec4<f32>, 8> {
+    if (!quants_in_place()) { return xs; }
+    var out = xs;
+    for (var i = 0u; i < 8u; i++) { out[i] *= IN_PLACE_X; }
+    return out;
+}
+
 // Whether quant_parts' m is ever nonzero (products then add m * sum(x)).
 fn has_offset() -> bool { return !is_float() && WTYPE != Q8_0 && WTYPE != IQ4_NL && WTYPE != IQ4_XS; }
 
@@ -205,8 +223,12 @@ fn block18(o: u32) -> Block18 {
     return Block18(d, select(half_shift(v[0], v[1]), shl1(v[0], v[1]), odd));
 }
 
-// Nibbles of four packed words: elements 4i..4i+3 (low) or 16+4i..16+4i+3 (high) of a Q4 block.
+// Nibbles of four packed words: elements 4i..4i+3 (low) or 16+4i..16+4i+3 (high) of a Q4 block; where
+// quants_in_place(), element k left in byte k's place (times 256^k), for x_in_place's x.
 fn nibbles(q: u32, high: bool) -> vec4<f32> {
+    if (quants_in_place()) {
+        return vec4<f32>(vec4<u32>(select(q, q >> 4u, high)) & vec4<u32>(0xFu, 0xF00u, 0xF0000u, 0xF000000u));
+    }
     let shifts = select(vec4<u32>(0u, 8u, 16u, 24u), vec4<u32>(4u, 12u, 20u, 28u), high);
     return vec4<f32>((vec4<u32>(q) >> shifts) & vec4<u32>(0xFu));
 }

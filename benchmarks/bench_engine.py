@@ -100,9 +100,12 @@ class LlamaCpp:
 
 async def compare(path, n_prompt: int, n_decode: int, threads: int, rounds: int) -> tuple[str, list[tuple]]:
     """The engine's device, and for each round (engine prefill, decode, llama.cpp prefill, decode): the two
-    measured in turn in one process, so that a machine whose speed wanders (shared virtual CPUs) moves both."""
-    engine = await Engine.load(path, n_ctx=n_prompt + n_decode + 8)
+    measured in turn in one process, so that a machine whose speed wanders (shared virtual CPUs) moves both.
+    llama.cpp loads first: loaded after the engine (lavapipe's JIT and buffers), its decode read 20-35 % slow for
+    the first rounds and climbed back over four or five (106, 126, 144, 158, 158 tok/s), which flattered the
+    engine's ratio; loaded first it decodes at its own speed from the first round (NOTES.md, session 28)."""
     llama = LlamaCpp(path, n_prompt, n_decode, threads)
+    engine = await Engine.load(path, n_ctx=n_prompt + n_decode + 8)
     runs = [(*await measure(engine, n_prompt, n_decode), *llama.measure()) for _ in range(rounds)]
     return engine.model.device.info.device, runs
 

@@ -73,9 +73,9 @@ MATRIX_STAGE, MATRIX_STORAGE = 64, 32768
 # block (llama.cpp's q8_1): an H200's prefill of 512 at the 8B shape 2478 tok/s in f16 tiles -> 3586, 1B 13842 ->
 # 18475 (NOTES.md, session 27).
 TILE_PLANES = 1
-# Types whose scalar products take each nibble where it lies in its byte and scale x instead (quant.wgsl's
+# Types whose scalar products take each quant where it lies in its word and scale x instead (quant.wgsl's
 # QUANTS_IN_PLACE: a shift fewer a weight).
-IN_PLACE_TYPES = frozenset({Q4_0, Q4_1})
+IN_PLACE_TYPES = frozenset({Q4_0, Q4_1, Q8_0})
 # Types whose blocks' halves have scales of their own (IntParts' d.x != d.y): matmul_tiled_dot4's TWO_SCALES.
 TWO_SCALE_TYPES = frozenset({Q2_K, Q3_K, Q6_K})
 
@@ -258,7 +258,7 @@ class ProductKernels:
 
     def _scalar(self, entry: str, constants: dict) -> tuple[str, str, dict]:
         """The module, entry point and constants of matmul.wgsl's `entry`: matmul_lanes.wgsl's where lanes share
-        x's loads (Kernels.x_lanes). Q4_0's and Q4_1's leave the quants in place (quant.wgsl's QUANTS_IN_PLACE)."""
+        x's loads (Kernels.x_lanes). IN_PLACE_TYPES' leave the quants in place (quant.wgsl's QUANTS_IN_PLACE)."""
         if constants["WTYPE"] in IN_PLACE_TYPES:
             constants = {**constants, "QUANTS_IN_PLACE": True}
         if not self.x_lanes:

@@ -142,7 +142,7 @@ fn tile_in_place(xs: array<mat4x4<f32>, 8>) -> array<mat4x4<f32>, 8> {
     if (!quants_in_place()) { return xs; }
     var out = xs;
     for (var i = 0u; i < 8u; i++) {
-        for (var t = 0u; t < 4u; t++) { out[i][t] *= IN_PLACE_X; }
+        for (var t = 0u; t < 4u; t++) { out[i][t] *= in_place_x(); }
     }
     return out;
 }

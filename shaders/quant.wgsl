@@ -92,21 +92,28 @@ fn parts(q: array<vec4<f32>, 8>, d: f32, m: f32) -> QuantParts { return QuantPar
 // Whether quant_parts gives the halves of a block their own scales (see QuantParts).
 fn split_scales() -> bool { return WTYPE == Q6_K || WTYPE == Q3_K || WTYPE == Q2_K; }
 
-// QUANTS_IN_PLACE (the scalar products, matmul.wgsl): Q4_0's and Q4_1's quant_parts leave each nibble where it
-// lies in its word, element k of a vec4 times 256^k, and the products scale x by 256^-k instead (x_in_place),
-// once a block for all their rows: a shift fewer an element, the same sums (powers of two scale exactly, unless
-// x is below 2^-102). Why: a shift was one of an element's four operations on lavapipe (mask, convert, multiply,
-// add), and one token's Q4_1 products ran 1.07-1.15x as fast without it (NOTES.md, session 28).
+// QUANTS_IN_PLACE (the scalar products, matmul.wgsl): quant_parts leaves each quant where it lies in its word
+// and the products scale x instead (x_in_place), once a block for all their rows: Q4_0's and Q4_1's nibble k of
+// a word stays in byte k's place (times 256^k), Q8_0's signed byte k moves to the top of the word (times 2^24,
+// a shift or a mask where a shift up and one down took two). The sums are the same to the bit: powers of two
+// scale exactly, unless x is below 2^-102. Why: those shifts were one of a weight's four or five operations on
+// lavapipe (mask, convert, multiply, add); one token's Q4_1 products ran 1.07-1.15x as fast, Q8_0's (the
+// default model's head) 1.07x (NOTES.md, sessions 28 and 29).
 override QUANTS_IN_PLACE: bool = false;
-const IN_PLACE_X = vec4<f32>(1.0, 1.0 / 256.0, 1.0 / 65536.0, 1.0 / 16777216.0);
 
-fn quants_in_place() -> bool { return QUANTS_IN_PLACE && (WTYPE == Q4_0 || WTYPE == Q4_1); }
+fn quants_in_place() -> bool { return QUANTS_IN_PLACE && (WTYPE == Q4_0 || WTYPE == Q4_1 || WTYPE == Q8_0); }
+
+// What x_in_place multiplies element k of each vec4 of x by.
+fn in_place_x() -> vec4<f32> {
+    if (WTYPE == Q8_0) { return vec4<f32>(1.0 / 16777216.0); }
+    return vec4<f32>(1.0, 1.0 / 256.0, 1.0 / 65536.0, 1.0 / 16777216.0);
+}
 
 // A block of x as the products multiply it with quant_parts' q: scaled where quants_in_place().
 fn x_in_place(xs: array<vec4<f32>, 8>) -> array<vec4<f32>, 8> {
     if (!quants_in_place()) { return xs; }
     var out = xs;
-    for (var i = 0u; i < 8u; i++) { out[i] *= IN_PLACE_X; }
+    for (var i = 0u; i < 8u; i++) { out[i] *= in_place_x(); }
     return out;
 }
 

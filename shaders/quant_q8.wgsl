@@ -24,9 +24,14 @@ fn q8_0_block(o: u32) -> QuantParts {
     return parts(quants, d, 0.0);
 }
 
-// Four signed bytes of q as f32 (unpack4xI8 by shifts: SwiftShader emulates that built-in slowly).
+// Four signed bytes of q as f32 (unpack4xI8 by shifts: SwiftShader emulates that built-in slowly); where
+// quants_in_place(), each at the top of its word (times 2^24), for x_in_place's x.
 fn int8s(q: u32) -> vec4<f32> {
     let v = bitcast<i32>(q);
+    if (quants_in_place()) {
+        let top = vec4<i32>(-16777216i);  // 0xFF000000
+        return vec4<f32>(vec4<i32>(v << 24u, v << 16u, v << 8u, v) & top);
+    }
     return vec4<f32>(vec4<i32>(v << 24u, v << 16u, v << 8u, v) >> vec4<u32>(24u));
 }
 

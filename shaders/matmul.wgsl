@@ -139,7 +139,7 @@ fn x_tile(t0: u32, nt: u32, b: u32) -> array<mat4x4<f32>, 8> {
 
 // x_in_place of each token of a tile (a column of each matrix).
 fn tile_in_place(xs: array<mat4x4<f32>, 8>) -> array<mat4x4<f32>, 8> {
-    if (!quants_in_place()) { return xs; }
+    if (!QUANTS_IN_PLACE) { return xs; }
     var out = xs;
     for (var i = 0u; i < 8u; i++) {
         for (var t = 0u; t < 4u; t++) { out[i][t] *= in_place_x(); }

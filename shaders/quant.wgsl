@@ -98,10 +98,9 @@ fn split_scales() -> bool { return WTYPE == Q6_K || WTYPE == Q3_K || WTYPE == Q2
 // a shift or a mask where a shift up and one down took two). The sums are the same to the bit: powers of two
 // scale exactly, unless x is below 2^-102. Why: those shifts were one of a weight's four or five operations on
 // lavapipe (mask, convert, multiply, add); one token's Q4_1 products ran 1.07-1.15x as fast, Q8_0's (the
-// default model's head) 1.07x (NOTES.md, sessions 28 and 29).
+// default model's head) 1.07x (NOTES.md, sessions 28 and 29). Which types it is set for: products.py's
+// IN_PLACE_TYPES, whose decoders (nibbles, quant_q8.wgsl's int8s) honour it.
 override QUANTS_IN_PLACE: bool = false;
-
-fn quants_in_place() -> bool { return QUANTS_IN_PLACE && (WTYPE == Q4_0 || WTYPE == Q4_1 || WTYPE == Q8_0); }
 
 // What x_in_place multiplies element k of each vec4 of x by.
 fn in_place_x() -> vec4<f32> {
@@ -109,9 +108,9 @@ fn in_place_x() -> vec4<f32> {
     return vec4<f32>(1.0, 1.0 / 256.0, 1.0 / 65536.0, 1.0 / 16777216.0);
 }
 
-// A block of x as the products multiply it with quant_parts' q: scaled where quants_in_place().
+// A block of x as the products multiply it with quant_parts' q: scaled where QUANTS_IN_PLACE.
 fn x_in_place(xs: array<vec4<f32>, 8>) -> array<vec4<f32>, 8> {
-    if (!quants_in_place()) { return xs; }
+    if (!QUANTS_IN_PLACE) { return xs; }
     var out = xs;
     for (var i = 0u; i < 8u; i++) { out[i] *= in_place_x(); }
     return out;
@@ -231,9 +230,9 @@ fn block18(o: u32) -> Block18 {
 }
 
 // Nibbles of four packed words: elements 4i..4i+3 (low) or 16+4i..16+4i+3 (high) of a Q4 block; where
-// quants_in_place(), element k left in byte k's place (times 256^k), for x_in_place's x.
+// QUANTS_IN_PLACE, element k left in byte k's place (times 256^k), for x_in_place's x.
 fn nibbles(q: u32, high: bool) -> vec4<f32> {
-    if (quants_in_place()) {
+    if (QUANTS_IN_PLACE) {
         return vec4<f32>(vec4<u32>(select(q, q >> 4u, high)) & vec4<u32>(0xFu, 0xF00u, 0xF0000u, 0xF000000u));
     }
     let shifts = select(vec4<u32>(0u, 8u, 16u, 24u), vec4<u32>(4u, 12u, 20u, 28u), high);

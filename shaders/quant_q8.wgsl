@@ -25,10 +25,10 @@ fn q8_0_block(o: u32) -> QuantParts {
 }
 
 // Four signed bytes of q as f32 (unpack4xI8 by shifts: SwiftShader emulates that built-in slowly); where
-// quants_in_place(), each at the top of its word (times 2^24), for x_in_place's x.
+// QUANTS_IN_PLACE, each at the top of its word (times 2^24), for x_in_place's x.
 fn int8s(q: u32) -> vec4<f32> {
     let v = bitcast<i32>(q);
-    if (quants_in_place()) {
+    if (QUANTS_IN_PLACE) {
         let top = vec4<i32>(-16777216i);  // 0xFF000000
         return vec4<f32>(vec4<i32>(v << 24u, v << 16u, v << 8u, v) & top);
     }

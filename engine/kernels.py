@@ -143,9 +143,10 @@ class Kernels(ProductKernels, AttentionKernels, WeightBinding):
         products move them so too): off unless asked for, since f32's follow the float64 reference (DOT4_PLANES
         made the same choice for one token's integer x).
         q8_prompts: prompts' products of integer types as packed integer dot products on x quantised to a byte a
-        value (matmul_tiled_dot4.wgsl: llama.cpp's q8_1 for its prompts; any GPU that takes prompts in tiles):
-        faster than f16 tiles natively (H200, 8B prefill 1.45x, NOTES.md session 27); less exact than f16 where a
-        model has outlier channels (the default model's logits move ~2.5e-2 of their largest on text).
+        value, a scale each half block (matmul_tiled_dot4.wgsl: llama.cpp's q8_1 for its prompts has one a block;
+        any GPU that takes prompts in tiles): faster than f16 tiles natively (H200, 8B prefill 1.36x, NOTES.md
+        sessions 27 and 30); less exact than f16 where a model has outlier channels (the default model's logits
+        move ~1.2e-2 of their largest on text; benchmarks/bench_precision.py: KL divergence from f32 ~2e-3).
         x_lanes: lanes that share the scalar products' x loads (0, 4 or 8; lanes_sharing_x's if None)."""
         info = device.info
         variant = resolve_variant(info, variant)

@@ -70,8 +70,8 @@ TILE_ROWS, TILE_TOKENS = 128, 64
 # f16 tiles) in MATRIX_STORAGE bytes of workgroup memory.
 MATRIX_STAGE, MATRIX_STORAGE = 64, 32768
 # q8 prompts (Kernels' q8_prompts) take matmul_tiled_dot4.wgsl's integer tiles, x as TILE_PLANES plane of bytes a
-# block (llama.cpp's q8_1): an H200's prefill of 512 at the 8B shape 2478 tok/s in f16 tiles -> 3586, 1B 13842 ->
-# 18475 (NOTES.md, session 27).
+# block, a scale each half (llama.cpp's q8_1 has one a block): an H200's prefill of 512 at the 8B shape 2478 tok/s
+# in f16 tiles -> 3586 with a scale a block (NOTES.md, session 27), 3330 -> 3104 with a scale each half (session 30).
 TILE_PLANES = 1
 # Types whose scalar products take each quant where it lies in its word and scale x instead (quant.wgsl's
 # QUANTS_IN_PLACE: a shift fewer a weight).

@@ -13,7 +13,8 @@ diagnostic(off, subgroup_uniformity);
 //            without NORM), 3 xq_out [T, N_IN / 32, 2 PLANES] vec4<u32>, placed as x_blocks.wgsl says
 //            (SPREAD): plane p's words of elements 0..15 are word 2p, of 16..31 word 2p + 1,
 //            4 xs_out [T, N_IN / 32] vec4<f32>: (d, sum of elements 0..15, sum of 16..31, 0) of x itself (the
-//            weights' offsets m multiply these; with one plane, of x as quantised: x_quantize.wgsl says why)
+//            weights' offsets m multiply these); with one plane (d of elements 0..15, their sum, the sum of
+//            16..31, d of 16..31), the sums of x as quantised (x_quantize.wgsl says why)
 // Formula:   NORM: x = x * norm_w / sqrt(mean(x^2) + EPS) first (the RMSNorm before a product, folded:
 //            each workgroup sums the squares of the whole row itself, a few KB from cache)
 // Overrides: N_IN (a multiple of 32), PLANES (2 or 3; 1 for matmul_tiled_dot4.wgsl's prompts), NORM, EPS,

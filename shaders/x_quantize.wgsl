@@ -20,8 +20,15 @@ fn quantize4(blocks: u32, t: u32, e: u32, v: vec4<f32>, lid: u32, inside: bool) 
     sums[lid] = dot(v, vec4<f32>(1.0));
     workgroupBarrier();
     let first = lid & ~7u;  // the block's first invocation
-    var m = 0.0;
-    for (var i = 0u; i < 8u; i++) { m = max(m, largest[first + i]); }
+    var m_lo = 0.0;  // the largest |x| of elements 0..15, then of 16..31
+    var m_hi = 0.0;
+    for (var i = 0u; i < 4u; i++) {
+        m_lo = max(m_lo, largest[first + i]);
+        m_hi = max(m_hi, largest[first + 4u + i]);
+    }
+    // One plane scales each half block by its own largest |x|: an outlier channel then leaves 15 neighbours
+    // few of the 8 bits, not 31. More planes keep one scale a block.
+    let m = select(max(m_lo, m_hi), select(m_lo, m_hi, (lid & 4u) != 0u), PLANES == 1u);
     let inv = select(0.0, vmax() / m, m > 0.0);
     // (clamped: v * inv may round past the largest by f32's last bit)
     var q = clamp(vec4<i32>(round(v * inv)), vec4<i32>(-i32(vmax())), vec4<i32>(i32(vmax())));
@@ -46,8 +53,12 @@ fn quantize4(blocks: u32, t: u32, e: u32, v: vec4<f32>, lid: u32, inside: bool) 
     if (part == 0u) {
         let s0 = (sums[first] + sums[first + 1u]) + (sums[first + 2u] + sums[first + 3u]);
         let s1 = (sums[first + 4u] + sums[first + 5u]) + (sums[first + 6u] + sums[first + 7u]);
-        let unit = select(1.0, m / vmax(), PLANES == 1u);  // (one plane: integers, in units of the scale)
-        xs_out[t * blocks + b] = vec4<f32>(m / vmax(), s0 * unit, s1 * unit, 0.0);
+        if (PLANES == 1u) {  // (one plane: the sums are integers, in units of their half's scale)
+            let d = vec2<f32>(m_lo, m_hi) / vmax();
+            xs_out[t * blocks + b] = vec4<f32>(d.x, s0 * d.x, s1 * d.y, d.y);
+        } else {
+            xs_out[t * blocks + b] = vec4<f32>(m / vmax(), s0, s1, 0.0);
+        }
     }
 }
 

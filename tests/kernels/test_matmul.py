@@ -88,15 +88,16 @@ def q8_tiles(kernels, wtype: int, x: np.ndarray) -> bool:
 
 
 def q8_steps(x: np.ndarray) -> np.ndarray:
-    """Each element's step in q8 tiles' x: its block's largest |x| / 127 (0 for a block of zeros)."""
-    blocks = np.abs(x).reshape(len(x), -1, 32)
-    return np.repeat(blocks.max(axis=2) / 127, 32, axis=1).reshape(x.shape)
+    """Each element's step in q8 tiles' x: its half block's largest |x| / 127 (0 for a half of zeros)."""
+    halves = np.abs(x).reshape(len(x), -1, 16)
+    return np.repeat(halves.max(axis=2) / 127, 16, axis=1).reshape(x.shape)
 
 
 def as_products_see(kernels, wtype: int, x: np.ndarray) -> np.ndarray:
     """x as a batch's products take it: q8 tiles (matmul_tiled_dot4.wgsl) round each element to a signed byte
-    of its block's largest |x| / 127, llama.cpp's q8_1, and their sums must then equal that x's products to
-    f32's rounding (the weights' offsets included); other products take x as it is (dot4_bounds)."""
+    of its half block's largest |x| / 127 (llama.cpp's q8_1 has one scale a block), and their sums must then
+    equal that x's products to f32's rounding (the weights' offsets included); other products take x as it is
+    (dot4_bounds)."""
     x = np.asarray(x, dtype=np.float64)
     if not q8_tiles(kernels, wtype, x):
         return x

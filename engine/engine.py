@@ -36,6 +36,11 @@ RUN_AHEAD = 3
 # ahead held each token back from the reader three steps (~150 ms) and decoded no faster: SmolLM2-135M, one
 # process, 0 / 1 / 3 steps ahead in turn, medians of 10 decodes of 64 tokens: 17.0 / 18.4 / 17.7 tok/s (NOTES.md).
 RUN_AHEAD_WHERE_SUBMIT_BLOCKS = 1
+# Greedy steps recorded into one submission, their tokens read back together (Model.forward_greedy): the host's
+# fixed work a submission (the command buffer, the submit, the read's copy, map and wake-up) is paid once for
+# them. Where submit blocks (lavapipe) one: its host work overlaps nothing there, and a token waits for its
+# submission's last step.
+STEPS_A_SUBMISSION = 4
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class Engine:
         self._cached: list[int] = []  # token ids whose keys and values are in the KV cache, in order
         # greedy steps submitted ahead of the token read (see RUN_AHEAD)
         self.run_ahead = RUN_AHEAD_WHERE_SUBMIT_BLOCKS if model.device.submit_blocks else RUN_AHEAD
+        self.steps_a_submission = 1 if model.device.submit_blocks else STEPS_A_SUBMISSION
 
     @classmethod
     async def load(
@@ -148,29 +154,31 @@ class Engine:
                 yield chunk
 
     async def _greedy_ahead(self, max_tokens: int) -> AsyncIterator[int]:
-        """Greedy tokens, the GPU run_ahead steps ahead of the host: step k+1 (its input copied on the GPU
-        from step k's argmax) is recorded and submitted before step k's token is read back, so recording
-        overlaps the GPU's work. When the consumer stops, the steps run ahead are forgotten."""
+        """Greedy tokens, the GPU run_ahead submissions of steps_a_submission steps ahead of the host: step k+1
+        (its input copied on the GPU from step k's argmax) is recorded and submitted before step k's token is
+        read back, so recording overlaps the GPU's work. When the consumer stops, the steps run ahead are
+        forgotten."""
         model, device = self.model, self.model.device
         rec = device.recorder()
         model.op_argmax.record(rec, 1)  # the first token, from the prefill's logits
         device.submit(rec)
-        reads = deque([device.start_read(model.token_out, 0, 4)])  # a token's read-back each, oldest first
+        reads = deque([device.start_read(model.token_out, 0, 4)])  # each submission's tokens, oldest first
         submitted = 1  # tokens whose steps are on the GPU
         try:
-            for _ in range(max_tokens):
+            while True:
                 while submitted < max_tokens and len(reads) <= self.run_ahead and model.n_past + 1 < model.n_ctx:
+                    n = min(self.steps_a_submission, max_tokens - submitted, model.n_ctx - 1 - model.n_past)
                     rec = device.recorder()
-                    model.forward_sampled(rec)
-                    model.op_argmax.record(rec, 1)
+                    model.forward_greedy(rec, n)
                     device.submit(rec)
-                    reads.append(device.start_read(model.token_out, 0, 4))
-                    submitted += 1
-                token = (await reads.popleft()).cast("I")[0]
-                yield token
-                if not reads:  # no step ran this token: the end
-                    return
-                self._cached.append(token)  # asked for more: the step run after it ran this token
+                    reads.append(device.start_read(model.tokens_ahead, 0, 4 * n))
+                    submitted += n
+                tokens = (await reads.popleft()).cast("I").tolist()
+                for i, token in enumerate(tokens):
+                    yield token
+                    if i + 1 == len(tokens) and not reads:  # no step ran this token: the end
+                        return
+                    self._cached.append(token)  # asked for more: the step after it ran this token
         finally:
             model.rewind(len(self._cached))
             for read in reads:

@@ -32,7 +32,7 @@ from .attention import (  # noqa: F401  (tests name these as kernels.X)
     attention_scores_nbytes,
 )
 from .errors import InvalidRequest
-from .gpu import UNIFORM
+from .gpu import STORAGE, UNIFORM
 from .kernel_ops import BatchOp, Op, PenaltyOp, Step, cdiv, check_distinct, fixed, same_buffer
 from .products import (  # noqa: F401  (tests name these as kernels.X)
     DOT4_BATCH8_ROW,
@@ -83,6 +83,9 @@ VARIANTS = ("scalar", "subgroup")
 MAX_TABLE_TOKENS = 64
 ARGMAX_PARTS = 256  # invocations that each scan a share of a row of logits before one picks among them
 STEP_PARAMS_NBYTES = 16 + 8 * MAX_TABLE_TOKENS
+# One-token steps recorded into one submission at most (Model.forward_greedy): their StepParams are written to
+# the step ring together, and each step's are copied from it into the uniform on the GPU, in order.
+MAX_RING_STEPS = 16
 # Shaders compiled without naga's runtime checks on Vulkan (NativeDevice.create_pipeline's checked=False): the
 # products' and attention's, whose indices of local and workgroup arrays stay in range by construction (loop
 # counters under the constants that size them, rows clamped by clamp_row, tokens past a batch read as its last).
@@ -162,6 +165,7 @@ class Kernels(ProductKernels, AttentionKernels, WeightBinding):
         # lavapipe runs 8 lanes at a time: small workgroups spread rows over its threads.
         self.wg = 8 if info.is_software else 64
         self.params = device.create_buffer(STEP_PARAMS_NBYTES, UNIFORM, label="step_params")
+        self.step_ring = device.create_buffer(MAX_RING_STEPS * 16, STORAGE, label="step_ring")  # (steps, 4) u32
         self._sources: dict[tuple, str] = {}
         self._pipelines: dict[tuple, object] = _PIPELINES.setdefault(device, {})
         self._constants: dict[tuple, object] = {}
@@ -173,6 +177,18 @@ class Kernels(ProductKernels, AttentionKernels, WeightBinding):
     def set_step(self, pos: int, n_tokens: int) -> None:
         """Write StepParams for a batch of one sequence: its first position and its number of tokens."""
         self.device.write_buffer(self.params, struct.pack("<4I", pos, n_tokens, 0, 0))
+
+    def set_steps(self, pos: int, n_steps: int) -> None:
+        """Write the step ring: StepParams of n_steps one-token steps of one sequence from position pos on, for
+        use_ring_step to put in place in turn (queue writes land before a submission, not between its steps)."""
+        if not 0 < n_steps <= MAX_RING_STEPS:
+            raise ValueError(f"the step ring holds 1..{MAX_RING_STEPS} steps, got {n_steps}")
+        params = [value for i in range(n_steps) for value in (pos + i, 1, 0, 0)]
+        self.device.write_buffer(self.step_ring, struct.pack(f"<{len(params)}I", *params))
+
+    def use_ring_step(self, rec, i: int) -> None:
+        """Record the copy of the step ring's step i into StepParams: the dispatches recorded after it see it."""
+        rec.copy(self.step_ring, 16 * i, self.params, 0, 16)
 
     def set_places(self, places: list[tuple[int, int]]) -> None:
         """Write StepParams for a batch whose token t is at (first cache row of its sequence, position)

@@ -26,6 +26,7 @@ from .gpu import TEXEL_BYTES, TEXELS_A_ROW, AdapterInfo, texel_rows
 from .kernels import (
     ARGMAX_PARTS,
     DOT4_TYPES,
+    MAX_RING_STEPS,
     MAX_TABLE_TOKENS,
     STEP_PARAMS_NBYTES,
     TILE_PLANES,
@@ -123,9 +124,9 @@ def model_buffers(
     activations = [  # Model._make_activations
         ("ids", T * 4), ("x", T * c.dim * f32), ("xb", T * c.dim * f32), ("qkv", T * c.qkv_dim * f32),
         ("att", T * c.q_dim * f32), ("hb", T * c.ffn_dim * f32), ("x_last", c.dim * f32),
-        ("logits", c.vocab_size * f32), ("token_out", 4),
+        ("logits", c.vocab_size * f32), ("token_out", 4), ("tokens_ahead", MAX_RING_STEPS * 4),
         *([("hb2", T * c.ffn_dim * f32)] if separate_ffn else []),  # Model._gate_up_ops, for Separate gate, up
-        ("step_params", STEP_PARAMS_NBYTES),  # Kernels: the StepParams uniform
+        ("step_params", STEP_PARAMS_NBYTES), ("step_ring", MAX_RING_STEPS * 16),  # Kernels: StepParams, their ring
         ("argmax partials", ARGMAX_PARTS * 8), ("penalty entries", max(n_ctx, 1) * 8), ("penalty settings", 16),
     ]  # fmt: skip
     if variant == "scalar":  # Kernels.attention on CPU adapters: one scores buffer every layer shares

@@ -117,6 +117,7 @@ class Model:
         self.logits = d.create_buffer(c.vocab_size * f32, label="logits")  # (vocab,) of the last row
         self.logits_all = None  # (T, vocab), made on first use: only tests read every position
         self.token_out = d.create_buffer(4, label="token_out")  # (1,) u32 argmax
+        self.tokens_ahead = d.create_buffer(K.MAX_RING_STEPS * 4, label="tokens_ahead")  # (steps,) u32 argmaxes
         self.rows = min(T, K.MAX_TABLE_TOKENS)  # tokens a step of several sequences holds
         if self.n_seqs > 1:  # forward_rows: the rows that sample, their logits and argmax
             self.x_rows = d.create_buffer(self.rows * c.dim * f32, label="x_rows")  # (rows, dim) normed
@@ -293,12 +294,18 @@ class Model:
             self.device.submit(rec)
         return rec
 
-    def forward_sampled(self, recorder) -> None:
-        """Record one step whose token is the one the last argmax left in `token_out`, copied on the GPU:
-        the host need not have read it back yet (the engine runs steps ahead of its read-backs)."""
-        self._check_room(1)
-        recorder.copy(self.token_out, 0, self.ids, 0, 4)
-        self._record_forward(1, recorder, all_logits=False)
+    def forward_greedy(self, recorder, n_steps: int) -> None:
+        """Record n_steps greedy steps, each on the token the argmax before it left in `token_out` (copied on
+        the GPU: the host need not have read it back; the engine runs steps ahead of its read-backs), and its
+        own argmax into `token_out` and `tokens_ahead[i]`: one submission and one read-back for n_steps tokens."""
+        self._check_room(n_steps)
+        self.kernels.set_steps(self.n_past, n_steps)
+        for i in range(n_steps):
+            self.kernels.use_ring_step(recorder, i)
+            recorder.copy(self.token_out, 0, self.ids, 0, 4)
+            self._record_step(1, recorder, all_logits=False)
+            self.op_argmax.record(recorder, 1)
+            recorder.copy(self.token_out, 0, self.tokens_ahead, 4 * i, 4)
 
     def _check_room(self, T: int) -> None:
         if self.n_past + T > self.n_ctx:
@@ -356,8 +363,12 @@ class Model:
         rec.replay(plan)
 
     def _record_forward(self, T: int, rec, all_logits: bool) -> None:
-        c = self.config
         self.kernels.set_step(self.n_past, T)
+        self._record_step(T, rec, all_logits)
+
+    def _record_step(self, T: int, rec, all_logits: bool) -> None:
+        """A step of T tokens at n_past, its StepParams already in place: layers, then the last row's logits."""
+        c = self.config
         self._record_layers(T, rec)
         if all_logits:
             for op in self._all_logits_ops():

@@ -111,14 +111,22 @@ def _ids(chunks) -> list[int]:
     return [c.token_id for c in chunks if c.token_id is not None]
 
 
-@pytest.mark.parametrize("ahead", [1, 3])
-def test_greedy_run_ahead_is_rolled_back_wherever_the_answer_ends(engine, event_loop_session, ahead, monkeypatch):
-    """Greedy decoding runs steps ahead on the GPU (engine.RUN_AHEAD, or one where submit blocks); every way an
-    answer ends leaves the cache holding exactly the prompt and the tokens that were run, and the next
-    request continues as if never stopped."""
-    monkeypatch.setattr(engine, "run_ahead", ahead)
+@pytest.mark.parametrize("ahead, steps", [(1, 1), (3, 1), (1, 4), (2, 3)])
+def test_greedy_run_ahead_is_rolled_back_wherever_the_answer_ends(
+    engine, event_loop_session, ahead, steps, monkeypatch
+):
+    """Greedy decoding runs submissions of steps ahead on the GPU (engine.RUN_AHEAD of STEPS_A_SUBMISSION, or
+    one of one where submit blocks); every way an answer ends, inside a submission's tokens or at their last,
+    leaves the cache holding exactly the prompt and the tokens that were run, and the next request continues
+    as if never stopped."""
     loop, prompt = event_loop_session, engine.chat_prompt([{"role": "user", "content": "Count from one to ten."}])
+    monkeypatch.setattr(engine, "run_ahead", 1)
+    monkeypatch.setattr(engine, "steps_a_submission", 1)
+    one_by_one = _collect(loop, engine.generate(prompt, SamplingOptions(temperature=0, max_tokens=12)))
+    monkeypatch.setattr(engine, "run_ahead", ahead)
+    monkeypatch.setattr(engine, "steps_a_submission", steps)
     whole = _collect(loop, engine.generate(prompt, SamplingOptions(temperature=0, max_tokens=12)))
+    assert _ids(whole) == _ids(one_by_one)  # (each step of a submission at its own position)
     assert engine.model.n_past == len(engine._cached)
     assert [c.finish_reason for c in whole][-1] == "length" and len(_ids(whole)) == 12
 
@@ -131,11 +139,12 @@ def test_greedy_run_ahead_is_rolled_back_wherever_the_answer_ends(engine, event_
         await stream.aclose()
         return got
 
-    head = loop.run_until_complete(first(5))
-    assert head == _ids(whole)[:5]
-    assert engine.model.n_past == len(engine._cached) == len(prompt) + 4  # the 5th token was never run
-    rest = _collect(loop, engine.generate(prompt + head, SamplingOptions(temperature=0, max_tokens=7)))
-    assert head + _ids(rest) == _ids(whole)
+    for n in (5, 4):  # a client leaving inside a submission's tokens and at the last of them (steps 1, 3, 4)
+        head = loop.run_until_complete(first(n))
+        assert head == _ids(whole)[:n]
+        assert engine.model.n_past == len(engine._cached) == len(prompt) + n - 1  # the nth token was never run
+        rest = _collect(loop, engine.generate(prompt + head, SamplingOptions(temperature=0, max_tokens=12 - n)))
+        assert head + _ids(rest) == _ids(whole)
 
     stop = engine.tokenizer.decode(_ids(whole)[6:8])
     stopped = _collect(loop, engine.generate(prompt, SamplingOptions(temperature=0, max_tokens=12, stop=(stop,))))
@@ -143,11 +152,14 @@ def test_greedy_run_ahead_is_rolled_back_wherever_the_answer_ends(engine, event_
 
 
 def test_greedy_steps_run_ahead_of_the_reader_as_the_device_submits(engine, event_loop_session):
-    """Greedy steps run ahead of the token the reader gets: RUN_AHEAD where submit queues the GPU's work, one where
-    it blocks while an earlier submission runs (lavapipe), where more would only hold each token back."""
+    """Greedy steps run ahead of the token the reader gets: RUN_AHEAD submissions of STEPS_A_SUBMISSION steps
+    where submit queues the GPU's work, one of one where it blocks while an earlier submission runs (lavapipe),
+    where more would only hold each token back."""
     device = engine.model.device
-    assert engine.run_ahead == (
-        engine_module.RUN_AHEAD_WHERE_SUBMIT_BLOCKS if device.submit_blocks else engine_module.RUN_AHEAD
+    assert (engine.run_ahead, engine.steps_a_submission) == (
+        (engine_module.RUN_AHEAD_WHERE_SUBMIT_BLOCKS, 1)
+        if device.submit_blocks
+        else (engine_module.RUN_AHEAD, engine_module.STEPS_A_SUBMISSION)
     )
     prompt = engine.chat_prompt([{"role": "user", "content": "Count from one to ten."}])
 
@@ -158,7 +170,8 @@ def test_greedy_steps_run_ahead_of_the_reader_as_the_device_submits(engine, even
         await stream.aclose()
         return n_past
 
-    assert event_loop_session.run_until_complete(run_at_the_first_token()) == len(prompt) + engine.run_ahead
+    ahead = min(engine.run_ahead * engine.steps_a_submission, 12 - 1)  # (the last token is never run)
+    assert event_loop_session.run_until_complete(run_at_the_first_token()) == len(prompt) + ahead
     assert engine.model.n_past == len(engine._cached) == len(prompt)  # the steps run ahead rolled back
 
 

@@ -52,8 +52,8 @@ def test_the_default_models_plan_adds_up(model_gguf):
     kv_cache = n_layers * 2 * n_ctx * kv_dim * 4
     activations = (
         T * 4 + 2 * T * dim * 4 + T * (q_dim + 2 * kv_dim) * 4 + T * q_dim * 4 + T * ffn_dim * 4  # ids .. hb
-        + dim * 4 + vocab * 4 + 4  # x_last, logits, token_out
-        + 16 + 8 * 64  # step params (and its table of 64 places)
+        + dim * 4 + vocab * 4 + 4 + 16 * 4  # x_last, logits, token_out, tokens_ahead (16 ring steps)
+        + 16 + 8 * 64 + 16 * 16  # step params (and its table of 64 places), the step ring
         + 256 * 8 + n_ctx * 8 + 16  # argmax partials, penalty entries and settings
         + 2 * (64 // 2) * 4  # RoPE's inverse frequencies and ones (no rope_freqs), of rope_dim // 2
     )  # fmt: skip

@@ -111,20 +111,21 @@ def _ids(chunks) -> list[int]:
     return [c.token_id for c in chunks if c.token_id is not None]
 
 
-@pytest.mark.parametrize("ahead, steps", [(1, 1), (3, 1), (1, 4), (2, 3)])
+@pytest.mark.parametrize("ahead, steps, read_with_steps", [(1, 1, False), (3, 1, True), (1, 4, False), (2, 3, True)])
 def test_greedy_run_ahead_is_rolled_back_wherever_the_answer_ends(
-    engine, event_loop_session, ahead, steps, monkeypatch
+    engine, event_loop_session, ahead, steps, read_with_steps, monkeypatch
 ):
-    """Greedy decoding runs submissions of steps ahead on the GPU (engine.RUN_AHEAD of STEPS_A_SUBMISSION, or
-    one of one where submit blocks); every way an answer ends, inside a submission's tokens or at their last,
-    leaves the cache holding exactly the prompt and the tokens that were run, and the next request continues
-    as if never stopped."""
+    """Greedy decoding runs submissions of steps ahead on the GPU (engine.RUN_AHEAD of STEPS_A_SUBMISSION, their
+    tokens' read in the same submission; or one of one, read apart, where submit blocks); every way an answer
+    ends, inside a submission's tokens or at their last, leaves the cache holding exactly the prompt and the
+    tokens that were run, and the next request continues as if never stopped."""
     loop, prompt = event_loop_session, engine.chat_prompt([{"role": "user", "content": "Count from one to ten."}])
     monkeypatch.setattr(engine, "run_ahead", 1)
     monkeypatch.setattr(engine, "steps_a_submission", 1)
     one_by_one = _collect(loop, engine.generate(prompt, SamplingOptions(temperature=0, max_tokens=12)))
     monkeypatch.setattr(engine, "run_ahead", ahead)
     monkeypatch.setattr(engine, "steps_a_submission", steps)
+    monkeypatch.setattr(engine, "read_with_steps", read_with_steps)
     whole = _collect(loop, engine.generate(prompt, SamplingOptions(temperature=0, max_tokens=12)))
     assert _ids(whole) == _ids(one_by_one)  # (each step of a submission at its own position)
     assert engine.model.n_past == len(engine._cached)
@@ -156,10 +157,10 @@ def test_greedy_steps_run_ahead_of_the_reader_as_the_device_submits(engine, even
     where submit queues the GPU's work, one of one where it blocks while an earlier submission runs (lavapipe),
     where more would only hold each token back."""
     device = engine.model.device
-    assert (engine.run_ahead, engine.steps_a_submission) == (
-        (engine_module.RUN_AHEAD_WHERE_SUBMIT_BLOCKS, 1)
+    assert (engine.run_ahead, engine.steps_a_submission, engine.read_with_steps) == (
+        (engine_module.RUN_AHEAD_WHERE_SUBMIT_BLOCKS, 1, False)
         if device.submit_blocks
-        else (engine_module.RUN_AHEAD, engine_module.STEPS_A_SUBMISSION)
+        else (engine_module.RUN_AHEAD, engine_module.STEPS_A_SUBMISSION, True)
     )
     prompt = engine.chat_prompt([{"role": "user", "content": "Count from one to ten."}])
 

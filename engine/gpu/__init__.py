@@ -155,9 +155,12 @@ class Device(Protocol):
     async def read_buffer(self, buffer: Buffer, offset: int = 0, size: int | None = None) -> memoryview:
         """Copy a range of `buffer` back to the host once the GPU has finished with it."""
 
-    def start_read(self, buffer: Buffer, offset: int = 0, size: int | None = None) -> Awaitable[memoryview]:
+    def start_read(
+        self, buffer: Buffer, offset: int = 0, size: int | None = None, recorder: Recorder | None = None
+    ) -> Awaitable[memoryview]:
         """Submit the copy-back of a range of `buffer` now (later submits may then overwrite it); await
-        the result when it is needed. Every started read must be awaited: that frees its staging buffer."""
+        the result when it is needed. Every started read must be awaited: that frees its staging buffer.
+        With a recorder, the copy is recorded at its end and submitted with it: one submission, not two."""
 
 
 async def open_device() -> Device:

@@ -170,13 +170,13 @@ class BrowserDevice:
     async def read_buffer(self, buffer, offset=0, size=None):
         return await self.start_read(buffer, offset, size)
 
-    def start_read(self, buffer, offset=0, size=None):
+    def start_read(self, buffer, offset=0, size=None, recorder=None):
         size = buffer.size - offset if size is None else size
         padded = _round4(size)
         staging = self._staging(padded)
-        encoder = self.device.createCommandEncoder()
-        encoder.copyBufferToBuffer(buffer, offset, staging, 0, padded)
-        self.device.queue.submit(_js([encoder.finish()]))
+        recorder = recorder or self.recorder()
+        recorder.copy(buffer, offset, staging, 0, padded)
+        self.device.queue.submit(_js([recorder.finish()]))
         mapped = staging.mapAsync(_MAP_READ, 0, padded)
 
         async def result() -> memoryview:

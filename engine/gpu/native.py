@@ -253,13 +253,13 @@ class NativeDevice:
     async def read_buffer(self, buffer, offset=0, size=None):
         return await self.start_read(buffer, offset, size)
 
-    def start_read(self, buffer, offset=0, size=None):
+    def start_read(self, buffer, offset=0, size=None, recorder=None):
         size = buffer.size - offset if size is None else size
         padded = _round4(size)
         staging = self._staging(padded)
-        encoder = self.device.create_command_encoder()
-        encoder.copy_buffer_to_buffer(buffer, offset, staging, 0, padded)
-        index = self._submit(encoder.finish())
+        recorder = recorder or self.recorder()
+        recorder.copy(buffer, offset, staging, 0, padded)
+        index = self._submit(recorder.finish())
         mapped = staging.map_async(wgpu.MapMode.READ, 0, padded) if index is None else None
 
         async def result() -> memoryview:

@@ -3,7 +3,8 @@
 Generation is an async generator because the browser has no blocking GPU calls: each step records
 the forward pass (and sampling dispatches), submits it, and awaits one small read-back. Greedy steps
 run ahead (RUN_AHEAD): the GPU feeds each argmax to the next step itself, so the host records steps
-k+1.. while the GPU computes step k.
+k+1.. while the GPU computes step k, several to a submission whose tokens come back in one read
+(STEPS_A_SUBMISSION).
 """
 
 from __future__ import annotations

@@ -34,6 +34,29 @@ def test_started_reads_see_the_buffer_as_it_was_and_may_be_awaited_in_any_order(
     assert struct.unpack("<I", again) == (7,)
 
 
+def test_a_read_recorded_with_work_sees_that_work_and_not_what_comes_after():
+    """Greedy decoding records its steps' token read at their end (start_read's recorder): one submission that
+    reads what its own commands wrote, before the next submission overwrites it."""
+
+    async def scenario():
+        device = await open_device()
+        source, tokens = device.create_buffer(16), device.create_buffer(16)
+        device.write_buffer(source, struct.pack("<4I", 5, 6, 7, 8))
+        device.write_buffer(tokens, struct.pack("<4I", 0, 0, 0, 0))
+        rec = device.recorder()
+        rec.copy(source, 4, tokens, 0, 8)  # the "steps": their tokens land in `tokens`
+        read = device.start_read(tokens, 0, 12, rec)  # submits rec with the read's copy at its end
+        device.write_buffer(source, struct.pack("<4I", 1, 1, 1, 1))
+        after = device.recorder()
+        after.copy(source, 0, tokens, 0, 16)  # the next submission overwrites them
+        device.submit(after)
+        return struct.unpack("<3I", bytes(await read)), struct.unpack("<4I", bytes(await device.read_buffer(tokens)))
+
+    got, later = asyncio.run(scenario())
+    assert got == (6, 7, 0)
+    assert later == (1, 1, 1, 1)
+
+
 _REVERSED_SCALED = """
 @group(0) @binding(0) var<storage, read_write> data: array<f32>;
 var<workgroup> staged: array<f32, 64>;

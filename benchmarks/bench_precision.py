@@ -1,9 +1,10 @@
-"""What the faster prompt paths cost in precision: each one's next-token distributions against f32 prompts'.
+"""What the faster paths cost in precision: each one's next-token distributions against f32's.
 
 Usage: .venv/bin/python benchmarks/bench_precision.py [--model PATH] [--text FILE] [--tokens 512]
-       [--paths f16,q8]
+       [--paths f16,q8,kv16]
 Runs a chat prompt and a stretch of real text (README.md unless --text) through the model with every position's
-logits, once in f32 tiles and once for each path asked for (f16: Kernels' f16_prompts; q8: q8_prompts), and
+logits, once in f32 tiles and once for each path asked for (f16: Kernels' f16_prompts; q8: q8_prompts; kv16: the
+KV cache in f16, kv_f16, whose keys and values every later position reads), and
 prints per path: the KL divergence from f32's next-token distributions (mean and largest over the positions),
 how often the most likely token is f32's, perplexity of the text under each, and the largest logit error as a
 fraction of the largest logit. llama.cpp's tooling reports the same figures for its quantisations; on this
@@ -29,7 +30,7 @@ from engine.gpu import open_device
 ROOT = Path(__file__).resolve().parent.parent
 CHAT = [{"role": "system", "content": "You are a helpful assistant."},
         {"role": "user", "content": "Explain what a GGUF file is, in two sentences."}]  # fmt: skip
-PATHS = {"f32": {}, "f16": {"f16_prompts": True}, "q8": {"q8_prompts": True}}
+PATHS = {"f32": {}, "f16": {"f16_prompts": True}, "q8": {"q8_prompts": True}, "kv16": {"kv_f16": True}}
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -83,5 +84,5 @@ if __name__ == "__main__":
     parser.add_argument("--model")
     parser.add_argument("--text", type=Path, default=ROOT / "README.md")
     parser.add_argument("--tokens", type=int, default=512, help="tokens of the text to run")
-    parser.add_argument("--paths", default="f16,q8", help="the paths to set against f32 prompts")
+    parser.add_argument("--paths", default="f16,q8,kv16", help="the paths to set against f32's")
     asyncio.run(main(parser.parse_args()))

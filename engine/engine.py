@@ -39,12 +39,11 @@ RUN_AHEAD = 3
 RUN_AHEAD_WHERE_SUBMIT_BLOCKS = 1
 # Greedy steps recorded into one submission, their tokens read back together (Model.forward_greedy): the host's
 # fixed work a submission (the command buffer, the submit, the read's copy, map and wake-up) is paid once for
-# them. Where submit blocks (lavapipe) one: its host work overlaps nothing there, and a token waits for its
-# submission's last step.
+# them. H200, three rounds each: the best draws unchanged (GPU-bound), the worst 391 -> 761 tok/s at the 135M
+# shape and 494 -> 739 at 1B, where host hitches had cost whole rounds; eight steps cost the 8B 2 % (NOTES.md,
+# session 30). Where submit blocks (lavapipe) one: its host work overlaps nothing there, and a token would wait
+# for its submission's last step.
 STEPS_A_SUBMISSION = 4
-# ... and the read-back's copy recorded at the end of the steps' own submission, where submit does not block:
-# on lavapipe, whose submit blocks while an earlier submission runs, the copy apart let the host record the next
-# step while the last one ran (30.0 against 26.5 tok/s together; NOTES.md, session 26).
 
 
 @dataclass(frozen=True)
@@ -70,6 +69,9 @@ class Engine:
         # greedy steps submitted ahead of the token read (see RUN_AHEAD)
         self.run_ahead = RUN_AHEAD_WHERE_SUBMIT_BLOCKS if model.device.submit_blocks else RUN_AHEAD
         self.steps_a_submission = 1 if model.device.submit_blocks else STEPS_A_SUBMISSION
+        # The tokens' read-back copied at the end of the steps' own submission, except where submit blocks: on
+        # lavapipe the copy apart lets the host record the next step while the last one runs (30.0 against 26.5
+        # tok/s together; NOTES.md, session 26).
         self.read_with_steps = not model.device.submit_blocks
 
     @classmethod
@@ -175,9 +177,11 @@ class Engine:
                     n = min(self.steps_a_submission, max_tokens - submitted, model.n_ctx - 1 - model.n_past)
                     rec = device.recorder()
                     model.forward_greedy(rec, n)
-                    if not self.read_with_steps:
+                    if self.read_with_steps:  # one submission: the steps, then their tokens' copy
+                        reads.append(device.start_read(model.tokens_ahead, 0, 4 * n, rec))
+                    else:
                         device.submit(rec)
-                    reads.append(device.start_read(model.tokens_ahead, 0, 4 * n, rec if self.read_with_steps else None))
+                        reads.append(device.start_read(model.tokens_ahead, 0, 4 * n))
                     submitted += n
                 tokens = (await reads.popleft()).cast("I").tolist()
                 for i, token in enumerate(tokens):

@@ -58,14 +58,15 @@ async def main(args) -> None:
     if "subgroups" not in device.info.features:
         raise SystemExit(f"bench_precision: {device.info.device} has no subgroups, so no prompt tiles to compare")
     gguf = open_gguf(args.model or default_model_path())
-    runs = {}
+    runs, prompts = {}, None
     for name in ["f32", *args.paths.split(",")]:
         if name not in PATHS:
             raise SystemExit(f"bench_precision: unknown path {name!r}; choose from {', '.join(PATHS)}")
         engine = await Engine.load(gguf=gguf, device=device, n_ctx=args.tokens + 64, variant="subgroup",
                                    **PATHS[name])
-        text = engine.tokenizer.encode(args.text.read_text(encoding="utf-8"))[: args.tokens]
-        prompts = {"chat": engine.chat_prompt(CHAT), "text": text}
+        if prompts is None:  # (every path's engine has the same tokenizer and template)
+            text = engine.tokenizer.encode(args.text.read_text(encoding="utf-8"))[: args.tokens]
+            prompts = {"chat": engine.chat_prompt(CHAT), "text": text}
         runs[name] = {label: (ids, np.array(await engine.logits_all(ids), dtype=np.float64))
                       for label, ids in prompts.items()}  # fmt: skip
         module = engine.model.kernels.tiles_module(engine.model.config.dim)

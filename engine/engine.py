@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import array
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,8 +168,7 @@ class Engine:
         model, device = self.model, self.model.device
         rec = device.recorder()
         model.op_argmax.record(rec, 1)  # the first token, from the prefill's logits
-        device.submit(rec)
-        reads = deque([device.start_read(model.token_out, 0, 4)])  # each submission's tokens, oldest first
+        reads = deque([self._submit_reading(rec, model.token_out, 1)])  # each submission's tokens, oldest first
         submitted = 1  # tokens whose steps are on the GPU
         try:
             while True:
@@ -177,11 +176,7 @@ class Engine:
                     n = min(self.steps_a_submission, max_tokens - submitted, model.n_ctx - 1 - model.n_past)
                     rec = device.recorder()
                     model.forward_greedy(rec, n)
-                    if self.read_with_steps:  # one submission: the steps, then their tokens' copy
-                        reads.append(device.start_read(model.tokens_ahead, 0, 4 * n, rec))
-                    else:
-                        device.submit(rec)
-                        reads.append(device.start_read(model.tokens_ahead, 0, 4 * n))
+                    reads.append(self._submit_reading(rec, model.tokens_ahead, n))
                     submitted += n
                 tokens = (await reads.popleft()).cast("I").tolist()
                 for i, token in enumerate(tokens):
@@ -193,6 +188,15 @@ class Engine:
             model.rewind(len(self._cached))
             for read in reads:
                 await read  # frees its staging buffer
+
+    def _submit_reading(self, rec, tokens, n: int) -> Awaitable[memoryview]:
+        """Submit rec and start the read of the n u32 tokens it leaves in `tokens`: in the same submission
+        where read_with_steps, else in one of its own after it."""
+        device = self.model.device
+        if self.read_with_steps:
+            return device.start_read(tokens, 0, 4 * n, rec)
+        device.submit(rec)
+        return device.start_read(tokens, 0, 4 * n)
 
     async def _one_by_one(self, history: list[int], options: SamplingOptions, penalties: bool) -> AsyncIterator[int]:
         """Tokens sampled on the host, or greedy with penalties on the history: each step needs the last."""

@@ -123,6 +123,6 @@ fn matmul_tiled(
         b6 += row_x(tr + 96u, xt, s); b7 += row_x(tr + 112u, xt, s);
         workgroupBarrier();
     }
-    put_sums(r0 + tr, t0 + tc, a0, a1, a2, a3, a4, a5, a6, a7);
-    put_sums(r0 + tr, t0 + tc + 8u, b0, b1, b2, b3, b4, b5, b6, b7);
+    put_sums(r0 + tr, t0 + tc, 16u, a0, a1, a2, a3, a4, a5, a6, a7);
+    put_sums(r0 + tr, t0 + tc + 8u, 16u, b0, b1, b2, b3, b4, b5, b6, b7);
 }

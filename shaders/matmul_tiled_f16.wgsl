@@ -51,7 +51,7 @@ fn matmul_tiled(
     var a4 = vec4<f32>(0.0); var a5 = vec4<f32>(0.0); var a6 = vec4<f32>(0.0); var a7 = vec4<f32>(0.0);
     var b0 = vec4<f32>(0.0); var b1 = vec4<f32>(0.0); var b2 = vec4<f32>(0.0); var b3 = vec4<f32>(0.0);
     var b4 = vec4<f32>(0.0); var b5 = vec4<f32>(0.0); var b6 = vec4<f32>(0.0); var b7 = vec4<f32>(0.0);
-    var f = fetch(w_row, 0u, x_base, x_last);
+    var f = fetch(w_row, 0u, x_base, x_last, 16u);
     for (var b = 0u; b < N_IN / 32u; b++) {
         let p = f.p;
         tile_w[w_at] = vec4<f16>(p.d.x * tile_bytes(p.lo.x) + p.m.x);
@@ -69,7 +69,7 @@ fn matmul_tiled(
         tile_xt[x_at + 2u * X_PITCH] = xs[2];
         tile_xt[x_at + 3u * X_PITCH] = xs[3];
         workgroupBarrier();
-        if (b + 1u < N_IN / 32u) { f = fetch(w_row, b + 1u, x_base, x_last); }
+        if (b + 1u < N_IN / 32u) { f = fetch(w_row, b + 1u, x_base, x_last, 16u); }
         var s0 = vec4<f16>(0.0); var s1 = vec4<f16>(0.0); var s2 = vec4<f16>(0.0); var s3 = vec4<f16>(0.0);
         var s4 = vec4<f16>(0.0); var s5 = vec4<f16>(0.0); var s6 = vec4<f16>(0.0); var s7 = vec4<f16>(0.0);
         var u0 = vec4<f16>(0.0); var u1 = vec4<f16>(0.0); var u2 = vec4<f16>(0.0); var u3 = vec4<f16>(0.0);
@@ -95,6 +95,6 @@ fn matmul_tiled(
         b4 += vec4<f32>(u4); b5 += vec4<f32>(u5); b6 += vec4<f32>(u6); b7 += vec4<f32>(u7);
         workgroupBarrier();
     }
-    put_sums(r0 + tr, t0 + tc, a0, a1, a2, a3, a4, a5, a6, a7);
-    put_sums(r0 + tr, t0 + tc + 8u, b0, b1, b2, b3, b4, b5, b6, b7);
+    put_sums(r0 + tr, t0 + tc, 16u, a0, a1, a2, a3, a4, a5, a6, a7);
+    put_sums(r0 + tr, t0 + tc + 8u, 16u, b0, b1, b2, b3, b4, b5, b6, b7);
 }

@@ -330,6 +330,38 @@ def test_prompts_products_in_tiles(gpu, kernels_for, rng, wtype, tiles, monkeypa
     assert entries.count(kernels.tiles_module(n_in)) == 5
 
 
+@pytest.mark.parametrize("wtype", [K.Q4_0, K.Q4_K, K.Q6_K, K.IQ4_XS], ids=type_name)
+def test_wide_f32_tiles_where_workgroups_hold_them(gpu, kernels_for, rng, wtype, monkeypatch):
+    """matmul_tiled_wide.wgsl's tiles (128 tokens, two invocations a tile row) wherever the adapter's workgroups
+    hold them, here for every grid: two wide token tiles and part of a third, a partial row tile, GLU, accumulating
+    and into columns of wider rows. An adapter without the room (lavapipe's 32 KB) keeps the plain tiles, and the
+    products are right either way."""
+    monkeypatch.setattr(products, "WIDE_MIN_WORKGROUPS", 1)
+    kernels = K.Kernels(kernels_for("subgroup").device, variant="subgroup")
+    wide = kernels.device.info.max_workgroup_storage >= products.WIDE_STORAGE
+    n_in = row_length(wtype, 3 if wtype in F16_FIELDS else 5)
+    modules, step = [], kernels._step
+    monkeypatch.setattr(kernels, "_step", lambda *a: modules.append(a[0]) or step(*a))
+    check_matmul(gpu, kernels, rng, wtype, n_in, 130, 4 * products.TILE_TOKENS + 5)
+    check_matmul_mode(gpu, kernels, rng, wtype, n_in, 65, 2 * products.TILE_TOKENS + 1, act="silu")
+    check_matmul_mode(gpu, kernels, rng, wtype, n_in, 33, 17, accumulate=True)
+    check_matmul_mode(gpu, kernels, rng, wtype, n_in, 20, 12, y_col=3)
+    tiles = [m for m in modules if m.startswith("matmul_tiled")]  # (a batch's op holds few tokens' products too)
+    assert tiles == ["matmul_tiled_wide.wgsl" if wide else "matmul_tiled.wgsl"] * 4
+
+
+def test_wide_tiles_only_where_their_grid_fills_a_large_gpu(device):
+    """Wide tiles where a product's grid of them still has WIDE_MIN_WORKGROUPS at its most tokens (an H200 lost
+    with fewer), and only on adapters whose workgroups hold them."""
+    roomy = replace(device.info, max_workgroup_storage=49152)
+    assert products.wide_tiles_pay(roomy, 32, 512)  # the 8B shape's q, o and down: 32 row tiles x 4 token tiles
+    assert products.wide_tiles_pay(roomy, 224, 512)  # its gate_up (GLU: 64 outputs a tile)
+    assert not products.wide_tiles_pay(roomy, 8, 512)  # its k and v
+    assert not products.wide_tiles_pay(roomy, 16, 512)  # the 1B shape's o and down
+    assert not products.wide_tiles_pay(roomy, 32, 2 * products.TILE_TOKENS)  # a step of one wide tile's tokens
+    assert not products.wide_tiles_pay(replace(device.info, max_workgroup_storage=32768), 224, 512)  # browsers'
+
+
 def test_f16_prompts_take_subgroup_matrices_where_the_adapter_multiplies_them():
     """matmul_tiled_matrix.wgsl (tensor cores; Chromium's subgroup matrices) for f16 prompts whose rows are whole
     stages, where the adapter offers f16 matrices and their 32 KB of workgroup memory; the f16 tiles elsewhere,

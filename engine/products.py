@@ -65,12 +65,13 @@ DOT4_GLU_QUANTIZED_WG = 256
 # 32 KB that browsers give on desktop GPUs; 128 tokens a tile (37 KB) would not.
 TILED, TILED_STORAGE = True, 28672
 TILE_ROWS, TILE_TOKENS = 128, 64
-# f32 tiles are wide (matmul_tiled_wide.wgsl: twice the tokens and invocations) where workgroups hold
-# WIDE_STORAGE bytes (native GPUs; browsers give 32 KB) and a product's grid of them has WIDE_MIN_WORKGROUPS at
-# least at its most tokens: fewer left an H200 idle (the 1B shape's o and down, 64 of them: 1.65x slower, 8B's
-# k and v, 32: 1.7x), where at 128 and more they ran 1.15-1.23x faster (8B's q, o, gate_up, down; NOTES.md,
-# session 31).
-WIDE_STORAGE, WIDE_MIN_WORKGROUPS = 36864, 128
+# f32 tiles are wide (matmul_tiled_wide.wgsl: twice the tokens and invocations, 32 KB: browsers' and lavapipe's
+# most) where workgroups hold them and a product's grid of them has WIDE_MIN_WORKGROUPS at least at its most
+# tokens: fewer left an H200 idle (the 1B shape's o and down, 64 of them: 1.65x slower, 8B's k and v, 32: 1.7x),
+# where at 128 and more they ran 1.15-1.23x faster (8B's q, o, gate_up, down; NOTES.md, session 31). The IQ4s'
+# products hold their table too (TABLE_BYTES: quant_iq4.wgsl's iq4_pairs).
+WIDE_STORAGE, WIDE_MIN_WORKGROUPS = 32768, 128
+TABLE_TYPES, TABLE_BYTES = frozenset({IQ4_NL, IQ4_XS}), 1024
 # f16 prompts on adapters with f16 subgroup matrices (SUBGROUP_MATRIX) take matmul_tiled_matrix.wgsl: the same
 # tiles, multiplied on tensor cores, MATRIX_STAGE columns a stage (rows whose length it divides; others keep the
 # f16 tiles) in MATRIX_STORAGE bytes of workgroup memory.
@@ -98,11 +99,11 @@ def tiles_fit(info, variant: str) -> bool:
     return TILED and variant == "subgroup" and info.max_workgroup_storage >= TILED_STORAGE
 
 
-def wide_tiles_pay(info, row_groups: int, max_tokens: int) -> bool:
-    """Whether the f32 tiles of a product of row_groups tile rows and steps of up to max_tokens are wide on this
-    adapter (an AdapterInfo): where its workgroups hold them and their grid fills a large GPU."""
-    return (info.max_workgroup_storage >= WIDE_STORAGE
-            and row_groups * cdiv(max_tokens, 2 * TILE_TOKENS) >= WIDE_MIN_WORKGROUPS)
+def wide_tiles_pay(info, wtype: int, row_groups: int, max_tokens: int) -> bool:
+    """Whether the f32 tiles of a product of wtype with row_groups tile rows, in steps of up to max_tokens, are
+    wide on this adapter (an AdapterInfo): where its workgroups hold them and their grid fills a large GPU."""
+    room = WIDE_STORAGE + (TABLE_BYTES if wtype in TABLE_TYPES else 0)
+    return info.max_workgroup_storage >= room and row_groups * cdiv(max_tokens, 2 * TILE_TOKENS) >= WIDE_MIN_WORKGROUPS
 
 
 def _offers_matrices(info) -> bool:
@@ -295,7 +296,7 @@ class ProductKernels:
         row_groups = cdiv(n_out, TILE_ROWS // 2 if glu else TILE_ROWS)
         tx, ty = split_groups(row_groups)
         module = self.tiles_module(n_in)
-        if module == "matmul_tiled.wgsl" and wide_tiles_pay(self.device.info, row_groups, max_tokens):
+        if module == "matmul_tiled.wgsl" and wide_tiles_pay(self.device.info, c["WTYPE"], row_groups, max_tokens):
             module, tokens = "matmul_tiled_wide.wgsl", 2 * TILE_TOKENS
         else:
             tokens = TILE_TOKENS

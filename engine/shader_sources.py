@@ -45,12 +45,14 @@ _LIBRARIES = {
 # compiled into it, since CPU adapters inline every decoder that a switch on WTYPE names before they
 # drop the unused cases (floats never decode blocks: any will do).
 _K = "quant_k.wgsl"  # what the K-quant libraries share
+# Only the IQ4s keep a table in workgroup memory (share_tables); the others take no_tables.wgsl's.
+_N = "no_tables.wgsl"
 _WEIGHT_LIBRARIES = {
-    F32: ("quant_q4.wgsl",), F16: ("quant_q4.wgsl",), BF16: ("quant_q4.wgsl",),
-    Q4_0: ("quant_q4.wgsl",), Q4_1: ("quant_q4.wgsl",), Q5_0: ("quant_q5.wgsl",), Q5_1: ("quant_q5.wgsl",),
-    Q8_0: ("quant_q8.wgsl",), Q4_K: (_K, "quant_q4k.wgsl"), Q5_K: (_K, "quant_q4k.wgsl"),
-    Q6_K: (_K, "quant_q6k.wgsl"), Q3_K: (_K, "quant_q3k.wgsl"), Q2_K: (_K, "quant_q2k.wgsl"),
-    IQ4_NL: (_K, "quant_iq4.wgsl"), IQ4_XS: (_K, "quant_iq4.wgsl"),
+    F32: ("quant_q4.wgsl", _N), F16: ("quant_q4.wgsl", _N), BF16: ("quant_q4.wgsl", _N),
+    Q4_0: ("quant_q4.wgsl", _N), Q4_1: ("quant_q4.wgsl", _N), Q5_0: ("quant_q5.wgsl", _N),
+    Q5_1: ("quant_q5.wgsl", _N), Q8_0: ("quant_q8.wgsl", _N), Q4_K: (_K, "quant_q4k.wgsl", _N),
+    Q5_K: (_K, "quant_q4k.wgsl", _N), Q6_K: (_K, "quant_q6k.wgsl", _N), Q3_K: (_K, "quant_q3k.wgsl", _N),
+    Q2_K: (_K, "quant_q2k.wgsl", _N), IQ4_NL: (_K, "quant_iq4.wgsl"), IQ4_XS: (_K, "quant_iq4.wgsl"),
 }  # fmt: skip
 
 

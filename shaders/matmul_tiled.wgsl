@@ -35,4 +35,4 @@
 // invocation holds a gate row's sums and its up row's. Its sums a and b (S / 2 tokens on) are put_sums's two sets.
 
 const TOKEN_GROUPS = 1u;
-var<workgroup> tile_x: array<vec4<f32>, 576>;  // TILE_TOKENS x PITCH
+var<workgroup> tile_x: array<vec4<f32>, 512>;  // TILE_TOKENS x 8

@@ -4,4 +4,4 @@
 // WIDE_MIN_WORKGROUPS). matmul_tiled.wgsl says what they gain.
 
 const TOKEN_GROUPS = 2u;
-var<workgroup> tile_x: array<vec4<f32>, 1152>;  // 2 TILE_TOKENS x PITCH
+var<workgroup> tile_x: array<vec4<f32>, 1024>;  // 2 TILE_TOKENS x 8

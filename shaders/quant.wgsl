@@ -131,26 +131,6 @@ struct IntParts { lo: vec4<u32>, hi: vec4<u32>, d: vec2<f32>, m: vec2<f32> }
 
 @group(0) @binding(1) var<storage, read> w32: array<u32>;  // only matvec_dot4 reads it (not both w and w32)
 
-// IQ4_NL's and IQ4_XS's table of 16 signed bytes, four a word (value k in byte k % 4 of word k / 4), and for the
-// integer products the same by pairs in workgroup memory: entry q (a byte of indices, two weights) holds T[q % 16]
-// in its byte 0 and T[q / 16] in its byte 2, so a lookup is one load for two weights, where selects took five
-// operations a weight and a table of 16 one load (quant_iq4.wgsl's iq4_int).
-const IQ4_TABLE = vec4<u32>(0xBFAD9881u, 0xF6EADDCFu, 0x26190D01u, 0x71594535u);
-var<workgroup> iq4_pairs: array<u32, 256>;
-
-// What the integer products' int_parts read from workgroup memory (IQ4's pairs), put there by the whole
-// workgroup of n invocations (a barrier) before its first int_parts.
-fn share_tables(lid: u32, n: u32) {
-    if (WTYPE != IQ4_NL && WTYPE != IQ4_XS) { return; }
-    let table = IQ4_TABLE;
-    for (var q = lid; q < 256u; q += n) {
-        let lo = (table[(q & 15u) >> 2u] >> (8u * (q & 3u))) & 0xFFu;
-        let hi = (table[q >> 6u] >> (8u * ((q >> 4u) & 3u))) & 0xFFu;
-        iq4_pairs[q] = lo | (hi << 16u);
-    }
-    workgroupBarrier();
-}
-
 fn int_parts1(lo: vec4<u32>, hi: vec4<u32>, d: f32, m: f32) -> IntParts {
     return IntParts(lo, hi, vec2<f32>(d), vec2<f32>(m));
 }

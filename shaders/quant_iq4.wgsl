@@ -8,9 +8,29 @@
 //          scales_l[j / 2] | bits 2j, 2j + 1 of scales_h << 4; w = d * (ls - 32) * T[q]
 // IQ4_NL blocks start at any even byte, IQ4_XS superblocks at any multiple of 8. m is 0 (has_offset): the
 // table is signed. Integer products take T[q] as the signed byte it is (IntParts), from workgroup memory by
-// pairs (quant.wgsl's iq4_pairs).
+// pairs (iq4_pairs below).
 
-// T (quant.wgsl's IQ4_TABLE) at four indices n (each below 16) as unsigned bytes: the word by two selects, the
+// IQ4_NL's and IQ4_XS's table of 16 signed bytes, four a word (value k in byte k % 4 of word k / 4), and for the
+// integer products the same by pairs in workgroup memory: entry q (a byte of indices, two weights) holds T[q % 16]
+// in its byte 0 and T[q / 16] in its byte 2, so a lookup is one load for two weights, where selects took five
+// operations a weight and a table of 16 one load (quant_iq4.wgsl's iq4_int).
+const IQ4_TABLE = vec4<u32>(0xBFAD9881u, 0xF6EADDCFu, 0x26190D01u, 0x71594535u);
+var<workgroup> iq4_pairs: array<u32, 256>;
+
+// What the integer products' int_parts read from workgroup memory (IQ4's pairs), put there by the whole
+// workgroup of n invocations (a barrier) before its first int_parts. (Other types' libraries come with
+// no_tables.wgsl's, which does nothing: their modules then hold no table, 1 KB less workgroup memory.)
+fn share_tables(lid: u32, n: u32) {
+    let table = IQ4_TABLE;
+    for (var q = lid; q < 256u; q += n) {
+        let lo = (table[(q & 15u) >> 2u] >> (8u * (q & 3u))) & 0xFFu;
+        let hi = (table[q >> 6u] >> (8u * ((q >> 4u) & 3u))) & 0xFFu;
+        iq4_pairs[q] = lo | (hi << 16u);
+    }
+    workgroupBarrier();
+}
+
+// T (IQ4_TABLE) at four indices n (each below 16) as unsigned bytes: the word by two selects, the
 // byte by a shift.
 // (No indexing by a value that differs between invocations: CPU adapters pay for that per invocation.)
 fn iq4_lookup(n: vec4<u32>) -> vec4<u32> {

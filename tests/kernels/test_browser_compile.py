@@ -97,7 +97,7 @@ def every_pipeline() -> list[dict]:
         k.matmul(b, K.Q4_1, 64, 7, b, b, 9)
         k.matmul(b, K.F16, 36, 7, b, b, 9, glu="silu")
     pipelines.update(device.pipelines)
-    # Native GPUs whose workgroups hold wide f32 tiles, for products whose grid of them fills a large GPU
+    # f32 products whose grid of wide tiles fills a large GPU, where workgroups hold those tiles
     roomy = RecordingDevice(products.WIDE_STORAGE)
     k = K.Kernels(roomy, variant="subgroup")
     wide_rows, tokens = products.TILE_ROWS * products.WIDE_MIN_WORKGROUPS, 2 * products.TILE_TOKENS
@@ -110,12 +110,6 @@ def every_pipeline() -> list[dict]:
     assert any(p["code"].startswith(K.load_shader("matmul_tiled_wide.wgsl")) for p in roomy.pipelines.values())
     pipelines.update(roomy.pipelines)
     return list(pipelines.values())
-
-
-def in_browsers_reach(pipeline: dict) -> bool:
-    """Whether a pipeline is one a browser may build: all but the wide f32 tiles, whose 36 KB of workgroup memory
-    are past browsers' 32 KB (Tint still checks their kernel, tiles_f32.wgsl, in matmul_tiled.wgsl's module)."""
-    return not pipeline["code"].startswith(K.load_shader("matmul_tiled_wide.wgsl"))
 
 
 def _build_every_op(device: RecordingDevice) -> None:
@@ -230,7 +224,7 @@ def test_every_pipeline_compiles_in_chromium(tmp_path):
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing")
     sync_api = pytest.importorskip("playwright.sync_api")
-    pipelines = [p for p in every_pipeline() if in_browsers_reach(p)]
+    pipelines = every_pipeline()
     assert len(pipelines) > 30
     page_file = tmp_path / "blank.html"  # WebGPU needs a secure context: file:// is one
     page_file.write_text("<html><body></body></html>")

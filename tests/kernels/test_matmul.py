@@ -334,11 +334,12 @@ def test_prompts_products_in_tiles(gpu, kernels_for, rng, wtype, tiles, monkeypa
 def test_wide_f32_tiles_where_workgroups_hold_them(gpu, kernels_for, rng, wtype, monkeypatch):
     """matmul_tiled_wide.wgsl's tiles (128 tokens, two invocations a tile row) wherever the adapter's workgroups
     hold them, here for every grid: two wide token tiles and part of a third, a partial row tile, GLU, accumulating
-    and into columns of wider rows. An adapter without the room (lavapipe's 32 KB) keeps the plain tiles, and the
-    products are right either way."""
+    and into columns of wider rows. Where there is no room (the IQ4s' table past lavapipe's 32 KB) the plain tiles
+    take them, and the products are right either way."""
     monkeypatch.setattr(products, "WIDE_MIN_WORKGROUPS", 1)
     kernels = K.Kernels(kernels_for("subgroup").device, variant="subgroup")
-    wide = kernels.device.info.max_workgroup_storage >= products.WIDE_STORAGE
+    wide = products.wide_tiles_pay(kernels.device.info, wtype, 1, 2 * products.TILE_TOKENS)
+    assert wide or wtype in products.TABLE_TYPES
     n_in = row_length(wtype, 3 if wtype in F16_FIELDS else 5)
     modules, step = [], kernels._step
     monkeypatch.setattr(kernels, "_step", lambda *a: modules.append(a[0]) or step(*a))
@@ -352,14 +353,16 @@ def test_wide_f32_tiles_where_workgroups_hold_them(gpu, kernels_for, rng, wtype,
 
 def test_wide_tiles_only_where_their_grid_fills_a_large_gpu(device):
     """Wide tiles where a product's grid of them still has WIDE_MIN_WORKGROUPS at its most tokens (an H200 lost
-    with fewer), and only on adapters whose workgroups hold them."""
-    roomy = replace(device.info, max_workgroup_storage=49152)
-    assert products.wide_tiles_pay(roomy, 32, 512)  # the 8B shape's q, o and down: 32 row tiles x 4 token tiles
-    assert products.wide_tiles_pay(roomy, 224, 512)  # its gate_up (GLU: 64 outputs a tile)
-    assert not products.wide_tiles_pay(roomy, 8, 512)  # its k and v
-    assert not products.wide_tiles_pay(roomy, 16, 512)  # the 1B shape's o and down
-    assert not products.wide_tiles_pay(roomy, 32, 2 * products.TILE_TOKENS)  # a step of one wide tile's tokens
-    assert not products.wide_tiles_pay(replace(device.info, max_workgroup_storage=32768), 224, 512)  # browsers'
+    with fewer), and only on adapters whose workgroups hold them (and the IQ4s' table)."""
+    info = replace(device.info, max_workgroup_storage=32768)  # browsers' and lavapipe's
+    assert products.wide_tiles_pay(info, K.Q4_K, 32, 512)  # the 8B shape's q, o and down: 32 row tiles x 4 tokens'
+    assert products.wide_tiles_pay(info, K.Q4_K, 224, 512)  # its gate_up (GLU: 64 outputs a tile)
+    assert not products.wide_tiles_pay(info, K.Q4_K, 8, 512)  # its k and v
+    assert not products.wide_tiles_pay(info, K.Q4_K, 16, 512)  # the 1B shape's o and down
+    assert not products.wide_tiles_pay(info, K.Q4_K, 32, 2 * products.TILE_TOKENS)  # a step of one wide tile's
+    assert not products.wide_tiles_pay(info, K.IQ4_XS, 224, 512)  # 32 KB and the table do not fit in 32 KB
+    assert products.wide_tiles_pay(replace(info, max_workgroup_storage=49152), K.IQ4_XS, 224, 512)
+    assert not products.wide_tiles_pay(replace(info, max_workgroup_storage=16384), K.Q4_K, 224, 512)
 
 
 def test_f16_prompts_take_subgroup_matrices_where_the_adapter_multiplies_them():

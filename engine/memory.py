@@ -183,6 +183,19 @@ def row_ranges(n_rows: int, row_bytes: int, max_binding: int | None) -> list[tup
 VOCAB_MATRICES = ("token_embd.weight", "output.weight")
 
 
+def stacking_runs(infos: list) -> list[list]:
+    """Matrices a product would read stacked (q, k, v; gate, up), as the runs of them that share a buffer: the
+    neighbours of one type (a buffer holds one), a run ending where a part would start off a 4-byte boundary.
+    Q4_K_M files keep v in Q6_K in some layers, so their q and k stay one product and v takes its own."""
+    runs: list[list] = []
+    for info in infos:
+        if runs and runs[-1][-1].type == info.type and runs[-1][-1].nbytes % 4 == 0:
+            runs[-1].append(info)
+        else:
+            runs.append([info])
+    return runs
+
+
 def _weight_buffers(c: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: int, max_binding: int | None,
                     texels: bool = False):
     """The weight buffers as Model.load uploads them, ((label, bytes), whether a matrix) each (with texels, a
@@ -208,18 +221,17 @@ def _weight_buffers(c: ModelConfig, tensors: Mapping[str, TensorInfo], n_ctx: in
             matrices.append(info.nbytes)
 
     def stacked(names: list[str]) -> bool:
-        """_Uploader.stacked: one buffer, or one each (Separate) when the types differ or a part would
-        start off a 4-byte boundary. Returns whether they are Separate."""
-        infos = [tensors[name] for name in names if name in tensors]
-        if len({info.type for info in infos}) > 1 or any(info.nbytes % 4 for info in infos[:-1]):
-            for info in infos:
-                one(info.name)
-            return True
-        if infos:
-            total = sum(info.nbytes for info in infos)
-            buffers.append(((infos[0].name + " stacked", laid_out(infos[0].type, total)), True))
+        """Uploader.stacked: a buffer for each of stacking_runs' runs (one run: a Weight). Returns whether they
+        are Separate."""
+        runs = stacking_runs([tensors[name] for name in names if name in tensors])
+        for run in runs:
+            if len(run) == 1:
+                one(run[0].name)
+                continue
+            total = sum(info.nbytes for info in run)
+            buffers.append(((run[0].name + " stacked", laid_out(run[0].type, total)), True))
             matrices.append(total)
-        return False
+        return len(runs) > 1
 
     one("token_embd.weight")
     one("output_norm.weight", matrix=False)

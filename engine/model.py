@@ -152,10 +152,10 @@ class Model:
     # GPUs' qkv and gate_up also apply the norms before them (Kernels.folds_norm) and their attention is 2:
     # 6; with integer products (Kernels.dot4) the products but o quantise x first, and o takes it from
     # attention: 9, and steps of up to Kernels.fuses_up_to tokens (streams decoding together) run alike.
-    # q, k, v and gate, up, glu_mul are there instead of qkv and gate_up only when those weights are Separate
-    # (one buffer holds one type); qkv_bias only for Qwen2, q_norm and k_norm for Qwen 3 and Gemma 3. The
-    # residual adds are inside o and down (they accumulate into x), or inside Gemma's post-norms, which
-    # normalise o's and down's outputs into x.
+    # q, k, v (or qk, v: Q4_K_M's layers whose v is Q6_K) and gate, up, glu_mul are there instead of qkv and
+    # gate_up only when those weights are Separate (one buffer holds one type); qkv_bias only for Qwen2, q_norm
+    # and k_norm for Qwen 3 and Gemma 3. The residual adds are inside o and down (they accumulate into x), or
+    # inside Gemma's post-norms, which normalise o's and down's outputs into x.
     def _layer_ops(self, layer: Layer, i: int) -> tuple[LayerOp, ...]:
         """Layer i's dispatch sequence, in execution order, bound to its buffers and the activations."""
         c, k, T = self.config, self.kernels, self.max_batch
@@ -233,12 +233,15 @@ class Model:
         if isinstance(wqkv, Weight):
             product = self._matmul(wqkv, c.dim, c.qkv_dim, self.xb, self.qkv, norm=norm, rope_store=rope_store)
             return [LayerOp("qkv", product)]
-        widths, cols = (c.q_dim, c.kv_dim, c.kv_dim), (0, c.q_dim, c.q_dim + c.kv_dim)
+        starts = {0: "q", c.q_dim: "k", c.q_dim + c.kv_dim: "v"}  # each part named by what it holds: q, qk, v..
+        cols = [sum(wqkv.rows[:i]) for i in range(len(wqkv.rows))]
+        names = ["".join(m for start, m in starts.items() if col <= start < col + n)
+                 for col, n in zip(cols, wqkv.rows, strict=True)]
         reuse = self._reuse_x(wqkv)
         return [
             LayerOp(name, self._matmul(w, c.dim, n, self.xb, self.qkv, y_stride=c.qkv_dim, y_col=col, norm=norm,
                                        reuse_x=again))
-            for name, w, n, col, again in zip("qkv", wqkv.parts, widths, cols, reuse, strict=True)
+            for name, w, n, col, again in zip(names, wqkv.parts, wqkv.rows, cols, reuse, strict=True)
         ]
 
     @staticmethod

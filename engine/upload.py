@@ -10,7 +10,7 @@ from . import kernels as K
 from .errors import UnsupportedModel
 from .gguf import GGUFFile, ggml_type_name
 from .gpu import TEXEL_BYTES, Device
-from .memory import row_ranges
+from .memory import row_ranges, stacking_runs
 
 ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total)
 
@@ -26,10 +26,12 @@ class Weight:
 
 @dataclass(frozen=True)
 class Separate:
-    """Matrices a product would read stacked, in one buffer each: their types differ (a buffer holds one
-    type) or a part would start off a 4-byte boundary. The model then runs one product per part."""
+    """Matrices a product would read stacked, in several buffers (memory.stacking_runs: their types differ, as a
+    buffer holds one, or a part would start off a 4-byte boundary), each part one or more of them stacked. The
+    model then runs one product per part."""
 
     parts: tuple[Weight, ...]
+    rows: tuple[int, ...]  # each part's
 
 
 @dataclass(frozen=True)
@@ -116,19 +118,23 @@ class Uploader:
             )
 
     def stacked(self, names: list[str], n_in: int, rows: list[int]) -> Weight | Separate:
-        """Matrices of n_in columns stacked row-wise in one buffer; Separate when their types differ
-        (or a part would start off a 4-byte boundary)."""
+        """Matrices of n_in columns stacked row-wise in one buffer; Separate where they cannot all share one
+        (memory.stacking_runs), each run of them stacked in its own."""
         infos = []
         for name, n in zip(names, rows, strict=True):  # each checked in turn: errors name the first bad one
             infos.append(self._info(name, (n_in, n)))
             self._check_type(infos[-1])
-        if len({info.type for info in infos}) > 1 or any(info.nbytes % 4 for info in infos[:-1]):
-            return self.separate(names, n_in, rows)
-        return Weight(self._upload_all(infos, infos[0].name + " stacked", matrix=True), infos[0].type)
+        runs = stacking_runs(infos)
+        weights = tuple(Weight(self._upload_all(run, run[0].name + (" stacked" if len(run) > 1 else ""),
+                                                matrix=True), run[0].type) for run in runs)
+        if len(weights) == 1:
+            return weights[0]
+        n_rows = dict(zip(names, rows, strict=True))
+        return Separate(weights, tuple(sum(n_rows[info.name] for info in run) for run in runs))
 
     def separate(self, names: list[str], n_in: int, rows: list[int]) -> Separate:
-        """Matrices of n_in columns, one buffer each (what `stacked` falls back to)."""
-        return Separate(tuple(self.tensor(name, (n_in, n)) for name, n in zip(names, rows, strict=True)))
+        """Matrices of n_in columns, one buffer each (what `stacked` makes of matrices of different types)."""
+        return Separate(tuple(self.tensor(name, (n_in, n)) for name, n in zip(names, rows, strict=True)), tuple(rows))
 
     def stacked_norms(self, names: list[str], sizes: list[int]):
         """F32 vectors one after another in one buffer (Qwen2's q, k and v biases)."""

@@ -166,8 +166,8 @@ def test_q8_prompts_follow_the_scalar_logits_to_8_bits(engine, event_loop_sessio
     assert (scalar.argmax(axis=1) == gpu.argmax(axis=1))[clear].all()
 
 
-def _tiny_qwen2(path, n_layers=2, dim=128, ffn_dim=256, n_heads=4, n_kv_heads=2, n_vocab=96):
-    """A Qwen2 GGUF (q, k and v biases, NeoX RoPE, tied head) of random f32 weights."""
+def _tiny_qwen2(path, n_layers=2, dim=128, ffn_dim=256, n_heads=4, n_kv_heads=2, n_vocab=96, v_f16=False):
+    """A Qwen2 GGUF (q, k and v biases, NeoX RoPE, tied head) of random f32 weights (v in f16 with v_f16)."""
     rng = np.random.default_rng(0)
     q_dim, kv_dim = dim, dim // n_heads * n_kv_heads
     meta = {"qwen2.block_count": n_layers, "qwen2.context_length": 64, "qwen2.embedding_length": dim,
@@ -178,12 +178,16 @@ def _tiny_qwen2(path, n_layers=2, dim=128, ffn_dim=256, n_heads=4, n_kv_heads=2,
     def f32(*shape, mean=0.0, std=0.05):
         return rng.normal(mean, std, shape).astype(np.float32), 0
 
+    def f16(*shape):
+        return rng.normal(0.0, 0.05, shape).astype(np.float16), 1
+
     tensors = {"token_embd.weight": f32(n_vocab, dim, std=1.0), "output_norm.weight": f32(dim, mean=1.0)}
     for i in range(n_layers):
         p = f"blk.{i}."
         tensors |= {p + "attn_norm.weight": f32(dim, mean=1.0), p + "ffn_norm.weight": f32(dim, mean=1.0),
                     p + "attn_q.weight": f32(q_dim, dim), p + "attn_k.weight": f32(kv_dim, dim),
-                    p + "attn_v.weight": f32(kv_dim, dim), p + "attn_q.bias": f32(q_dim, std=0.5),
+                    p + "attn_v.weight": f16(kv_dim, dim) if v_f16 else f32(kv_dim, dim),
+                    p + "attn_q.bias": f32(q_dim, std=0.5),
                     p + "attn_k.bias": f32(kv_dim, std=0.5), p + "attn_v.bias": f32(kv_dim, std=0.5),
                     p + "attn_output.weight": f32(dim, q_dim), p + "ffn_gate.weight": f32(ffn_dim, dim),
                     p + "ffn_up.weight": f32(ffn_dim, dim), p + "ffn_down.weight": f32(dim, ffn_dim)}  # fmt: skip
@@ -201,6 +205,31 @@ def test_qwen2_biases_follow_the_qkv_products_and_match_the_reference(
     names = SEPARATE if separate else STACKED
     after = names.index("v" if separate else "qkv") + 1
     assert _names(model) == [[*names[:after], "qkv_bias", *names[after:]]] * model.config.n_layers
+    reference = ReferenceModel(path)
+    expected = np.array([reference.forward(t, reference.n_past)[-1] for t in STEPS])
+    ours = _logits(event_loop_session, model)
+    assert np.abs(ours - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+def test_q_and_k_of_one_type_stay_one_product_when_v_differs(engine, event_loop_session, monkeypatch, tmp_path):
+    """Q4_K_M files keep v in Q6_K in some layers (q and k in Q4_K): q and k stay stacked, one product, and v
+    takes its own, as memory.py plans the buffers; the logits still follow the float64 reference."""
+    from engine.config import ModelConfig
+    from engine.memory import model_buffers
+    from tests.reference import ReferenceModel
+
+    path = _tiny_qwen2(tmp_path / "qwen2.gguf", v_f16=True)
+    model = _load(engine, open_gguf(path), monkeypatch, separate=False)
+    c = model.config
+    for layer in model.layers:
+        assert isinstance(layer.wqkv, Separate) and layer.wqkv.rows == (c.q_dim + c.kv_dim, c.kv_dim)
+        assert [w.type for w in layer.wqkv.parts] == [0, 1]
+    names = ["attn_norm", "qk", "v", "qkv_bias", *STACKED[STACKED.index("rope"):]]
+    assert _names(model) == [names] * c.n_layers
+    gguf = open_gguf(path)
+    planned = [label for _, label, _ in model_buffers(ModelConfig.from_gguf(gguf.metadata, set(gguf.tensors)),
+                                                       gguf.tensors, 64, 12)]
+    assert {"blk.0.attn_q.weight stacked", "blk.0.attn_v.weight"} <= set(planned)
     reference = ReferenceModel(path)
     expected = np.array([reference.forward(t, reference.n_past)[-1] for t in STEPS])
     ours = _logits(event_loop_session, model)

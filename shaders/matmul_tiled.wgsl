@@ -11,8 +11,8 @@
 // Every invocation fetches the next block (a row's integers, int_parts, and four vec4s of x) into registers
 // before it multiplies the current one, so those loads are in flight during the multiply-adds. (Two tiles in
 // turn, one barrier a block rather than two, cost the f16 kernel 22 %; f32's would not fit 32 KB.)
-// Wide tiles (matmul_tiled_wide.wgsl: 128 tokens, 256 invocations, two a tile row's block; 36 KB, past browsers'
-// 32 KB) decode each block for twice the tokens, and pay where their grid still fills a large GPU (products.py's
+// Wide tiles (matmul_tiled_wide.wgsl: 128 tokens, 256 invocations, two a tile row's block; 32 KB unpadded)
+// decode each block for twice the tokens, and pay where their grid still fills a large GPU (products.py's
 // WIDE_MIN_WORKGROUPS): an H200's 8B prompt step of 512, GPU ms over the layers, q 18.8 -> 16.4, o 20.1 -> 16.8,
 // gate_up 133.5 -> 113.8, down 69.1 -> 57.3; k and v (32 wide workgroups) would lose, 9.6 -> 16.3, as would the
 // 1B shape's o and down (64), 2.6 -> 4.3 and 10.4 -> 17.2 (NOTES.md, session 31).

@@ -23,7 +23,7 @@ _ONE_TREE = """
 import asyncio, struct, sys, time
 tree, model_path, tokens, repeats, ops, out = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6]), sys.argv[6]
 sys.path[:0] = [tree, tree + "/benchmarks"]
-from bench_engine import _prompt_ids
+from bench_engine import _prompt_ids, prompt_logits
 from engine.engine import Engine
 
 async def main():
@@ -36,8 +36,8 @@ async def main():
         await engine.prefill(ids)
         await model.device.read_buffer(model.logits, 0, 4)
         runs.append(tokens / (time.perf_counter() - start))
-    data = bytes(await model.device.read_buffer(model.logits, 0, model.config.vocab_size * 4))
-    open(out, "wb").write(data)
+    logits = await prompt_logits(engine, tokens)
+    open(out, "wb").write(struct.pack(f"<{len(logits)}f", *logits))
     print("prefill", " ".join(f"{r:.0f}" for r in runs[1:]), flush=True)
     if ops:
         from profile_decode import profile_engine
